@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite - the README's test command, and what CI runs.
+#   bash scripts/test.sh          everything: lint, syntax checks, pytest, every Molecule scenario
+#   bash scripts/test.sh lint     ruff + ansible-lint + syntax checks only
+# Sets up what it needs first (venv, Docker engine, systemd base images); each of those steps is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+# Tools the tests drive for real: bubblewrap (sandbox baseline), curl and git (clients in the sandbox/gateway tests).
+tests/infra/apt-install.sh bubblewrap curl git iproute2 util-linux
+
+results=()
+failed=0
+step() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    results+=("$name ok ($((SECONDS - start)) s)")
+  else
+    results+=("$name FAILED ($((SECONDS - start)) s)")
+    failed=$((failed + 1))
+  fi
+}
+
+syntax_check_all() {
+  local pb rc=0
+  for pb in site.yml playbooks/*.yml; do
+    [ -e "$pb" ] || continue
+    ansible-playbook --syntax-check "$pb" >/dev/null || { echo "syntax-check failed: $pb"; rc=1; }
+  done
+  return $rc
+}
+
+molecule_all() {
+  local dir rc=0
+  for dir in molecule/*/; do
+    [ -f "$dir/molecule.yml" ] || continue
+    molecule test -s "$(basename "$dir")" || rc=1
+  done
+  return $rc
+}
+
+step ruff ruff check .
+step ruff-format ruff format --check .
+step ansible-lint ansible-lint --profile production
+step syntax-check syntax_check_all
+if [ "$what" = all ]; then
+  tests/infra/docker-engine.sh
+  tests/infra/base-images.sh
+  step pytest pytest
+  step molecule molecule_all
+fi
+
+echo
+echo "=== summary"
+printf '  %s\n' "${results[@]}"
+echo "checks: $(( ${#results[@]} - failed )) passed, $failed failed"
+[ "$failed" -eq 0 ]
