@@ -21,6 +21,7 @@ _COMPONENTS = (
     "clawfleet.policy.cli",
     "clawfleet.sandbox.cli",
     "clawfleet.host.cli",
+    "clawfleet.gpu.cli",
     "clawfleet.gateway.cli",
     "clawfleet.router.cli",
     "clawfleet.fleet.cli",

@@ -1,0 +1,73 @@
+"""The fake H200 host gets a sized, healthy vLLM service; the GPU-less host gets nothing GPU-related.
+
+Every test runs on both hosts and asserts each host's own expectation, so nothing is skipped.
+"""
+
+import json
+
+API_KEY = "molecule-test-key-not-a-secret"
+
+
+def _is_gpu_host(host) -> bool:
+    return host.backend.get_hostname().endswith("bookworm")
+
+
+def test_gpu_facts_are_recorded(host):
+    fact = json.loads(host.file("/etc/ansible/facts.d/clawfleet_gpu.fact").content_string)
+    if _is_gpu_host(host):
+        assert fact["present"] is True and fact["count"] == 1
+        assert fact["gpus"][0]["name"] == "NVIDIA H200"
+        assert fact["gpus"][0]["architecture"] == "Hopper"
+        assert fact["driver_version"] == "580.159.04"
+        # Volatile figures stay out so re-runs are idempotent.
+        assert "memory_free_mib" not in fact["gpus"][0]
+    else:
+        assert (fact["present"], fact["count"], fact["gpus"]) == (False, 0, [])
+
+
+def test_vllm_unit_exists_only_on_the_gpu_host(host):
+    assert host.file("/etc/systemd/system/clawfleet-vllm.service").exists == _is_gpu_host(host)
+    # DGX OS (fake H200) keeps its driver and the GPU-less host needs none: no driver install was attempted.
+    assert not host.file("/etc/modprobe.d/clawfleet-blacklist-nouveau.conf").exists
+    assert not host.package("nvidia-container-toolkit").is_installed
+
+
+def test_vllm_is_sized_from_the_h200_facts(host):
+    plan_file = host.file("/etc/clawfleet/vllm/plan.json")
+    assert plan_file.exists == _is_gpu_host(host)
+    if not _is_gpu_host(host):
+        return
+    plan = json.loads(plan_file.content_string)["plan"]
+    assert plan["tensor_parallel_size"] == 1
+    assert plan["gpu_memory_utilization"] == 0.9
+    assert plan["max_model_len"] == 32768
+    unit = host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
+    assert "--tensor-parallel-size 1 --gpu-memory-utilization 0.90 --max-model-len 32768" in unit
+    assert "--host 127.0.0.1" in unit
+
+
+def test_vllm_api_key_stays_in_a_root_only_file(host):
+    env = host.file("/etc/clawfleet/vllm/vllm.env")
+    assert env.exists == _is_gpu_host(host)
+    cmdlines = host.run("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+    assert API_KEY not in cmdlines
+    if _is_gpu_host(host):
+        assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+        assert f"VLLM_API_KEY={API_KEY}" in env.content_string
+        assert API_KEY not in host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
+
+
+def test_vllm_service_is_healthy_and_requires_the_key(host):
+    listening = host.socket("tcp://127.0.0.1:8000").is_listening
+    assert listening == _is_gpu_host(host)
+    if not _is_gpu_host(host):
+        return
+    service = host.service("clawfleet-vllm")
+    assert service.is_running and service.is_enabled
+    assert host.process.filter(user="clawfleet-vllm"), "vLLM must run as its own system user"
+    ok = host.run(f"curl -sf -H 'Authorization: Bearer {API_KEY}' http://127.0.0.1:8000/v1/models")
+    assert ok.rc == 0
+    assert [m["id"] for m in json.loads(ok.stdout)["data"]] == ["local-nemotron"]
+    denied = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models")
+    assert denied.stdout == "401"
+    assert not host.socket("tcp://0.0.0.0:8000").is_listening
