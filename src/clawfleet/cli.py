@@ -22,6 +22,7 @@ _COMPONENTS = (
     "clawfleet.sandbox.cli",
     "clawfleet.host.cli",
     "clawfleet.gpu.cli",
+    "clawfleet.bundle.cli",
     "clawfleet.gateway.cli",
     "clawfleet.router.cli",
     "clawfleet.fleet.cli",
