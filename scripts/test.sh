@@ -10,7 +10,7 @@ what=${1:-all}
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 # Tools the tests drive for real: bubblewrap (sandbox baseline), curl and git (clients in the sandbox/gateway tests).
-tests/infra/apt-install.sh bubblewrap curl git iproute2 util-linux
+tests/infra/apt-install.sh bubblewrap curl git iproute2 util-linux procps python3 libseccomp2 passwd
 
 results=()
 failed=0

@@ -20,11 +20,11 @@ from .canonical import digest, normalize
 from .diff import diff
 from .engine import compile_policy
 from .errors import PolicyError, Problem
+from .json_schema import JSON_SCHEMA
 from .loader import load_any_file, load_file
 from .matching import normalize_request_host
 from .merge import merge
 from .model import Policy, Preset
-from .schema import JSON_SCHEMA
 from .yamlio import dump_yaml
 
 __all__ = ["register"]

@@ -1,0 +1,152 @@
+"""Sandbox start time, side by side with bubblewrap, unshare and a bare Python start, in one run.
+
+    sudo .venv/bin/python benchmarks/bench_sandbox_start.py [-n 30]
+
+Runs are interleaved round-robin so load changes on a shared machine hit every command alike. Prints
+median and p90 wall time per command and the ratio of each median to bwrap's. Goal: clawfleet under 15x
+bwrap. Needs root (the sandbox launcher does) and bwrap (Debian: bubblewrap).
+
+The last row runs ``Launcher.run()`` inside this process: the sandbox alone, without interpreter start-up
+and imports. ``clawfleet sandbox run`` goes through the top-level CLI, which imports every component's command line;
+``python -m clawfleet.sandbox run`` is the same command without them. The difference between the two rows
+is what the other components' imports cost the sandbox start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+USER = "clawfleet-sbx"
+POLICY = """\
+version: 1
+filesystem_policy:
+  include_workdir: true
+  read_only: [/usr, /lib, /proc, /dev/urandom, /app, /etc, /var/log]
+  read_write: [/sandbox, /tmp, /dev/null]
+landlock:
+  compatibility: best_effort
+process:
+  run_as_user: {user}
+"""
+
+
+IN_PROCESS = "Launcher.run() in-process"
+
+
+def _in_process_launch(policy: Path, work: Path):
+    """The sandbox itself (3 forks, mounts, Landlock, seccomp, exec /bin/true) without the interpreter start
+    and the imports a CLI run pays: what the kernel-facing code costs, next to bwrap."""
+    import argparse as ap
+
+    from clawfleet.sandbox.cli import build_spec
+    from clawfleet.sandbox.launcher import Launcher
+
+    ns = ap.Namespace(policy=str(policy), workdir=str(work), user=None, group=None, mode="enforce", log=None,
+                      memory_max=None, pids_max=4096, env=[], credential=[], command=["--", "/bin/true"])  # fmt: skip
+    spec = build_spec(ns, {})
+
+    def launch() -> None:
+        if Launcher(spec).run() != 0:
+            raise SystemExit("in-process launch failed")
+
+    return launch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=30, help="runs per command (default 30)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the sandbox launcher needs it")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", USER], check=True)
+    clawfleet = str(Path(sys.executable).with_name("clawfleet"))
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp, "policy.yaml")
+        policy.write_text(POLICY.format(user=USER))
+        work = Path(tmp, "work")
+        work.mkdir()
+        shutil.chown(work, USER, USER)
+        os.chmod(tmp, 0o755)
+        commands = {
+            "clawfleet sandbox run": [
+                clawfleet,
+                "sandbox",
+                "run",
+                "--policy",
+                str(policy),
+                "--workdir",
+                str(work),
+                "--",
+                "/bin/true",
+            ],
+            "python -m clawfleet.sandbox": [
+                sys.executable,
+                "-m",
+                "clawfleet.sandbox",
+                "run",
+                "--policy",
+                str(policy),
+                "--workdir",
+                str(work),
+                "--",
+                "/bin/true",
+            ],
+            "bwrap --unshare-all": [
+                "bwrap",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--unshare-all",
+                "--new-session",
+                "--die-with-parent",
+                "true",
+            ],
+            "unshare -Urnmpf": ["unshare", "-Urnmpf", "true"],
+            "python3 -c pass": [sys.executable, "-c", "pass"],
+        }
+        for name, argv in list(commands.items()):
+            if shutil.which(argv[0]) is None:
+                print(f"{name}: {argv[0]} not installed, left out")
+                del commands[name]
+                continue
+            subprocess.run(argv, check=True)  # warm caches; fail loudly if something does not work
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        launch = _in_process_launch(policy, work)
+        times[IN_PROCESS] = []
+        for _ in range(args.n):
+            for name, argv in commands.items():
+                start = time.perf_counter()
+                subprocess.run(argv, check=True)
+                times[name].append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            launch()
+            times[IN_PROCESS].append((time.perf_counter() - start) * 1000)
+    base = statistics.median(times["bwrap --unshare-all"]) if "bwrap --unshare-all" in times else float("nan")
+    load = os.getloadavg()[0]
+    header = f"{'command':<28} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}"
+    print(f"{header}   (n={args.n}, {os.cpu_count()} CPUs, load average {load:.1f})")
+    for name, samples in times.items():
+        med = statistics.median(samples)
+        p90 = statistics.quantiles(samples, n=10)[-1]
+        print(f"{name:<28} {med:>10.1f} {p90:>8.1f} {med / base:>8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The launcher's contract: exit codes, stdio, signals, limits, Landlock negotiation, the gateway hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from clawfleet.sandbox import landlock
+from clawfleet.sandbox.launcher import Launcher
+from clawfleet.sandbox.namespaces import run_in_netns
+from clawfleet.sandbox.spec import SandboxSpec
+
+from .conftest import BASE_POLICY, HOST_PYTHON
+
+pytestmark = pytest.mark.root
+
+
+def test_exit_status_and_stdio_pass_through(sandbox):
+    assert sandbox.run(["/bin/sh", "-c", "exit 7"]).returncode == 7
+    assert sandbox.run(["/bin/sh", "-c", "kill -9 $$"]).returncode == 128 + 9
+    proc = sandbox.run(["/bin/sh", "-c", "cat; echo err >&2; pwd"], input="hello\n")
+    assert proc.returncode == 0
+    assert proc.stdout == "hello\n/sandbox\n" and proc.stderr == "err\n"
+
+
+def test_setup_failures_exit_125_with_one_line(sandbox, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nfilesystem_policy:\n  read_only: relative/path\n")
+    cases = [
+        sandbox.run(["/bin/true"], policy=tmp_path / "missing.yaml"),
+        sandbox.run(["/bin/true"], policy=bad),
+        sandbox.run(["/bin/true"], extra=("--user", "root")),
+        sandbox.run(["/bin/true"], extra=("--workdir", str(tmp_path / "nope"))),
+    ]
+    for proc in cases:
+        assert proc.returncode == 125, proc.stderr
+        assert proc.stderr.startswith("clawfleet sandbox: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "root" in cases[2].stderr
+    not_found = sandbox.run(["/no/such/command"])
+    assert not_found.returncode == 127 and "command not found" in not_found.stderr
+
+
+def test_sigterm_is_forwarded_and_background_processes_die(sandbox):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clawfleet.cli", "sandbox", "run", "--policy", str(sandbox.write_policy()),
+         "--workdir", str(sandbox.workdir), "--", "/bin/sh", "-c", "sleep 300 & echo ready; wait"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    # The orphaned `sleep 300` died with the PID namespace: nothing of it is left on the host.
+    out = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True)
+    assert out.stdout == ""
+
+
+def test_background_daemon_does_not_keep_the_sandbox_alive(sandbox):
+    start = time.monotonic()
+    proc = sandbox.run(["/bin/sh", "-c", "sleep 100 >/dev/null 2>&1 & exit 3"])
+    assert proc.returncode == 3 and time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("compat", ["best_effort", "hard_requirement"])
+@pytest.mark.parametrize("max_abi", [0, 5])
+def test_landlock_missing_abi(sandbox, compat, max_abi, tmp_path):
+    log = tmp_path / "log.jsonl"
+    policy = sandbox.write_policy(compat=compat)
+    proc = sandbox.run(["/bin/sh", "-c", "echo ran"], policy=policy, extra=("--log", str(log)),
+                       env={"CLAWFLEET_LANDLOCK_MAX_ABI": str(max_abi)})  # fmt: skip
+    missing = "Landlock itself" if max_abi == 0 else "scoping of abstract Unix sockets and signals"
+    if compat == "hard_requirement":
+        assert proc.returncode == 125 and proc.stdout == ""
+        assert "hard_requirement" in proc.stderr and missing in proc.stderr
+    else:
+        assert proc.returncode == 0 and proc.stdout == "ran\n"
+        assert "WARNING" in proc.stderr and "NOT enforced" in proc.stderr and missing in proc.stderr
+    record = [json.loads(line) for line in log.read_text().splitlines()][-1]
+    assert record["landlock_abi"] == max_abi
+    assert any(missing in m for m in record["landlock_missing"])
+
+
+def test_full_landlock_is_used_and_recorded(sandbox, tmp_path):
+    log = tmp_path / "log.jsonl"
+    policy = sandbox.write_policy(compat="hard_requirement")
+    proc = sandbox.run(["/bin/true"], policy=policy, extra=("--log", str(log), "--mode", "monitor"))
+    assert proc.returncode == 0 and proc.stderr == ""
+    start, end = (json.loads(line) for line in log.read_text().splitlines())
+    assert start["event"] == "start" and end["event"] == "exit" and end["exit_code"] == 0
+    assert end["landlock_abi"] == landlock.kernel_abi() >= landlock.FULL_ABI
+    assert end["landlock_missing"] == [] and end["mode"] == "monitor"
+    assert "/app" in end["skipped_paths"]  # listed but absent on this host: no mount, no rule
+
+
+def test_nested_read_only_path_in_workdir(sandbox):
+    (sandbox.workdir / "ro").mkdir()
+    os.chown(sandbox.workdir / "ro", sandbox.user.pw_uid, sandbox.user.pw_gid)
+    policy = sandbox.write_policy(read_only=[*BASE_POLICY["read_only"], "/sandbox/ro"])
+    r = sandbox.py(
+        """
+        R["nested"] = tr(open, "/sandbox/ro/x", "w")
+        R["outer"] = tr(open, "/sandbox/x", "w")
+        R["read_nested"] = tr(os.listdir, "/sandbox/ro")
+        """,
+        policy=policy,
+    )
+    assert r["nested"] == "EROFS"  # Landlock alone would allow it (rights union along the path)
+    assert r["outer"] == "ok" and r["read_nested"] == "ok"
+
+
+def test_nested_path_planted_as_symlink_is_not_followed(sandbox):
+    os.symlink("/etc", sandbox.workdir / "ro")  # what a sandboxed agent could leave behind
+    policy = sandbox.write_policy(read_only=[*BASE_POLICY["read_only"], "/sandbox/ro"])
+    r = sandbox.py('R["mounts"] = [l.split()[4] for l in open("/proc/self/mountinfo")]', policy=policy)
+    assert "/sandbox/ro" not in r["mounts"] and "/etc" in r["mounts"]
+
+
+def test_pids_limit(sandbox):
+    r = sandbox.py(
+        """
+        import subprocess
+        procs, R["error"] = [], None
+        try:
+            for _ in range(40):
+                procs.append(subprocess.Popen(["/bin/sleep", "5"]))
+        except OSError as exc:
+            R["error"] = name(exc.errno)
+        R["started"] = len(procs)
+        for p in procs:
+            p.kill(); p.wait()
+        """,
+        extra=("--pids-max", "20"),
+    )
+    assert r["error"] == "EAGAIN" and 5 <= r["started"] < 20
+
+
+def test_memory_limit(sandbox):
+    code = "import sys; b = bytearray(int(sys.argv[1]) << 20); b[::4096] = b'x' * len(b[::4096]); print('ok')"
+    small = sandbox.run([HOST_PYTHON, "-I", "-c", code, "16"], extra=("--memory-max", "96M"))
+    assert small.returncode == 0 and small.stdout == "ok\n", small.stderr
+    big = sandbox.run([HOST_PYTHON, "-I", "-c", code, "400"], extra=("--memory-max", "96M"))
+    assert big.returncode == 128 + signal.SIGKILL  # the OOM killer, inside the sandbox's cgroup
+
+
+def test_cgroup_is_removed_afterwards(sandbox):
+    from clawfleet.sandbox import cgroups
+
+    layout = cgroups.detect()
+    bases = [os.path.join(m, layout.own.get(c, "/").lstrip("/"), cgroups.GROUP) for c, m in layout.v1_mounts.items()]
+    if layout.v2_mount and "pids" in layout.v2_controllers:
+        bases.append(os.path.join(layout.v2_mount, cgroups.GROUP))
+    proc = sandbox.run(["/bin/sh", "-c", "cat /proc/self/cgroup"], extra=("--memory-max", "1G"))
+    assert proc.returncode == 0
+    for b in bases:
+        if os.path.isdir(b):
+            assert not [e for e in os.listdir(b) if e.startswith("sandbox-")], os.listdir(b)
+
+
+def _spec(sandbox, code: str, **kw) -> SandboxSpec:
+    from clawfleet.sandbox import environment
+
+    return SandboxSpec(
+        argv=(HOST_PYTHON, "-I", "-c", code),
+        workdir=str(sandbox.workdir),
+        uid=sandbox.user.pw_uid,
+        gid=sandbox.user.pw_gid,
+        user=sandbox.user.pw_name,
+        read_only=tuple(BASE_POLICY["read_only"]),
+        read_write=tuple(BASE_POLICY["read_write"]),
+        env=environment.build({}, sandbox.user.pw_name),
+        **kw,
+    )
+
+
+def test_gateway_hook_listener_is_the_only_way_out(sandbox, capfd):
+    """The seam for the egress gateway: a listener opened in the sandbox's netns by the supervisor."""
+    abstract = f"\0gateway-{uuid.uuid4().hex}"
+    state: dict = {}
+
+    def hook(pid: int) -> None:
+        def make():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen()
+            unix = socket.socket(socket.AF_UNIX)
+            unix.bind(abstract)
+            unix.listen()
+            return srv, unix
+
+        srv, unix = run_in_netns(pid, make)
+        state["port"], state["unix"] = srv.getsockname()[1], unix
+
+        def echo():
+            conn, _ = srv.accept()
+            conn.sendall(b"echo:" + conn.recv(100))
+            conn.close()
+            srv.close()
+
+        threading.Thread(target=echo, daemon=True).start()
+        # The port is handed to the sandboxed command through its workdir.
+        (sandbox.workdir / "port").write_text(str(state["port"]))
+
+    code = f"""
+import errno, socket
+port = int(open("/sandbox/port").read())
+c = socket.create_connection(("127.0.0.1", port), 5)
+c.sendall(b"hi")
+print("gateway", c.recv(100).decode())
+s = socket.socket(); s.settimeout(2)
+try:
+    s.connect(("192.0.2.1", 443)); print("direct ok")
+except OSError as exc:
+    print("direct", errno.errorcode[exc.errno])
+u = socket.socket(socket.AF_UNIX)
+try:
+    u.connect({abstract!r}); print("abstract ok")
+except OSError as exc:
+    print("abstract", errno.errorcode[exc.errno])
+"""
+    code_ = Launcher(_spec(sandbox, code), on_netns_ready=hook).run()
+    out = capfd.readouterr().out
+    state["unix"].close()
+    assert code_ == 0, out
+    assert "gateway echo:hi" in out
+    assert "direct ENETUNREACH" in out
+    # Same network namespace, so only Landlock's abstract-socket scoping (ABI 6) stops this one.
+    assert "abstract EPERM" in out
+
+
+def test_failing_hook_aborts_start(sandbox, capfd):
+    def hook(pid: int) -> None:
+        raise RuntimeError("gateway not ready")
+
+    launcher = Launcher(_spec(sandbox, "print('must not run')"), on_netns_ready=hook)
+    assert launcher.run() == 125
+    assert "gateway not ready" in (launcher.report.error or "")
+    assert "must not run" not in capfd.readouterr().out
+
+
+def test_module_entry_point_is_the_same_command(sandbox):
+    proc = subprocess.run(
+        [sys.executable, "-m", "clawfleet.sandbox", "run", "--policy", str(sandbox.write_policy()), "--workdir",
+         str(sandbox.workdir), "--", "/bin/sh", "-c", "id -un; exit 4"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 4 and proc.stdout == f"{sandbox.user.pw_name}\n"
+
+
+def test_proc_self_rule_names_the_commands_own_entry(sandbox):
+    policy = sandbox.write_policy(read_only=["/usr", "/lib", "/etc", "/proc/self", "/dev/urandom"])
+    r = sandbox.py(
+        """
+        R["self_status"] = tr(open, "/proc/self/status")
+        R["cpuinfo"] = tr(open, "/proc/cpuinfo")
+        """,
+        policy=policy,
+    )
+    assert r["self_status"] == "ok" and r["cpuinfo"] == "EACCES"
+
+
+UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "openshell-policies"
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.relative_to(UPSTREAM).as_posix() for p in UPSTREAM.glob("*/*.yaml") if "filesystem_policy" in p.read_text()
+    ),
+)
+def test_upstream_policies_start_a_sandbox(sandbox, name):
+    proc = sandbox.run(
+        ["/bin/sh", "-c", "cd /sandbox && echo ok > f && cat f"],
+        policy=UPSTREAM / name,
+        extra=("--user", sandbox.user.pw_name),
+    )
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_listed_device_nodes_are_usable_like_a_gpu(sandbox, request):
+    # Stands in for /dev/nvidia0 (a 0666 char device): bound from the host, with device access kept
+    # (the bind of a device node is not nodev), while unlisted devices do not exist inside.
+    node = f"/dev/clawfleet-test-{uuid.uuid4().hex[:6]}"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # same driver as /dev/null
+    os.chmod(node, 0o666)
+    request.addfinalizer(lambda: os.unlink(node))
+    policy = sandbox.write_policy(read_write=[*BASE_POLICY["read_write"], node])
+    r = sandbox.py(
+        f"""
+        R["write"] = tr(lambda: open({node!r}, "w").write("x"))
+        R["unlisted"] = tr(open, "/dev/loop-control")
+        R["mounts"] = [l.split()[4] for l in open("/proc/self/mountinfo")]
+        """,
+        policy=policy,
+    )
+    assert r["write"] == "ok" and node in r["mounts"]
+    assert r["unlisted"] == "ENOENT"
