@@ -29,8 +29,8 @@ def test_this_machine_json_report_and_exit_code():
     report = json.loads(proc.stdout)
     assert proc.returncode == (0 if report["ok"] else 1)
     names = [c["name"] for c in report["checks"]]
-    assert names == ["kernel", "landlock", "seccomp", "namespaces", "user_namespaces", "cgroups", "memory",
-                     "disk", "cpus", "gpu"]  # fmt: skip
+    assert names == ["distro", "machine", "kernel", "landlock", "seccomp", "namespaces", "user_namespaces",
+                     "cgroups", "memory", "disk", "cpus", "gpu"]  # fmt: skip
     for c in report["checks"]:
         assert set(c) == {"name", "value", "requirement", "verdict", "required", "fix"}
         assert c["verdict"] in ("pass", "warn", "fail")
@@ -41,9 +41,11 @@ def test_this_machine_json_report_and_exit_code():
     assert v["kernel"] == v["landlock"] == v["seccomp"] == v["namespaces"] == v["cgroups"] == "pass"
     from clawfleet.sandbox.landlock import kernel_abi
 
-    assert report["checks"][1]["value"] == kernel_abi()
-    assert report["checks"][2]["value"].split().count("errno") == 1
-    assert "libseccomp 2." in report["checks"][2]["value"]
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["landlock"]["value"] == kernel_abi()
+    assert by_name["seccomp"]["value"].split().count("errno") == 1
+    assert "libseccomp 2." in by_name["seccomp"]["value"]
+    assert v["distro"] == v["machine"] == "pass"
 
 
 def test_this_machine_text_output():
@@ -57,7 +59,7 @@ def _fixture_facts(name: str, **documented) -> Facts:
     if not directory.is_dir():
         pytest.skip(f"GPU host fixtures not found at {directory}")
     # Non-GPU facts as documented in the fixture's README.md (the capture holds GPU files only).
-    base = dict(host=name, machine="x86_64", kernel="6.18.0", landlock_abi=7,
+    base = dict(host=name, machine="x86_64", distro="ubuntu 24.04", kernel="6.18.0", landlock_abi=7,
                 seccomp_actions=("kill_process", "errno", "allow"), namespaces=facts.NAMESPACES,
                 max_user_namespaces=1000, cgroup_version="v2", cgroup_controllers=("memory", "pids"),
                 mem_total=125 * GIB, swap_total=0, disk_free=500 * GIB, cpus=16)  # fmt: skip
@@ -108,6 +110,15 @@ def test_gpu_without_driver_is_a_warning_from_pci_alone(tmp_path):
         ({"disk_free": 5 * GIB}, "disk", "fail"),
         ({"cpus": 1}, "cpus", "fail"),
         ({"cpus": 2}, "cpus", "warn"),
+        ({"distro": "centos 9"}, "distro", "fail"),
+        ({"distro": "debian 11"}, "distro", "fail"),
+        ({"distro": "debian 13"}, "distro", "pass"),
+        ({"distro": "ubuntu 22.04"}, "distro", "pass"),
+        ({"distro": "ubuntu 20.04"}, "distro", "fail"),
+        ({"distro": "ubuntu 22.04", "dgx_os": True}, "distro", "pass"),
+        ({"distro": None}, "distro", "fail"),
+        ({"machine": "riscv64"}, "machine", "fail"),
+        ({"machine": "aarch64"}, "machine", "pass"),
     ],
 )
 def test_requirements(change, check, verdict):
@@ -125,6 +136,9 @@ def test_facts_from_a_copied_tree(tmp_path):
     (proc / "sys/user").mkdir(parents=True)
     (proc / "self/ns").mkdir(parents=True)
     (proc / "sys/kernel/osrelease").write_text("5.15.0-91-generic\n")
+    (proc / "sys/kernel/arch").write_text("aarch64\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text('PRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\nVERSION_ID="22.04"\n')
     (proc / "sys/kernel/hostname").write_text("edge-01\n")
     (proc / "sys/kernel/seccomp/actions_avail").write_text("kill_process kill_thread trap errno log allow\n")
     (proc / "sys/user/max_user_namespaces").write_text("0\n")
@@ -144,10 +158,49 @@ def test_facts_from_a_copied_tree(tmp_path):
     assert f.cgroup_version == "v2" and f.cgroup_controllers == ("memory", "pids")
     assert f.landlock_abi is None and f.disk_free is None  # kernel probes only run on the live host
     v = _verdicts(checks.evaluate(f))
-    assert v == {"kernel": "pass", "landlock": "fail", "seccomp": "pass", "namespaces": "pass",
+    assert f.distro == "ubuntu 22.04" and f.machine == "aarch64"
+    assert v == {"distro": "pass", "machine": "pass", "kernel": "pass", "landlock": "fail", "seccomp": "pass",
+                 "namespaces": "pass",
                  "user_namespaces": "warn", "cgroups": "pass", "memory": "warn", "disk": "fail",
                  "cpus": "pass", "gpu": "pass"}  # fmt: skip
     cli = subprocess.run([sys.executable, "-m", "clawfleet.cli", "host", "check", "--json", "--root", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert cli.returncode == 1 and json.loads(cli.stdout)["ok"] is False
     assert os.path.exists(tmp_path / "proc/meminfo")
+
+
+def test_operator_thresholds_and_ignores():
+    f = _fixture_facts("h200-ubuntu2404", landlock_abi=4, disk_free=5 * GIB)
+    strict = evaluate(f, checks.Requirements(min_landlock_abi=6))
+    assert _verdicts(strict)["landlock"] == "fail" and not strict["ok"]
+    assert _verdicts(evaluate(f))["landlock"] == "warn"
+    ignored = evaluate(f, ignore=("disk",))
+    disk = next(c for c in ignored["checks"] if c["name"] == "disk")
+    assert disk["verdict"] == "warn" and disk["fix"].startswith("IGNORED by operator")
+    assert ignored["ok"]
+    with pytest.raises(ValueError, match="unknown check"):
+        evaluate(f, ignore=("dsik",))
+
+
+def test_cli_thresholds_on_this_machine():
+    base = [sys.executable, "-m", "clawfleet.cli", "host", "check", "--json"]
+    strict = subprocess.run([*base, "--min-landlock-abi", "99", "--min-disk-gib", "1000000"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    report = json.loads(strict.stdout)
+    assert strict.returncode == 1
+    assert _verdicts(report)["landlock"] == "fail" and _verdicts(report)["disk"] == "fail"
+    waived = subprocess.run([*base, "--min-disk-gib", "1000000", "--ignore", "disk"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert _verdicts(json.loads(waived.stdout))["disk"] == "warn"
+    bad = subprocess.run([*base, "--min-kernel", "five"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--min-kernel" in bad.stderr
+
+
+def test_landlock_numbers_without_libseccomp_match_its_tables():
+    # hosts without the runtime venv probe Landlock through the unified syscall numbers
+    pyseccomp = pytest.importorskip("pyseccomp", reason="pyseccomp is a runtime dependency; install the venv")
+    from clawfleet.sandbox import _sys
+
+    for name, number in _sys._UNIFIED_NUMBERS.items():
+        for arch in (pyseccomp.Arch.X86_64, pyseccomp.Arch.AARCH64):
+            assert pyseccomp.resolve_syscall(arch, name) == number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(subparsers) -> None:
@@ -13,13 +14,35 @@ def register(subparsers) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--root", default="/", help="read facts from a copied tree under this prefix (tests)")
     check.add_argument("--disk-path", default="/var/lib", help="filesystem that must have free space")
+    check.add_argument("--min-kernel", default="5.13", help="lowest kernel version accepted (default 5.13)")
+    check.add_argument("--min-landlock-abi", type=int, default=1, help="lowest Landlock ABI accepted (default 1)")
+    check.add_argument("--min-memory-gib", type=float, default=7.5, help="RAM (+ swap) needed, GiB (default 7.5)")
+    check.add_argument("--min-disk-gib", type=float, default=20, help="free disk needed, GiB (default 20)")
+    check.add_argument("--min-cpus", type=int, default=2, help="CPUs needed (default 2)")
+    check.add_argument("--ignore", action="append", default=[], metavar="CHECK",
+                       help="turn this check's failure into a warning (an explicit operator override)")  # fmt: skip
     check.set_defaults(func=run_check)
 
 
 def run_check(args) -> int:
     from clawfleet.host import checks, facts
 
-    report = checks.evaluate(facts.read(args.root, args.disk_path))
+    major, _, minor = args.min_kernel.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        print(f"clawfleet host check: --min-kernel {args.min_kernel!r}: expected MAJOR.MINOR", file=sys.stderr)
+        return 2
+    requirements = checks.Requirements(
+        min_kernel=(int(major), int(minor)),
+        min_landlock_abi=args.min_landlock_abi,
+        min_memory=int(args.min_memory_gib * checks.GIB),
+        min_disk=int(args.min_disk_gib * checks.GIB),
+        min_cpus=args.min_cpus,
+    )
+    try:
+        report = checks.evaluate(facts.read(args.root, args.disk_path), requirements, tuple(args.ignore))
+    except ValueError as exc:
+        print(f"clawfleet host check: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

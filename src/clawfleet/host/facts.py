@@ -23,6 +23,8 @@ class Facts:
 
     host: str = "unknown"
     machine: str | None = None
+    distro: str | None = None  # "<ID> <VERSION_ID>" from os-release, e.g. "debian 12", "ubuntu 24.04"
+    dgx_os: bool = False
     kernel: str | None = None  # release, e.g. "6.18.44-fc-v669"
     landlock_abi: int | None = None
     seccomp_actions: tuple[str, ...] | None = None  # from /proc/sys/kernel/seccomp/actions_avail
@@ -80,6 +82,17 @@ def cpu_count(cpuinfo: str | None) -> int | None:
     return n or None
 
 
+def os_release(text: str | None) -> str | None:
+    fields = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip().strip('"')
+    if "ID" not in fields:
+        return None
+    return f"{fields['ID']} {fields.get('VERSION_ID', '')}".strip()
+
+
 def read(root: str = "/", disk_path: str = "/var/lib") -> Facts:
     live = os.path.realpath(root) == "/"
 
@@ -119,7 +132,9 @@ def read(root: str = "/", disk_path: str = "/var/lib") -> Facts:
 
     return Facts(
         host=hostname,
-        machine=platform.machine() if live else None,
+        machine=(_read(p("/proc/sys/kernel/arch")) or "").strip() or (platform.machine() if live else None),
+        distro=os_release(_read(p("/etc/os-release")) or _read(p("/usr/lib/os-release"))),
+        dgx_os=os.path.exists(p("/etc/dgx-release")),
         kernel=kernel,
         landlock_abi=landlock_abi,
         seccomp_actions=tuple(actions.split()) if actions else None,
