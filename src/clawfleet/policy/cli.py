@@ -205,6 +205,10 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     sub.required = True
+    # pending/approve/suggest work on the gateway's decision log.
+    from clawfleet.gateway.approvals import register_policy_subcommands
+
+    register_policy_subcommands(sub)
 
     p = sub.add_parser("validate", help="validate policy or preset files (exit 2 on any problem)")
     p.add_argument("files", nargs="+", metavar="FILE")

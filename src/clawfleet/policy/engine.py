@@ -28,6 +28,7 @@ Decision semantics (see docs/policy.md):
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,8 @@ class Decision(NamedTuple):
         return {"decision": self.decision, "policy": self.policy_key, "reason": self.reason}
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_V4COMPAT = ipaddress.IPv6Network("::/96")
 _SPECIAL_NETS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10"))
 
 
@@ -78,21 +81,28 @@ def _inside_special(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> b
 def ssrf_verdict(ip_text: str, allowed_ips: Sequence[str]) -> str | None:
     """``None`` if the address may be reached through an endpoint with ``allowed_ips``; else why not.
 
-    Loopback and link-local addresses pass only when an ``allowed_ips`` entry lies inside the loopback or
-    link-local range itself (``127.0.0.1/32``): a host-local vLLM/Ollama is a real need, but a broad entry such
-    as ``0.0.0.0/0`` must never open the host's own services or the cloud metadata address. Unspecified and
-    multicast addresses never pass.
+    The one destination guard: the policy engine applies it to IP-literal hosts and the gateway to every address
+    it is about to connect to. IPv4-mapped, IPv4-compatible and NAT64 IPv6 spellings are judged as the IPv4
+    address they carry. Loopback and link-local addresses pass only when an ``allowed_ips`` entry lies inside the
+    loopback or link-local range itself (``127.0.0.1/32``): a host-local vLLM/Ollama is a real need, but a broad
+    entry must never open the host's own services or the cloud metadata address. Unspecified and multicast
+    addresses never pass.
     """
     try:
         ip = ipaddress.ip_address(ip_text)
     except ValueError:
         return f"{ip_text!r} is not an IP address"
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64 or ip in _V4COMPAT:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.is_unspecified or ip.is_multicast:
         return f"SSRF guard: {ip} is an unspecified or multicast address"
-    networks = [ipaddress.ip_network(n, strict=False) for n in allowed_ips]
+    networks = []
+    for entry in allowed_ips:
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.ip_network(entry, strict=False))
     if ip.is_loopback or ip.is_link_local:
         kind = "loopback" if ip.is_loopback else "link-local"
         special = [n for n in networks if n.version == ip.version and _inside_special(n)]
@@ -102,7 +112,7 @@ def ssrf_verdict(ip_text: str, allowed_ips: Sequence[str]) -> str | None:
     if networks:
         if any(ip.version == n.version and ip in n for n in networks):
             return None
-        return f"{ip} is not in the endpoint's allowed_ips"
+        return f"SSRF guard: {ip} is not in the endpoint's allowed_ips"
     if not ip.is_global:
         return f"SSRF guard: {ip} is a private/reserved address and the endpoint has no allowed_ips"
     return None

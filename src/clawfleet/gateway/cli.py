@@ -1,0 +1,125 @@
+"""``clawfleet gateway ...``: ``serve`` (the daemon running defined sandboxes) and ``proxy`` (a stand-alone
+gateway listening in the host's own namespace: development and benchmarks; callers are identified among
+all host processes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("gateway", help="egress gateway: the sandbox's only way out")
+    sub = parser.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND")
+    sub.required = True
+    serve = sub.add_parser("serve", help="run the sandboxes of a daemon config, with a control socket")
+    serve.add_argument("--config", required=True, metavar="FILE")
+    serve.set_defaults(func=_serve)
+    run = sub.add_parser("run", help="like 'clawfleet sandbox run', with all traffic through an embedded gateway")
+    run.add_argument("--policy", required=True, metavar="FILE", help="OpenShell-compatible policy YAML")
+    run.add_argument("--gateway-config", metavar="FILE", help="gateway settings YAML (secrets, extra CA, ...)")
+    run.add_argument("--gateway-log", metavar="FILE", help="decision log (default: the config's, else stderr)")
+    run.add_argument("--workdir", default="/sandbox", metavar="DIR")
+    run.add_argument("--user", metavar="NAME")
+    run.add_argument("--group", metavar="NAME")
+    run.add_argument("--mode", choices=("enforce", "monitor"), default=None)
+    run.add_argument("--log", metavar="FILE", help="sandbox start/exit records")
+    run.add_argument("--memory-max", metavar="BYTES", default=None)
+    run.add_argument("--pids-max", metavar="N", type=int, default=4096)
+    run.add_argument("--env", metavar="NAME=VALUE", action="append", default=[])
+    run.add_argument("--credential", metavar="NAME", action="append", default=[])
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
+    run.set_defaults(func=_run)
+    proxy = sub.add_parser("proxy", help="a stand-alone gateway on HOST:PORT in this network namespace")
+    proxy.add_argument("--policy", required=True, metavar="FILE")
+    proxy.add_argument("--listen", default="127.0.0.1:3128", metavar="HOST:PORT")
+    proxy.add_argument("--mode", choices=("enforce", "monitor"), default="enforce")
+    proxy.add_argument("--log", metavar="FILE", help="decision log (default: stderr)")
+    proxy.add_argument("--extra-ca", metavar="FILE", help="extra CA file trusted for upstream TLS")
+    proxy.add_argument("--ca-out", metavar="FILE", help="write the interception CA certificate here")
+    proxy.add_argument("--static-host", action="append", default=[], metavar="NAME=IP")
+    proxy.set_defaults(func=_proxy)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .control import Daemon
+
+    try:
+        daemon = Daemon(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"clawfleet gateway: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(daemon.serve())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from clawfleet.policy import PolicyError
+    from clawfleet.sandbox.cli import _size, build_spec
+
+    from .config import ConfigError
+    from .embedded import config_from_args, run_sandbox
+
+    try:
+        config = config_from_args(args.policy, args.gateway_config, args.mode, args.gateway_log)
+        args.mode = config.mode
+        args.memory_max = _size(args.memory_max) if args.memory_max else None
+        spec = build_spec(args, dict(os.environ))
+    except (PolicyError, ConfigError, ValueError, OSError) as exc:
+        print(f"clawfleet gateway: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        return 125
+    code, launcher = run_sandbox(spec, config)
+    if launcher.report.error:
+        print(f"clawfleet sandbox: {launcher.report.error}", file=sys.stderr)
+    return code
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    import socket
+
+    from clawfleet.policy import PolicyError
+
+    from .addr import parse_authority
+    from .ca import SandboxCA
+    from .config import DecisionLog, GatewayConfig
+    from .ident import Identifier
+    from .proxy import Gateway
+    from .reload import PolicyHolder
+
+    static = dict(item.split("=", 1) for item in args.static_host)
+    config = GatewayConfig(policy=args.policy, mode=args.mode, log=args.log, extra_ca_file=args.extra_ca,
+                           static_hosts=static, sandbox="host")  # fmt: skip
+    log = DecisionLog(config.log, sandbox=config.sandbox)
+    try:
+        holder = PolicyHolder(config.policy, log)
+    except PolicyError as exc:
+        print(f"clawfleet gateway: {exc}", file=sys.stderr)
+        return 2
+    ca = SandboxCA("host")
+    if args.ca_out:
+        with open(args.ca_out, "wb") as f:
+            f.write(ca.cert_pem)
+    where = parse_authority(args.listen)
+    identifier = Identifier(netns_pid=None, stop_at_ns_init=False)
+    gateway = Gateway(config, holder, log, identifier.identify, ca)
+
+    async def main() -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in where.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((where.host, where.port))
+        sock.listen(1024)
+        await gateway.serve_socket(sock)
+        print(f"clawfleet gateway: listening on {where.authority}", file=sys.stderr, flush=True)
+        await holder.watch(config.reload_interval)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

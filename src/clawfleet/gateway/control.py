@@ -1,0 +1,309 @@
+"""The gateway daemon (``clawfleet gateway serve --config FILE``) and its control socket.
+
+Daemon config::
+
+    state_dir: /var/lib/clawfleet/gateway        # per-sandbox output and decision logs
+    control_socket: /run/clawfleet/gateway.sock  # unix socket, root only (0600)
+    sandboxes: [agents/coder.yaml, agents/researcher.yaml]
+
+Sandbox definition file::
+
+    name: coder
+    command: [/usr/bin/python3, /sandbox/agent.py]
+    policy: coder-policy.yaml          # hot-reloaded
+    user: clawfleet-sbx                # default: the policy's process.run_as_user
+    workdir: /srv/coder                # mounted at /sandbox
+    mode: enforce                      # or monitor
+    limits: {memory_max: 2G, pids_max: 512}
+    env: {LOG_LEVEL: info}
+    credentials: [GITHUB_TOKEN]        # placeholders in the sandbox's environment
+    secrets: {GITHUB_TOKEN: {file: /etc/clawfleet/secrets/gh, hosts: [api.github.com]}}
+    inference: {route: "https://inference.local/v1", env: [OPENAI_BASE_URL]}
+    gateway: {extra_ca_file: ..., static_hosts: {...}, pin_binaries: true}
+
+Each sandbox runs as a child process (``python -m clawfleet.gateway.control run-one DEF``: supervisor +
+embedded gateway) with its output in ``state_dir/NAME.out`` and decisions in ``state_dir/NAME.decisions.jsonl``.
+Control protocol: one JSON request line, JSON answer lines: ``{"cmd": "list"}``, ``{"cmd": "status",
+"name": N}``, ``{"cmd": "logs", "name": N, "follow": bool, "lines": 100}``, ``{"cmd": "stop", "name": N}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Daemon", "build_spec_from_definition", "load_definition", "register_sandbox_subcommands", "request"]
+
+from .control_cli import DEFAULT_SOCKET, register_sandbox_subcommands
+
+
+def _load_yaml(path: str) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    with open(path, encoding="utf-8") as f:
+        data = YAML(typ="safe").load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    return data
+
+
+def load_definition(path: str) -> dict[str, Any]:
+    d = _load_yaml(path)
+    base = os.path.dirname(os.path.abspath(path))
+    for key in ("name", "command", "policy"):
+        if not d.get(key):
+            raise ValueError(f"{path}: '{key}' is required")
+    if isinstance(d["command"], str):
+        d["command"] = ["/bin/sh", "-c", d["command"]]
+    if not os.path.isabs(d["policy"]):
+        d["policy"] = os.path.join(base, d["policy"])
+    d["_base"] = base
+    return d
+
+
+def build_spec_from_definition(d: dict[str, Any], environ: dict[str, str]):
+    from clawfleet.policy import load_file
+    from clawfleet.sandbox import environment
+    from clawfleet.sandbox.cli import _size
+    from clawfleet.sandbox.spec import SANDBOX_WORKDIR, SandboxSpec, resolve_user
+
+    policy = load_file(d["policy"])
+    fs = policy.filesystem
+    read_write = tuple(fs.read_write)
+    if fs.include_workdir and SANDBOX_WORKDIR not in read_write:
+        read_write += (SANDBOX_WORKDIR,)
+    name, uid, gid = resolve_user(str(d.get("user") or policy.process.run_as_user or "sandbox"),
+                                  policy.process.run_as_group)  # fmt: skip
+    explicit = {str(k): str(v) for k, v in (d.get("env") or {}).items()}
+    inference = d.get("inference") or {}
+    if inference.get("route"):
+        for var in inference.get("env") or ["OPENAI_BASE_URL"]:
+            explicit[str(var)] = str(inference["route"])
+    env = environment.build(environ, name, explicit=explicit, credentials=list(d.get("credentials") or []))
+    limits = d.get("limits") or {}
+    mem = limits.get("memory_max")
+    return SandboxSpec(
+        argv=tuple(str(a) for a in d["command"]),
+        workdir=os.path.abspath(os.path.join(d["_base"], str(d.get("workdir", "/sandbox")))),
+        uid=uid, gid=gid, user=name,
+        read_only=tuple(fs.read_only), read_write=read_write,
+        landlock_compat=policy.landlock.compatibility,
+        memory_max=_size(str(mem)) if mem is not None else None,
+        pids_max=int(limits.get("pids_max", 4096)),
+        env=env, mode=str(d.get("mode", "enforce")),
+    )  # fmt: skip
+
+
+def run_one(definition: str, state_dir: str) -> int:
+    """Child process entry: run one defined sandbox with its embedded gateway."""
+    from .config import load_gateway_section
+    from .embedded import run_sandbox
+
+    d = load_definition(definition)
+    section = dict(d.get("gateway") or {})
+    section.setdefault("policy", d["policy"])
+    section.setdefault("mode", d.get("mode", "enforce"))
+    section.setdefault("sandbox", d["name"])
+    section.setdefault("log", os.path.join(state_dir, f"{d['name']}.decisions.jsonl"))
+    if d.get("secrets"):
+        section["secrets"] = d["secrets"]
+    config = load_gateway_section(section, d["_base"])
+    spec = build_spec_from_definition(d, dict(os.environ))
+    code, launcher = run_sandbox(spec, config)
+    if launcher.report.error:
+        print(f"clawfleet sandbox {d['name']}: {launcher.report.error}", file=sys.stderr)
+    return code
+
+
+@dataclass
+class Managed:
+    name: str
+    definition: str
+    out: str
+    decisions: str
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    exit_code: int | None = None
+
+    def info(self) -> dict[str, Any]:
+        running = self.proc is not None and self.proc.poll() is None
+        if self.proc is not None and not running:
+            self.exit_code = self.proc.returncode
+        return {"name": self.name, "state": "running" if running else "exited",
+                "pid": self.proc.pid if self.proc else None, "started": self.started,
+                "uptime_s": round(time.time() - self.started, 1) if running else None,
+                "exit_code": None if running else self.exit_code, "definition": self.definition,
+                "output": self.out, "decisions": self.decisions}  # fmt: skip
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        cfg = _load_yaml(config_path)
+        base = os.path.dirname(os.path.abspath(config_path))
+        self.state_dir = os.path.join(base, cfg.get("state_dir", "/var/lib/clawfleet/gateway"))
+        self.socket_path = os.path.join(base, cfg.get("control_socket", DEFAULT_SOCKET))
+        self.sandboxes: dict[str, Managed] = {}
+        for item in cfg.get("sandboxes") or []:
+            path = os.path.join(base, item)
+            d = load_definition(path)
+            if d["name"] in self.sandboxes:
+                raise ValueError(f"duplicate sandbox name {d['name']!r}")
+            out = os.path.join(self.state_dir, f"{d['name']}.out")
+            decisions = os.path.join(self.state_dir, f"{d['name']}.decisions.jsonl")
+            self.sandboxes[d["name"]] = Managed(d["name"], path, out, decisions)
+
+    def start(self, m: Managed) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        out = open(m.out, "ab")  # noqa: SIM115 - handed to the child
+        m.proc = subprocess.Popen(
+            [sys.executable, "-m", "clawfleet.gateway.control", "run-one", m.definition, self.state_dir],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        out.close()
+        m.started = time.time()
+
+    def stop(self, m: Managed, timeout: float = 10.0) -> None:
+        if m.proc is None or m.proc.poll() is not None:
+            return
+        m.proc.send_signal(signal.SIGTERM)  # the supervisor forwards it to the sandboxed command
+        try:
+            m.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(m.proc.pid, signal.SIGKILL)
+            m.proc.wait()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            req = json.loads(line or b"{}")
+            cmd, name = req.get("cmd"), req.get("name")
+            m = self.sandboxes.get(name) if name else None
+            if cmd == "list":
+                answer: Any = [s.info() for s in self.sandboxes.values()]
+            elif m is None:
+                answer = {"error": f"no sandbox named {name!r}"}
+            elif cmd == "status":
+                answer = m.info()
+            elif cmd == "stop":
+                await asyncio.get_running_loop().run_in_executor(None, self.stop, m)
+                answer = m.info()
+            elif cmd == "logs":
+                await self._logs(m, writer, int(req.get("lines", 100)), bool(req.get("follow")))
+                return
+            else:
+                answer = {"error": f"unknown command {cmd!r}"}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (ValueError, ConnectionError) as exc:
+            with contextlib.suppress(ConnectionError):
+                writer.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _logs(self, m: Managed, writer: asyncio.StreamWriter, lines: int, follow: bool) -> None:
+        try:
+            with open(m.out, "rb") as f:
+                tail = f.read().splitlines()[-lines:] if lines > 0 else []
+                for t in tail:
+                    writer.write(json.dumps({"line": t.decode("utf-8", "replace")}).encode() + b"\n")
+                await writer.drain()
+                while follow:
+                    chunk = f.readline()
+                    if chunk:
+                        writer.write(json.dumps({"line": chunk.decode("utf-8", "replace").rstrip("\n")}).encode()
+                                     + b"\n")  # fmt: skip
+                        await writer.drain()
+                    elif m.proc is None or m.proc.poll() is not None:
+                        break
+                    else:
+                        await asyncio.sleep(0.2)
+        except FileNotFoundError:
+            writer.write(json.dumps({"error": "no output yet"}).encode() + b"\n")
+
+    async def serve(self) -> None:
+        os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        old = os.umask(0o077)
+        try:
+            server = await asyncio.start_unix_server(self._handle, path=self.socket_path)
+        finally:
+            os.umask(old)
+        for m in self.sandboxes.values():
+            self.start(m)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await stop.wait()
+        for m in self.sandboxes.values():
+            await loop.run_in_executor(None, self.stop, m)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+
+# -- client ---------------------------------------------------------------------------------------------
+
+
+def request(req: dict[str, Any], socket_path: str = DEFAULT_SOCKET):
+    """Send one request, yield each answer line (decoded)."""
+    import socket as _socket
+
+    with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as s:
+        s.connect(socket_path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        with s.makefile("rb") as f:
+            for line in f:
+                yield json.loads(line)
+
+
+def _client(args: argparse.Namespace) -> int:
+    req: dict[str, Any] = {"cmd": args.sandbox_command}
+    if getattr(args, "name", None):
+        req["name"] = args.name
+    if args.sandbox_command == "logs":
+        req.update(follow=args.follow, lines=args.lines)
+    if args.sandbox_command == "connect":
+        print("clawfleet sandbox connect: not implemented yet (see docs/gateway.md, known gaps)", file=sys.stderr)
+        return 2
+    try:
+        for answer in request(req, args.socket):
+            if isinstance(answer, dict) and "error" in answer:
+                print(f"clawfleet sandbox: {answer['error']}", file=sys.stderr)
+                return 1
+            if args.sandbox_command == "logs":
+                print(answer["line"])
+            elif args.sandbox_command == "list":
+                for s in answer:
+                    print(f"{s['name']:<20} {s['state']:<8} pid={s['pid']} exit={s['exit_code']}")
+            else:
+                print(json.dumps(answer, indent=1))
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"clawfleet sandbox: no gateway daemon at {args.socket}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 3 and argv[0] == "run-one":
+        return run_one(argv[1], argv[2])
+    print("usage: python -m clawfleet.gateway.control run-one DEFINITION STATE_DIR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

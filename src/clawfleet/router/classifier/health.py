@@ -1,0 +1,80 @@
+"""Health data: medical record numbers and health conditions / medication in a personal or clinical context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from clawfleet.router.classifier.findings import Doc, Finding, before_ok, register_cues
+
+_MRN_WORDS = [
+    "mrn",
+    "medical record",
+    "medical record number",
+    "medical record no",
+    "medical record no.",
+    "medical record #",
+    "patient id",
+    "patient number",
+    "patient no",
+    "patient no.",
+    "chart no",
+    "chart no.",
+    "chart number",
+    "health card no",
+    "health card number",
+    "health insurance number",
+    "nhs no",
+    "nhs no.",
+    "nhs number",
+]
+register_cues("mrn", _MRN_WORDS)
+_MRN_TAIL = re.compile(r"\s*[:#]?\s*([A-Za-z]{0,4}[\- ]?\d[\d\- ]{4,14}\d)")
+_CONDITION_WORDS = [
+    w.replace("_", " ")
+    for w in """
+abortion adderall addiction adhd aids alprazolam alzheimer's alzheimers amoxicillin anorexia antidepressant
+antidepressants anxiety_disorder arrhythmia arthritis asthma atorvastatin atrial_fibrillation autism biopsy
+bipolar bipolar_disorder bulimia buprenorphine cancer carcinoma celiac_disease chemo chemotherapy chlamydia
+chronic_kidney_disease copd covid-19 crohn's_disease crohns_disease ct_scan cystic_fibrosis dementia
+depression diabetes diabetic dialysis eating_disorder epilepsy fibromyalgia fluoxetine gonorrhea
+gonorrhoea hba1c heart_failure hepatitis hepatitis_a hepatitis_b hepatitis_c herpes
+high_blood_pressure high_cholesterol hiv hypertension hypothyroidism insulin leukaemia leukemia levothyroxine
+lisinopril long_covid lupus lymphoma major_depressive_disorder mammogram melanoma mental_health metformin
+methadone migraine migraines miscarriage mri_scan multiple_sclerosis obesity opioid_use_disorder overdose
+oxycodone panic_disorder parkinson's parkinsons pregnancy pregnant prozac psychiatric ptsd radiotherapy
+rehab schizophrenia seizure seizures self-harm sertraline sickle_cell stroke suicidal syphilis transplant
+tuberculosis tumor tumour ulcerative_colitis warfarin xanax
+""".split()  # noqa: SIM905
+]
+register_cues("condition", _CONDITION_WORDS, right_boundary=True)
+_CTX = re.compile(
+    r"\b(?:patient|diagnos\w*|prescri\w*|symptoms?|treatment|treated|medical|doctor|dr\.|physician|nurse|"
+    r"clinic|hospital|\d+\s?mg|dosage|dose|admitted|discharged?|history of|suffers?|suffering|therapy|"
+    r"my|his|her|their|he|she|i have|i've|i was|he was|she was|taking|takes|on medication|medication|"
+    r"appointment|referral|oncolog\w*|cardiolog\w*|psychiatr\w*|gp\b|er visit|icd-?10|health record|"
+    r"sick leave|condition|tested positive|results?)\b"
+)
+_ICD10 = re.compile(r"icd-?10(?:-cm)?\s*(?:code)?\s*[:#]?\s*([a-tv-z]\d{2}(?:\.\d{1,4})?)\b")
+
+
+def detect_health(doc: Doc) -> Iterator[Finding]:
+    text, lower = doc.text, doc.lower
+    for c_start, c_end in doc.cues("mrn"):
+        if c_start > 0 and lower[c_start - 1].isalnum():
+            continue
+        m = _MRN_TAIL.match(text, c_end)
+        if m is not None:
+            yield Finding("medical_record_number", m.start(1), m.end(1), 0.9, m.group(1), 2)
+    if "icd" in lower:
+        for m in _ICD10.finditer(lower):
+            yield Finding("health_info", m.start(1), m.end(1), 0.85, text[m.start(1) : m.end(1)], 1)
+    for c_start, c_end in doc.cues("condition"):
+        if not before_ok(lower, c_start, "-") or lower[c_end : c_end + 1] == "-":
+            continue
+        lo = max(0, c_start - 80)
+        window = lower[lo : c_end + 80]
+        rel = c_start - lo
+        hits = sum(1 for c in _CTX.finditer(window) if not (c.start() <= rel < c.end()))
+        if hits:
+            yield Finding("health_info", c_start, c_end, 0.85 if hits > 1 else 0.7, text[c_start:c_end], 1)

@@ -1,0 +1,119 @@
+"""Fixtures: a test PKI, HTTPS/HTTP echo origins on 127.0.0.1, and an in-process gateway (host namespace,
+caller identity injected) for the protocol tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clawfleet.gateway.ca import SandboxCA
+from clawfleet.gateway.config import DecisionLog, GatewayConfig, SecretBinding
+from clawfleet.gateway.ident import Caller
+from clawfleet.gateway.proxy import Gateway
+from clawfleet.gateway.reload import PolicyHolder
+
+from .support import SECRET_VALUE, Origin, make_ca_and_leaf, unit_policy
+
+NAMES = ("origin.test", "pass.test", "other.test", "plain.test")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("pki")
+    ca, cert, key = make_ca_and_leaf(d, NAMES)
+    return {"ca": ca, "cert": cert, "key": key, "dir": d}
+
+
+@pytest.fixture(scope="session")
+def origins(pki):
+    https = Origin(pki["cert"], pki["key"])
+    http = Origin()
+    yield {"https": https, "http": http}
+    https.close()
+    http.close()
+
+
+class LiveGateway:
+    def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True) -> None:
+        self.tmp = tmp
+        self.policy = tmp / "policy.yaml"
+        self.policy.write_text(policy_text or unit_policy(origins))
+        self.log_path = tmp / "decisions.jsonl"
+        secret_file = tmp / "gh_token"
+        secret_file.write_text(SECRET_VALUE + "\n")
+        secret_file.chmod(0o600)
+        bindings = (SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",)),) if secrets else ()
+        self.config = GatewayConfig(policy=str(self.policy), mode=mode, log=str(self.log_path), sandbox="unit",
+                                    extra_ca_file=str(pki["ca"]), secrets=bindings,
+                                    static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05)  # fmt: skip
+        self.log = DecisionLog(self.config.log, sandbox="unit")
+        self.holder = PolicyHolder(self.config.policy, self.log)
+        self.ca = SandboxCA("unit")
+        self.ca_file = tmp / "gateway-ca.pem"
+        self.ca_file.write_bytes(self.ca.cert_pem)
+        self.binary = "/usr/bin/curl"
+        self.gateway = Gateway(self.config, self.holder, self.log, self._identify, self.ca)
+        self.resolved: list[str] = []
+        orig_resolve = self.gateway.resolve
+
+        async def resolve(host, port, d):
+            self.resolved.append(host)
+            return await orig_resolve(host, port, d)
+
+        self.gateway.resolve = resolve  # type: ignore[method-assign]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        asyncio.run_coroutine_threadsafe(self.gateway.serve_socket(sock), self.loop).result(5)
+        self.watch = asyncio.run_coroutine_threadsafe(self.holder.watch(0.05), self.loop)
+
+    def _identify(self, peer, local) -> Caller:
+        return Caller(pid=1234, exe=self.binary, ancestors=("/usr/bin/bash",), owners=((1234, self.binary),))
+
+    def records(self) -> list[dict]:
+        self.log.flush()
+        return [json.loads(x) for x in self.log_path.read_text().splitlines() if x.strip()]
+
+    def wait_for(self, predicate, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self.watch.cancel()
+        asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.log.close()
+
+
+@pytest.fixture
+def make_gateway(tmp_path, pki, origins):
+    made = []
+
+    def make(**kw) -> LiveGateway:
+        gw = LiveGateway(tmp_path, pki, origins, **kw)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+@pytest.fixture
+def gw(make_gateway) -> LiveGateway:
+    return make_gateway()

@@ -1,0 +1,261 @@
+"""Test helpers: a test CA, HTTPS/HTTP origin servers on loopback that echo what they received."""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import http.server
+import json
+import socket
+import ssl
+import textwrap
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ORIGIN_NAME = "origin.test"
+SECRET_VALUE = "ghp_REALsecretVALUE_1234567890"
+
+
+def unit_policy(origins, extra: str = "") -> str:
+    hp, pp = origins["https"].port, origins["http"].port
+    return (
+        textwrap.dedent(
+            f"""\
+        version: 1
+        network_policies:
+          origin:
+            name: origin
+            endpoints:
+              - host: origin.test
+                port: {hp}
+                allowed_ips: [127.0.0.1/32]
+                protocol: rest
+                rules:
+                  - allow: {{method: GET, path: "/ok/**"}}
+                  - allow: {{method: POST, path: "/api/*"}}
+              - host: plain.test
+                port: {pp}
+                allowed_ips: [127.0.0.1/32]
+                protocol: rest
+                access: read-only
+              - host: pass.test
+                port: {hp}
+                allowed_ips: [127.0.0.1/32]
+            binaries:
+              - path: /usr/bin/curl
+        """
+        )
+        + extra
+    )
+
+
+# -- client helpers (through a gateway listening on gw.port) ---------------------------------------------
+
+
+def _response(sock) -> tuple[int, dict, bytes]:
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    body = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+def connect(gw, authority: str) -> tuple[socket.socket, int, bytes]:
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    resp = http.client.HTTPResponse(sock, method="CONNECT")
+    resp.begin()
+    body = b"" if resp.status == 200 else resp.read()
+    return sock, resp.status, body
+
+
+def tls_over(gw, sock, server_hostname: str, ca=None, check_hostname=True) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(ca or gw.ca_file))
+    ctx.check_hostname = check_hostname
+    return ctx.wrap_socket(sock, server_hostname=server_hostname)
+
+
+def request(sock, method: str, path: str, host: str, headers: dict | None = None, body: bytes = b"") -> tuple:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    return _response(sock)
+
+
+def https(gw, origins, method, path, host="origin.test", headers=None, body=b""):
+    port = origins["https"].port
+    sock, status, refusal = connect(gw, f"{host}:{port}")
+    if status != 200:
+        return status, {}, refusal
+    with tls_over(gw, sock, host) as tls:
+        return request(tls, method, path, f"{host}:{port}", headers, body)
+
+
+def make_ca_and_leaf(directory: Path, names=(ORIGIN_NAME,)) -> tuple[Path, Path, Path]:
+    """(ca.pem, leaf cert.pem, leaf key.pem) for ``names`` (plus 127.0.0.1)."""
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clawfleet test origin CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_path, cert_path, key_path = directory / "origin-ca.pem", directory / "origin.pem", directory / "origin.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, cert_path, key_path
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        record = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+                  "body": body.decode("latin-1")}  # fmt: skip
+        self.server.seen.append(record)  # type: ignore[attr-defined]
+        out = json.dumps(record).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Origin:
+    """A threaded HTTP(S) echo server on 127.0.0.1 (random port)."""
+
+    def __init__(self, cert: Path | None = None, key: Path | None = None, handler=None) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler or EchoHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.seen = []  # type: ignore[attr-defined]
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def seen(self) -> list:
+        return self.httpd.seen  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class StaticHandler(EchoHandler):
+    """Serves ``server.files`` ({path: (content_type, bytes)}); everything else 404."""
+
+    def _answer(self) -> None:
+        files = self.server.files  # type: ignore[attr-defined]
+        self.server.seen.append({"method": self.command, "path": self.path})  # type: ignore[attr-defined]
+        item = files.get(self.path.partition("?")[0])
+        if item is None:
+            self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        ctype, body = item
+        self.send_response(200)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_HEAD = _answer
+
+
+class GitHandler(EchoHandler):
+    """Smart HTTP through git-http-backend (CGI) for repositories under ``server.git_root``."""
+
+    def _answer(self) -> None:
+        import os
+        import subprocess
+
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        self.server.seen.append({"method": self.command, "path": self.path})  # type: ignore[attr-defined]
+        env = {"GIT_PROJECT_ROOT": str(self.server.git_root), "GIT_HTTP_EXPORT_ALL": "1",  # type: ignore[attr-defined]
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("content-type", ""), "CONTENT_LENGTH": str(len(body)),
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REMOTE_ADDR": "127.0.0.1"}  # fmt: skip
+        if self.headers.get("git-protocol"):
+            env["GIT_PROTOCOL"] = self.headers["git-protocol"]
+        out = subprocess.run(["/usr/lib/git-core/git-http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.split(b"\r\n"):
+            k, _, v = line.decode("latin-1").partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+
+def make_wheel(name: str = "demo_pkg", version: str = "1.0") -> tuple[str, bytes]:
+    import base64
+    import hashlib
+    import io
+    import zipfile
+
+    files = {
+        f"{name}/__init__.py": b"VALUE = 42\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{name}-{version}.dist-info/RECORD,,")
+    files[f"{name}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return f"{name}-{version}-py3-none-any.whl", buf.getvalue()

@@ -1,0 +1,73 @@
+"""`clawfleet router classify` / `serve` argument handling and output contract."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pytest
+
+from clawfleet.router import cli
+
+
+def _run(argv: list[str], stdin: str, monkeypatch, capsys) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="clawfleet")
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = args.func(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_classify_text_json(monkeypatch, capsys):
+    code, out, _ = _run(["router", "classify", "--json"], "card 4111 1111 1111 1111 please", monkeypatch, capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result == {
+        "sensitive": True,
+        "classes": ["credit_card"],
+        "entities": [{"type": "credit_card", "start": 5, "end": 24, "score": 0.99}],
+        "action": "local",
+        "route": "sensitive-local",
+        "provider": "local",
+    }
+
+
+def test_classify_whole_anthropic_body(monkeypatch, capsys):
+    body = {
+        "model": "default",
+        "system": "You help with billing.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "image", "source": {}}]}],
+    }
+    code, out, _ = _run(["router", "classify", "--json"], json.dumps(body), monkeypatch, capsys)
+    result = json.loads(out)
+    assert code == 0 and result["classes"] == ["unscanned_content"] and result["action"] == "local"
+
+
+def test_classify_non_sensitive_human_output(monkeypatch, capsys):
+    code, out, _ = _run(["router", "classify"], "write a haiku about rain", monkeypatch, capsys)
+    assert code == 0
+    assert "sensitive: no" in out and "action:    cloud (route default" in out
+
+
+@pytest.mark.parametrize("sub", ["classify", "serve"])
+def test_bad_config_exits_2_with_position(sub, tmp_path, monkeypatch, capsys):
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text("version: 1\nproviders: {}\nroutes:\n  - action: fly\n")
+    code, _, err = _run(["router", sub, "--config", str(cfg)], "", monkeypatch, capsys)
+    assert code == 2
+    assert "router.yaml:4: routes[0].action" in err
+
+
+def test_classify_with_example_config_needs_no_secrets(monkeypatch, capsys):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "router.yaml"
+    text = "Patient Ana Lima, DOB 1984-07-02; ticket CUST-004211"
+    code, out, _ = _run(["router", "classify", "--json", "--config", str(example)], text, monkeypatch, capsys)
+    result = json.loads(out)
+    assert code == 0
+    assert result["classes"] == ["customer_id", "date_of_birth", "person_name"]
+    assert (result["action"], result["route"], result["provider"]) == ("local", "sensitive-local", "nemotron")
