@@ -53,6 +53,8 @@ step syntax-check syntax_check_all
 if [ "$what" = all ]; then
   tests/infra/docker-engine.sh
   tests/infra/base-images.sh
+  # Presidio (with a blank spaCy pipeline) in its own venv: the router's optional engine is tested against it.
+  bash benchmarks/setup-bench-venv.sh
   step pytest pytest
   step molecule molecule_all
 fi
