@@ -90,6 +90,8 @@ SYSCALLS = [
     "getppid",
     "uname",
     "mount_setattr",
+    "modify_ldt",
+    "fchmodat2",
 ]
 
 

@@ -64,12 +64,16 @@ def _pfc(machine: str | None = None) -> str:
 
 
 def test_seccomp_filter_shape():
+    import pyseccomp
+
     pfc = _pfc()
     for name in ("ptrace", "bpf", "keyctl", "add_key", "request_key", "kexec_load", "init_module", "finit_module",
                  "io_uring_setup", "memfd_create", "fsopen", "open_tree", "move_mount", "setns", "userfaultfd",
                  "perf_event_open", "pidfd_getfd", "process_vm_writev"):  # fmt: skip
         assert f'syscall "{name}"' in pfc, name
     assert "action ERRNO(38);" in pfc  # clone3 -> ENOSYS
+    unknown = [n for n in range(424, 512) if not seccomp_filter._known(pyseccomp, pyseccomp.Arch.NATIVE, n)]
+    assert all(f"if ($syscall == {n})\n    action ERRNO(38);" in pfc for n in unknown)  # newer: ENOSYS
     assert "# invalid architecture action\naction KILL_PROCESS;" in pfc
     # ioctl's request is compared on its low 32 bits only (masked), so high bits cannot dodge it
     ioctl = pfc[pfc.index('syscall "ioctl"') :].split("# filter for syscall", 1)[0]
@@ -158,3 +162,31 @@ def test_cli_size_parser():
 
     assert _size("4G") == 4 << 30 and _size("96M") == 96 << 20 and _size("512MiB") == 512 << 20
     assert _size("1000") == 1000
+
+
+def test_seccomp_inet_protocol_gaps_match_exactly_the_denied_numbers():
+    blocks = seccomp_filter._gaps(seccomp_filter.INET_PROTOCOLS)
+    top = max(seccomp_filter.INET_PROTOCOLS)
+    denied = {n for n in range(1024) if n > top or any(n & mask == value for value, mask in blocks)}
+    assert denied == set(range(1024)) - set(seccomp_filter.INET_PROTOCOLS)
+    for machine in ("x86_64", "aarch64"):
+        assert seccomp_filter.build(machine) is not None  # libseccomp accepts the rules on both
+
+
+def test_host_paths_resolve_only_through_symlinks_the_sandbox_user_cannot_plant(tmp_path):
+    from clawfleet.sandbox import namespaces
+
+    other = 2**31 - 7  # a uid/gid that owns nothing here
+    real = os.path.realpath(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    # Root's symlinks elsewhere are followed like realpath does; "..", "." and missing tails are kept right.
+    assert namespaces._resolve_host("/lib/./x/..", other, other) == os.path.realpath("/lib")
+    assert namespaces._resolve_host("/usr/bin/../lib", other, other) == os.path.realpath("/usr/lib")
+    assert namespaces._resolve_host(f"{real}/real/missing/y", other, other) == f"{real}/real/missing/y"
+    # Below a world-writable directory (/tmp) anyone, the sandbox user too, could have made the link.
+    assert namespaces._resolve_host(f"{real}/link", other, other) is None
+    assert namespaces._resolve_host(f"{real}/link/x", other, other) is None
+    # A link the sandbox user owns is refused wherever it is.
+    st = os.lstat(tmp_path / "link")
+    assert namespaces._writable_by(os.stat(tmp_path), st.st_uid, other)

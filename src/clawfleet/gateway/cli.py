@@ -17,21 +17,18 @@ def register(subparsers) -> None:
     serve = sub.add_parser("serve", help="run the sandboxes of a daemon config, with a control socket")
     serve.add_argument("--config", required=True, metavar="FILE")
     serve.set_defaults(func=_serve)
-    run = sub.add_parser("run", help="like 'clawfleet sandbox run', with all traffic through an embedded gateway")
-    run.add_argument("--policy", required=True, metavar="FILE", help="OpenShell-compatible policy YAML")
-    run.add_argument("--gateway-config", metavar="FILE", help="gateway settings YAML (secrets, extra CA, ...)")
-    run.add_argument("--gateway-log", metavar="FILE", help="decision log (default: the config's, else stderr)")
-    run.add_argument("--workdir", default="/sandbox", metavar="DIR")
-    run.add_argument("--user", metavar="NAME")
-    run.add_argument("--group", metavar="NAME")
-    run.add_argument("--mode", choices=("enforce", "monitor"), default=None)
-    run.add_argument("--log", metavar="FILE", help="sandbox start/exit records")
-    run.add_argument("--memory-max", metavar="BYTES", default=None)
-    run.add_argument("--pids-max", metavar="N", type=int, default=4096)
-    run.add_argument("--env", metavar="NAME=VALUE", action="append", default=[])
-    run.add_argument("--credential", metavar="NAME", action="append", default=[])
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
-    run.set_defaults(func=_run)
+    check = sub.add_parser(
+        "check",
+        help="validate a daemon config (and the sandbox definitions and policies it names) or one definition",
+        description="Exit 2 on any problem; starts nothing. Usable as Ansible's `validate:` command.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="daemon config or sandbox definition file")
+    check.set_defaults(func=_check)
+    run = sub.add_parser("run", help="the same as 'clawfleet sandbox run' (all traffic through the gateway)")
+    from clawfleet.sandbox.cli import add_run_arguments, run_command
+
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
     proxy = sub.add_parser("proxy", help="a stand-alone gateway on HOST:PORT in this network namespace")
     proxy.add_argument("--policy", required=True, metavar="FILE")
     proxy.add_argument("--listen", default="127.0.0.1:3128", metavar="HOST:PORT")
@@ -57,27 +54,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    import os
-
+def _check(args: argparse.Namespace) -> int:
     from clawfleet.policy import PolicyError
-    from clawfleet.sandbox.cli import _size, build_spec
+    from clawfleet.sandbox.environment import EnvError
 
-    from .config import ConfigError
-    from .embedded import config_from_args, run_sandbox
+    from .control import check_file
 
     try:
-        config = config_from_args(args.policy, args.gateway_config, args.mode, args.gateway_log)
-        args.mode = config.mode
-        args.memory_max = _size(args.memory_max) if args.memory_max else None
-        spec = build_spec(args, dict(os.environ))
-    except (PolicyError, ConfigError, ValueError, OSError) as exc:
-        print(f"clawfleet gateway: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
-        return 125
-    code, launcher = run_sandbox(spec, config)
-    if launcher.report.error:
-        print(f"clawfleet sandbox: {launcher.report.error}", file=sys.stderr)
-    return code
+        names = check_file(args.config)
+    except (OSError, ValueError, PolicyError, EnvError) as exc:
+        print(f"clawfleet gateway: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: ok ({', '.join(names) or 'no sandboxes'})")
+    return 0
 
 
 def _proxy(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import fnmatch
 import json
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -190,8 +191,16 @@ class DecisionLog:
     ) -> None:  # fmt: skip
         self.sandbox = sandbox
         self._own = path is not None
+        # Without a log file the records go to stderr, which the sandboxed command shares with the operator's
+        # terminal: only denials and failed reloads are written there, so a command's own output stays clean.
+        self._only_problems = path is None and stream is None
         if path is not None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            # Never follow a link or block on a FIFO planted where the log goes: the supervisor writes as root.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(f"{path}: decision log is not a regular file")
+            os.set_blocking(fd, True)
             self._fh: TextIO = os.fdopen(fd, "a", buffering=1 << 16)
         else:
             self._fh = stream or sys.stderr
@@ -210,6 +219,8 @@ class DecisionLog:
         key = str(record.get("decision", record.get("event", "?")))
         with self._lock:
             self.counts[key] = self.counts.get(key, 0) + 1
+            if self._only_problems and record.get("action") != "deny" and record.get("ok", True):
+                return
             if self._fh.closed:
                 return
             self._fh.write(line + "\n")

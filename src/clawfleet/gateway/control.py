@@ -41,7 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Daemon", "build_spec_from_definition", "load_definition", "register_sandbox_subcommands", "request"]
+__all__ = ["Daemon", "build_spec_from_definition", "check_file", "load_definition", "register_sandbox_subcommands",
+           "request"]  # fmt: skip
 
 from .control_cli import DEFAULT_SOCKET, register_sandbox_subcommands
 
@@ -68,6 +69,96 @@ def load_definition(path: str) -> dict[str, Any]:
         d["policy"] = os.path.join(base, d["policy"])
     d["_base"] = base
     return d
+
+
+DEFINITION_KEYS = frozenset({"name", "command", "policy", "user", "workdir", "mode", "limits", "env", "credentials",
+                             "secrets", "inference", "gateway"})  # fmt: skip
+DAEMON_KEYS = frozenset({"state_dir", "control_socket", "sandboxes"})
+
+
+def check_definition(path: str) -> dict[str, Any]:
+    """Everything the daemon would refuse when it starts the sandbox, found now (no sandbox is started)."""
+    from clawfleet.policy import load_file
+
+    from .config import load_gateway_section
+
+    d = load_definition(path)
+    unknown = set(d) - DEFINITION_KEYS - {"_base"}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(DEFINITION_KEYS))})"
+        )
+    if d.get("mode", "enforce") not in ("enforce", "monitor"):
+        raise ValueError(f"{path}: mode must be enforce or monitor, not {d['mode']!r}")
+    if not isinstance(d["command"], list) or not all(isinstance(a, str) for a in d["command"]):
+        raise ValueError(f"{path}: command must be a string or a list of strings")
+    section = dict(d.get("gateway") or {})
+    section.setdefault("policy", d["policy"])
+    if d.get("secrets"):
+        section["secrets"] = d["secrets"]
+    config = load_gateway_section(section, d["_base"])
+    for b in config.secrets:
+        if not os.path.isfile(b.file):
+            raise ValueError(f"{path}: secret {b.name}: no file {b.file}")
+    missing = set(d.get("credentials") or []) - {b.name for b in config.secrets}
+    if missing:
+        raise ValueError(f"{path}: credentials without a secrets binding: {', '.join(sorted(missing))}")
+    load_file(d["policy"])  # PolicyError with every problem, positioned
+    from clawfleet.sandbox import environment
+
+    explicit = {str(k): str(v) for k, v in (d.get("env") or {}).items()}
+    environment.build({}, "check", explicit=explicit, credentials=list(d.get("credentials") or []))  # EnvError
+    limits = d.get("limits") or {}
+    unknown = set(limits) - {"memory_max", "pids_max"}
+    if unknown:
+        raise ValueError(f"{path}: unknown limits: {', '.join(sorted(unknown))}")
+    return d
+
+
+def check_file(path: str) -> list[str]:
+    """Validate a daemon config (and every definition it lists) or a single definition file.
+
+    Returns the names of the sandboxes checked; raises ValueError/OSError with a message an operator can act on.
+    """
+    data = _load_yaml(path)
+    if "name" in data or "command" in data:
+        return [check_definition(path)["name"]]
+    unknown = set(data) - DAEMON_KEYS
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(DAEMON_KEYS))})"
+        )
+    base = os.path.dirname(os.path.abspath(path))
+    names: list[str] = []
+    for item in data.get("sandboxes") or []:
+        name = check_definition(os.path.join(base, item))["name"]
+        if name in names:
+            raise ValueError(f"{path}: duplicate sandbox name {name!r}")
+        names.append(name)
+    return names
+
+
+def current_digest(decisions: str, tail_bytes: int = 262144) -> str | None:
+    """The digest of the policy the sandbox's gateway applies now: the last ``digest`` in its decision log
+    (``listening``, a successful ``reload``, or any decision; a failed reload keeps the last good one)."""
+    try:
+        with open(decisions, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for raw in reversed(lines):
+        if b'"digest"' not in raw:
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue  # the first, partial line of the tail, or a line being written
+        if isinstance(record, dict) and isinstance(record.get("digest"), str):
+            return record["digest"]
+    return None
 
 
 def build_spec_from_definition(d: dict[str, Any], environ: dict[str, str]):
@@ -142,7 +233,8 @@ class Managed:
                 "pid": self.proc.pid if self.proc else None, "started": self.started,
                 "uptime_s": round(time.time() - self.started, 1) if running else None,
                 "exit_code": None if running else self.exit_code, "definition": self.definition,
-                "output": self.out, "decisions": self.decisions}  # fmt: skip
+                "output": self.out, "decisions": self.decisions,
+                "policy_digest": current_digest(self.decisions) if running else None}  # fmt: skip
 
 
 class Daemon:

@@ -25,6 +25,16 @@ def register(subparsers) -> None:
         help="run CMD in a new sandbox (foreground; exits with CMD's status, 125 if the sandbox fails)",
         description="Run CMD as the sandbox user in fresh namespaces under Landlock and seccomp.",
     )
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
+    # list/status/logs/connect/stop talk to the gateway daemon's control socket.
+    from clawfleet.gateway.control_cli import register_sandbox_subcommands
+
+    register_sandbox_subcommands(sub)
+
+
+def add_run_arguments(run) -> None:
+    """The flags of `clawfleet sandbox run` (shared with its alias `clawfleet gateway run`)."""
     run.add_argument("--policy", required=True, metavar="FILE", help="OpenShell-compatible policy YAML")
     run.add_argument(
         "--workdir",
@@ -39,11 +49,16 @@ def register(subparsers) -> None:
     run.add_argument("--log", metavar="FILE", help="append JSON records of the sandbox's start and exit")
     run.add_argument("--memory-max", metavar="BYTES", type=_size, help="memory limit (e.g. 4G)")
     run.add_argument("--pids-max", metavar="N", type=int, default=4096, help="process/thread limit (4096)")
+    run.add_argument("--tmp-max", metavar="BYTES", type=_size, default=1 << 30, help="size of /tmp (1G)")
     run.add_argument("--env", metavar="NAME=VALUE", action="append", default=[], help="set a variable")
     run.add_argument("--credential", metavar="NAME", action="append", default=[],
                      help="set NAME to a placeholder the egress gateway resolves (never the real value)")  # fmt: skip
+    run.add_argument("--gateway-config", metavar="FILE",
+                     help="gateway settings: extra CA, secrets, static hosts, pins (docs/gateway.md)")  # fmt: skip
+    run.add_argument("--gateway-log", metavar="FILE", help="append the gateway's JSON decision lines here")
+    run.add_argument("--no-gateway", action="store_true",
+                     help="no egress gateway: the sandbox has no network at all (no proxy, no hot reload)")  # fmt: skip
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
-    run.set_defaults(func=run_command)
 
 
 def _size(text: str) -> int:
@@ -95,6 +110,7 @@ def build_spec(args: argparse.Namespace, environ: dict[str, str]):
         landlock_max_abi=int(max_abi) if max_abi else None,
         memory_max=args.memory_max,
         pids_max=args.pids_max,
+        tmp_max=args.tmp_max,
         env=env,
         mode=args.mode,
         log=args.log,
@@ -112,10 +128,21 @@ def run_command(args: argparse.Namespace) -> int:
     if spec.landlock_max_abi is not None:
         print(f"clawfleet sandbox: WARNING: {MAX_ABI_VARIABLE}={spec.landlock_max_abi} caps the Landlock ABI",
               file=sys.stderr)  # fmt: skip
-    from clawfleet.sandbox.launcher import Launcher
+    if args.no_gateway:
+        from clawfleet.sandbox.launcher import Launcher
 
-    launcher = Launcher(spec)
-    code = launcher.run()
+        launcher = Launcher(spec)
+        code = launcher.run()
+    else:
+        # The gateway is the sandbox's only door: its proxy listens inside the sandbox's network namespace.
+        from clawfleet.gateway.config import ConfigError
+        from clawfleet.gateway.embedded import config_from_args, run_sandbox
+
+        try:
+            gateway = config_from_args(args.policy, args.gateway_config, args.mode, args.gateway_log)
+        except (ConfigError, OSError, ValueError) as exc:
+            return _fail(f"gateway: {exc}")
+        code, launcher = run_sandbox(spec, gateway)
     if launcher.report.error:
         print(f"clawfleet sandbox: {launcher.report.error}", file=sys.stderr)
     return code

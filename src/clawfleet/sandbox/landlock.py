@@ -17,7 +17,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from clawfleet.sandbox import _sys
+from clawfleet.sandbox import _sys, namespaces
 
 CREATE_RULESET_VERSION = 1 << 0
 RULE_PATH_BENEATH = 1
@@ -131,7 +131,11 @@ def negotiate(max_abi: int | None = None) -> Plan:
 
 
 def build_ruleset(abi: int, read_only: tuple[str, ...], read_write: tuple[str, ...]) -> tuple[int, list[str]]:
-    """Create the ruleset fd (close-on-exec) for paths as seen now; returns (fd, paths skipped as missing)."""
+    """Create the ruleset fd (close-on-exec) for paths as seen now; returns (fd, paths skipped as missing).
+
+    The paths are the planned targets (namespaces.plan_paths), opened by namespaces.open_policy_path: a
+    symlink the agent left in the workdir must not carry a rule to where it points.
+    """
     handled = handled_fs(abi)
     attr = _RulesetAttr(handled, 0, scoped(abi))
     # Pass only the part of the struct this ABI knows: an older kernel rejects unknown non-zero fields.
@@ -151,9 +155,8 @@ def build_ruleset(abi: int, read_only: tuple[str, ...], read_write: tuple[str, .
 
 
 def _add_path(ruleset_fd: int, path: str, rights: int) -> bool:
-    try:
-        pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
+    pfd = namespaces.open_policy_path(path)
+    if pfd is None:
         return False
     try:
         if not stat.S_ISDIR(os.fstat(pfd).st_mode):

@@ -21,6 +21,7 @@ returns 125 (127: command not found, 126: not executable). Exit status otherwise
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -68,6 +69,7 @@ class Report:
     landlock_abi: int = 0
     landlock_missing: tuple[str, ...] = ()
     skipped_paths: list[str] = field(default_factory=list)
+    refused_paths: list[str] = field(default_factory=list)
     cgroup: str = "none"
     mode: str = "enforce"
     error: str | None = None
@@ -176,8 +178,12 @@ class Launcher:
         for line in messages.decode(errors="replace").splitlines():
             kind, _, payload = line.partition(" ")
             if kind == "info":
-                skipped = set(self.report.skipped_paths) | set(json.loads(payload).get("skipped", []))
-                self.report.skipped_paths = sorted(skipped)
+                info = json.loads(payload)
+                self.report.skipped_paths = sorted(set(self.report.skipped_paths) | set(info.get("skipped", [])))
+                for path in info.get("refused", []):
+                    self.report.refused_paths.append(path)
+                    self.warn(f"policy path {path} resolves through a symlink the sandbox user could have made:"
+                              " not mounted, no Landlock rule")  # fmt: skip
             else:
                 error = (int(kind), payload)
         if error is not None:
@@ -207,8 +213,14 @@ class Launcher:
             return
         record = {"ts": time.time(), "event": event, "argv": list(self.spec.argv), "user": self.spec.user,
                   "workdir": self.spec.workdir, **self.report.__dict__}  # fmt: skip
+        # We are root and the path may lie in a tree the agent writes (its workdir): never follow a symlink
+        # it planted there, and never block on a FIFO (O_NONBLOCK: ENXIO without a reader).
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            with open(self.spec.log, "a") as f:
+            fd = os.open(self.spec.log, flags, 0o640)
+            with open(fd, "a") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
                 f.write(json.dumps(record, default=list) + "\n")
         except OSError as exc:  # the log is a record, not a protection: say so, keep going
             self.warn(f"cannot write the log {self.spec.log}: {exc.strerror}")
@@ -292,15 +304,17 @@ def _stage1(spec, plan, sc_filter, workdir_id, cgroup, supervisor, sync, status_
 
 def _stage2(spec, plan, sc_filter, workdir_id, lifeline, status_w) -> None:
     _die_with_parent(lifeline=lifeline)
-    skipped = namespaces.build_root(spec.workdir, workdir_id, spec.read_only, spec.read_write, spec.hostname)
+    paths = namespaces.plan_paths(spec.read_only, spec.read_write, spec.uid, spec.gid)  # on the host's root
+    skipped = namespaces.build_root(spec.workdir, workdir_id, paths, spec.hostname, spec.tmp_max)
     os.mkdir(PROBE_DIR, 0o700)
     os.chown(PROBE_DIR, spec.uid, spec.gid)
-    os.write(status_w, b"info " + json.dumps({"skipped": skipped}).encode() + b"\n")
+    info = {"skipped": skipped, "refused": list(paths.refused)}
+    os.write(status_w, b"info " + json.dumps(info).encode() + b"\n")
     target = _forward_to_child()  # before the fork: PID 1 only receives signals it has handlers for
     pid = os.fork()
     if pid == 0:
         _default_signals()
-        _child(status_w, _stage3, spec, plan, sc_filter, status_w)
+        _child(status_w, _stage3, spec, plan, paths, sc_filter, status_w)
     target[0] = pid
     os.close(status_w)
     _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
@@ -337,14 +351,15 @@ def _relay(pid: int, reap_all: bool) -> None:
             os._exit(_exit_code(status))
 
 
-def _stage3(spec: SandboxSpec, plan: landlock.Plan, sc_filter, status_w: int) -> None:
+def _stage3(spec: SandboxSpec, plan: landlock.Plan, paths: namespaces.PathPlan, sc_filter, status_w: int) -> None:
     os.setsid()  # no controlling terminal: TIOCSTI has nothing to push into (seccomp denies it too)
     os.chdir(SANDBOX_WORKDIR)
     ruleset_fd = -1
     if plan.abi >= 1:
         # Built here, as root (so every listed path can be opened) and as the process that will exec:
-        # a policy entry such as /proc/self then names the command's own /proc entry.
-        ruleset_fd, missing = landlock.build_ruleset(plan.abi, spec.read_only, spec.read_write)
+        # a policy entry such as /proc/self then names the command's own /proc entry. The planned targets,
+        # not the policy's spellings: the same paths that were mounted, resolved the same careful way.
+        ruleset_fd, missing = landlock.build_ruleset(plan.abi, paths.paths(True), paths.paths(False))
         if missing:
             os.write(status_w, b"info " + json.dumps({"skipped": missing}).encode() + b"\n")
     with open("/proc/sys/kernel/cap_last_cap") as f:

@@ -22,6 +22,7 @@ import os
 import stat
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from clawfleet.sandbox import _sys
 from clawfleet.sandbox.spec import SANDBOX_WORKDIR
@@ -88,21 +89,95 @@ def make_mounts_private() -> None:
     _sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
+@dataclass(frozen=True)
+class PathPlan:
+    """The policy's paths as the sandbox sees them: (target, read_only) pairs, parents first, and the paths
+    refused because they resolve through a symlink the sandbox user could have planted."""
+
+    entries: tuple[tuple[str, bool], ...]
+    refused: tuple[str, ...] = ()
+
+    def paths(self, read_only: bool) -> tuple[str, ...]:
+        return tuple(target for target, ro in self.entries if ro == read_only)
+
+
+def plan_paths(read_only: tuple[str, ...], read_write: tuple[str, ...], uid: int, gid: int) -> PathPlan:
+    """Resolve the policy's paths against the host root (run before it moves). Host paths are canonicalised
+    (``/lib`` -> ``/usr/lib``); the sandbox's own trees are not. A path in both lists is read-only."""
+    wanted = {os.path.normpath(p): False for p in read_write}
+    wanted.update({os.path.normpath(p): True for p in read_only})
+    plan: dict[str, bool] = {}
+    refused: list[str] = []
+    for path, ro in wanted.items():
+        own = any(_under(path, t) for t in ("/proc", "/tmp", "/dev", SANDBOX_WORKDIR))
+        target = path if own else _resolve_host(path, uid, gid)
+        if target is None:
+            refused.append(path)
+            continue
+        plan[target] = plan.get(target, False) or ro
+    entries = sorted(plan.items(), key=lambda item: (item[0].count("/"), item[0]))
+    return PathPlan(tuple(entries), tuple(refused))
+
+
+def _resolve_host(path: str, uid: int, gid: int) -> str | None:
+    """``os.path.realpath``, except that a symlink is never followed below a directory the sandbox user can
+    write (or one it owns): None then.
+
+    Such a symlink may be the agent's, left in a read_write tree (or the workdir) by an earlier run; followed
+    by root here, it would pick any host path to bind into the sandbox. Symlinks elsewhere (``/lib`` ->
+    ``usr/lib``, ``/etc/alternatives``) are root's and are followed.
+    """
+    todo = [p for p in reversed(path.split("/")) if p]  # a stack: the next component is last
+    parts: list[str] = []
+    writable: list[bool] = []  # per component of ``parts``: could the sandbox user write in it?
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == "." or (part == ".." and not parts):
+            continue
+        if part == "..":
+            parts.pop()
+            writable.pop()
+            continue
+        current = "/" + "/".join([*parts, part])
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return os.path.normpath("/".join([current, *reversed(todo)]))  # missing: skipped when mounting
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if any(writable) or st.st_uid == uid or links > 40:
+                return None
+            link = os.readlink(current)
+            if link.startswith("/"):
+                parts, writable = [], []
+            todo.extend(p for p in reversed(link.split("/")) if p)
+            continue
+        parts.append(part)
+        writable.append(_writable_by(st, uid, gid))
+    return "/" + "/".join(parts)
+
+
+def _writable_by(st: os.stat_result, uid: int, gid: int) -> bool:
+    """Could ``uid``/``gid`` (no other groups: the sandbox has none) create entries in this directory? Its
+    owner could, whatever the mode says (it may chmod)."""
+    return st.st_uid == uid or bool(st.st_mode & 0o002) or (st.st_gid == gid and bool(st.st_mode & 0o020))
+
+
 def build_root(
-    workdir: str, workdir_id: tuple[int, int], read_only: tuple[str, ...], read_write: tuple[str, ...],
-    hostname: str,
+    workdir: str, workdir_id: tuple[int, int], plan: PathPlan, hostname: str, tmp_size: int
 ) -> list[str]:  # fmt: skip
     """Build the sandbox root and pivot into it. Runs as root, as PID 1 of the new PID namespace.
 
     ``workdir_id`` is the (st_dev, st_ino) the supervisor saw: the workdir is opened once here and
     bind-mounted through that fd, so a path swapped for a symlink meanwhile is refused, not followed.
-    Returns the policy paths that got no mount because they do not exist (they get no Landlock rule).
+    ``plan`` comes from :func:`plan_paths`, run before. Returns the policy paths that got no mount because
+    they do not exist (they get no Landlock rule).
     """
     workdir_fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     st = os.fstat(workdir_fd)
     if (st.st_dev, st.st_ino) != workdir_id:
         raise OSError(errno.ESTALE, "workdir changed while the sandbox was starting", workdir)
-    plan = _plan(read_only, read_write)  # resolved against the host root, before it moves
     _sys.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096")
     os.mkdir("/tmp" + OLDROOT, 0o700)
     _sys.pivot_root("/tmp", "/tmp" + OLDROOT)
@@ -116,7 +191,10 @@ def build_root(
 
     _mount_proc()
     os.mkdir("/tmp", 0o755)
-    _sys.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")  # the sandbox's own /tmp
+    # The sandbox's own /tmp. tmpfs pages belong to no process: unbounded, /tmp could hold half the host's
+    # RAM that no OOM kill frees. Inodes are bounded too (they cost kernel memory, not tmpfs blocks).
+    _sys.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+               f"mode=1777,size={tmp_size},nr_inodes={max(1024, tmp_size // 4096)}")  # fmt: skip
     _build_dev()
     os.mkdir(SANDBOX_WORKDIR, 0o755)
     _sys.mount(f"/proc/self/fd/{workdir_fd}", SANDBOX_WORKDIR, None, MS_BIND | MS_REC)
@@ -125,7 +203,7 @@ def build_root(
 
     skipped: list[str] = []
     mounted = {SANDBOX_WORKDIR: False}  # sandbox path -> read-only?
-    for target, read_only_ in plan:
+    for target, read_only_ in plan.entries:
         enclosing = [m for m in mounted if _under(target, m)]
         if enclosing:
             # Inside an earlier bind (or the workdir): same files, only the read-only flag may differ.
@@ -148,26 +226,17 @@ def build_root(
     return skipped
 
 
-def _plan(read_only: tuple[str, ...], read_write: tuple[str, ...]) -> list[tuple[str, bool]]:
-    """(target, read_only) pairs, parents first. Host paths are canonicalised (``/lib`` -> ``/usr/lib``)."""
-    wanted = {os.path.normpath(p): False for p in read_write}
-    wanted.update({os.path.normpath(p): True for p in read_only})  # in both lists: read-only wins
-    plan: dict[str, bool] = {}
-    for path, ro in wanted.items():
-        own = any(_under(path, t) for t in ("/proc", "/tmp", "/dev", SANDBOX_WORKDIR))
-        target = path if own else os.path.realpath(path)
-        plan[target] = plan.get(target, False) or ro
-    return sorted(plan.items(), key=lambda item: (item[0].count("/"), item[0]))
-
-
 def _bind_host_path(target: str, read_only: bool) -> bool:
-    source = OLDROOT + target
-    try:
-        st = os.stat(source)
-    except FileNotFoundError:
+    # ``target`` is canonical (plan_paths): a symlink on the way now means it changed since; refuse it.
+    fd = _open_no_symlinks(target, root=OLDROOT)
+    if fd is None:
         return False
-    _make_mountpoint(target, directory=stat.S_ISDIR(st.st_mode))
-    _sys.mount(source, target, None, MS_BIND | MS_REC)
+    try:
+        st = os.fstat(fd)
+        _make_mountpoint(target, directory=stat.S_ISDIR(st.st_mode))
+        _sys.mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
     is_device = stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
     attrs = MOUNT_ATTR_NOSUID | (0 if is_device else MOUNT_ATTR_NODEV) | (MOUNT_ATTR_RDONLY if read_only else 0)
     _set_attr(target, attrs)
@@ -208,9 +277,9 @@ def _rebind(target: str, read_only: bool) -> bool:
     return True
 
 
-def _open_no_symlinks(path: str) -> int | None:
-    """O_PATH fd on ``path``, walking component by component and refusing any symlink."""
-    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def _open_no_symlinks(path: str, root: str = "/") -> int | None:
+    """O_PATH fd on ``path`` below ``root``, walking component by component and refusing any symlink."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in [p for p in path.split("/") if p]:
             try:
@@ -226,6 +295,21 @@ def _open_no_symlinks(path: str) -> int | None:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def open_policy_path(path: str) -> int | None:
+    """O_PATH fd on a planned target inside the sandbox root, for its Landlock rule (None: missing).
+
+    Symlinks are followed only in the trees PID 1 built during this start (``/proc/self`` is the command's
+    own entry); elsewhere - the workdir, read_write binds - a symlink may be the agent's from an earlier run
+    and would carry the rule to where it points.
+    """
+    if any(_under(path, tree) for tree in ("/proc", "/dev", "/tmp")):
+        try:
+            return os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+    return _open_no_symlinks(path)
 
 
 def _mount_proc() -> None:

@@ -40,6 +40,8 @@ class SandboxSpec:
     landlock_max_abi: int | None = None
     memory_max: int | None = None  # bytes
     pids_max: int | None = 4096
+    #: Size of the sandbox's /tmp (a tmpfs: memory that no OOM kill gives back, so it is always bounded).
+    tmp_max: int = 1 << 30  # bytes
     env: Mapping[str, str] = field(default_factory=dict)
     mode: str = ENFORCE
     log: str | None = None
@@ -58,9 +60,9 @@ class SandboxSpec:
             raise SpecError(f"workdir must be an absolute path other than /: {self.workdir!r}")
         for path in (*self.read_only, *self.read_write):
             _check_policy_path(path)
-        for limit in (self.memory_max, self.pids_max):
+        for limit in (self.memory_max, self.pids_max, self.tmp_max):
             if limit is not None and limit <= 0:
-                raise SpecError("memory and pids limits must be positive")
+                raise SpecError("memory, pids and /tmp limits must be positive")
         for name, value in self.env.items():
             if not name or "=" in name or "\0" in name or "\0" in value:
                 raise SpecError(f"invalid environment entry {name!r}")
