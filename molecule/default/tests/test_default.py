@@ -1,4 +1,6 @@
-"""Verify a host converged by site.yml: packages, group and directory modes as the base role promises."""
+"""Verify a host converged by the whole site.yml: preflight facts, base layout, swap, GPU skip, Docker, runtime."""
+
+import json
 
 import pytest
 
@@ -33,8 +35,39 @@ def test_directories_have_tight_modes(host, path, group, mode):
 
 
 def test_systemd_is_pid1_and_running(host):
-    # The roles that follow install services: the test host must be a real systemd host, not a shell.
+    # The roles install services: the test host must be a real systemd host, not a shell.
     state = host.run("systemctl is-system-running --wait").stdout.strip()
     failed = host.run("systemctl --failed --no-legend --plain").stdout
     assert state == "running", f"{state}; failed units:\n{failed}"
     assert host.file("/proc/1/comm").content_string.strip() == "systemd"
+
+
+def test_preflight_passed_and_cached_its_facts(host):
+    fact = json.loads(host.file("/etc/ansible/facts.d/clawfleet_preflight.fact").content_string)
+    assert fact["landlock_abi"] >= 1
+    assert fact["distro"].startswith("debian ")
+
+
+def test_swap_file_prepared(host):
+    swapfile = host.file("/swapfile")
+    assert swapfile.mode == 0o600 and swapfile.user == "root"
+    assert "/swapfile none swap sw 0 0" in host.file("/etc/fstab").content_string
+
+
+def test_gpu_stack_skipped_on_a_gpu_less_host(host):
+    fact = json.loads(host.file("/etc/ansible/facts.d/clawfleet_gpu.fact").content_string)
+    assert fact["present"] is False
+    assert not host.file("/etc/systemd/system/clawfleet-vllm.service").exists
+
+
+def test_docker_engine_runs_with_the_systemd_cgroup_driver(host):
+    assert host.service("docker").is_running
+    assert host.check_output("docker info --format '{{.CgroupDriver}}'") == "systemd"
+
+
+def test_runtime_installed_from_the_bundle(host):
+    assert host.check_output("clawfleet --version").startswith("clawfleet ")
+    assert host.file("/opt/clawfleet/venv/.clawfleet-bundle").content_string.startswith("sha256:")
+    report = json.loads(host.run("clawfleet host check --json").stdout)
+    verdicts = {c["name"]: c["verdict"] for c in report["checks"]}
+    assert verdicts["landlock"] == verdicts["seccomp"] == "pass"
