@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 VERSION = "v1.32.5+k3s1"
-TOKEN = "molecule-test-token-not-a-secret-0123456789"  # noqa: S105 - throw-away test token
+TOKEN = "molecule-test-token-not-a-secret-0123456789"
 FIRST = "clawfleet-k3s-bookworm"
 ARTIFACTS = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "k3s-artifacts" / "good"
 
@@ -111,7 +111,7 @@ def test_service_runs_from_the_role_unit_with_the_token_from_the_environment(hos
     assert "Type=notify" in unit
     started = dict(line.split("=", 1) for line in host.file("/run/k3s-standin/started").content_string.splitlines())
     assert started["mode"] == mode
-    assert started["token_from_env"] == "yes"  # noqa: S105 - a yes/no flag, not a secret
+    assert started["token_from_env"] == "yes"
     assert started["token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
 
 
