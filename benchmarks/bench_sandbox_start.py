@@ -47,11 +47,12 @@ def _in_process_launch(policy: Path, work: Path):
     and the imports a CLI run pays: what the kernel-facing code costs, next to bwrap."""
     import argparse as ap
 
-    from clawfleet.sandbox.cli import build_spec
+    from clawfleet.sandbox.cli import add_run_arguments, build_spec
     from clawfleet.sandbox.launcher import Launcher
 
-    ns = ap.Namespace(policy=str(policy), workdir=str(work), user=None, group=None, mode="enforce", log=None,
-                      memory_max=None, pids_max=4096, env=[], credential=[], command=["--", "/bin/true"])  # fmt: skip
+    parser = ap.ArgumentParser()
+    add_run_arguments(parser)  # the CLI's own flags and defaults, so this stays in step with `sandbox run`
+    ns = parser.parse_args(["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"])
     spec = build_spec(ns, {})
 
     def launch() -> None:
@@ -84,6 +85,18 @@ def main() -> int:
                 clawfleet,
                 "sandbox",
                 "run",
+                "--policy",
+                str(policy),
+                "--workdir",
+                str(work),
+                "--",
+                "/bin/true",
+            ],
+            "clawfleet sandbox run --no-gateway": [
+                clawfleet,
+                "sandbox",
+                "run",
+                "--no-gateway",
                 "--policy",
                 str(policy),
                 "--workdir",

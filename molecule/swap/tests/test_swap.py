@@ -1,6 +1,6 @@
 """Verify the swap role in test mode: file, swap signature, fstab line and sysctl file (swapon cannot run here)."""
 
-SWAPFILE = "/swapfile"
+SWAPFILE = "/var/lib/clawfleet-molecule.swap"  # converge.yml sets this path
 
 
 def _expected_size_mb(host) -> int:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the side-by-side benchmarks on a quiet host with no package index (the lent GPU machine): everything is
+# installed from a directory prepared here with
+#   clawfleet bundle build --out .devbundle --target 3.12-x86_64
+#   (cd .devbundle && apt-get download bubblewrap)
+#   pip wheel --no-deps -w .devbundle/mitm pyperclip==1.9.0
+#   pip download --only-binary=:all: --find-links .devbundle/mitm --python-version 3.12 ... -d .devbundle/mitm mitmproxy==12.1.2
+# Figures go to ${OUT:-/tmp/bench-out}. Each benchmark compares against its baseline in the same run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/bench-out}
+mkdir -p "$out"
+python3 -m venv /tmp/cf-venv && /tmp/cf-venv/bin/pip install -q --no-index --find-links .devbundle/wheels clawfleet
+python3 -m venv /tmp/cf-mitm && /tmp/cf-mitm/bin/pip install -q --no-index --find-links .devbundle/mitm mitmproxy
+mkdir -p /tmp/bwrap && dpkg -x .devbundle/bubblewrap_*.deb /tmp/bwrap
+export PATH=/tmp/bwrap/usr/bin:$PATH MITM_VENV=/tmp/cf-mitm
+{ uname -r; nproc; python3 --version; uptime; } >"$out/host.txt"
+py=/tmp/cf-venv/bin/python
+timeout 120 $py benchmarks/bench_policy.py >"$out/policy.txt" 2>&1
+timeout 180 $py benchmarks/bench_sandbox_start.py -n 30 >"$out/sandbox.txt" 2>&1
+timeout 240 $py benchmarks/bench_gateway.py --requests 2000 >"$out/gateway.txt" 2>&1
+timeout 240 $py benchmarks/bench_router.py --requests 400 >"$out/router.txt" 2>&1
+tail -n 30 "$out"/*.txt
