@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,22 @@ def test_classify_with_example_config_needs_no_secrets(monkeypatch, capsys):
     assert code == 0
     assert result["classes"] == ["customer_id", "date_of_birth", "person_name"]
     assert (result["action"], result["route"], result["provider"]) == ("local", "sensitive-local", "nemotron")
+
+
+def test_check_accepts_the_example_without_reading_secrets(monkeypatch, capsys):
+    # examples/router.yaml names key files that do not exist here: check validates without reading them.
+    example = str(Path(__file__).resolve().parents[2] / "examples" / "router.yaml")
+    code, out, err = _run(["router", "check", "--config", example], "", monkeypatch, capsys)
+    assert code == 0, err
+    assert "ok (5 providers, 4 routes)" in out
+
+
+def test_check_refuses_an_invalid_config(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "router.yaml"
+    bad.write_text(
+        "version: 1\nproviders:\n  openai: {type: openai, credential: openai, models: {default: m}}\n"
+        "routes:\n  - name: d\n    action: cloud\n    provider: opneai\n"
+    )
+    code, _, err = _run(["router", "check", "--config", str(bad)], "", monkeypatch, capsys)
+    assert code == 2
+    assert "unknown provider 'opneai'" in err

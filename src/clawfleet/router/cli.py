@@ -25,6 +25,15 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, help="override listen.port")
     serve.set_defaults(func=cmd_serve)
 
+    check = sub.add_parser(
+        "check",
+        help="validate a router config without starting the service (exit 2 on any problem)",
+        description="Loads and validates a router config like `serve` does, but does not read provider secrets "
+        "(credentials only exist inside the systemd unit): usable as Ansible's `validate:` command.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="router YAML config")
+    check.set_defaults(func=cmd_check)
+
     classify = sub.add_parser(
         "classify",
         help="classify text or a whole OpenAI/Anthropic request body read on stdin",
@@ -77,6 +86,14 @@ def classify_input(config: RouterConfig, data: str) -> dict[str, Any]:
         "route": decision.rule,
         "provider": decision.provider,
     }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config, read_secrets=False)
+    if config is None:
+        return 2
+    print(f"{args.config}: ok ({len(config.providers)} providers, {len(config.rules)} routes)")
+    return 0
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -1,0 +1,205 @@
+"""The router and the gateway daemon run as hardened services; my-assistant runs in its sandbox through them.
+
+The sample assistant repeats one cycle every 2 s (plain prompt, PII prompt, allowed fetch, denied fetch, secrets
+directory) and logs one JSON line per step to the daemon's state dir; the FAKE upstreams (prepare.yml) record
+every request they receive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+ROUTER_KEY = "molecule-cloud-key-3f9a7c1e"
+ORIGIN_SECRET = "molecule-origin-secret-8d2b41aa"
+STATE = "/var/lib/clawfleet/gateway"
+
+
+def has_local_model(host) -> bool:
+    return host.backend.get_hostname().endswith("bookworm")
+
+
+def records(host, name: str) -> list[dict]:
+    text = (
+        host.file(f"/opt/clawfleet-test-fakes/{name}.jsonl").content_string
+        if host.file(f"/opt/clawfleet-test-fakes/{name}.jsonl").exists
+        else ""
+    )
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assistant_steps(host, wait_for: int = 2) -> list[dict]:
+    """The assistant's log lines, after at least `wait_for` complete cycles since now."""
+    deadline = time.time() + 60
+    start = len(host.file(f"{STATE}/my-assistant.out").content_string.splitlines())
+    while True:
+        lines = host.file(f"{STATE}/my-assistant.out").content_string.splitlines()
+        steps = [json.loads(line) for line in lines[start:] if line.startswith("{")]
+        if sum(1 for s in steps if s.get("step") == "secrets") >= wait_for or time.time() > deadline:
+            return steps
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("unit", ["clawfleet-router.service", "clawfleet-gateway.service"])
+def test_services_active_and_enabled(host, unit):
+    service = host.service(unit)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_router_runs_unprivileged(host):
+    show = host.check_output(
+        "systemctl show clawfleet-router.service -p MainPID -p DynamicUser -p CapabilityBoundingSet -p ProtectSystem"
+    )
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert props["DynamicUser"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["CapabilityBoundingSet"] == ""
+    status = host.file(f"/proc/{props['MainPID']}/status").content_string
+    uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+    assert uid != "0"
+    cap_eff = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
+    assert int(cap_eff, 16) == 0
+
+
+def test_router_key_is_a_credential_not_in_the_config(host):
+    assert ROUTER_KEY not in host.file("/etc/clawfleet/router.yaml").content_string
+    assert ROUTER_KEY not in host.file("/etc/systemd/system/clawfleet-router.service").content_string
+    key_file = host.file("/etc/clawfleet/secrets/router-fakecloud")
+    assert key_file.mode == 0o600 and key_file.user == "root"
+    pid = host.check_output("systemctl show -p MainPID --value clawfleet-router.service")
+    assert ROUTER_KEY not in host.file(f"/proc/{pid}/cmdline").content_string
+    assert ROUTER_KEY not in host.file(f"/proc/{pid}/environ").content_string
+
+
+def test_router_routes_pii_locally_and_plain_prompts_to_the_cloud(host):
+    def ask(text: str):
+        body = json.dumps({"model": "default", "messages": [{"role": "user", "content": text}]})
+        out = host.run(
+            "curl -s -o /dev/stdout -w '\\n%{http_code}' -H 'Content-Type: application/json' "
+            f"-H 'Authorization: Bearer caller-key' --data '{body}' http://127.0.0.1:8484/v1/chat/completions"
+        )
+        text, _, code = out.stdout.rpartition("\n")
+        return int(code), text
+
+    cloud_before, local_before = len(records(host, "cloud")), len(records(host, "local-llm"))
+    code, text = ask("What is a good name for a test fixture?")
+    assert code == 200 and "answered by cloud" in text
+    cloud = records(host, "cloud")[cloud_before:]
+    assert cloud and cloud[-1]["authorization"] == f"Bearer {ROUTER_KEY}"  # the host's key, via the credential
+    assert "caller-key" not in json.dumps(cloud)
+
+    # The assistant in the sandbox sends its own prompts meanwhile: look for this one by its unique text.
+    code, text = ask("Email the verify-results to jane.roe@example.org, card 4111 1111 1111 1111.")
+    local = [r for r in records(host, "local-llm")[local_before:] if "verify-results" in r["body"]]
+    if has_local_model(host):
+        assert code == 200 and "answered by local-llm" in text
+        assert len(local) == 1 and "jane.roe@example.org" in local[0]["body"]
+    else:
+        assert code == 403 and "policy_blocked" in text  # fail closed: no local model on this host
+        assert local == []
+    assert not any("jane.roe@example.org" in r["body"] for r in records(host, "cloud"))
+
+
+def test_routing_table_fails_closed_without_local_model(host):
+    config = host.file("/etc/clawfleet/router.yaml").content_string
+    if has_local_model(host):
+        assert "action: local" in config
+    else:
+        assert "action: local" not in config and "sensitive-blocked-no-local-model" in config
+
+
+def test_sandbox_running_under_its_policy(host):
+    status = json.loads(host.check_output("clawfleet sandbox status my-assistant"))
+    assert status["state"] == "running"
+    digest = host.check_output("clawfleet policy digest /etc/clawfleet/policies/my-assistant.yaml")
+    assert status["policy_digest"] == digest
+
+
+def test_assistant_cycle_through_router_and_gateway(host):
+    steps = assistant_steps(host)
+    asks = {s["prompt"]: s for s in steps if s["step"] == "ask"}
+    assert asks["plain"]["status"] == 200 and "answered by cloud" in asks["plain"]["answer"]
+    if has_local_model(host):
+        assert asks["pii"]["status"] == 200 and "answered by local-llm" in asks["pii"]["answer"]
+    else:
+        assert asks["pii"]["status"] == 403
+    fetch = [s for s in steps if s["step"] == "fetch"][-1]
+    assert fetch["status"] == 200 and "hello from fake origin: /data" in fetch["excerpt"]
+    denied = [s for s in steps if s["step"] == "denied"][-1]
+    assert denied["status"] == 403 and "policy_denied" in denied["excerpt"]
+    secrets = [s for s in steps if s["step"] == "secrets"][-1]
+    assert secrets["readable"] is False
+
+
+def test_denied_request_never_left_the_host(host):
+    assert not any(r["path"] == "/steal" for r in records(host, "origin"))
+    decisions = host.file(f"{STATE}/my-assistant.decisions.jsonl").content_string
+    denials = [json.loads(x) for x in decisions.splitlines() if '"deny"' in x]
+    assert any(d.get("host") == "denied.test" and d["action"] == "deny" for d in denials)
+
+
+def test_secrets_absent_from_the_sandbox(host):
+    # The sandboxed command itself (not a shell that mentions it): pid as seen from the host.
+    pids = host.check_output("pgrep -f '^/usr/bin/python3 /sandbox/assistant[.]py'").split()
+    assert pids
+    for pid in pids:
+        environ = host.file(f"/proc/{pid}/environ").content_string
+        cmdline = host.file(f"/proc/{pid}/cmdline").content_string
+        assert ORIGIN_SECRET not in environ and ORIGIN_SECRET not in cmdline
+        assert ROUTER_KEY not in environ and ROUTER_KEY not in cmdline
+        assert (
+            "ORIGIN_TOKEN=clawfleet:secret:ORIGIN_TOKEN" in environ
+            or "ORIGIN_TOKEN=openshell:resolve:env:ORIGIN_TOKEN" in environ
+        )
+        assert "OPENAI_BASE_URL=http://inference.local:8484/v1" in environ
+    out = host.file(f"{STATE}/my-assistant.out").content_string
+    assert ORIGIN_SECRET not in out and ROUTER_KEY not in out
+    secret = host.file("/etc/clawfleet/secrets/sandbox-my-assistant-ORIGIN_TOKEN")
+    assert secret.mode == 0o600 and secret.user == "root"
+
+
+def test_policy_edit_was_hot_reloaded(host):
+    # side_effect.yml re-converged with the github preset: the gateway reloaded without a restart.
+    policy = host.file("/etc/clawfleet/policies/my-assistant.yaml").content_string
+    assert "github" in policy
+    previous = host.file("/etc/clawfleet/policies/my-assistant.yaml.previous")
+    assert previous.exists and "github" not in previous.content_string
+    decisions = host.file(f"{STATE}/my-assistant.decisions.jsonl").content_string.splitlines()
+    reloads = [json.loads(x) for x in decisions if '"event":"reload"' in x]
+    assert reloads and reloads[-1]["ok"] is True
+    digest = host.check_output("clawfleet policy digest /etc/clawfleet/policies/my-assistant.yaml")
+    assert reloads[-1]["digest"] == digest
+    assert json.loads(host.check_output("clawfleet sandbox status my-assistant"))["policy_digest"] == digest
+    assert not any(x.get("needs_restart") for x in reloads)
+    # One supervisor since the converge: no restart of the daemon or the sandbox.
+    assert len([x for x in decisions if '"event":"listening"' in x]) == 1
+
+
+def test_gateway_unit_hardening(host):
+    show = host.check_output(
+        "systemctl show clawfleet-gateway.service -p ProtectSystem -p ProtectHome -p NoNewPrivileges -p Delegate "
+        "-p Restart -p KillMode"
+    )
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert props == {
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "NoNewPrivileges": "yes",
+        "Delegate": "yes",
+        "Restart": "on-failure",
+        "KillMode": "mixed",
+    }
+
+
+def test_config_files_have_tight_modes(host):
+    assert host.file("/etc/clawfleet/secrets").mode == 0o700
+    assert host.file("/etc/clawfleet/gateway.yaml").mode == 0o640
+    assert host.file("/etc/clawfleet/sandboxes/my-assistant.yaml").mode == 0o640
+    assert host.file("/etc/clawfleet/policies/my-assistant.yaml").mode == 0o640
+    assert host.file(STATE).mode == 0o700
+    assert host.socket("unix:///run/clawfleet/gateway.sock").is_listening
+    sock = host.file("/run/clawfleet/gateway.sock")
+    assert sock.user == "root" and sock.mode & 0o077 == 0  # root only (created under umask 077)
