@@ -139,18 +139,24 @@ def _chat(out: Extracted, body: dict[str, Any]) -> None:
             out.add(fc, "arguments")
 
 
-def _completions(out: Extracted, body: dict[str, Any]) -> None:
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        out.add(body, "prompt")
-    elif isinstance(prompt, list):
-        for i, p in enumerate(prompt):
-            if isinstance(p, str):
-                out.add(prompt, i)
+def _text_or_texts(out: Extracted, body: dict[str, Any], key: str, *, required: bool) -> None:
+    """A field that is a string or an array of strings; array items that are not strings are token ids,
+    which the classifier cannot read (the request is then treated as opaque)."""
+    value = body.get(key)
+    if isinstance(value, str):
+        out.add(body, key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.add(value, i)
             else:
-                out.opaque = True  # token ids
-    elif prompt is not None:
-        raise ExtractError("'prompt' must be a string or an array")
+                out.opaque = True
+    elif value is not None or required:
+        raise ExtractError(f"'{key}' must be a string or an array")
+
+
+def _completions(out: Extracted, body: dict[str, Any]) -> None:
+    _text_or_texts(out, body, "prompt", required=False)
     if isinstance(body.get("suffix"), str):
         out.add(body, "suffix")
 
@@ -188,17 +194,7 @@ def _responses(out: Extracted, body: dict[str, Any]) -> None:
 
 
 def _embeddings(out: Extracted, body: dict[str, Any]) -> None:
-    inp = body.get("input")
-    if isinstance(inp, str):
-        out.add(body, "input")
-    elif isinstance(inp, list):
-        for i, p in enumerate(inp):
-            if isinstance(p, str):
-                out.add(inp, i)
-            else:
-                out.opaque = True
-    else:
-        raise ExtractError("'input' must be a string or an array")
+    _text_or_texts(out, body, "input", required=True)
 
 
 _ANTHROPIC_TEXT = frozenset({"text"})
