@@ -234,6 +234,11 @@ def test_extract_rejects_bad_shapes():
         extract("chat", {"messages": "hi"})
     with pytest.raises(ExtractError):
         extract("messages", [])
+    with pytest.raises(ExtractError, match="'prompt' must be a string or an array"):
+        extract("completions", {"prompt": 3})
+    with pytest.raises(ExtractError, match="'input' must be a string or an array"):
+        extract("embeddings", {"model": "m"})  # input is required for embeddings, optional prompt is not
+    assert extract("completions", {"model": "m"}).texts == []
     assert guess_kind({"system": "s", "messages": []}) == "messages"
     assert guess_kind({"input": ["a"]}) == "embeddings"
     assert guess_kind({"input": "a", "model": "m"}) == "responses"
