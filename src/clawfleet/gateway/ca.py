@@ -42,35 +42,77 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def _new_ca(name: str, days: int) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA"[:64]),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clawfleet egress gateway")])  # fmt: skip
+    start = _now() - datetime.timedelta(hours=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
 class SandboxCA:
-    def __init__(self, name: str = "clawfleet sandbox", *, days: int = 30, cache_size: int = 512) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA"[:64]),
-                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clawfleet egress gateway")])  # fmt: skip
-        start = _now() - datetime.timedelta(hours=1)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+    def __init__(
+        self,
+        name: str = "clawfleet sandbox",
+        *,
+        days: int = 30,
+        cache_size: int = 512,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        cert: x509.Certificate | None = None,
+    ) -> None:
+        self._days = days
+        if key is not None and cert is not None:
+            self.key, self.cert = key, cert
+        else:
+            self.key, self.cert = _new_ca(name, days)
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
         self._leaf_key = ec.generate_private_key(ec.SECP256R1())
         self._leaf_key_pem = self._leaf_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        self._days = days
         self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._dir = tempfile.mkdtemp(prefix="clawfleet-gw-")  # 0700, root-owned
+
+    @classmethod
+    def persistent(cls, path: str, name: str, *, days: int = 30, renew_before_days: int = 7) -> SandboxCA:
+        """The CA kept in ``path`` (key + certificate, root-only 0600 in a 0700 directory the sandbox never
+        sees), created or renewed when missing or close to expiry. The gateway daemon uses it so that a
+        restarted gateway presents the same CA the running sandbox already trusts."""
+        try:
+            with open(path, "rb") as f:
+                pem = f.read()
+            key = serialization.load_pem_private_key(pem, password=None)
+            cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----") :])
+            if isinstance(key, ec.EllipticCurvePrivateKey) and cert.not_valid_after_utc - _now() > datetime.timedelta(
+                days=renew_before_days
+            ):
+                return cls(name, days=days, key=key, cert=cert)
+        except (OSError, ValueError):
+            pass
+        ca = cls(name, days=days)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()) + ca.cert_pem)  # fmt: skip
+        os.replace(tmp, path)
+        return ca
 
     def bundle_text(self, system_bundle: str | None = None, extra_ca_file: str | None = None) -> bytes:
         """What the sandbox trusts: the system bundle, the operator's extra CA (internal services reached

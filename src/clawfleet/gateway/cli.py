@@ -17,6 +17,14 @@ def register(subparsers) -> None:
     serve = sub.add_parser("serve", help="run the sandboxes of a daemon config, with a control socket")
     serve.add_argument("--config", required=True, metavar="FILE")
     serve.set_defaults(func=_serve)
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run one sandbox of a daemon config; the daemon's gateway attaches to it (clawfleet-sandbox@NAME)",
+        description="The sandbox keeps running when the gateway restarts: offline (fail closed) until it is back.",
+    )
+    sandbox.add_argument("--config", required=True, metavar="FILE", help="the gateway daemon config")
+    sandbox.add_argument("name", metavar="NAME")
+    sandbox.set_defaults(func=_sandbox)
     check = sub.add_parser(
         "check",
         help="validate a daemon config (and the sandbox definitions and policies it names) or one definition",
@@ -52,6 +60,26 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     asyncio.run(daemon.serve())
     return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import os
+
+    from .attach import DEFAULT_RUNTIME_DIR, run_attached_sandbox
+    from .control import _load_yaml, load_definition
+
+    try:
+        cfg = _load_yaml(args.config)
+        base = os.path.dirname(os.path.abspath(args.config))
+        for item in cfg.get("sandboxes") or []:
+            path = os.path.join(base, item)
+            if load_definition(path)["name"] == args.name:
+                return run_attached_sandbox(path, os.path.join(base, cfg.get("runtime_dir", DEFAULT_RUNTIME_DIR)))
+    except (OSError, ValueError) as exc:
+        print(f"clawfleet gateway sandbox: {exc}", file=sys.stderr)
+        return 2
+    print(f"clawfleet gateway sandbox: {args.config} defines no sandbox named {args.name!r}", file=sys.stderr)
+    return 2
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 Daemon config::
 
-    state_dir: /var/lib/clawfleet/gateway        # per-sandbox output and decision logs
+    state_dir: /var/lib/clawfleet/gateway        # per-sandbox output, decision logs, CA keys (ca/, 0700)
     control_socket: /run/clawfleet/gateway.sock  # unix socket, root only (0600)
+    runtime_dir: /run/clawfleet                  # sandboxes/NAME.json (published pids), gateway/NAME/ (CA bundle)
+    launch_sandboxes: true                       # false: systemd runs them (clawfleet-sandbox@NAME.service)
     sandboxes: [agents/coder.yaml, agents/researcher.yaml]
 
 Sandbox definition file::
@@ -21,8 +23,10 @@ Sandbox definition file::
     inference: {route: "https://inference.local/v1", env: [OPENAI_BASE_URL]}
     gateway: {extra_ca_file: ..., static_hosts: {...}, pin_binaries: true}
 
-Each sandbox runs as a child process (``python -m clawfleet.gateway.control run-one DEF``: supervisor +
-embedded gateway) with its output in ``state_dir/NAME.out`` and decisions in ``state_dir/NAME.decisions.jsonl``.
+Each sandbox runs in a process of its own (``clawfleet gateway sandbox --config DAEMON NAME``: a systemd unit, or a
+child of the daemon when ``launch_sandboxes`` is true, restarted when it fails) that outlives the daemon; the
+daemon attaches a gateway to it (:mod:`clawfleet.gateway.attach`). Output goes to ``state_dir/NAME.out``, decisions
+to ``state_dir/NAME.decisions.jsonl``.
 Control protocol: one JSON request line, JSON answer lines: ``{"cmd": "list"}``, ``{"cmd": "status",
 "name": N}``, ``{"cmd": "logs", "name": N, "follow": bool, "lines": 100}``, ``{"cmd": "stop", "name": N}``.
 """
@@ -44,6 +48,7 @@ from typing import Any
 __all__ = ["Daemon", "build_spec_from_definition", "check_file", "load_definition", "register_sandbox_subcommands",
            "request"]  # fmt: skip
 
+from .attach import DEFAULT_RUNTIME_DIR, AttachedGateway, _read_json, run_attached_sandbox, sandbox_alive
 from .control_cli import DEFAULT_SOCKET, register_sandbox_subcommands
 
 
@@ -73,7 +78,7 @@ def load_definition(path: str) -> dict[str, Any]:
 
 DEFINITION_KEYS = frozenset({"name", "command", "policy", "user", "workdir", "mode", "limits", "env", "credentials",
                              "secrets", "inference", "gateway"})  # fmt: skip
-DAEMON_KEYS = frozenset({"state_dir", "control_socket", "sandboxes"})
+DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes"})
 
 
 def check_definition(path: str) -> dict[str, Any]:
@@ -194,84 +199,94 @@ def build_spec_from_definition(d: dict[str, Any], environ: dict[str, str]):
     )  # fmt: skip
 
 
-def run_one(definition: str, state_dir: str) -> int:
-    """Child process entry: run one defined sandbox with its embedded gateway."""
-    from .config import load_gateway_section
-    from .embedded import run_sandbox
-
-    d = load_definition(definition)
-    section = dict(d.get("gateway") or {})
-    section.setdefault("policy", d["policy"])
-    section.setdefault("mode", d.get("mode", "enforce"))
-    section.setdefault("sandbox", d["name"])
-    section.setdefault("log", os.path.join(state_dir, f"{d['name']}.decisions.jsonl"))
-    if d.get("secrets"):
-        section["secrets"] = d["secrets"]
-    config = load_gateway_section(section, d["_base"])
-    spec = build_spec_from_definition(d, dict(os.environ))
-    code, launcher = run_sandbox(spec, config)
-    if launcher.report.error:
-        print(f"clawfleet sandbox {d['name']}: {launcher.report.error}", file=sys.stderr)
-    return code
-
-
 @dataclass
 class Managed:
     name: str
     definition: str
     out: str
-    decisions: str
-    proc: subprocess.Popen | None = None
-    started: float = 0.0
-    exit_code: int | None = None
+    gateway: AttachedGateway | None = None
+    proc: subprocess.Popen | None = None  # when the daemon launches its sandboxes
+    stopped: bool = False  # stopped on request: not restarted
+    restarts: int = 0
+
+    def record(self) -> dict[str, Any] | None:
+        return _read_json(self.gateway.paths.pidfile) if self.gateway else None
 
     def info(self) -> dict[str, Any]:
-        running = self.proc is not None and self.proc.poll() is None
-        if self.proc is not None and not running:
-            self.exit_code = self.proc.returncode
-        return {"name": self.name, "state": "running" if running else "exited",
-                "pid": self.proc.pid if self.proc else None, "started": self.started,
-                "uptime_s": round(time.time() - self.started, 1) if running else None,
-                "exit_code": None if running else self.exit_code, "definition": self.definition,
-                "output": self.out, "decisions": self.decisions,
-                "policy_digest": current_digest(self.decisions) if running else None}  # fmt: skip
+        record = self.record()
+        pid = sandbox_alive(record)
+        exit_code = self.proc.returncode if self.proc is not None and self.proc.poll() is not None else None
+        gw = self.gateway
+        return {"name": self.name, "state": "running" if pid else "exited", "pid": pid,
+                "started": record.get("started") if pid and record else None,
+                "uptime_s": round(time.time() - record["started"], 1) if pid and record else None,
+                "exit_code": exit_code, "restarts": self.restarts, "definition": self.definition,
+                "output": self.out, "decisions": gw.config.log if gw else None,
+                "gateway_attached": bool(pid and gw and gw.attached_pid == pid),
+                "policy_digest": gw.holder.digest if pid and gw else None}  # fmt: skip
 
 
 class Daemon:
     def __init__(self, config_path: str) -> None:
         cfg = _load_yaml(config_path)
         base = os.path.dirname(os.path.abspath(config_path))
+        self.config_path = os.path.abspath(config_path)
         self.state_dir = os.path.join(base, cfg.get("state_dir", "/var/lib/clawfleet/gateway"))
         self.socket_path = os.path.join(base, cfg.get("control_socket", DEFAULT_SOCKET))
+        self.runtime_dir = os.path.join(base, cfg.get("runtime_dir", DEFAULT_RUNTIME_DIR))
+        self.launch = bool(cfg.get("launch_sandboxes", True))
+        self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
+        self.definitions: dict[str, dict[str, Any]] = {}
         for item in cfg.get("sandboxes") or []:
             path = os.path.join(base, item)
             d = load_definition(path)
             if d["name"] in self.sandboxes:
                 raise ValueError(f"duplicate sandbox name {d['name']!r}")
-            out = os.path.join(self.state_dir, f"{d['name']}.out")
-            decisions = os.path.join(self.state_dir, f"{d['name']}.decisions.jsonl")
-            self.sandboxes[d["name"]] = Managed(d["name"], path, out, decisions)
+            self.definitions[d["name"]] = d
+            self.sandboxes[d["name"]] = Managed(d["name"], path, os.path.join(self.state_dir, f"{d['name']}.out"))
 
     def start(self, m: Managed) -> None:
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        """Launch the sandbox process unless one is already running (a restarted daemon adopts it)."""
+        if sandbox_alive(m.record()):
+            return
         out = open(m.out, "ab")  # noqa: SIM115 - handed to the child
         m.proc = subprocess.Popen(
-            [sys.executable, "-m", "clawfleet.gateway.control", "run-one", m.definition, self.state_dir],
+            [sys.executable, "-m", "clawfleet.gateway.control", "run-sandbox", m.definition, self.runtime_dir],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         out.close()
-        m.started = time.time()
+        m.stopped = False
 
     def stop(self, m: Managed, timeout: float = 10.0) -> None:
-        if m.proc is None or m.proc.poll() is not None:
+        """SIGTERM to the sandbox's supervisor (it forwards it to the command), SIGKILL after ``timeout``."""
+        m.stopped = True
+        pid = sandbox_alive(m.record()) or (m.proc.pid if m.proc is not None and m.proc.poll() is None else None)
+        if pid is None:
             return
-        m.proc.send_signal(signal.SIGTERM)  # the supervisor forwards it to the sandboxed command
-        try:
-            m.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(m.proc.pid, signal.SIGKILL)
-            m.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _exists(pid) and time.monotonic() < deadline:
+            if m.proc is not None:
+                m.proc.poll()
+            time.sleep(0.05)
+        if _exists(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        if m.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                m.proc.wait(timeout)
+
+    async def _supervise(self) -> None:
+        """Restart launched sandboxes that failed (non-zero exit), after ``restart_delay``."""
+        while True:
+            await asyncio.sleep(self.restart_delay)
+            for m in self.sandboxes.values():
+                if m.stopped or m.proc is None or m.proc.poll() in (None, 0) or sandbox_alive(m.record()):
+                    continue
+                m.restarts += 1
+                self.start(m)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -315,7 +330,7 @@ class Daemon:
                         writer.write(json.dumps({"line": chunk.decode("utf-8", "replace").rstrip("\n")}).encode()
                                      + b"\n")  # fmt: skip
                         await writer.drain()
-                    elif m.proc is None or m.proc.poll() is not None:
+                    elif not sandbox_alive(m.record()):
                         break
                     else:
                         await asyncio.sleep(0.2)
@@ -323,26 +338,51 @@ class Daemon:
             writer.write(json.dumps({"error": "no output yet"}).encode() + b"\n")
 
     async def serve(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+        for name, d in self.definitions.items():
+            self.sandboxes[name].gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        tasks = [asyncio.ensure_future(m.gateway.run()) for m in self.sandboxes.values() if m.gateway]
         old = os.umask(0o077)
         try:
             server = await asyncio.start_unix_server(self._handle, path=self.socket_path)
         finally:
             os.umask(old)
-        for m in self.sandboxes.values():
-            self.start(m)
+        if self.launch:
+            for m in self.sandboxes.values():
+                self.start(m)
+            tasks.append(asyncio.ensure_future(self._supervise()))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with server:
             await stop.wait()
-        for m in self.sandboxes.values():
-            await loop.run_in_executor(None, self.stop, m)
+        if self.launch:
+            for m in self.sandboxes.values():
+                await loop.run_in_executor(None, self.stop, m)
+        # Sandboxes run by systemd keep running, offline until the gateway is back (fail closed).
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 # -- client ---------------------------------------------------------------------------------------------
@@ -391,9 +431,9 @@ def _client(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 3 and argv[0] == "run-one":
-        return run_one(argv[1], argv[2])
-    print("usage: python -m clawfleet.gateway.control run-one DEFINITION STATE_DIR", file=sys.stderr)
+    if len(argv) == 3 and argv[0] == "run-sandbox":
+        return run_attached_sandbox(argv[1], argv[2])
+    print("usage: python -m clawfleet.gateway.control run-sandbox DEFINITION RUNTIME_DIR", file=sys.stderr)
     return 2
 
 

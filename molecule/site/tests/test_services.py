@@ -8,7 +8,9 @@ every request they receive.
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +44,9 @@ def assistant_steps(host, wait_for: int = 2) -> list[dict]:
         time.sleep(1)
 
 
-@pytest.mark.parametrize("unit", ["clawfleet-router.service", "clawfleet-gateway.service"])
+@pytest.mark.parametrize(
+    "unit", ["clawfleet-router.service", "clawfleet-gateway.service", "clawfleet-sandbox@my-assistant.service"]
+)
 def test_services_active_and_enabled(host, unit):
     service = host.service(unit)
     assert service.is_running
@@ -174,16 +178,38 @@ def test_policy_edit_was_hot_reloaded(host):
     assert reloads[-1]["digest"] == digest
     assert json.loads(host.check_output("clawfleet sandbox status my-assistant"))["policy_digest"] == digest
     assert not any(x.get("needs_restart") for x in reloads)
-    # One supervisor since the converge: no restart of the daemon or the sandbox.
+    # One attachment since the converge: no restart of the gateway or the sandbox.
     assert len([x for x in decisions if '"event":"listening"' in x]) == 1
+    assert show(host, "clawfleet-sandbox@my-assistant.service", "NRestarts")["NRestarts"] == "0"
+
+
+def show(host, unit: str, *props: str) -> dict[str, str]:
+    out = host.check_output(f"systemctl show {unit} " + " ".join(f"-p {p}" for p in props))
+    return dict(line.split("=", 1) for line in out.splitlines())
 
 
 def test_gateway_unit_hardening(host):
-    show = host.check_output(
-        "systemctl show clawfleet-gateway.service -p ProtectSystem -p ProtectHome -p NoNewPrivileges -p Delegate "
-        "-p Restart -p KillMode"
-    )
-    props = dict(line.split("=", 1) for line in show.splitlines())
+    props = show(host, "clawfleet-gateway.service", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "Delegate",
+                 "Restart", "RestrictNamespaces", "MemoryDenyWriteExecute", "PrivateDevices",
+                 "ProtectControlGroups", "CapabilityBoundingSet")  # fmt: skip
+    caps = set(props.pop("CapabilityBoundingSet").split())
+    assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search"}
+    assert props == {
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "NoNewPrivileges": "yes",
+        "Delegate": "no",
+        "Restart": "always",
+        "RestrictNamespaces": "net",
+        "MemoryDenyWriteExecute": "yes",
+        "PrivateDevices": "yes",
+        "ProtectControlGroups": "yes",
+    }
+
+
+def test_sandbox_unit_hardening(host):
+    props = show(host, "clawfleet-sandbox@my-assistant.service", "ProtectSystem", "ProtectHome", "NoNewPrivileges",
+                 "Delegate", "Restart", "KillMode", "DevicePolicy", "BindsTo", "PartOf")  # fmt: skip
     assert props == {
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
@@ -191,6 +217,9 @@ def test_gateway_unit_hardening(host):
         "Delegate": "yes",
         "Restart": "on-failure",
         "KillMode": "mixed",
+        "DevicePolicy": "closed",
+        "BindsTo": "",  # a gateway restart must not take the sandbox with it
+        "PartOf": "",
     }
 
 
@@ -203,3 +232,39 @@ def test_config_files_have_tight_modes(host):
     assert host.socket("unix:///run/clawfleet/gateway.sock").is_listening
     sock = host.file("/run/clawfleet/gateway.sock")
     assert sock.user == "root" and sock.mode & 0o077 == 0  # root only (created under umask 077)
+
+
+PROBE = (Path(__file__).parents[3] / "playbooks" / "files" / "sandbox_probe.py").read_text()
+
+
+def probe_from_sandbox(host, pid: int, url: str) -> dict:
+    """One GET from inside the running sandbox's network namespace, as its user, through the gateway there."""
+    uid, gid = host.user("sandbox").uid, host.user("sandbox").gid
+    cmd = (f"nsenter --target={pid} --net --setuid={uid} --setgid={gid} -- /usr/bin/python3 -c "
+           f"{shlex.quote(PROBE)} GET {shlex.quote(url)} 3128")  # fmt: skip
+    return json.loads(host.check_output(cmd))
+
+
+# Last in this file: it restarts the gateway (the tests above count its attachments).
+def test_gateway_crash_fails_closed_then_systemd_restarts_it_and_traffic_resumes(host):
+    sandbox_unit = "clawfleet-sandbox@my-assistant.service"
+    before = show(host, sandbox_unit, "MainPID", "NRestarts")
+    gw_before = show(host, "clawfleet-gateway.service", "MainPID", "NRestarts")
+    pid = json.loads(host.check_output("clawfleet sandbox status my-assistant"))["pid"]
+    url = "http://origin.test:18080/data"
+    assert probe_from_sandbox(host, pid, url)["status"] == 200
+
+    host.run_expect([0], "systemctl kill --signal=SIGKILL clawfleet-gateway.service")
+    down = probe_from_sandbox(host, pid, url)  # systemd waits RestartSec=2 before the restart
+    assert down["status"] is None and "refused" in down["body"].lower(), down
+
+    deadline = time.time() + 60
+    while (result := probe_from_sandbox(host, pid, url))["status"] != 200:
+        assert time.time() < deadline, f"traffic did not resume: {result}"
+        time.sleep(0.5)
+    gw_after = show(host, "clawfleet-gateway.service", "MainPID", "NRestarts")
+    assert gw_after["MainPID"] != gw_before["MainPID"]
+    assert int(gw_after["NRestarts"]) == int(gw_before["NRestarts"]) + 1
+    assert show(host, sandbox_unit, "MainPID", "NRestarts") == before, "the sandbox was restarted"
+    status = json.loads(host.check_output("clawfleet sandbox status my-assistant"))
+    assert status["pid"] == pid and status["gateway_attached"] is True

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""FAKE model providers and web origin for the services scenario: tests only, nothing real is reached.
+"""FAKE model providers and web origin for the site scenario: tests only, nothing real is reached.
 
     fake_upstreams.py NAME PORT RECORD_FILE
 

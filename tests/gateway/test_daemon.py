@@ -1,0 +1,197 @@
+"""The gateway daemon (`clawfleet gateway serve`) and its sandboxes as separate processes: a sandbox keeps running
+when the gateway dies, has no network while it is gone (fail closed), and is reached again, with the same CA, when
+the gateway comes back - without being restarted. Root only (CI runs as root, so nothing skips there).
+
+The restart here is done by hand (SIGKILL, start again); molecule/site proves the same with systemd's Restart=."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from clawfleet.gateway.control import request
+
+from .support import Origin, make_ca_and_leaf
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="gateway daemon tests need root; CI runs as root")
+
+SANDBOX_USER = "clawfleet-sbx"
+
+
+@pytest.fixture(scope="module")
+def user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SANDBOX_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        SANDBOX_USER], check=True)  # fmt: skip
+        return pwd.getpwnam(SANDBOX_USER)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    d = tmp_path_factory.mktemp("daemon-pki")
+    ca, cert, key = make_ca_and_leaf(d, ("origin.test",))
+    o = Origin(cert, key)
+    yield {"ca": ca, "origin": o}
+    o.close()
+
+
+LOOP = """while true; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 https://origin.test:PORT/ok/ping)
+  echo "$code" >> /sandbox/results.log
+  sleep 0.2
+done"""
+
+
+class Fleetlet:
+    """A daemon config with one sandbox whose command polls an HTTPS origin through the gateway forever."""
+
+    def __init__(self, tmp: Path, origin: dict, user, command: list[str] | None = None) -> None:
+        tmp.chmod(0o755)
+        self.tmp = tmp
+        self.work = tmp / "work"
+        self.work.mkdir()
+        os.chown(self.work, user.pw_uid, user.pw_gid)
+        port = origin["origin"].port
+        (tmp / "policy.yaml").write_text(f"""\
+version: 1
+filesystem_policy:
+  include_workdir: true
+  read_only: [/usr, /lib, /lib64, /bin, /etc, /proc, /dev/urandom]
+  read_write: [/sandbox, /tmp, /dev/null]
+network_policies:
+  origin:
+    name: origin
+    endpoints:
+      - host: origin.test
+        port: {port}
+        allowed_ips: [127.0.0.1/32]
+        protocol: rest
+        access: read-only
+    binaries: [{{path: /usr/bin/curl}}]
+""")  # fmt: skip
+        (tmp / "looper.yaml").write_text(json.dumps({
+            "name": "looper", "policy": "policy.yaml", "user": SANDBOX_USER, "workdir": str(self.work),
+            "command": command or ["/bin/sh", "-c", LOOP.replace("PORT", str(port))],
+            "gateway": {"extra_ca_file": str(origin["ca"]), "static_hosts": {"origin.test": "127.0.0.1"}},
+        }))  # fmt: skip
+        self.socket = str(tmp / "gateway.sock")
+        # Not under /tmp: the sandbox mounts a private /tmp over it, hiding the CA bundle directory.
+        os.makedirs("/run/clawfleet-tests", mode=0o755, exist_ok=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="daemon-", dir="/run/clawfleet-tests"))
+        self.run_dir.chmod(0o755)
+        self.config = tmp / "gateway.yaml"
+        config = {"state_dir": "state", "control_socket": self.socket, "runtime_dir": str(self.run_dir),
+                  "sandboxes": ["looper.yaml"]}  # fmt: skip
+        self.config.write_text(json.dumps(config))
+        self.daemon: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "clawfleet.cli", "gateway", "serve", "--config", str(self.config)]
+        self.daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        until(lambda: os.path.exists(self.socket), 30, "control socket")
+
+    def status(self) -> dict:
+        return next(request({"cmd": "status", "name": "looper"}, self.socket))
+
+    def results(self) -> list[str]:
+        path = self.work / "results.log"
+        return path.read_text().split() if path.exists() else []
+
+    def records(self, event: str) -> list[dict]:
+        lines = (self.tmp / "state" / "looper.decisions.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r.get("event") == event]
+
+    def close(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.wait(60)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def fleetlet(tmp_path, origin, user):
+    f = Fleetlet(tmp_path, origin, user)
+    yield f
+    f.close()
+
+
+def test_gateway_death_fails_closed_and_a_new_gateway_resumes_without_restarting_the_sandbox(fleetlet):
+    fleetlet.start()
+    until(lambda: fleetlet.results()[-1:] == ["200"], 60, "the first request through the gateway")
+    before = fleetlet.status()
+    assert before["state"] == "running" and before["gateway_attached"] is True, before
+    bundle = fleetlet.run_dir / "gateway" / "looper" / "ca-bundle.pem"
+    ca_before = bundle.read_bytes()
+
+    fleetlet.daemon.kill()  # the gateway dies hard: no cleanup of its own
+    fleetlet.daemon.wait()
+    seen = len(fleetlet.results())
+    until(lambda: "000" in fleetlet.results()[seen:], 30, "a refused request while no gateway listens")
+    assert alive(before["pid"]), "the sandbox must outlive its gateway"
+    assert "200" not in fleetlet.results()[seen + 1 :], "traffic passed while no gateway was running"
+
+    fleetlet.start()
+    seen = len(fleetlet.results())
+    until(lambda: "200" in fleetlet.results()[seen:], 60, "traffic to resume through the new gateway")
+    after = fleetlet.status()
+    assert after["pid"] == before["pid"] and after["gateway_attached"] is True, (before, after)
+    assert bundle.read_bytes() == ca_before, "a restarted gateway must present the CA the sandbox trusts"
+    listening = fleetlet.records("listening")
+    assert [r["netns_pid"] for r in listening] == [before["pid"], before["pid"]]
+
+    fleetlet.close()  # the daemon launched this sandbox: it stops it
+    until(lambda: not alive(before["pid"]), 30, "the sandbox to stop with the daemon")
+
+
+def test_ca_key_stays_out_of_the_sandbox(fleetlet):
+    fleetlet.start()
+    until(lambda: fleetlet.status()["gateway_attached"], 60, "the gateway to attach")
+    key = fleetlet.tmp / "state" / "ca" / "looper.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (key.parent.stat().st_mode & 0o777) == 0o700
+    bundle_dir = fleetlet.run_dir / "gateway" / "looper"
+    assert all(b"PRIVATE KEY" not in p.read_bytes() for p in bundle_dir.iterdir())
+
+
+def test_a_failed_sandbox_is_restarted_and_a_stopped_one_is_not(tmp_path, origin, user):
+    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", "echo started >> /sandbox/starts; sleep 1; exit 3"])
+    try:
+        f.start()
+        until(lambda: (f.work / "starts").exists() and len((f.work / "starts").read_text().split()) >= 2, 60,
+              "the daemon to restart the failed sandbox")  # fmt: skip
+        assert f.status()["restarts"] >= 1
+        until(lambda: f.status()["state"] == "running", 30, "the restarted sandbox")
+        answer = next(request({"cmd": "stop", "name": "looper"}, f.socket))
+        assert answer["state"] == "exited", answer
+        count = len((f.work / "starts").read_text().split())
+        time.sleep(7)  # longer than the daemon's restart delay (5 s)
+        assert len((f.work / "starts").read_text().split()) == count, "a stopped sandbox was restarted"
+    finally:
+        f.close()
