@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "bundle": ("clawfleet.bundle.cli",),
     "gateway": ("clawfleet.gateway.cli",),
     "router": ("clawfleet.router.cli",),
+    "fleet": ("clawfleet.fleet.cli",),
 }
 
 

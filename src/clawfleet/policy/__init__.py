@@ -130,3 +130,10 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
         PresetInfo,
         ProcessPolicy,
     )
+
+# `diff` and `merge` are both an export and a submodule: importing the submodule directly (`from .diff import
+# diff`, as cli.py does) before the name was looked up here sets the package attribute to the MODULE, and a later
+# `from clawfleet.policy import diff` (gateway/reload.py) gets a module. Bind the functions now (both modules are
+# small and do not load the decision engine).
+from .diff import diff  # noqa: E402
+from .merge import merge  # noqa: E402

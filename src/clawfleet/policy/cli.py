@@ -209,6 +209,10 @@ def register(subparsers: Any) -> None:
     from clawfleet.gateway.approvals import register_policy_subcommands
 
     register_policy_subcommands(sub)
+    # apply/status/ledger: fleet rollouts on a host (docs/fleet.md).
+    from .apply import register_apply_subcommands
+
+    register_apply_subcommands(sub)
 
     p = sub.add_parser("validate", help="validate policy or preset files (exit 2 on any problem)")
     p.add_argument("files", nargs="+", metavar="FILE")
