@@ -195,3 +195,47 @@ def test_a_failed_sandbox_is_restarted_and_a_stopped_one_is_not(tmp_path, origin
         assert len((f.work / "starts").read_text().split()) == count, "a stopped sandbox was restarted"
     finally:
         f.close()
+
+
+CONNECT_SCRIPT = """
+id -u
+grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status | tr -s '\\t' ' '
+test -f /sandbox/results.log && echo sees-workdir
+cat /proc/1/comm
+touch /.landlock-probe/x 2>/dev/null && echo LANDLOCK-BYPASSED || echo landlock-denied
+cat /etc/shadow >/dev/null 2>&1 && echo SHADOW-READ || echo shadow-denied
+curl -s -o /dev/null -w 'curl %{http_code}\\n' --max-time 5 https://origin.test:PORT/ok/connect
+exit 7
+"""
+
+
+def test_connect_runs_a_command_inside_the_running_sandbox_confined_like_it(fleetlet, origin, user):
+    fleetlet.start()
+    until(lambda: fleetlet.results()[-1:] == ["200"], 60, "the sandbox to reach the origin")
+    script = CONNECT_SCRIPT.replace("PORT", str(origin["origin"].port))
+    proc = subprocess.run([sys.executable, "-m", "clawfleet.cli", "sandbox", "connect", "--socket", fleetlet.socket,
+                           "looper", "--", "/bin/sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(user.pw_uid)
+    assert "NoNewPrivs: 1" in lines and "Seccomp: 2" in lines and "CapEff: 0000000000000000" in lines, lines
+    assert "sees-workdir" in lines  # the sandbox's own mount namespace
+    assert lines[lines.index("sees-workdir") + 1] not in ("systemd", "init", "process_api")  # its PID namespace
+    assert "landlock-denied" in lines and "shadow-denied" in lines, lines
+    assert "curl 200" in lines, lines  # through the sandbox's gateway, with its CA
+    records = [r for r in map(json.loads, (fleetlet.tmp / "state" / "looper.decisions.jsonl").read_text().splitlines())
+               if r.get("path") == "/ok/connect"]  # fmt: skip
+    assert records and records[-1]["binary"] == "/usr/bin/curl" and records[-1]["decision"] == "allow"
+
+
+def test_connect_refuses_an_unknown_or_stopped_sandbox(fleetlet):
+    fleetlet.start()
+    base = [sys.executable, "-m", "clawfleet.cli", "sandbox", "connect"]
+    unknown = subprocess.run([*base, "--socket", fleetlet.socket, "nope"], capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 1 and "no sandbox named 'nope'" in unknown.stderr
+    until(lambda: fleetlet.status()["state"] == "running", 60, "the sandbox")
+    next(request({"cmd": "stop", "name": "looper"}, fleetlet.socket))
+    stopped = subprocess.run([*base, "--socket", fleetlet.socket, "looper", "--", "/bin/true"], capture_output=True,
+                             text=True, timeout=30)  # fmt: skip
+    assert stopped.returncode == 1 and "not running" in stopped.stderr

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -407,8 +408,7 @@ def _client(args: argparse.Namespace) -> int:
     if args.sandbox_command == "logs":
         req.update(follow=args.follow, lines=args.lines)
     if args.sandbox_command == "connect":
-        print("clawfleet sandbox connect: not implemented yet (see docs/gateway.md, known gaps)", file=sys.stderr)
-        return 2
+        return _connect(args)
     try:
         for answer in request(req, args.socket):
             if isinstance(answer, dict) and "error" in answer:
@@ -427,6 +427,39 @@ def _client(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from clawfleet.sandbox.join import command_process, environ, join
+    from clawfleet.sandbox.launcher import SetupError
+
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    try:
+        status = next(request({"cmd": "status", "name": args.name}, args.socket))
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"clawfleet sandbox: no gateway daemon at {args.socket}", file=sys.stderr)
+        return 1
+    if "error" in status or status.get("state") != "running":
+        print(f"clawfleet sandbox connect: {status.get('error') or args.name + ' is not running'}", file=sys.stderr)
+        return 1
+    try:
+        spec = build_spec_from_definition(load_definition(status["definition"]), {})
+        target = command_process(status["pid"], spec.uid)
+        if target is None:
+            print(f"clawfleet sandbox connect: no process of {args.name} runs as uid {spec.uid}", file=sys.stderr)
+            return 1
+        ca_bundle = environ(target).get("SSL_CERT_FILE")
+        if ca_bundle:  # the gateway's CA bundle directory, mounted read-only at the sandbox's own start
+            spec = dataclasses.replace(spec, read_only=(*spec.read_only, os.path.dirname(ca_bundle)))
+        return join(target, dataclasses.replace(spec, argv=tuple(argv or ["/bin/sh"])))
+    except SetupError as exc:
+        print(f"clawfleet sandbox connect: {exc}", file=sys.stderr)
+        return exc.code
+    except (OSError, ValueError) as exc:
+        print(f"clawfleet sandbox connect: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,13 @@ def _client(args: argparse.Namespace) -> int:
 def register_sandbox_subcommands(sub) -> None:
     """Add ``list``, ``status``, ``logs``, ``connect``, ``stop`` to the ``clawfleet sandbox`` subparsers."""
     for name, help_text in (("list", "sandboxes the gateway daemon runs"), ("status", "one sandbox's state"),
-                            ("logs", "a sandbox's output"), ("connect", "attach to a sandbox (not yet)"),
+                            ("logs", "a sandbox's output"), ("connect", "run a command inside a running sandbox"),
                             ("stop", "stop a sandbox")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         if name != "list":
             p.add_argument("name", metavar="NAME")
+        if name == "connect":
+            p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="options go before NAME")
         if name == "logs":
             p.add_argument("--follow", "-f", action="store_true")
             p.add_argument("--lines", "-n", type=int, default=100)

@@ -362,6 +362,12 @@ def _stage3(spec: SandboxSpec, plan: landlock.Plan, paths: namespaces.PathPlan, 
         ruleset_fd, missing = landlock.build_ruleset(plan.abi, paths.paths(True), paths.paths(False))
         if missing:
             os.write(status_w, b"info " + json.dumps({"skipped": missing}).encode() + b"\n")
+    confine_and_exec(spec, ruleset_fd, sc_filter)
+
+
+def confine_and_exec(spec: SandboxSpec, ruleset_fd: int, sc_filter) -> None:
+    """Become the sandbox user with no capabilities, no_new_privs, the Landlock ruleset and the seccomp filter,
+    then exec ``spec.argv``. Shared by the sandbox's own start and ``clawfleet sandbox connect``."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last_cap = int(f.read())
     for cap in range(last_cap + 1):
