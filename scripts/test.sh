@@ -48,7 +48,7 @@ molecule_all() {
 
 step ruff ruff check .
 step ruff-format ruff format --check .
-step ansible-lint env ANSIBLE_VAULT_PASSWORD_FILE=inventories/example/vault-password.example ansible-lint --profile production
+step ansible-lint env ANSIBLE_VAULT_PASSWORD_FILE=inventories/example-vault-password ansible-lint --profile production
 step syntax-check syntax_check_all
 if [ "$what" = all ]; then
   tests/infra/docker-engine.sh

@@ -45,7 +45,7 @@ def test_default_inventory_is_this_machine():
 
 
 def test_example_fleet_inventory_and_vault_decrypt():
-    env = {**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(REPO / "inventories/example/vault-password.example")}
+    env = {**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(REPO / "inventories/example-vault-password")}
     out = subprocess.run(
         [VENV_BIN / "ansible-inventory", "-i", "inventories/example", "--list"],
         cwd=REPO,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -21,21 +20,9 @@ import pytest
 
 from clawfleet.gateway.control import request
 
-from .support import Origin, make_ca_and_leaf
+from .support import SANDBOX_USER, Origin, make_ca_and_leaf
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="gateway daemon tests need root; CI runs as root")
-
-SANDBOX_USER = "clawfleet-sbx"
-
-
-@pytest.fixture(scope="module")
-def user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(SANDBOX_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SANDBOX_USER], check=True)  # fmt: skip
-        return pwd.getpwnam(SANDBOX_USER)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -19,22 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from .support import SECRET_VALUE, GitHandler, Origin, StaticHandler, make_ca_and_leaf, make_wheel
+from .support import SANDBOX_USER, SECRET_VALUE, GitHandler, Origin, StaticHandler, make_ca_and_leaf, make_wheel
 
-SANDBOX_USER = "clawfleet-sbx"
 NAMES = ("origin.test", "git.test", "pypi.test", "plain.test", "pass.test")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox integration tests need root; CI runs as root")
-
-
-@pytest.fixture(scope="module")
-def user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(SANDBOX_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SANDBOX_USER], check=True)  # fmt: skip
-        return pwd.getpwnam(SANDBOX_USER)
 
 
 @pytest.fixture(scope="module")
