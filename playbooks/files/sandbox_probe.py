@@ -9,9 +9,11 @@ import urllib.request
 
 method, url, port = sys.argv[1], sys.argv[2], sys.argv[3]
 body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+if not url.startswith(("http://", "https://")):
+    sys.exit(f"sandbox_probe: only http and https URLs, not {url!r}")
 proxy = f"http://127.0.0.1:{port}"
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
-request = urllib.request.Request(url, data=body, method=method, headers={"content-type": "application/json"})
+request = urllib.request.Request(url, data=body, method=method, headers={"content-type": "application/json"})  # noqa: S310 - scheme checked
 try:
     with opener.open(request, timeout=60) as response:
         status, headers, text = response.status, response.headers, response.read(4000)
