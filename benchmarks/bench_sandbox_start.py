@@ -80,30 +80,10 @@ def main() -> int:
         work.mkdir()
         shutil.chown(work, USER, USER)
         os.chmod(tmp, 0o755)
+        run_args = ["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"]
         commands = {
-            "clawfleet sandbox run": [
-                clawfleet,
-                "sandbox",
-                "run",
-                "--policy",
-                str(policy),
-                "--workdir",
-                str(work),
-                "--",
-                "/bin/true",
-            ],
-            "clawfleet sandbox run --no-gateway": [
-                clawfleet,
-                "sandbox",
-                "run",
-                "--no-gateway",
-                "--policy",
-                str(policy),
-                "--workdir",
-                str(work),
-                "--",
-                "/bin/true",
-            ],
+            "clawfleet sandbox run": [clawfleet, "sandbox", "run", *run_args],
+            "clawfleet sandbox run --no-gateway": [clawfleet, "sandbox", "run", "--no-gateway", *run_args],
             "python -m clawfleet.sandbox": [
                 sys.executable,
                 "-m",

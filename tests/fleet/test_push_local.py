@@ -10,20 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from policy_daemon import GatewayDaemon, clawfleet, policy_text
 
 pytest.importorskip("pyinfra", reason="the fleet extra (pyinfra) is not installed")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real gateway daemon and sandbox need root")
 
 REMOTE_CLAWFLEET = shutil.which("clawfleet", path=str(Path(sys.executable).parent)) or "clawfleet"
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = GatewayDaemon(tmp_path)
-    d.start()
-    yield d
-    d.stop()
 
 
 def _common(d: GatewayDaemon) -> list[str]:

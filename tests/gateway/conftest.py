@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pwd
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,20 +18,9 @@ from clawfleet.gateway.ident import Caller
 from clawfleet.gateway.proxy import Gateway
 from clawfleet.gateway.reload import PolicyHolder
 
-from .support import SANDBOX_USER, SECRET_VALUE, Origin, make_ca_and_leaf, unit_policy
+from .support import SECRET_VALUE, Origin, make_ca_and_leaf, unit_policy
 
 NAMES = ("origin.test", "pass.test", "other.test", "plain.test")
-
-
-@pytest.fixture(scope="session")
-def user() -> pwd.struct_passwd:
-    """The unprivileged user the root-only sandbox tests run their sandboxes as (created once if missing)."""
-    try:
-        return pwd.getpwnam(SANDBOX_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SANDBOX_USER], check=True)  # fmt: skip
-        return pwd.getpwnam(SANDBOX_USER)
 
 
 @pytest.fixture(scope="session")

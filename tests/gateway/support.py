@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 
 ORIGIN_NAME = "origin.test"
 SECRET_VALUE = "ghp_REALsecretVALUE_1234567890"
-SANDBOX_USER = "clawfleet-sbx"
 
 
 def unit_policy(origins, extra: str = "") -> str:

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from clawfleet.gateway.control import request
+from policy_daemon import SANDBOX_USER
 
-from .support import SANDBOX_USER, Origin, make_ca_and_leaf
+from .support import Origin, make_ca_and_leaf
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="gateway daemon tests need root; CI runs as root")
 

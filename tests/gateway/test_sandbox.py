@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .support import SANDBOX_USER, SECRET_VALUE, GitHandler, Origin, StaticHandler, make_ca_and_leaf, make_wheel
+from policy_daemon import SANDBOX_USER
+
+from .support import SECRET_VALUE, GitHandler, Origin, StaticHandler, make_ca_and_leaf, make_wheel
 
 NAMES = ("origin.test", "git.test", "pypi.test", "plain.test", "pass.test")
 

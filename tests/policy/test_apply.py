@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from policy_daemon import GatewayDaemon, clawfleet, policy_text
 
 from clawfleet.policy import ledger
 from clawfleet.policy.apply import ApplyOptions, apply_policy
+from policy_daemon import GatewayDaemon, clawfleet, policy_text
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a real gateway daemon and sandbox need root")
 
@@ -22,14 +22,6 @@ def _apply(d: GatewayDaemon, new: Path, *extra: str) -> tuple[int, dict]:
                      "--source-commit", "abc123", *extra)  # fmt: skip
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = GatewayDaemon(tmp_path)
-    d.start()
-    yield d
-    d.stop()
 
 
 @needs_root

@@ -186,14 +186,14 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
 
     d = load_definition(definition)
     paths = RuntimePaths(runtime_dir, d["name"])
-    config = gateway_config_for(d, runtime_dir)
+    port = int((d.get("gateway") or {}).get("listen_port", GatewayConfig.listen_port))
     if not _wait_for(lambda: os.path.isfile(paths.ca_bundle), bundle_timeout, 0.2):
         print(f"clawfleet sandbox {d['name']}: no CA bundle at {paths.ca_bundle} after {bundle_timeout:.0f} s: "
               "is the gateway daemon (clawfleet-gateway.service) running?", file=sys.stderr)  # fmt: skip
         return EX_TEMPFAIL
     spec = build_spec_from_definition(d, dict(os.environ))
     spec = dataclasses.replace(spec, read_only=(*spec.read_only, paths.bundle_dir),
-                               env={**dict(spec.env), **sandbox_env(config.listen_port, paths.ca_bundle)})  # fmt: skip
+                               env={**dict(spec.env), **sandbox_env(port, paths.ca_bundle)})  # fmt: skip
 
     published: list[int] = []
 
