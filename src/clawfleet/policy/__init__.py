@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 # `clawfleet sandbox run` starts agents, so its start time counts.
 _EXPORTS = {
     "Binary": "model",
-    "Change": "diff",
+    "Change": "differ",
     "Decision": "engine",
-    "Diff": "diff",
+    "Diff": "differ",
     "Endpoint": "model",
     "Engine": "engine",
     "FilesystemPolicy": "model",
     "JSON_SCHEMA": "json_schema",
     "L7Rule": "model",
     "LandlockPolicy": "model",
-    "MergeEntry": "merge",
-    "MergeReport": "merge",
+    "MergeEntry": "merging",
+    "MergeReport": "merging",
     "Middleware": "model",
     "NetworkRule": "model",
     "Policy": "model",
@@ -36,7 +36,7 @@ _EXPORTS = {
     "ProcessPolicy": "model",
     "canonical_json": "canonical",
     "compile_policy": "engine",
-    "diff": "diff",
+    "diff": "differ",
     "digest": "canonical",
     "load_any_file": "loader",
     "load_any_text": "loader",
@@ -45,7 +45,7 @@ _EXPORTS = {
     "load_preset_file": "loader",
     "load_preset_text": "loader",
     "load_text": "loader",
-    "merge": "merge",
+    "merge": "merging",
     "normalize": "canonical",
     "ssrf_verdict": "engine",
 }
@@ -103,7 +103,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from .canonical import canonical_json, digest, normalize
-    from .diff import Change, Diff, diff
+    from .differ import Change, Diff, diff
     from .engine import Decision, Engine, compile_policy, ssrf_verdict
     from .errors import PolicyError, Problem
     from .json_schema import JSON_SCHEMA
@@ -116,7 +116,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
         load_preset_text,
         load_text,
     )
-    from .merge import MergeEntry, MergeReport, merge
+    from .merging import MergeEntry, MergeReport, merge
     from .model import (
         Binary,
         Endpoint,
@@ -130,10 +130,3 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
         PresetInfo,
         ProcessPolicy,
     )
-
-# `diff` and `merge` are both an export and a submodule: importing the submodule directly (`from .diff import
-# diff`, as cli.py does) before the name was looked up here sets the package attribute to the MODULE, and a later
-# `from clawfleet.policy import diff` (gateway/reload.py) gets a module. Bind the functions now (both modules are
-# small and do not load the decision engine).
-from .diff import diff  # noqa: E402
-from .merge import merge  # noqa: E402

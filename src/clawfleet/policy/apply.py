@@ -33,7 +33,7 @@ from typing import Any
 
 from . import ledger as ledger_mod
 from .canonical import digest as policy_digest
-from .diff import diff as policy_diff
+from .differ import diff as policy_diff
 from .errors import PolicyError
 from .loader import load_file, load_text
 from .model import Policy

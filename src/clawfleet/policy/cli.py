@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .canonical import digest, normalize
-from .diff import diff
+from .differ import diff
 from .engine import compile_policy
 from .errors import PolicyError, Problem
 from .json_schema import JSON_SCHEMA
 from .loader import load_any_file, load_file
 from .matching import normalize_request_host
-from .merge import merge
+from .merging import merge
 from .model import Policy, Preset
 from .yamlio import dump_yaml
 
