@@ -49,6 +49,7 @@ def clean_fakes(fakes: dict[str, Any]) -> dict[str, FakeState]:
         st.tool_call = False
         st.chunk_size = 3
         st.chunk_delay = 0.0
+        st.reset_after = None
     return fakes["states"]
 
 

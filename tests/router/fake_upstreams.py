@@ -45,6 +45,7 @@ class FakeState:
     tool_call: bool = False  # answer with a tool call whose arguments echo the text
     fixed_chunks: int | None = None  # benchmark mode: this many fixed chunks, no echo
     chunk_delay: float = 0.0  # seconds between streamed chunks
+    reset_after: int | None = None  # streams: drop the connection after this many text chunks
 
     @property
     def bytes_received(self) -> int:
@@ -78,7 +79,7 @@ def _last_user_text(body: dict[str, Any]) -> str:
                 if isinstance(c, str):
                     return c
                 if isinstance(c, list):
-                    return " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+                    return " ".join(str(p.get("text") or "") for p in c if isinstance(p, dict))
     return ""
 
 
@@ -195,9 +196,11 @@ def make_openai_app(state: FakeState) -> Starlette:
                     )
                 finish = "tool_calls"
             else:
-                for piece in pieces:
+                for i, piece in enumerate(pieces):
                     if state.chunk_delay:
                         await asyncio.sleep(state.chunk_delay)
+                    if state.reset_after is not None and i >= state.reset_after:
+                        raise ConnectionResetError("fake upstream: connection dropped mid-stream")
                     yield _sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
                 finish = "stop"
             yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
@@ -385,7 +388,9 @@ def make_anthropic_app(state: FakeState) -> Starlette:
             pieces = (
                 ["tok "] * state.fixed_chunks if state.fixed_chunks is not None else _chunks(text, state.chunk_size)
             )
-            for piece in pieces:
+            for i, piece in enumerate(pieces):
+                if state.reset_after is not None and i >= state.reset_after:
+                    raise ConnectionResetError("fake upstream: connection dropped mid-stream")
                 yield _sse(
                     {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
                     "content_block_delta",

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clawfleet.router.classifier import Classifier
-from clawfleet.router.extract import extract
 from clawfleet.router.redact import Redactor
 from clawfleet.router.restore_stream import StreamRestoreTransform
+from clawfleet.router.scan import classify_request
 from clawfleet.router.sse import Event, SSEParser
 
 
@@ -25,9 +25,8 @@ def _redacted_body():
             },
         ],
     }
-    ex = extract("chat", body)
     red = Redactor()
-    red.redact(ex, Classifier().classify(ex.text))
+    red.redact(classify_request("chat", body, Classifier().classify))
     return body, red
 
 

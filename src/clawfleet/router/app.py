@@ -10,12 +10,14 @@ A sensitive request whose route is down gets 503; nothing is sent elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -27,14 +29,15 @@ from starlette.routing import Route
 from clawfleet.router import translate
 from clawfleet.router.classifier import UNSCANNED, Classifier
 from clawfleet.router.config import RouterConfig
-from clawfleet.router.extract import ExtractError, extract
+from clawfleet.router.extract import ExtractError
 from clawfleet.router.logging import DecisionLog
 from clawfleet.router.metrics import Metrics
 from clawfleet.router.providers import RouteUnsupported, Upstream, Upstreams
 from clawfleet.router.redact import Redactor
 from clawfleet.router.restore_stream import StreamRestoreTransform
 from clawfleet.router.routing import Decision, Router
-from clawfleet.router.sse import SSEParser
+from clawfleet.router.scan import RequestFindings, classify_outgoing, classify_request, parse_body
+from clawfleet.router.sse import SSEParser, stream_error_event
 
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
@@ -101,6 +104,10 @@ class RouterApp:
         self.metrics = Metrics()
         self.log = decision_log or DecisionLog(config.decision_log)
         self._aliases = frozenset(config.model_aliases())
+        # classification runs here, off the event loop, so one large request cannot stall /healthz or the
+        # streams of other clients; two workers because the hosts' router units get two cores
+        self._classify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="classify")
+        self._budget_s = config.classifier.time_budget_ms / 1000
         routes = [Route(path, self._endpoint(kind), methods=["POST"]) for path, kind in ENDPOINTS.items()]
         routes += [
             Route("/v1/models", self.models, methods=["GET"]),
@@ -115,6 +122,7 @@ class RouterApp:
             yield
         finally:
             await self.upstreams.aclose()
+            self._classify_pool.shutdown(wait=False, cancel_futures=True)
             self.log.close()
 
     # ------------------------------------------------------------ small endpoints
@@ -187,6 +195,32 @@ class RouterApp:
         self._finish(record, t0, response.status_code)
         return response
 
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` in the classifier pool within the time budget; raises TimeoutError past it."""
+        future = asyncio.get_running_loop().run_in_executor(self._classify_pool, fn, *args)
+        return await asyncio.wait_for(future, self._budget_s)
+
+    async def _classify(self, kind: str, body: Any) -> RequestFindings | None:
+        """Findings for a request, or None when classification ran out of its time budget."""
+        try:
+            result: RequestFindings = await self._off_loop(classify_request, kind, body, self.classifier.classify)
+        except asyncio.TimeoutError:
+            return None
+        return result
+
+    async def _residual_classes(self, payload: Any) -> list[str]:
+        """Classes still present in an outgoing cloud body whose routes do not allow the cloud."""
+        try:
+            findings = await self._off_loop(classify_outgoing, payload, self.classifier.classify)
+        except asyncio.TimeoutError:
+            return [UNSCANNED]
+        classes = {f.type for f in findings}
+        return sorted(c for c in classes if self.router.rule_for(c)[1].action != "cloud")
+
+    def _clean_header(self, value: str) -> bool:
+        """A forwarded header value (already held to a short token shape) carries nothing sensitive."""
+        return not self.classifier.classify(value)
+
     async def handle(self, request: Request, kind: str) -> Response:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"event": "decision", "request_id": uuid.uuid4().hex[:16], "endpoint": kind}
@@ -197,19 +231,18 @@ class RouterApp:
                 record, t0, _error(kind, 413, "request_too_large", f"request body exceeds {limit} bytes"), "too_large"
             )
         record["bytes_in"] = len(raw)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # a compressed body would be read by the provider, not by the classifier: refuse it
+            message = f"compressed request bodies (content-encoding: {encoding}) are not accepted; send plain JSON"
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "content_encoding")
         try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            return self._reply(
-                record,
-                t0,
-                _error(kind, 400, "invalid_request_error", f"request body is not valid JSON: {exc.msg}"),
-                "invalid_json",
-            )
-        try:
-            extracted = extract(kind, body)
+            body = parse_body(raw)
         except ExtractError as exc:
-            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", str(exc)), "invalid_shape")
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", str(exc)), "invalid_json")
+        if not isinstance(body, dict):
+            message = "the request body must be a JSON object"
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "invalid_shape")
         alias = body.get("model")
         stream = body.get("stream") is True
         record["stream"] = stream
@@ -224,16 +257,33 @@ class RouterApp:
         record["model_alias"] = alias if alias in self._aliases else "<unknown>"
 
         tc = time.perf_counter()
-        findings = self.classifier.classify(extracted.text)
+        try:
+            found = await self._classify(kind, body)
+        except ExtractError as exc:
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", str(exc)), "invalid_shape")
         classify_s = time.perf_counter() - tc
         self.metrics.classify.observe(classify_s)
         record["classify_ms"] = round(classify_s * 1000, 3)
-        counts: dict[str, int] = {}
-        for f in findings:
-            counts[f.type] = counts.get(f.type, 0) + 1
-        if extracted.opaque:
-            counts[UNSCANNED] = counts.get(UNSCANNED, 0) + 1
+        if found is None:
+            # classification ran out of time: the request is unscanned, and unscanned never goes to a cloud
+            counts: dict[str, int] = {UNSCANNED: 1}
+            record["error"] = "classify_timeout"
+        else:
+            counts = found.counts()
         decision = self.router.decide(counts)
+        if found is None and decision.action in ("cloud", "redact"):
+            return self._reply(
+                record,
+                t0,
+                _error(
+                    kind,
+                    503,
+                    "classification_timeout",
+                    "the router could not classify this request in time; it is not sent to a cloud route",
+                    {"retry-after": "5"},
+                ),
+                "classify_timeout",
+            )
         record.update(classes=list(decision.classes), entity_counts=counts, action=decision.action, route=decision.rule)
         for cls in decision.classes or ("none",):
             self.metrics.decisions.labels(cls, decision.action, decision.rule).inc()
@@ -254,9 +304,9 @@ class RouterApp:
             )
 
         redactor: Redactor | None = None
-        if decision.action == "redact" and findings:
+        if decision.action == "redact" and found is not None and found.findings:
             redactor = Redactor()
-            redactor.redact(extracted, findings)
+            redactor.redact(found)
             record["redacted"] = len(redactor.originals)
 
         chain = [decision.provider] if decision.provider else []
@@ -288,8 +338,25 @@ class RouterApp:
             except (ValueError, TypeError, AttributeError):
                 message = "message content has a shape this route cannot translate"
                 return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "untranslatable")
+            # the body goes out as it was classified, except where redaction or translation rewrote it:
+            # then the rewritten body is classified once more, and what a cloud route may not see stops here
+            if redactor is not None or (needs_translation and decision.action in ("cloud", "redact")):
+                residual = await self._residual_classes(payload)
+                if residual:
+                    record["residual_classes"] = residual
+                    message = (
+                        f"the request still holds {', '.join(residual)} data after {decision.action!r} processing; "
+                        "it is not sent to a cloud route"
+                    )
+                    return self._reply(
+                        record,
+                        t0,
+                        _error(kind, 403, "policy_blocked", message, {"x-clawfleet-action": "block"}),
+                        "residual_sensitive",
+                    )
             request_bytes = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-            upstream_req = up.build(path, request_bytes, up.headers(request.headers, translated=needs_translation))
+            headers = up.headers(request.headers, translated=needs_translation, screen=self._clean_header)
+            upstream_req = up.build(path, request_bytes, headers)
             record["overhead_ms"] = round((time.perf_counter() - t0) * 1000, 3)
             self.metrics.overhead.labels(kind).observe(time.perf_counter() - t0)
             th = time.perf_counter()
@@ -356,6 +423,10 @@ class RouterApp:
         if not (is_sse and ok):
             try:
                 content = await resp.aread()
+            except httpx.TransportError:
+                self.metrics.upstream_errors.labels(record.get("provider", ""), "reset").inc()
+                message = "the upstream closed the connection before its answer was complete"
+                return self._reply(record, t0, _error(kind, 502, "upstream_reset", message), "upstream_reset")
             finally:
                 await resp.aclose()
             transformed = bool(redactor) or translated
@@ -369,19 +440,29 @@ class RouterApp:
 
         headers = _response_headers(resp, decision, transformed=True)
         headers["cache-control"] = "no-cache"
+        protocol = "messages" if translated else kind
         if not redactor and not translated:
-            body_iter = self._passthrough(resp, record, t0)
+            body_iter = self._passthrough(resp, protocol, record, t0)
         else:
-            protocol = "messages" if translated else kind
             body_iter = self._transform_stream(resp, redactor, translated, alias, protocol, record, t0)
         return StreamingResponse(
             body_iter, status_code=resp.status_code, headers=headers, media_type="text/event-stream"
         )
 
-    async def _passthrough(self, resp: httpx.Response, record: dict[str, Any], t0: float) -> AsyncIterator[bytes]:
+    def _stream_broken(self, protocol: str, record: dict[str, Any]) -> bytes:
+        """The event that tells the client its stream ended early, instead of a silent truncation."""
+        record["error"] = "upstream_reset"
+        self.metrics.upstream_errors.labels(record.get("provider", ""), "reset").inc()
+        return stream_error_event(protocol, "the upstream closed the stream before it was complete")
+
+    async def _passthrough(
+        self, resp: httpx.Response, protocol: str, record: dict[str, Any], t0: float
+    ) -> AsyncIterator[bytes]:
         try:
             async for chunk in resp.aiter_raw():
                 yield chunk
+        except httpx.TransportError:
+            yield self._stream_broken(protocol, record)
         finally:
             await resp.aclose()
             self._finish(record, t0, resp.status_code)
@@ -428,6 +509,8 @@ class RouterApp:
                 tail += b"".join(ev.encode() for ev in restore.finish())
             if tail:
                 yield tail
+        except httpx.TransportError:
+            yield self._stream_broken(protocol, record)
         finally:
             await resp.aclose()
             self._finish(record, t0, resp.status_code)

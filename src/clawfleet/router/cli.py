@@ -63,19 +63,22 @@ def _load(path: str | None, *, read_secrets: bool = True) -> RouterConfig | None
 def classify_input(config: RouterConfig, data: str) -> dict[str, Any]:
     from clawfleet.router.app import build_classifier
     from clawfleet.router.classifier import UNSCANNED
-    from clawfleet.router.extract import ExtractError, extract, guess_kind
+    from clawfleet.router.extract import ExtractError, guess_kind
     from clawfleet.router.routing import Router
+    from clawfleet.router.scan import classify_request
 
-    text, opaque = data, False
-    stripped = data.lstrip()
-    if stripped.startswith("{"):
+    classifier = build_classifier(config)
+    findings, opaque = None, False
+    if data.lstrip().startswith("{"):
         try:
             body = json.loads(data)
-            extracted = extract(guess_kind(body), body)
-            text, opaque = extracted.text, extracted.opaque
+            # a whole request body is classified exactly as the router classifies it: every string and key
+            found = classify_request(guess_kind(body), body, classifier.classify)
+            findings, opaque = found.findings, found.opaque
         except (ValueError, ExtractError):
             pass  # not a request body: classify as text
-    findings = build_classifier(config).classify(text)
+    if findings is None:
+        findings = classifier.classify(data)
     classes = sorted({f.type for f in findings} | ({UNSCANNED} if opaque else set()))
     decision = Router(config).decide(classes)
     return {

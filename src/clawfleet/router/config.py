@@ -89,6 +89,8 @@ class ClassifierOptions:
     min_score: float = 0.5
     disable: tuple[str, ...] = ()
     engines: tuple[str, ...] = ("builtin",)
+    # a request whose classification takes longer is treated as unscanned: it goes local or gets 503
+    time_budget_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -419,7 +421,7 @@ def parse_config(
 
     cl = data.get("classifier", {})
     _expect(ctx, cl, dict, "classifier", data, "classifier")
-    _check_keys(ctx, cl, {"min_score", "disable", "engines"}, "classifier")
+    _check_keys(ctx, cl, {"min_score", "disable", "engines", "time_budget_ms"}, "classifier")
     min_score = cl.get("min_score", 0.5)
     _expect(ctx, min_score, (int, float), "classifier.min_score", cl, "min_score")
     if not 0 <= min_score <= 1:
@@ -434,6 +436,10 @@ def parse_config(
             raise ctx.fail("engines are 'builtin' and 'presidio'", f"classifier.engines[{j}]", cl["engines"], j)
     if "builtin" not in engines:
         raise ctx.fail("the 'builtin' engine cannot be turned off", "classifier.engines", cl, "engines")
+    budget = cl.get("time_budget_ms", 2000)
+    _expect(ctx, budget, int, "classifier.time_budget_ms", cl, "time_budget_ms")
+    if not 10 <= budget <= 60_000:
+        raise ctx.fail("time_budget_ms must be between 10 and 60000", "classifier.time_budget_ms", cl, "time_budget_ms")
 
     custom_node = data.get("custom_classes", {})
     _expect(ctx, custom_node, dict, "custom_classes", data, "custom_classes")
@@ -453,7 +459,7 @@ def parse_config(
         port=port,
         providers=providers,
         rules=rules,
-        classifier=ClassifierOptions(float(min_score), disable, engines),
+        classifier=ClassifierOptions(float(min_score), disable, engines, budget),
         custom_classes=custom,
         max_body_bytes=max_body,
         decision_log=decision_log,

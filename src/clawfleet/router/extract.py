@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("chat", "completions", "responses", "embeddings", "messages")
-_OPAQUE_PARTS = frozenset(
+OPAQUE_PARTS = frozenset(
     {"image_url", "input_image", "image", "input_audio", "audio", "file", "input_file", "document", "video_url"}
 )
 SEPARATOR = "\n"
@@ -83,13 +83,16 @@ def _parts(out: Extracted, content: Any, text_types: frozenset[str]) -> None:
         ptype = part.get("type")
         if ptype in text_types and "text" in part:
             out.add(part, "text")
-        elif ptype in _OPAQUE_PARTS:
+        elif ptype in OPAQUE_PARTS:
             if ptype == "document" and isinstance(part.get("source"), dict) and part["source"].get("type") == "text":
                 out.add(part["source"], "data")
             else:
                 out.opaque = True
         elif ptype == "tool_use":
-            _walk_json(out, part.get("input"))
+            if isinstance(part.get("input"), str):  # an input sent as a JSON string is read all the same
+                out.add(part, "input")
+            else:
+                _walk_json(out, part.get("input"))
         elif ptype == "tool_result":
             inner = part.get("content")
             if isinstance(inner, str):
@@ -101,6 +104,8 @@ def _parts(out: Extracted, content: Any, text_types: frozenset[str]) -> None:
                 out.add(part, "thinking")
         elif ptype in ("refusal",):
             out.add(part, "refusal")
+        elif ptype is None and any(k in part for k in ("image_url", "input_audio", "file_data", "file_id")):
+            out.opaque = True  # a media part without a type is still media the provider reads
         else:
             # unknown part types: classify every string they hold rather than skip them
             _walk_json(out, part)

@@ -18,6 +18,7 @@ ALLOWED_KEYS = frozenset(
         "stream",
         "model_alias",
         "classes",
+        "residual_classes",
         "entity_counts",
         "action",
         "route",

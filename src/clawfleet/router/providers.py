@@ -18,7 +18,8 @@ anthropic          messages                                       native
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -32,7 +33,17 @@ PATHS = {
     "embeddings": "/embeddings",
     "messages": "/messages",
 }
-_FORWARD_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta", "user-agent")
+# The caller's headers that reach a provider, each with the only shape it may have. Header values are
+# caller-controlled text that the body classifier never reads, so free-text headers (user-agent, accept,
+# x-stainless-*...) are not forwarded at all, and these few are held to their documented shapes: Anthropic
+# beta names end in a date (``prompt-caching-2024-07-31``), OpenAI beta flags are ``name=vN``. The router
+# then classifies what is left (see RouterApp) and drops a value with findings.
+_HEADER_SHAPES = {
+    "anthropic-version": re.compile(r"\d{4}-\d{2}-\d{2}"),
+    "anthropic-beta": re.compile(r"[a-z][a-z0-9]{0,30}(?:-[a-z0-9]{1,30}){0,8}-\d{4}-\d{2}-\d{2}"),
+    "openai-beta": re.compile(r"[a-z][a-z_]{0,31}=v\d{1,2}"),
+}
+_USER_AGENT = "clawfleet-router"
 
 
 class RouteUnsupported(Exception):
@@ -65,12 +76,21 @@ class Upstream:
             return PATHS["chat"], True
         return PATHS[kind], False
 
-    def headers(self, incoming: Mapping[str, str], *, translated: bool) -> dict[str, str]:
-        out = {"accept-encoding": "identity"}
-        for name in _FORWARD_HEADERS:
+    def headers(
+        self, incoming: Mapping[str, str], *, translated: bool, screen: Callable[[str], bool] = lambda v: True
+    ) -> dict[str, str]:
+        """The upstream request's headers: the caller's allowed headers that have their shape and pass
+        ``screen`` (the classifier), then the provider's own credential."""
+        out = {"accept-encoding": "identity", "accept": "application/json, text/event-stream"}
+        out["user-agent"] = _USER_AGENT
+        for name, shape in _HEADER_SHAPES.items():
             value = incoming.get(name)
-            if value is not None and not (translated and name.startswith("anthropic-")):
-                out[name] = value
+            if value is None or (translated and name.startswith("anthropic-")):
+                continue
+            tokens = [t.strip() for t in value.split(",")]
+            kept = [t for t in tokens if shape.fullmatch(t) and screen(t)]
+            if kept:
+                out[name] = ",".join(kept)
         out["content-type"] = "application/json"
         key = self.provider.api_key
         if self.provider.family == "anthropic":

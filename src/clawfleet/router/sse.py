@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -67,3 +68,19 @@ class SSEParser:
         if ev.data is None and ev.event is None and not ev.other:
             return None
         return ev
+
+
+def stream_error_event(protocol: str, message: str) -> bytes:
+    """An error event in the stream format of the client's API, ending a stream that broke upstream.
+
+    Starts with a blank line so a half-sent event before it is terminated (and fails to parse on its own)
+    instead of swallowing the error. Anthropic and Responses streams have a typed ``error`` event; chat and
+    completions streams carry ``{"error": ...}`` in a data line, which the OpenAI SDK raises as an APIError.
+    """
+    if protocol == "messages":
+        ev = Event(json.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+    elif protocol == "responses":
+        ev = Event(json.dumps({"type": "error", "code": "upstream_reset", "message": message, "param": None}), "error")
+    else:
+        ev = Event(json.dumps({"error": {"message": message, "type": "upstream_reset", "code": "upstream_reset"}}))
+    return b"\n" + ev.encode()

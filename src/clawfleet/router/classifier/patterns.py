@@ -49,7 +49,12 @@ def detect_email(doc: Doc) -> Iterator[Finding]:
             local = text[start:pos]
             tld = dom.group(1).lower()
             prev = text[start - 1] if start else ""
-            ok = tld not in _FILE_EXT and not local.startswith(".") and ".." not in local and prev not in "/:@"
+            ok = (
+                tld not in _FILE_EXT
+                and not local.startswith(".")
+                and ".." not in local
+                and (not prev or prev not in "/:@")
+            )
             # git@github.com:org/repo.git is an SSH remote, not a mailbox.
             if ok and local == "git" and text[end : end + 1] == ":":
                 ok = False
