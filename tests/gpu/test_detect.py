@@ -1,4 +1,4 @@
-"""GPU detection against real captured host facts (shared/fixtures/gpu-hosts) and synthetic sysfs trees."""
+"""GPU detection against real captured host facts (tests/data/gpu-hosts) and synthetic sysfs trees."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import pytest
 
 from clawfleet.gpu.detect import architecture_for_device_id, detect, detect_from_dir, detect_from_sources
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gpu-hosts"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "gpu-hosts"
 
 
 def _fixture(name: str) -> Path:
     path = FIXTURES / name
-    if not path.is_dir():
-        pytest.skip(f"GPU host fixtures not found at {path} (shared/ must sit beside the checkout)")
+    assert path.is_dir(), f"GPU host fixtures missing at {path} (tests/data/gpu-hosts is part of the repository)"
     return path
 
 

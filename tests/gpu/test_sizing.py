@@ -8,7 +8,7 @@ import pytest
 
 from clawfleet.gpu import PROFILES, Gpu, SizingError, detect_from_dir, plan_vllm, profile_from_dict
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gpu-hosts"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "gpu-hosts"
 MIB_PER_GIB = 1024
 
 

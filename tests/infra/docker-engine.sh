@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine runs on this machine: install docker.io if missing and start dockerd if it is not
-# answering. Idempotent: a second call does nothing. Facts: ../shared/reference/test-hosts.md.
+# answering. Idempotent: a second call does nothing. See README.md, "CI".
 set -euo pipefail
 
 log() { printf '[docker-engine] %s\n' "$*"; }

@@ -5,5 +5,5 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-COMPAT = REPO.parent / "shared" / "compat" / "openshell-policies"
+COMPAT = REPO / "tests" / "data" / "openshell-policies"
 POLICIES = REPO / "policies"

@@ -1,4 +1,4 @@
-"""Every upstream file in ../shared/compat/openshell-policies loads unchanged (or is refused clearly)."""
+"""Every upstream file in tests/data/openshell-policies loads unchanged (or is refused clearly)."""
 
 from __future__ import annotations
 

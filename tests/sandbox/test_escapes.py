@@ -1,4 +1,4 @@
-"""The escape checklist (shared/reference/escape-checklist.md), one test per row.
+"""The escape checklist (docs/escape-checklist.md), one test per row.
 
 Each attack runs INSIDE the sandbox, as the sandbox user, through the real ``clawfleet sandbox run``, and
 must fail with the specific errno/outcome; each is paired with an allowed action that must succeed, so a

@@ -278,7 +278,7 @@ def test_proc_self_rule_names_the_commands_own_entry(sandbox):
     assert r["self_status"] == "ok" and r["cpuinfo"] == "EACCES"
 
 
-UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "openshell-policies"
+UPSTREAM = Path(__file__).resolve().parents[1] / "data" / "openshell-policies"
 
 
 @pytest.mark.parametrize(

@@ -268,7 +268,7 @@ def _parse_sysfs_listing(text: str) -> list[tuple[str, str, str, str]]:
 
 
 def detect_from_dir(directory: str | os.PathLike) -> GpuReport:
-    """Detect from captured host facts (the files in ``shared/fixtures/gpu-hosts/<host>/``)."""
+    """Detect from captured host facts (the files in ``tests/data/gpu-hosts/<host>/``)."""
     d = Path(directory)
 
     def read(name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 ``read(root)`` reads a live host (``root="/"``) or a copied tree under a prefix; kernel probes (Landlock
 syscall, statvfs, nvidia-smi) run only against the live host. Captured GPU hosts
-(``shared/fixtures/gpu-hosts/*``) are read with ``clawfleet.gpu.detect.detect_from_dir``.
+(``tests/data/gpu-hosts/*``) are read with ``clawfleet.gpu.detect.detect_from_dir``.
 """
 
 from __future__ import annotations
