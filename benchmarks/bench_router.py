@@ -13,6 +13,7 @@ p99 of the whole request (last byte read). Also reports the classifier alone on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,7 +83,12 @@ def pct(values: list[float], q: float) -> float:
     return values[k]
 
 
-def run(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[int, int, int]]:
+    """Start the fake upstream and the router as separate processes; yield (upstream port, router port, router pid).
+
+    The router's cloud route is the fake; its local route points at a closed port, so a request the router keeps
+    local is answered 503 at once (the benchmarks measure the router, not a model)."""
     pythonpath = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     tmp = Path(tempfile.mkdtemp(prefix="clawfleet-bench-"))
@@ -116,11 +123,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         wait_port(up_port, upstream)
         wait_port(router_port, router)
-        return measure(args, up_port, router_port, router.pid)
+        yield up_port, router_port, router.pid
     finally:
         for proc in (router, upstream):
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def run(args: argparse.Namespace) -> int:
+    with servers() as (up_port, router_port, router_pid):
+        return measure(args, up_port, router_port, router_pid)
 
 
 def cpu_ms(pid: int) -> float:
