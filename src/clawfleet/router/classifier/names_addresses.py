@@ -152,6 +152,69 @@ _CUE_WORDS = [
     "paziente",
 ]
 register_cues("name_cue", _CUE_WORDS)
+# phrases that introduce one's own name: strong enough for a lowercase name; weaker cues ("name:", "patient:")
+# need a colon and, for lowercase or ALL CAPS words, a listed given name or surname
+_STRONG_CUES = frozenset(
+    [
+        "my name is",
+        "my full name is",
+        "me llamo",
+        "mi nombre es",
+        "je m'appelle",
+        "mon nom est",
+        "ich heiße",
+        "ich heisse",
+        "mein name ist",
+        "mi chiamo",
+        "il mio nome è",
+        "meu nome é",
+        "o meu nome é",
+        "chamo-me",
+        "nazywam się",
+        "mam na imię",
+        "mijn naam is",
+        "ik heet",
+    ]
+)
+register_cues("name_cue", _STRONG_CUES)
+register_cues(
+    "name_cue",
+    [
+        "patient name",
+        "nombre completo",
+        "apellidos",
+        "apellido",
+        "nom complet",
+        "prénom",
+        "vorname",
+        "nachname",
+        "nome",
+        "cognome",
+        "nome completo",
+        "imię",
+        "nazwisko",
+        "naam",
+        "名前",
+        "氏名",
+        "姓名",
+        "이름",
+        "имя",
+        "фио",
+        "الاسم",
+    ],
+)
+_CUE_SEP = re.compile(r"[\"']?[ \t]{0,4}[:=：][ \t]{0,4}[\"']?|[ \t]{1,4}")
+# letters of any script, as words; a name ends where a word ends (not inside an identifier like search_files)
+_ANY_NAME = re.compile(r"[^\W\d_][^\W\d_'’\-]{0,30}(?:[ ,]{1,2}[^\W\d_][^\W\d_'’\-]{0,30}){0,3}(?![\w\-])")
+_NOT_NAME_WORDS = frozenset(
+    """
+not none null nil unknown provided required optional string field value text type here there this that and but or
+the a an of to in on for with at is was are my your his her their our me i need help stable normal vitals
+irrelevant important hidden private redacted anonymous test example sample user admin customer patient name
+names nombre nom name is y e et und de del la le el los las les der die das il lo gli da do dos em en es est ist
+è é sono soy je ich io eu yo was what who why how please thanks thank hello hi dear sir madam n a na tbd tba
+""".split()  # noqa: SIM905
+)
 _CUED_TAIL = re.compile(rf"\s*[:=]?\s*({_FULL})(?![\w\-])")
 _BEFORE_EMAIL = re.compile(rf"({_FULL}) ?[(<]")
 _SIGNOFF_WORDS = [
@@ -230,6 +293,10 @@ def detect_names(doc: Doc) -> Iterator[Finding]:
         m = _CUED_TAIL.match(text, c_end)
         if m is not None and m.group(1).rsplit(" ", 1)[-1] not in _NOT_SURNAME:
             yield Finding("person_name", m.start(1), m.end(1), 0.8, m.group(1), 1)
+            continue
+        found = _cued_any_case(text, c_end, lower[c_start:c_end] in _STRONG_CUES)
+        if found is not None:
+            yield found
     for c_start, c_end in doc.cues("signoff"):
         if c_start > 0 and lower[c_start - 1].isalnum():
             continue
@@ -248,6 +315,41 @@ def detect_names(doc: Doc) -> Iterator[Finding]:
     for m in _GREETING.finditer(text):
         if before_ok(text, m.start(), "") and _fold(m.group(1)) in GIVEN_NAMES:
             yield Finding("person_name", m.start(1), m.end(1), 0.7, m.group(1), 0)
+
+
+def _is_listed(word: str) -> bool:
+    w = _fold(word.title())
+    return w in GIVEN_NAMES or w in SURNAMES
+
+
+def _cued_any_case(text: str, pos: int, strong: bool) -> Finding | None:
+    """A name right after a cue in lowercase, ALL CAPS, "Surname, Given" or a non-Latin script."""
+    sep = _CUE_SEP.match(text, pos)
+    if sep is None or (not strong and not any(c in sep.group() for c in ":=：")):
+        return None
+    m = _ANY_NAME.match(text, sep.end())
+    if m is None:
+        return None
+    # keep the words up to the first one that is not part of a name ("john smith and I ...")
+    words: list[tuple[int, int]] = []
+    for w in re.finditer(r"[^ ,]+", m.group()):
+        if w.group().casefold() in _NOT_NAME_WORDS:
+            break
+        words.append((m.start() + w.start(), m.start() + w.end()))
+    if not words:
+        return None
+    start, end = words[0][0], words[-1][1]
+    value = text[start:end]
+    tokens = [text[a:b] for a, b in words]
+    if not all(t.isascii() or ord(max(t)) < 0x250 for t in tokens):  # Cyrillic, Greek, Arabic, CJK, Hangul, ...
+        ok = True
+    elif "," in value:
+        ok = len(tokens) >= 2 and not value.islower() and any(_is_listed(t) for t in tokens)
+    elif strong:
+        ok = len(tokens) >= 2 or _is_listed(tokens[0])
+    else:
+        ok = len(tokens) >= 2 and any(_is_listed(t) for t in tokens)
+    return Finding("person_name", start, end, 0.8, value, 1) if ok else None
 
 
 def _cued(m: re.Match[str]) -> Iterator[Finding]:
