@@ -401,6 +401,73 @@ _FR_ADDR = re.compile(
 )
 
 
+# Spanish, Italian, Portuguese, Polish: the street word, its name, then the number ("Calle Mayor 12, 28013 Madrid",
+# "ul. Marszałkowska 12/4, 00-590 Warszawa"); bounded repeats over disjoint classes keep it linear
+_UP_X = "A-ZÀ-ÖØ-ÞĄĆĘŁŃŚŹŻŠŽČŘ"
+_LO_X = "a-zß-öø-ÿąćęłńśźżšžčř"
+_STREET_WORD = (
+    r"(?:Calle|C/|Avda\.|Avenida|Av\.|Paseo|Pº|Plaza|Pza\.|Carrer|Camino|Ronda|Travesía|Via|Viale|Corso|Piazza|"
+    r"Piazzale|Largo|Vicolo|Rua|Travessa|Praça|Alameda|Estrada|ul\.|al\.|ulica|aleja|os\.)"
+)
+_NAME_WORD = rf"(?:[{_UP_X}][{_LO_X}'’\-]{{1,24}}|[IVX]{{1,4}}|\d{{1,2}} de [{_UP_X}][{_LO_X}]{{2,12}})"
+_LINK = r"(?:de la|de las|de los|del|de|da|das|do|dos|della|delle|dei|degli|di|d'|y|e)"
+_STREET_FIRST = re.compile(
+    rf"{_STREET_WORD} ?(?:{_LINK} ?)?{_NAME_WORD}(?: (?:{_LINK} )?{_NAME_WORD}){{0,4}},? (?:n[º°o]\.? ?)?"
+    rf"\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}}[A-Za-z]?)?(?![\w\-/])"
+    rf"(?:,? (?:\d{{1,2}}[º°ª] ?[A-Za-z]?,? )?(?:\d{{5}}|\d{{2}}-\d{{3}}|\d{{4}}-\d{{3}}) [{_UP_X}][{_LO_X}]+"
+    rf"(?: [{_UP_X}][{_LO_X}]+)?)?"
+)
+_POSTCODE_IN = re.compile(r"\d{5} |\d{2}-\d{3} |\d{4}-\d{3} ")
+# words that are also ordinary English/Italian words: those need a postcode after the number
+_AMBIGUOUS_STREET = ("Via ", "Largo ", "Corso ", "Plaza ", "Alameda ", "Ronda ", "Camino ", "Av. ")
+_STREET_FIRST_WORDS = [
+    "calle",
+    "c/",
+    "avda.",
+    "avenida",
+    "av.",
+    "paseo",
+    "pº",
+    "plaza",
+    "pza.",
+    "carrer",
+    "camino",
+    "ronda",
+    "travesía",
+    "via",
+    "viale",
+    "corso",
+    "piazza",
+    "piazzale",
+    "largo",
+    "vicolo",
+    "rua",
+    "travessa",
+    "praça",
+    "alameda",
+    "estrada",
+    "ul.",
+    "al.",
+    "ulica",
+    "aleja",
+    "os.",
+]
+# also with the space before: the shared scan would otherwise take " ave" (US suffix) at "… Avenida"
+register_cues("street_first", _STREET_FIRST_WORDS + [" " + w for w in _STREET_FIRST_WORDS])
+# Japan: prefecture, city/ward and block numbers in kanji ("東京都千代田区丸の内1-9-1"), with an optional 〒 postcode;
+# romanised: "1-9-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005"
+_JP_ADDR = re.compile(
+    r"(?:〒 ?\d{3}-\d{4} ?)?(?:東京都|北海道|京都府|大阪府|[\u4e00-\u9fff]{2,3}県)[\u3005\u3040-\u30ff\u4e00-\u9fff]{1,30}"
+    r"\d{1,4}(?:丁目|[-－‐ー])\d{1,4}(?:(?:番地?|[-－‐ー])\d{1,4}号?)?"
+    r"|〒 ?\d{3}-\d{4}"
+)
+_JP_ROMAN = re.compile(
+    r"\d{1,4}(?:-\d{1,4}){1,2},? [A-Z][a-z]{1,20}(?:-[a-z]{1,10})?,? [A-Z][a-z]{1,20}-(?:ku|shi|cho|machi|gun)"
+    r"(?:,? [A-Z][a-z]{1,20}(?:-(?:to|fu|ken))?)?(?:,? \d{3}-\d{4})?"
+)
+register_cues("jp_roman", ["-ku", "-shi", "-cho", "-machi", "-gun"], right_boundary=True)
+
+
 _SUFFIX_WORDS = _SUFFIX[3:-1].split("|")
 # found by the shared scan as " street", " st", ...; the capital is checked in the original text
 register_cues("us_suffix", [" " + w.lower() for w in _SUFFIX_WORDS], right_boundary=True)
@@ -454,6 +521,27 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
             continue
         m = _around(text, _FR_ADDR, h_start - 1, h_end + 1, 12)
         if m is not None and before_ok(text, m.start(), "-."):
+            yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
+    for c_start, _ in doc.cues("street_first"):
+        if lower[c_start] == " ":
+            c_start += 1
+        if c_start > 0 and (lower[c_start - 1].isalnum() or lower[c_start - 1] in "-./"):
+            continue
+        m = _STREET_FIRST.match(text, c_start)
+        if m is None:
+            continue
+        has_postcode = _POSTCODE_IN.search(m.group()) is not None
+        if m.group().startswith(_AMBIGUOUS_STREET) and not has_postcode:
+            score = 0.6
+        else:
+            score = 0.85
+        yield Finding("street_address", m.start(), m.end(), score, m.group(), 2)
+    if any(ch in text for ch in "都道府県〒"):
+        for m in _JP_ADDR.finditer(text):
+            yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
+    for h_start, h_end in doc.cues("jp_roman"):
+        m = _around(text, _JP_ROMAN, h_start, h_end, 48)
+        if m is not None and before_ok(text, m.start(), "-"):
             yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
     for s_start, s_end in doc.cues("eu_suffix"):
         m = _EU_TAIL.match(text, s_end)
