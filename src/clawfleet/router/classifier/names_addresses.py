@@ -457,7 +457,8 @@ register_cues("street_first", _STREET_FIRST_WORDS + [" " + w for w in _STREET_FI
 # Japan: prefecture, city/ward and block numbers in kanji ("東京都千代田区丸の内1-9-1"), with an optional 〒 postcode;
 # romanised: "1-9-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005"
 _JP_ADDR = re.compile(
-    r"(?:〒 ?\d{3}-\d{4} ?)?(?:東京都|北海道|京都府|大阪府|[\u4e00-\u9fff]{2,3}県)[\u3005\u3040-\u30ff\u4e00-\u9fff]{1,30}"
+    r"(?:〒 ?\d{3}-\d{4} ?)?(?:東京都|北海道|京都府|大阪府|[\u4e00-\u9fff]{2,3}県)"
+    r"[\u3005\u3040-\u30ff\u4e00-\u9fff]{1,30}"
     r"\d{1,4}(?:丁目|[-－‐ー])\d{1,4}(?:(?:番地?|[-－‐ー])\d{1,4}号?)?"
     r"|〒 ?\d{3}-\d{4}"
 )
@@ -531,10 +532,7 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
         if m is None:
             continue
         has_postcode = _POSTCODE_IN.search(m.group()) is not None
-        if m.group().startswith(_AMBIGUOUS_STREET) and not has_postcode:
-            score = 0.6
-        else:
-            score = 0.85
+        score = 0.6 if m.group().startswith(_AMBIGUOUS_STREET) and not has_postcode else 0.85
         yield Finding("street_address", m.start(), m.end(), score, m.group(), 2)
     if any(ch in text for ch in "都道府県〒"):
         for m in _JP_ADDR.finditer(text):
