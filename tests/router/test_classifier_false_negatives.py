@@ -90,6 +90,8 @@ def test_key_variables_without_api_in_the_name(text, value):
         'cache_key = f"user:{uid}:profile"',
         '"key": "d41d8cd98f00b204e9800998ecf8427e"',  # a digest used as a lookup key
         "monkey=Zq8x7Wv6Ut5Sr4Qp3On2",
+        '"key": "settings.title.main2"',  # an i18n key
+        "CACHE_PREFIX_KEY=USER_PROFILE_V2_2024",
     ],
 )
 def test_table_and_cache_keys_are_not_secrets(text):

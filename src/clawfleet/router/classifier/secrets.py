@@ -118,6 +118,8 @@ _BENIGN_KEY_NAME = re.compile(
     r"group|shard|routing|object|s3|bucket|file|table|dedup|api|ssh|gpg|pgp|host|license_public)[_\-.]?key$"
 )
 _KEY_ASSIGNED = re.compile(r"[\"']?[ \t]{0,4}(?::=|=>|[:=])[ \t]{0,4}[\"']?([A-Za-z0-9+/_.=\-~]{16,512})")
+# "settings.title.main2", "USER_PROFILE_V2": identifiers made of words, not random values
+_WORDY = re.compile(r"(?:(?:[A-Za-z]{1,24}\d{0,4}|\d{1,8})[._\-/:]){1,12}(?:[A-Za-z]{1,24}\d{0,4}|\d{1,8})")
 _UUID_OR_HEX = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-fA-F]{32,128}")
 _ASSIGNED_TAIL = re.compile(r"[\w.\-]{0,16}[\"']?[ \t]*(?::=|=>|[:=]|[ \t])[ \t]*[\"']?([A-Za-z0-9+/_.=\-~]{16,512})")
 _BEARER_TAIL = re.compile(r"[ \t]+([A-Za-z0-9_\-.~+/]{20,512}=*)")
@@ -287,6 +289,8 @@ def _key_variables(doc: Doc) -> Iterator[Finding]:
             continue
         value = m.group(1).rstrip(".")
         if _UUID_OR_HEX.fullmatch(value.lower() if bare else value) and (bare or "-" in value):
+            continue
+        if _WORDY.fullmatch(value):
             continue
         if _looks_random(value, 3.3):
             yield Finding("generic_secret", m.start(1), m.start(1) + len(value), 0.8, value, 1)
