@@ -528,6 +528,8 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
             c_start += 1
         if c_start > 0 and (lower[c_start - 1].isalnum() or lower[c_start - 1] in "-./"):
             continue
+        if lower.endswith("et ", 0, c_start):
+            continue  # "Jones et al. Nature 12" cites a paper
         m = _STREET_FIRST.match(text, c_start)
         if m is None:
             continue

@@ -62,11 +62,14 @@ def detect_email(doc: Doc) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------- phone
-_PHONE_CTX = re.compile(
+_PHONE_CTX_WORDS = (
     r"phone|tel\b|tel:|telephone|mobile|cell|call|fax|whats ?app|sms|text me|ring|dial|contact|reach|"
     r"número|telefon|téléphone|tel[ée]fono|telem[óo]vel|m[óo]vil|celular|kom[óo]rk|llam[ae]|llámame|chiama|"
-    r"zadzwo|ligue|tlf|telf|tfno|電話|携帯|portable|handy|landline|hotline|number"
+    r"zadzwo|ligue|tlf|telf|tfno|電話|携帯|portable|handy|landline|hotline"
 )
+_PHONE_CTX = re.compile(_PHONE_CTX_WORDS + "|number")
+# for numbers without a trunk prefix "number" alone is too weak ("the number 123 456 789")
+_PHONE_CTX_STRICT = re.compile(_PHONE_CTX_WORDS)
 _PHONE_NEG_CTX = re.compile(
     r"\b(?:order|invoice|ref|reference|tracking|isbn|version|build|serial|sku|id|ticket|account|case|po|batch|"
     r"part|no)\b"
@@ -132,7 +135,7 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
     for m_start, m_end, m in doc.digits.finditer(_PHONE_NO_TRUNK):
         if not before_ok(text, m_start, "+-.:/") or not 9 <= _digits(m.group()) <= 10:
             continue
-        if _PHONE_CTX.search(lower, max(0, m_start - 24), m_start) and not _PHONE_NEG_CTX.search(
+        if _PHONE_CTX_STRICT.search(lower, max(0, m_start - 24), m_start) and not _PHONE_NEG_CTX.search(
             lower, max(0, m_start - 24), m_start
         ):
             yield Finding("phone", m_start, m_end, 0.8, m.group(), 2)
@@ -367,16 +370,22 @@ _DOB_WORDS = [
     "né(e) le",
     "né",
     "née",
-    "nacido",
-    "nacida",
+    "nacido el",
+    "nacida el",
+    "nacido en",
+    "nacida en",
     "fecha de nac",
     "f. nac",
     "fec. nac",
-    "nato",
-    "nata",
+    "nato il",
+    "nata il",
+    "nato a",
+    "nata a",
     "data de nascimento",
-    "nascido",
-    "nascida",
+    "nascido em",
+    "nascida em",
+    "nascido a",
+    "nascida a",
     "data urodzenia",
     "urodzony",
     "urodzona",
