@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from clawfleet.router.classifier.findings import Doc, Finding, before_ok, register_cues, shannon_entropy
+from clawfleet.router.classifier.findings import (
+    Doc,
+    Finding,
+    before_ok,
+    register_cues,
+    shannon_entropy,
+    trie_pattern,
+)
 
 # (type, pattern, score, literal that must occur for the pattern to match: a C-speed `in` check first)
 _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
@@ -69,9 +76,7 @@ _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
     ("generic_secret", re.compile(r"lin_(?:api|oauth)_[A-Za-z0-9]{40,64}(?![\w\-])"), 0.95, ("lin_api_", "lin_oauth_")),
 )
 # every literal some _PREFIXED pattern needs, found in one pass
-_NEEDLES = re.compile(
-    "|".join(sorted({re.escape(n) for *_, needles in _PREFIXED for n in needles}, key=len, reverse=True))
-)
+_NEEDLES = re.compile(trie_pattern({n for *_, needles in _PREFIXED for n in needles}))
 _VENDOR_PREFIX = re.compile(r"^[A-Za-z0-9]{1,8}(?:_v1|_api|_oauth)?[_\-.]")
 _OPENAI = re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}(?![\w\-])")
 _PEM = re.compile(
