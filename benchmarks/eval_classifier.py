@@ -1,6 +1,7 @@
 """Per-class precision/recall of the router's classifier on tests/router/eval, and Presidio's side by side.
 
     .venv/bin/python benchmarks/eval_classifier.py                # ours only
+    .venv/bin/python benchmarks/eval_classifier.py --set fn-dev   # the false-negative kinds of issue 19
     bash benchmarks/setup-bench-venv.sh && .venv-bench/bin/python benchmarks/eval_classifier.py   # ours + Presidio
 
 Scoring is per entity: a prediction is a true positive when it overlaps a labelled span of the same class.
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "router"))
 
-from eval.dataset import load, load_holdout  # noqa: E402
+from eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout  # noqa: E402
 
 from clawfleet.router.classifier import Classifier  # noqa: E402
 from clawfleet.router.classifier.findings import SECRETS, STRUCTURED_PII, UNSTRUCTURED_PII  # noqa: E402
@@ -37,6 +38,12 @@ PRESIDIO_MAP = {
 PRESIDIO_SUPPORTED = frozenset(PRESIDIO_MAP.values())
 
 Span = tuple[str, int, int]
+SETS = {
+    "dev": ("development (eval_set.jsonl + hard_cases.txt)", load),
+    "holdout": ("held-out (holdout_cases.txt)", load_holdout),
+    "fn-dev": ("false-negative kinds, development (fn_dev_cases.txt)", load_fn_dev),
+    "fn-holdout": ("false-negative kinds, held-out (fnholdout_cases.txt)", load_fn_holdout),
+}
 
 
 def score(rows: list[dict], predict: Callable[[str], Iterable[Span]]) -> tuple[dict, float]:
@@ -128,10 +135,13 @@ def presidio() -> Callable[[str], Iterable[Span]] | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-presidio", action="store_true")
-    ap.add_argument("--holdout", action="store_true", help="evaluate the held-out hand-written cases instead")
+    ap.add_argument("--holdout", action="store_true", help="same as --set holdout")
+    ap.add_argument("--set", choices=sorted(SETS), default="dev", dest="which", help="which labelled set (default dev)")
     args = ap.parse_args()
-    rows = load_holdout() if args.holdout else load()
-    print("set:", "held-out (holdout_cases.txt)" if args.holdout else "development (eval_set.jsonl + hard_cases.txt)")
+    which = "holdout" if args.holdout else args.which
+    label, loader = SETS[which]
+    rows = loader()
+    print("set:", label)
     n_ent = sum(len(r["entities"]) for r in rows)
     n_neg = sum(1 for r in rows if not r["entities"])
     print(f"evaluation set: {len(rows)} texts, {n_ent} labelled entities, {n_neg} texts without any")

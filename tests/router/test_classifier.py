@@ -153,7 +153,11 @@ def test_custom_classes_keywords_markers_and_validated_regexes():
     got = [(f.type, text[f.start : f.end]) for f in clf.classify(text)]
     assert ("codename", "project nightjar") in got
     assert ("marking", "CONFIDENTIAL") in got
-    assert ("marking", "confidential") not in got
+    # markers match in any case since issue 19 (a lowercased marking is still a marking); case_sensitive keeps
+    # the old behaviour
+    assert ("marking", "confidential") in got
+    strict = Classifier(custom=[CustomClass("marking", markers=["CONFIDENTIAL"], case_sensitive=True)])
+    assert [text[f.start : f.end] for f in strict.classify(text)] == ["CONFIDENTIAL"]
     member = [v for t, v in got if t == "member_id"]
     assert member == ["M453914880343646"] or member == []  # luhn over the digits of the match
     assert all(checksums.luhn_ok(v) for v in member)

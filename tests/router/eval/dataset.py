@@ -47,3 +47,13 @@ def load() -> list[dict[str, Any]]:
 def load_holdout() -> list[dict[str, Any]]:
     """Hand-written cases the classifier was not tuned on."""
     return load_marked("holdout_cases.txt")
+
+
+def load_fn_dev() -> list[dict[str, Any]]:
+    """Development set for the false-negative kinds of issue 19 (other languages, separators, vendor keys, ...)."""
+    return load_marked("fn_dev_cases.txt")
+
+
+def load_fn_holdout() -> list[dict[str, Any]]:
+    """Held-out cases for the same kinds, written with the development set and not used to tune."""
+    return load_marked("fnholdout_cases.txt")

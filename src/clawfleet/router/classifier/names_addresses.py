@@ -152,6 +152,69 @@ _CUE_WORDS = [
     "paziente",
 ]
 register_cues("name_cue", _CUE_WORDS)
+# phrases that introduce one's own name: strong enough for a lowercase name; weaker cues ("name:", "patient:")
+# need a colon and, for lowercase or ALL CAPS words, a listed given name or surname
+_STRONG_CUES = frozenset(
+    [
+        "my name is",
+        "my full name is",
+        "me llamo",
+        "mi nombre es",
+        "je m'appelle",
+        "mon nom est",
+        "ich heiße",
+        "ich heisse",
+        "mein name ist",
+        "mi chiamo",
+        "il mio nome è",
+        "meu nome é",
+        "o meu nome é",
+        "chamo-me",
+        "nazywam się",
+        "mam na imię",
+        "mijn naam is",
+        "ik heet",
+    ]
+)
+register_cues("name_cue", _STRONG_CUES)
+register_cues(
+    "name_cue",
+    [
+        "patient name",
+        "nombre completo",
+        "apellidos",
+        "apellido",
+        "nom complet",
+        "prénom",
+        "vorname",
+        "nachname",
+        "nome",
+        "cognome",
+        "nome completo",
+        "imię",
+        "nazwisko",
+        "naam",
+        "名前",
+        "氏名",
+        "姓名",
+        "이름",
+        "имя",
+        "фио",
+        "الاسم",
+    ],
+)
+_CUE_SEP = re.compile(r"[\"']?[ \t]{0,4}[:=：][ \t]{0,4}[\"']?|[ \t]{1,4}")
+# letters of any script, as words; a name ends where a word ends (not inside an identifier like search_files)
+_ANY_NAME = re.compile(r"[^\W\d_][^\W\d_'’\-]{0,30}(?:[ ,]{1,2}[^\W\d_][^\W\d_'’\-]{0,30}){0,3}(?![\w\-])")
+_NOT_NAME_WORDS = frozenset(
+    """
+not none null nil unknown provided required optional string field value text type here there this that and but or
+the a an of to in on for with at is was are my your his her their our me i need help stable normal vitals
+irrelevant important hidden private redacted anonymous test example sample user admin customer patient name
+names nombre nom name is y e et und de del la le el los las les der die das il lo gli da do dos em en es est ist
+è é sono soy je ich io eu yo was what who why how please thanks thank hello hi dear sir madam n a na tbd tba
+""".split()  # noqa: SIM905
+)
 _CUED_TAIL = re.compile(rf"\s*[:=]?\s*({_FULL})(?![\w\-])")
 _BEFORE_EMAIL = re.compile(rf"({_FULL}) ?[(<]")
 _SIGNOFF_WORDS = [
@@ -230,6 +293,10 @@ def detect_names(doc: Doc) -> Iterator[Finding]:
         m = _CUED_TAIL.match(text, c_end)
         if m is not None and m.group(1).rsplit(" ", 1)[-1] not in _NOT_SURNAME:
             yield Finding("person_name", m.start(1), m.end(1), 0.8, m.group(1), 1)
+            continue
+        found = _cued_any_case(text, c_end, lower[c_start:c_end] in _STRONG_CUES)
+        if found is not None:
+            yield found
     for c_start, c_end in doc.cues("signoff"):
         if c_start > 0 and lower[c_start - 1].isalnum():
             continue
@@ -248,6 +315,41 @@ def detect_names(doc: Doc) -> Iterator[Finding]:
     for m in _GREETING.finditer(text):
         if before_ok(text, m.start(), "") and _fold(m.group(1)) in GIVEN_NAMES:
             yield Finding("person_name", m.start(1), m.end(1), 0.7, m.group(1), 0)
+
+
+def _is_listed(word: str) -> bool:
+    w = _fold(word.title())
+    return w in GIVEN_NAMES or w in SURNAMES
+
+
+def _cued_any_case(text: str, pos: int, strong: bool) -> Finding | None:
+    """A name right after a cue in lowercase, ALL CAPS, "Surname, Given" or a non-Latin script."""
+    sep = _CUE_SEP.match(text, pos)
+    if sep is None or (not strong and not any(c in sep.group() for c in ":=：")):
+        return None
+    m = _ANY_NAME.match(text, sep.end())
+    if m is None:
+        return None
+    # keep the words up to the first one that is not part of a name ("john smith and I ...")
+    words: list[tuple[int, int]] = []
+    for w in re.finditer(r"[^ ,]+", m.group()):
+        if w.group().casefold() in _NOT_NAME_WORDS:
+            break
+        words.append((m.start() + w.start(), m.start() + w.end()))
+    if not words:
+        return None
+    start, end = words[0][0], words[-1][1]
+    value = text[start:end]
+    tokens = [text[a:b] for a, b in words]
+    if not all(t.isascii() or ord(max(t)) < 0x250 for t in tokens):  # Cyrillic, Greek, Arabic, CJK, Hangul, ...
+        ok = True
+    elif "," in value:
+        ok = len(tokens) >= 2 and not value.islower() and any(_is_listed(t) for t in tokens)
+    elif strong:
+        ok = len(tokens) >= 2 or _is_listed(tokens[0])
+    else:
+        ok = len(tokens) >= 2 and any(_is_listed(t) for t in tokens)
+    return Finding("person_name", start, end, 0.8, value, 1) if ok else None
 
 
 def _cued(m: re.Match[str]) -> Iterator[Finding]:
@@ -297,6 +399,74 @@ _FR_ADDR = re.compile(
     r"piazza|calle|avenida|plaza|paseo|rua) (?:(?:de la|de l'|des|du|de|del|della|di|da|d')\s?)?[A-ZÉ][\w'\-]+"
     r"(?: [A-ZÉ][\w'\-]+){0,3}(?:,? \d{5} [A-ZÉ][\w\-]+)?"
 )
+
+
+# Spanish, Italian, Portuguese, Polish: the street word, its name, then the number ("Calle Mayor 12, 28013 Madrid",
+# "ul. Marszałkowska 12/4, 00-590 Warszawa"); bounded repeats over disjoint classes keep it linear
+_UP_X = "A-ZÀ-ÖØ-ÞĄĆĘŁŃŚŹŻŠŽČŘ"
+_LO_X = "a-zß-öø-ÿąćęłńśźżšžčř"
+_STREET_WORD = (
+    r"(?:Calle|C/|Avda\.|Avenida|Av\.|Paseo|Pº|Plaza|Pza\.|Carrer|Camino|Ronda|Travesía|Via|Viale|Corso|Piazza|"
+    r"Piazzale|Largo|Vicolo|Rua|Travessa|Praça|Alameda|Estrada|ul\.|al\.|ulica|aleja|os\.)"
+)
+_NAME_WORD = rf"(?:[{_UP_X}][{_LO_X}'’\-]{{1,24}}|[IVX]{{1,4}}|\d{{1,2}} de [{_UP_X}][{_LO_X}]{{2,12}})"
+_LINK = r"(?:de la|de las|de los|del|de|da|das|do|dos|della|delle|dei|degli|di|d'|y|e)"
+_STREET_FIRST = re.compile(
+    rf"{_STREET_WORD} ?(?:{_LINK} ?)?{_NAME_WORD}(?: (?:{_LINK} )?{_NAME_WORD}){{0,4}},? (?:n[º°o]\.? ?)?"
+    rf"\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}}[A-Za-z]?)?(?![\w\-/])"
+    rf"(?:,? (?:\d{{1,2}}[º°ª] ?[A-Za-z]?,? )?(?:\d{{5}}|\d{{2}}-\d{{3}}|\d{{4}}-\d{{3}}) [{_UP_X}][{_LO_X}]+"
+    rf"(?: [{_UP_X}][{_LO_X}]+)?)?"
+)
+_POSTCODE_IN = re.compile(r"\d{5} |\d{2}-\d{3} |\d{4}-\d{3} ")
+# words that are also ordinary English/Italian words: those need a postcode after the number
+_AMBIGUOUS_STREET = ("Via ", "Largo ", "Corso ", "Plaza ", "Alameda ", "Ronda ", "Camino ", "Av. ")
+_STREET_FIRST_WORDS = [
+    "calle",
+    "c/",
+    "avda.",
+    "avenida",
+    "av.",
+    "paseo",
+    "pº",
+    "plaza",
+    "pza.",
+    "carrer",
+    "camino",
+    "ronda",
+    "travesía",
+    "via",
+    "viale",
+    "corso",
+    "piazza",
+    "piazzale",
+    "largo",
+    "vicolo",
+    "rua",
+    "travessa",
+    "praça",
+    "alameda",
+    "estrada",
+    "ul.",
+    "al.",
+    "ulica",
+    "aleja",
+    "os.",
+]
+# also with the space before: the shared scan would otherwise take " ave" (US suffix) at "… Avenida"
+register_cues("street_first", _STREET_FIRST_WORDS + [" " + w for w in _STREET_FIRST_WORDS])
+# Japan: prefecture, city/ward and block numbers in kanji ("東京都千代田区丸の内1-9-1"), with an optional 〒 postcode;
+# romanised: "1-9-1 Marunouchi, Chiyoda-ku, Tokyo 100-0005"
+_JP_ADDR = re.compile(
+    r"(?:〒 ?\d{3}-\d{4} ?)?(?:東京都|北海道|京都府|大阪府|[\u4e00-\u9fff]{2,3}県)"
+    r"[\u3005\u3040-\u30ff\u4e00-\u9fff]{1,30}"
+    r"\d{1,4}(?:丁目|[-－‐ー])\d{1,4}(?:(?:番地?|[-－‐ー])\d{1,4}号?)?"
+    r"|〒 ?\d{3}-\d{4}"
+)
+_JP_ROMAN = re.compile(
+    r"\d{1,4}(?:-\d{1,4}){1,2},? [A-Z][a-z]{1,20}(?:-[a-z]{1,10})?,? [A-Z][a-z]{1,20}-(?:ku|shi|cho|machi|gun)"
+    r"(?:,? [A-Z][a-z]{1,20}(?:-(?:to|fu|ken))?)?(?:,? \d{3}-\d{4})?"
+)
+register_cues("jp_roman", ["-ku", "-shi", "-cho", "-machi", "-gun"], right_boundary=True)
 
 
 _SUFFIX_WORDS = _SUFFIX[3:-1].split("|")
@@ -352,6 +522,26 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
             continue
         m = _around(text, _FR_ADDR, h_start - 1, h_end + 1, 12)
         if m is not None and before_ok(text, m.start(), "-."):
+            yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
+    for c_start, _ in doc.cues("street_first"):
+        if lower[c_start] == " ":
+            c_start += 1
+        if c_start > 0 and (lower[c_start - 1].isalnum() or lower[c_start - 1] in "-./"):
+            continue
+        if lower.endswith("et ", 0, c_start):
+            continue  # "Jones et al. Nature 12" cites a paper
+        m = _STREET_FIRST.match(text, c_start)
+        if m is None:
+            continue
+        has_postcode = _POSTCODE_IN.search(m.group()) is not None
+        score = 0.6 if m.group().startswith(_AMBIGUOUS_STREET) and not has_postcode else 0.85
+        yield Finding("street_address", m.start(), m.end(), score, m.group(), 2)
+    if any(ch in text for ch in "都道府県〒"):
+        for m in _JP_ADDR.finditer(text):
+            yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
+    for h_start, h_end in doc.cues("jp_roman"):
+        m = _around(text, _JP_ROMAN, h_start, h_end, 48)
+        if m is not None and before_ok(text, m.start(), "-"):
             yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
     for s_start, s_end in doc.cues("eu_suffix"):
         m = _EU_TAIL.match(text, s_end)

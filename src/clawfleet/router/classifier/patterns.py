@@ -25,6 +25,7 @@ from clawfleet.router.classifier.findings import (
     context_around,
     context_before,
     register_cues,
+    trie_pattern,
 )
 
 # ---------------------------------------------------------------- e-mail
@@ -66,22 +67,28 @@ def detect_email(doc: Doc) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------- phone
-_PHONE_CTX = re.compile(
+_PHONE_CTX_WORDS = (
     r"phone|tel\b|tel:|telephone|mobile|cell|call|fax|whats ?app|sms|text me|ring|dial|contact|reach|"
-    r"número|telefon|téléphone|portable|handy|landline|hotline|number"
+    r"número|telefon|téléphone|tel[ée]fono|telem[óo]vel|m[óo]vil|celular|kom[óo]rk|llam[ae]|llámame|chiama|"
+    r"zadzwo|ligue|tlf|telf|tfno|電話|携帯|portable|handy|landline|hotline"
 )
+_PHONE_CTX = re.compile(_PHONE_CTX_WORDS + "|number")
+# for numbers without a trunk prefix "number" alone is too weak ("the number 123 456 789")
+_PHONE_CTX_STRICT = re.compile(_PHONE_CTX_WORDS)
 _PHONE_NEG_CTX = re.compile(
     r"\b(?:order|invoice|ref|reference|tracking|isbn|version|build|serial|sku|id|ticket|account|case|po|batch|"
     r"part|no)\b"
 )
 _PHONE_HEADER = re.compile(r"phone|tel|mobile|cell|fax|contact|number")
 _PHONE_INTL = re.compile(
-    r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){1,6}(?![\w\-])"
+    r"\+\d{1,3}(?:[ .\-/]?\(\d{1,4}\))?(?:[ .\-/]?\d{1,5}){1,6}(?![\w\-])"
     r"|00\d{2,3}[ .\-]\d{1,4}(?:[ .\-]\d{2,5}){1,4}(?![\w\-])"
 )
 _PHONE_NANP = re.compile(r"(?:1[ .\-])?[2-9]\d{2}[ .\-][2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
 _PHONE_NANP_PAREN = re.compile(r"(?:1[ .\-])?\([2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
 _PHONE_NATIONAL = re.compile(r"(?:\(0\d{1,4}\)\s?|0\d{1,4}[ /\-])\d{2,8}(?:[ \-]\d{2,6}){0,3}(?![\w\-]|[.:/]\d)")
+# national numbers without a trunk 0 (ES/PT/PL 9 digits, IT mobiles 3xx): reported only next to a phone cue
+_PHONE_NO_TRUNK = re.compile(r"[1-9]\d{1,2}(?:[ .\-]\d{2,4}){2,3}(?![\w\-]|[.:/]\d)|[1-9]\d{8,9}(?![\w\-]|[.:/]\d)")
 _PHONE_FR = re.compile(r"0[1-9](?:[ .]\d{2}){4}(?![\w\-]|\.\d)")
 
 
@@ -130,10 +137,19 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
             else:
                 score = base
             yield Finding("phone", m_start, m_end, score, m.group(), 2)
+    for m_start, m_end, m in doc.digits.finditer(_PHONE_NO_TRUNK):
+        if not before_ok(text, m_start, "+-.:/") or not 9 <= _digits(m.group()) <= 10:
+            continue
+        if _PHONE_CTX_STRICT.search(lower, max(0, m_start - 24), m_start) and not _PHONE_NEG_CTX.search(
+            lower, max(0, m_start - 24), m_start
+        ):
+            yield Finding("phone", m_start, m_end, 0.8, m.group(), 2)
 
 
 # ---------------------------------------------------------------- payment card
-_CARD = re.compile(r"(?:\d{4}([ \-])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ \-])\d{6}\2\d{4,5}|\d{12,19})(?![\w\-]|\.\d)")
+_CARD = re.compile(
+    r"(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})(?![\w\-]|[./]\d)"
+)
 _CARD_CTX = re.compile(r"card|visa|master|amex|american express|discover|credit|debit|\bcc\b|payment|\bpan\b|paid")
 
 
@@ -141,17 +157,22 @@ def detect_credit_card(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     for m_start, m_end, m in doc.digits.finditer(_CARD):
         value = m.group()
-        if not before_ok(text, m_start, "-.") or not checksums.card_ok(value):
+        if not before_ok(text, m_start, "-./") or not checksums.card_ok(value):
             continue
         separated = not value.isdigit()
         ctx = context_around(lower, m_start, m_end, 40)
-        score = 0.99 if _CARD_CTX.search(ctx) else (0.9 if separated else 0.75)
+        score = 0.99 if _CARD_CTX.search(ctx) else (0.9 if separated and m.group(1) != "." else 0.75)
         yield Finding("credit_card", m_start, m_end, score, value, 3)
 
 
 # ---------------------------------------------------------------- IBAN
 # found from its check digits; the two country letters before them are checked in Python
-_IBAN_TAIL = re.compile(r"\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?(?![\w\-])")
+_IBAN_TAIL = re.compile(
+    r"\d{2}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
+)
+
+
+_IBAN_LAST_GROUP = re.compile(r"(?: {1,2}|[\-.])[A-Za-z0-9]{1,7}\Z")
 
 
 def detect_iban(doc: Doc) -> Iterator[Finding]:
@@ -167,13 +188,13 @@ def detect_iban(doc: Doc) -> Iterator[Finding]:
             yield Finding("iban", start, m_end, 0.98, value, 3)
             continue
         # the optional trailing group can swallow a following word: retry without it
-        trimmed = value.rsplit(" ", 1)[0]
+        trimmed = _IBAN_LAST_GROUP.sub("", value)
         if trimmed != value and checksums.iban_ok(trimmed):
             yield Finding("iban", start, start + len(trimmed), 0.98, trimmed, 3)
 
 
 # ---------------------------------------------------------------- national IDs
-_SSN = re.compile(r"(\d{3})([\- ])(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
+_SSN = re.compile(r"(\d{3})( {1,2}|[\-./])(\d{2})\2(\d{4})(?![\w\-]|[./]\d)")
 _NINE = re.compile(r"\d{9}(?![\w\-]|\.\d)")
 _SSN_CTX = re.compile(r"ssn|social security|social sec|\bss#|taxpayer|\btin\b|itin")
 _NINO_TAIL = re.compile(r"\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w\-])")
@@ -207,8 +228,9 @@ def _ctx(lower: str, start: int, rx: re.Pattern[str], window: int = 40) -> bool:
 def detect_national_ids(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     for m_start, m_end, m in doc.digits.finditer(_SSN):
-        if before_ok(text, m_start, _NUM_BEFORE) and checksums.us_ssn_ok(m.group()):
-            score = 0.95 if _ctx(lower, m_start, _SSN_CTX) else 0.8
+        if before_ok(text, m_start, _NUM_BEFORE + "/") and checksums.us_ssn_ok(m.group()):
+            # dots and slashes also separate dates and versions: those need the SSN cue
+            score = 0.95 if _ctx(lower, m_start, _SSN_CTX) else (0.8 if m.group(2) in ("-", " ") else 0.3)
             if score < 0.9 and (_ctx(lower, m_start, _PHONE_NEG_CTX) or _ctx(lower, m_start, _PHONE_CTX)):
                 score = 0.4
             yield Finding("us_ssn", m_start, m_end, score, m.group(), 3)
@@ -314,11 +336,25 @@ def detect_ip(doc: Doc) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------- date of birth
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+# month names of es/fr/de/it/pt/pl/nl (genitive forms for Polish), matched on the lowercased text
+_INTL_MONTHS = trie_pattern(
+    """
+enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre
+janvier février fevrier mars avril mai juin juillet août aout septembre octobre novembre décembre decembre
+januar jänner jaenner februar märz maerz april mai juni juli august september oktober november dezember
+gennaio febbraio marzo aprile maggio giugno luglio agosto settembre ottobre novembre dicembre
+janeiro fevereiro março marco abril maio junho julho agosto setembro outubro novembro dezembro
+stycznia lutego marca kwietnia maja czerwca lipca sierpnia września wrzesnia października pazdziernika
+listopada grudnia januari februari maart april mei juni juli augustus september oktober november december
+""".split()  # noqa: SIM905
+)
 _DATE = re.compile(
     rf"(?:(?:19|20)\d{{2}}[\-/.](?:0?[1-9]|1[0-2])[\-/.](?:0?[1-9]|[12]\d|3[01])"
     rf"|(?:0?[1-9]|[12]\d|3[01])[\-/.](?:0?[1-9]|[12]\d|3[01])[\-/.](?:19|20)?\d{{2}}"
     rf"|{_MONTHS} (?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?,? (?:19|20)\d{{2}}"
-    rf"|(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?: of)? {_MONTHS},? (?:19|20)\d{{2}})(?![\w\-/]|\.\d)"
+    rf"|(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?: of)? {_MONTHS},? (?:19|20)\d{{2}}"
+    rf"|(?:0?[1-9]|[12]\d|3[01])(?:\.|º|er)? ?(?:de )?(?:{_INTL_MONTHS})(?: de)?,? (?:19|20)\d{{2}}"
+    rf"|(?:19|20)\d{{2}}年(?:0?[1-9]|1[0-2])月(?:0?[1-9]|[12]\d|3[01])日)(?![\w\-/]|\.\d)"
 )
 _DOB_WORDS = [
     "date of birth",
@@ -335,10 +371,45 @@ _DOB_WORDS = [
     "née le",
     "data di nascita",
     "bday",
+    "date de naissance",
+    "né(e) le",
+    "né",
+    "née",
+    "nacido el",
+    "nacida el",
+    "nacido en",
+    "nacida en",
+    "fecha de nac",
+    "f. nac",
+    "fec. nac",
+    "nato il",
+    "nata il",
+    "nato a",
+    "nata a",
+    "data de nascimento",
+    "nascido em",
+    "nascida em",
+    "nascido a",
+    "nascida a",
+    "data urodzenia",
+    "urodzony",
+    "urodzona",
+    "urodzon",
+    "geboortedatum",
+    "geb.",
+    "födelsedatum",
+    "fødselsdato",
+    "fødselsdag",
+    "syntymäaika",
+    "дата рождения",
+    "生年月日",
+    "出生日期",
 ]
 register_cues("dob", _DOB_WORDS)
-_DOB_HEADER = re.compile(r"dob\b|birth|geburt|nacimiento|naissance")
-register_cues("dob_header", ["birth", "geburt", "nacimiento", "naissance"])
+_DOB_HEADER = re.compile(r"dob\b|birth|geburt|nacimiento|naissance|nascita|nascimento|urodzenia|geboorte")
+register_cues(
+    "dob_header", ["birth", "geburt", "nacimiento", "naissance", "nascita", "nascimento", "urodzenia", "geboorte"]
+)
 register_cues("dob_header", ["dob"], right_boundary=True)
 
 
