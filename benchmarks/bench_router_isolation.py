@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_router import clean_text, pct, servers  # noqa: E402
+from bench_router import clean_text, pct, servers
 
 # (trigger, filler, tail): the shapes that made the classifier's regexes backtrack before they were made linear
 ADVERSARIAL = (
