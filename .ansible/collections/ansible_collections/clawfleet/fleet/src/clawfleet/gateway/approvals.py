@@ -1,0 +1,295 @@
+"""Pending approvals, approve, and learn mode, all from the gateway's JSON decision log.
+
+* :func:`pending`: enforced denials aggregated by (sandbox, binary, host, port[, method, path]) with a stable
+  short ID, counts and first/last time. Approved IDs are remembered next to the log (``LOG.approved``).
+* :func:`approve`: writes the matching rule into the policy file (validated first, written atomically by
+  rename), so the running gateway hot-reloads it. L4 denials add ``{host, port}`` for the binary; L7 denials
+  add a ``protocol: rest`` endpoint allowing exactly that method and path.
+* :func:`suggest`: a minimal policy that allows exactly the traffic a (monitor-mode) log observed.
+
+``register_policy_subcommands(policy_subparsers)`` adds ``pending``, ``approve`` and ``suggest`` to the
+``clawfleet policy`` command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
+
+_REQUEST_KINDS = ("http", "tls_request", "tunnel_request")
+
+
+def read_log(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+def _is_decision(rec: dict) -> bool:
+    return "decision" in rec and bool(rec.get("binary")) and bool(rec.get("host")) and bool(rec.get("port"))
+
+
+def _l7(rec: dict) -> bool:
+    return rec.get("kind") in _REQUEST_KINDS and bool(rec.get("method")) and bool(rec.get("path"))
+
+
+def _path_only(path: str) -> str:
+    return path.partition("?")[0].partition("#")[0] or "/"
+
+
+@dataclass
+class Pending:
+    id: str
+    sandbox: str
+    binary: str
+    host: str
+    port: int
+    method: str | None = None
+    path: str | None = None
+    count: int = 0
+    first: str = ""
+    last: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _pending_key(rec: dict) -> tuple:
+    l7 = _l7(rec) and rec.get("rule") is not None  # host allowed, request refused
+    return (rec.get("sandbox", ""), rec["binary"], rec["host"], int(rec["port"]),
+            rec["method"] if l7 else None, _path_only(rec["path"]) if l7 else None)  # fmt: skip
+
+
+def _approved_file(log: str) -> str:
+    return log + ".approved"
+
+
+def _approved(log: str) -> set[str]:
+    try:
+        with open(_approved_file(log)) as f:
+            return set(json.load(f))
+    except (OSError, ValueError):
+        return set()
+
+
+def pending(log: str, records: Iterable[dict] | None = None) -> list[Pending]:
+    done = _approved(log)
+    out: dict[tuple, Pending] = {}
+    for rec in records if records is not None else read_log(log):
+        if not _is_decision(rec) or rec.get("action") != "deny" or rec.get("decision") != "deny":
+            continue
+        reason = str(rec.get("reason", ""))
+        if reason.startswith(("caller not identified", "destination guard")):
+            continue  # nothing a policy rule could approve
+        key = _pending_key(rec)
+        pid = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:10]
+        if pid in done:
+            continue
+        p = out.get(key)
+        if p is None:
+            p = out[key] = Pending(pid, key[0], key[1], key[2], key[3], key[4], key[5], first=rec.get("time", ""))
+        p.count += 1
+        p.last = rec.get("time", "")
+        if reason not in p.reasons and len(p.reasons) < 3:
+            p.reasons.append(reason)
+    return sorted(out.values(), key=lambda p: (-p.count, p.id))
+
+
+def _rule_key(*parts: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", "_".join(parts).lower()).strip("_")[:60]
+
+
+def _granted_ips(policy: dict | None, host: str, port: int) -> list[str]:
+    """``allowed_ips`` the policy already grants for host:port: a new rule for the same destination keeps them,
+    so approving a binary never needs (nor silently widens) the operator's address grant."""
+    found: list[str] = []
+    for rule in ((policy or {}).get("network_policies") or {}).values():
+        for ep in (rule or {}).get("endpoints") or []:
+            ports = ep.get("ports") or ([ep["port"]] if "port" in ep else [])
+            if str(ep.get("host", "")).lower() == host and port in ports:
+                found += [str(ip) for ip in ep.get("allowed_ips") or [] if str(ip) not in found]
+    return found
+
+
+def _endpoint(
+    host: str, port: int, requests: Iterable[tuple[str, str]] = (), allowed_ips: list[str] | None = None
+) -> dict[str, Any]:
+    ep: dict[str, Any] = {"host": host, "port": port}
+    if allowed_ips:
+        ep["allowed_ips"] = list(allowed_ips)
+    rules = [{"allow": {"method": m, "path": p}} for m, p in sorted(set(requests))]
+    if rules:
+        ep["protocol"] = "rest"
+        ep["rules"] = rules
+    return ep
+
+
+def approve(log: str, policy_path: str, pid: str) -> dict[str, Any]:
+    """Add the rule for pending item ``pid`` to ``policy_path``; returns the rule added."""
+    from ruamel.yaml import YAML
+
+    from clawfleet.policy import load_text
+
+    match = [p for p in pending(log) if p.id == pid]
+    if not match:
+        raise KeyError(f"no pending approval with ID {pid!r} in {log}")
+    p = match[0]
+    requests = [(p.method, p.path)] if p.method and p.path and not any(c in p.path for c in "*?") else []
+    yaml = YAML()  # round-trip: keeps the operator's comments and layout
+    with open(policy_path, encoding="utf-8") as f:
+        doc = yaml.load(f)
+    endpoint = _endpoint(p.host, p.port, requests, _granted_ips(doc, p.host, p.port))
+    rule = {"name": f"approved {p.id}: {p.binary} -> {p.host}:{p.port}",
+            "endpoints": [endpoint], "binaries": [{"path": p.binary}]}  # fmt: skip
+    if doc.get("network_policies") is None:
+        doc["network_policies"] = {}
+    doc["network_policies"][_rule_key("approved", p.id)] = rule
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    text = buf.getvalue()
+    load_text(text, policy_path)  # refuse to write a policy the gateway would reject
+    tmp = f"{policy_path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    st = os.stat(policy_path)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.replace(tmp, policy_path)
+    done = _approved(log) | {p.id}
+    with open(_approved_file(log), "w") as f:
+        json.dump(sorted(done), f)
+    return rule
+
+
+def suggest(records: Iterable[dict], base: str | None = None) -> str:
+    """Minimal policy YAML allowing exactly the observed (binary, host, port[, method, path]) traffic."""
+    from clawfleet.policy import load_text
+    from clawfleet.policy.yamlio import dump_yaml
+
+    binaries: dict[tuple[str, int], set[str]] = {}
+    requests: dict[tuple[str, int], dict[str, set[tuple[str, str]]]] = {}
+    for rec in records:
+        if not _is_decision(rec) or rec.get("kind") not in ("connect", *_REQUEST_KINDS):
+            continue
+        reason = str(rec.get("reason", ""))
+        if reason.startswith(("caller not identified", "invalid host")):
+            continue
+        hp = (str(rec["host"]), int(rec["port"]))
+        binaries.setdefault(hp, set()).add(rec["binary"])
+        if _l7(rec):
+            path = _path_only(rec["path"])
+            if not any(c in path for c in "*?"):
+                requests.setdefault(hp, {}).setdefault(rec["binary"], set()).add((rec["method"].upper(), path))
+    doc: dict[str, Any] = {"version": 1}
+    loaded: dict[str, Any] = {}
+    if base:
+        from ruamel.yaml import YAML
+
+        with open(base, encoding="utf-8") as f:
+            loaded = YAML(typ="safe").load(f) or {}
+        for section in ("filesystem_policy", "landlock", "process"):
+            if section in loaded:
+                doc[section] = loaded[section]
+    policies: dict[str, Any] = {}
+    for (host, port), bins in sorted(binaries.items()):
+        reqs = requests.get((host, port), {})
+        if reqs:  # L7 observed: one rule per binary, exactly its requests
+            for b in sorted(bins):
+                policies[_rule_key("learned", host, str(port), os.path.basename(b))] = {
+                    "name": f"learned: {b} -> {host}:{port}",
+                    "endpoints": [_endpoint(host, port, reqs[b], _granted_ips(loaded, host, port))]
+                    if reqs.get(b)
+                    else [],
+                    "binaries": [{"path": b}],
+                }
+            policies = {k: v for k, v in policies.items() if v["endpoints"]}
+        else:
+            policies[_rule_key("learned", host, str(port))] = {
+                "name": f"learned: {host}:{port}",
+                "endpoints": [_endpoint(host, port, (), _granted_ips(loaded, host, port))],
+                "binaries": [{"path": b} for b in sorted(bins)],
+            }
+    doc["network_policies"] = policies
+    text = dump_yaml(doc, header="Suggested by clawfleet policy suggest (learn mode): review before use.")
+    load_text(text, "<suggested>")
+    return text
+
+
+# -- CLI ------------------------------------------------------------------------------------------------
+
+
+def _cmd_pending(args) -> int:
+    items = pending(args.log)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in items], indent=1))
+        return 0
+    if not items:
+        print("no pending approvals")
+        return 0
+    for p in items:
+        what = f"{p.method} {p.path} on " if p.method else ""
+        print(f"{p.id}  {p.count:>5}x  {p.sandbox}: {p.binary} -> {what}{p.host}:{p.port}  ({p.reasons[0]})")
+    return 0
+
+
+def _cmd_approve(args) -> int:
+    from clawfleet.policy import PolicyError
+
+    try:
+        rule = approve(args.log, args.policy, args.id)
+    except (KeyError, PolicyError, OSError) as exc:
+        print(f"clawfleet policy approve: {exc}", file=sys.stderr)
+        return 2
+    print(f"added to {args.policy}: {rule['name']} (the gateway reloads it within a second)")
+    return 0
+
+
+def _cmd_suggest(args) -> int:
+    from clawfleet.policy import PolicyError
+
+    try:
+        text = suggest(read_log(args.from_log), base=args.base)
+    except (PolicyError, OSError) as exc:
+        print(f"clawfleet policy suggest: {exc}", file=sys.stderr)
+        return 2
+    if args.output and args.output != "-":
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def register_policy_subcommands(sub) -> None:
+    """Add ``pending``, ``approve``, ``suggest`` to the ``clawfleet policy`` subparsers."""
+    p = sub.add_parser("pending", help="list denied connections awaiting approval (from a gateway log)")
+    p.add_argument("--log", required=True, metavar="FILE", help="the gateway's JSON decision log")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_pending)
+    a = sub.add_parser("approve", help="write the rule for a pending approval into the policy (hot reload)")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--log", required=True, metavar="FILE", help="the gateway's JSON decision log")
+    a.add_argument("--policy", required=True, metavar="FILE", help="the policy file the gateway watches")
+    a.set_defaults(func=_cmd_approve)
+    s = sub.add_parser("suggest", help="learn mode: a minimal policy allowing what a monitor-mode log observed")
+    s.add_argument("--from-log", required=True, metavar="FILE")
+    s.add_argument("--base", metavar="POLICY", help="copy filesystem/landlock/process from this policy")
+    s.add_argument("-o", "--output", metavar="FILE")
+    s.set_defaults(func=_cmd_suggest)

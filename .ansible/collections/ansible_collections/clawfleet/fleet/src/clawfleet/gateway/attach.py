@@ -1,0 +1,220 @@
+"""A sandbox and its gateway as two processes, so that a sandbox outlives a gateway restart.
+
+The sandbox side (:func:`run_attached_sandbox`: ``clawfleet gateway sandbox --config DAEMON NAME``, the
+``clawfleet-sandbox@NAME`` unit, or a child of the daemon) runs the supervisor and the sandboxed command and
+publishes the supervisor's pid in ``RUNTIME/sandboxes/NAME.json`` once the network namespace exists. The daemon's
+:class:`AttachedGateway` watches that file and listens inside the namespace (``setns``) whenever the gateway or
+the sandbox (re)starts. While no gateway listens, the namespace holds only ``lo`` and nothing on the proxy port:
+every connection is refused (fail closed), and traffic resumes when the gateway is back, without touching the
+sandbox. The interception CA is kept root-only in the gateway's state directory so that a restarted gateway
+presents the CA the running sandbox already trusts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from .config import DecisionLog, GatewayConfig, load_gateway_section
+
+__all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "run_attached_sandbox", "sandbox_alive"]
+
+DEFAULT_RUNTIME_DIR = "/run/clawfleet"
+EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimePaths:
+    runtime_dir: str
+    name: str
+
+    @property
+    def bundle_dir(self) -> str:  # mounted read-only into the sandbox
+        return os.path.join(self.runtime_dir, "gateway", self.name)
+
+    @property
+    def ca_bundle(self) -> str:
+        return os.path.join(self.bundle_dir, "ca-bundle.pem")
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.runtime_dir, "sandboxes", f"{self.name}.json")
+
+    @property
+    def attached(self) -> str:
+        return os.path.join(self.runtime_dir, "sandboxes", f"{self.name}.attached")
+
+
+def _write_atomic(path: str, data: bytes, mode: int) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def sandbox_alive(record: dict[str, Any] | None) -> int | None:
+    """The supervisor pid of a published sandbox if that process still holds the recorded namespace (pid reuse
+    cannot make the gateway listen in some other process's namespace)."""
+    if not record or not isinstance(record.get("pid"), int):
+        return None
+    pid = record["pid"]
+    inode = _netns_inode(pid)
+    return pid if inode is not None and inode == record.get("netns") else None
+
+
+def gateway_config_for(d: dict[str, Any], state_dir: str) -> GatewayConfig:
+    """The gateway settings of one sandbox definition (see :mod:`clawfleet.gateway.control`)."""
+    section = dict(d.get("gateway") or {})
+    section.setdefault("policy", d["policy"])
+    section.setdefault("mode", d.get("mode", "enforce"))
+    section.setdefault("sandbox", d["name"])
+    section.setdefault("log", os.path.join(state_dir, f"{d['name']}.decisions.jsonl"))
+    if d.get("secrets"):
+        section["secrets"] = d["secrets"]
+    return load_gateway_section(section, d["_base"])
+
+
+class AttachedGateway:
+    """The gateway of one defined sandbox inside the daemon: follows the sandbox's published namespace."""
+
+    def __init__(self, d: dict[str, Any], state_dir: str, runtime_dir: str) -> None:
+        from .ca import SandboxCA
+        from .ident import HashPins
+        from .proxy import Gateway
+        from .reload import PolicyHolder
+
+        self.name = d["name"]
+        self.paths = RuntimePaths(runtime_dir, self.name)
+        self.config = gateway_config_for(d, state_dir)
+        self.log = DecisionLog(self.config.log, sandbox=self.config.sandbox)
+        self.holder = PolicyHolder(self.config.policy, self.log)
+        self.ca = SandboxCA.persistent(os.path.join(state_dir, "ca", f"{self.name}.pem"), self.name)
+        os.makedirs(self.paths.bundle_dir, mode=0o755, exist_ok=True)
+        os.chmod(self.paths.bundle_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is not here
+        os.makedirs(os.path.dirname(self.paths.pidfile), mode=0o755, exist_ok=True)
+        _write_atomic(self.paths.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
+        self.pins = HashPins(self.config.pins_file) if self.config.pin_binaries else None
+        self.gateway = Gateway(self.config, self.holder, self.log, identify=None, ca=self.ca)
+        self.attached_pid: int | None = None
+        self._server: asyncio.base_events.Server | None = None
+
+    async def run(self, interval: float = 0.2) -> None:
+        watch = asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
+        try:
+            while True:
+                pid = sandbox_alive(_read_json(self.paths.pidfile))
+                if pid != self.attached_pid:
+                    await self._detach()
+                    if pid is not None:
+                        await self._attach(pid)
+                await asyncio.sleep(interval)
+        finally:
+            watch.cancel()
+            await self._detach()
+            await self.gateway.close()
+            self.ca.close()
+            self.log.close()
+
+    async def _attach(self, pid: int) -> None:
+        from .embedded import listen_in_netns
+        from .ident import Identifier
+
+        try:
+            sock = await asyncio.get_running_loop().run_in_executor(None, listen_in_netns, pid,
+                                                                    self.config.listen_port)  # fmt: skip
+        except OSError as exc:
+            self.log.write({"event": "attach_failed", "netns_pid": pid, "error": str(exc)})
+            return
+        self.gateway.identify = Identifier(netns_pid=pid, pins=self.pins).identify
+        self._server = await self.gateway.serve_socket(sock)
+        self.attached_pid = pid
+        self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
+                        "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
+        _write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
+
+    async def _detach(self) -> None:
+        if self._server is None:
+            return
+        server, self._server, self.attached_pid = self._server, None, None
+        with contextlib.suppress(ValueError):
+            self.gateway.servers.remove(server)
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths.attached)
+
+
+def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR, *, bundle_timeout: float = 60.0,
+                         attach_timeout: float = 15.0) -> int:  # fmt: skip
+    """Sandbox-side entry: run one defined sandbox whose traffic the gateway daemon carries."""
+    from clawfleet.sandbox.launcher import Launcher
+
+    from .control import build_spec_from_definition, load_definition
+    from .embedded import sandbox_env
+
+    d = load_definition(definition)
+    paths = RuntimePaths(runtime_dir, d["name"])
+    port = int((d.get("gateway") or {}).get("listen_port", GatewayConfig.listen_port))
+    if not _wait_for(lambda: os.path.isfile(paths.ca_bundle), bundle_timeout, 0.2):
+        print(f"clawfleet sandbox {d['name']}: no CA bundle at {paths.ca_bundle} after {bundle_timeout:.0f} s: "
+              "is the gateway daemon (clawfleet-gateway.service) running?", file=sys.stderr)  # fmt: skip
+        return EX_TEMPFAIL
+    spec = build_spec_from_definition(d, dict(os.environ))
+    spec = dataclasses.replace(spec, read_only=(*spec.read_only, paths.bundle_dir),
+                               env={**dict(spec.env), **sandbox_env(port, paths.ca_bundle)})  # fmt: skip
+
+    published: list[int] = []
+
+    def publish(pid: int) -> None:
+        published.append(pid)
+        record = {"pid": pid, "netns": _netns_inode(pid), "started": time.time(), "definition": definition}
+        _write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
+        # Give the gateway a moment so the command's first request finds it; without it the sandbox still starts
+        # and stays offline (fail closed) until the gateway attaches.
+        if not _wait_for(lambda: (_read_json(paths.attached) or {}).get("pid") == pid, attach_timeout):
+            print(f"clawfleet sandbox {d['name']}: the gateway has not attached after {attach_timeout:.0f} s; "
+                  "starting offline until it does", file=sys.stderr)  # fmt: skip
+
+    os.makedirs(os.path.dirname(paths.pidfile), mode=0o755, exist_ok=True)
+    launcher = Launcher(spec, on_netns_ready=publish)
+    try:
+        code = launcher.run()
+    finally:
+        if published and (_read_json(paths.pidfile) or {}).get("pid") == published[-1]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(paths.pidfile)
+    if launcher.report.error:
+        print(f"clawfleet sandbox {d['name']}: {launcher.report.error}", file=sys.stderr)
+    return code

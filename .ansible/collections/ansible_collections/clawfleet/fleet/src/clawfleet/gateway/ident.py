@@ -1,0 +1,232 @@
+"""Who is calling: the kernel's answer, never the caller's.
+
+connection 4-tuple -> ``/proc/<netns pid>/net/tcp{,6}`` (the sandbox's network-namespace view) -> socket
+inode -> the processes holding ``socket:[inode]`` in ``/proc/<pid>/fd`` (only processes in that network
+namespace are scanned, most recent owners first) -> ``/proc/<pid>/exe`` and the ancestor chain up to, not
+including, the sandbox's init (PID 1 of its PID namespace: the clawfleet supervisor stage).
+
+Binaries can be pinned by SHA-256 (trust on first use): the first hash seen for a path is remembered
+(optionally in a JSON file); a different hash for the same path later is reported as a mismatch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Caller", "HashPins", "Identifier", "IdentityError"]
+
+_MAX_ANCESTORS = 32
+
+
+class IdentityError(Exception):
+    """The caller could not be identified (it exited, or passed the socket on): deny."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    pid: int  # host PID
+    exe: str
+    ancestors: tuple[str, ...] = ()
+    owners: tuple[tuple[int, str], ...] = ()  # every (pid, exe) holding the socket
+    sha256: str | None = None
+    pin_error: str | None = None
+
+    def to_log(self) -> dict:
+        return {"pid": self.pid, "binary": self.exe, "ancestors": list(self.ancestors)}
+
+
+def _hex_addr(ip: str, port: int) -> str:
+    """The kernel's /proc/net/tcp{,6} spelling: each 32-bit word in host (little-endian) order."""
+    if ":" in ip:
+        words = struct.unpack("<4I", socket.inet_pton(socket.AF_INET6, ip))
+        return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+    (word,) = struct.unpack("<I", socket.inet_aton(ip))
+    return f"{word:08X}:{port:04X}"
+
+
+def _exe(pid: int) -> str:
+    path = os.readlink(f"/proc/{pid}/exe")
+    return path.removesuffix(" (deleted)")
+
+
+def _status(pid: int) -> tuple[int, int]:
+    """(ppid, pid inside the innermost PID namespace)."""
+    ppid, nspid = -1, -1
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"PPid:"):
+                ppid = int(line.split()[1])
+            elif line.startswith(b"NSpid:"):
+                nspid = int(line.split()[-1])
+                break
+    return ppid, nspid
+
+
+class HashPins:
+    """Trust-on-first-use SHA-256 pins per binary path; hashes cached per (dev, inode, size, mtime)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.pins: dict[str, str] = {}
+        self._cache: dict[tuple[int, int, int, int], str] = {}
+        self._lock = threading.Lock()
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.pins = dict(json.load(f))
+
+    def check(self, pid: int, exe: str) -> tuple[str, str | None]:
+        """(sha256, error or None) for the executable of ``pid`` (opened through /proc, not by path)."""
+        st = os.stat(f"/proc/{pid}/exe")
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        digest = self._cache.get(key)
+        if digest is None:
+            h = hashlib.sha256()
+            with open(f"/proc/{pid}/exe", "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            digest = h.hexdigest()
+            self._cache[key] = digest
+        with self._lock:
+            known = self.pins.get(exe)
+            if known is None:
+                self.pins[exe] = digest
+                self._save()
+                return digest, None
+        if known != digest:
+            return digest, f"binary {exe} has sha256 {digest[:16]}..., pinned {known[:16]}... (trust on first use)"
+        return digest, None
+
+    def _save(self) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.pins, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class Identifier:
+    """Identify callers of sockets in the network namespace of ``netns_pid`` (None: our own namespace).
+
+    ``stop_at_ns_init``: end the ancestor chain below the PID namespace's init (the sandbox supervisor).
+    """
+
+    netns_pid: int | None = None
+    pins: HashPins | None = None
+    stop_at_ns_init: bool = True
+    _members: list[int] = field(default_factory=list)
+    _members_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        base = f"/proc/{self.netns_pid}" if self.netns_pid else "/proc/self"
+        self._tcp = (f"{base}/net/tcp", f"{base}/net/tcp6")
+        self._netns_ino = os.stat(f"{base}/ns/net").st_ino
+
+    # -- socket inode ------------------------------------------------------------------------------
+    def inode_for(self, peer: tuple[str, int], local: tuple[str, int]) -> int:
+        """Inode of the client's socket: local address = our peer, remote = our local address."""
+        v4 = ":" not in peer[0]
+        want_l = _hex_addr(peer[0], peer[1])
+        want_r = _hex_addr(local[0], local[1])
+        path = self._tcp[0] if v4 else self._tcp[1]
+        needle = f" {want_l} {want_r} ".encode()
+        with open(path, "rb") as f:
+            data = f.read()
+        i = data.find(needle)
+        if i < 0:
+            raise IdentityError(f"no socket {peer[0]}:{peer[1]} -> {local[0]}:{local[1]} in {path}")
+        line = data[i : data.find(b"\n", i)].split()
+        # after the two addresses: st tx:rx tr:when retrnsmt uid timeout inode
+        return int(line[8])
+
+    # -- owners --------------------------------------------------------------------------------------
+    def _refresh_members(self) -> None:
+        members = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}/ns/net").st_ino == self._netns_ino:
+                    members.append(int(name))
+            except OSError:
+                continue
+        members.sort(reverse=True)  # newest first: the caller is usually a fresh process
+        self._members = members
+        self._members_at = time.monotonic()
+
+    @staticmethod
+    def _holds(pid: int, target: str) -> bool:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            return False
+        for fd in names:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def owners_of(self, inode: int) -> list[int]:
+        """Every process of the namespace holding the socket (all of them: a shared socket is judged by the
+        most restrictive owner). The member list is cached briefly and rescanned when no owner is found."""
+        target = f"socket:[{inode}]"
+        me = os.getpid()
+        if time.monotonic() - self._members_at > 0.5:
+            self._refresh_members()
+        found = [pid for pid in self._members if pid != me and self._holds(pid, target)]
+        if not found:
+            self._refresh_members()
+            found = [pid for pid in self._members if pid != me and self._holds(pid, target)]
+        return found
+
+    # -- whole answer --------------------------------------------------------------------------------
+    def ancestors(self, pid: int) -> tuple[str, ...]:
+        chain: list[str] = []
+        ppid, _ = _status(pid)
+        while ppid > 1 and len(chain) < _MAX_ANCESTORS:
+            try:
+                nxt, nspid = _status(ppid)
+                if self.stop_at_ns_init and self.netns_pid and nspid == 1:
+                    break
+                chain.append(_exe(ppid))
+            except OSError:
+                break
+            ppid = nxt
+        return tuple(chain)
+
+    def identify(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
+        try:
+            inode = self.inode_for(peer, local)
+            pids = self.owners_of(inode)
+            if not pids:
+                raise IdentityError(f"no process holds socket inode {inode} (caller exited or hid it)")
+            owners = []
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    owners.append((pid, _exe(pid)))
+            if not owners:
+                raise IdentityError("the caller exited before it could be identified")
+            pid, exe = owners[0]
+            anc = self.ancestors(pid)
+        except OSError as exc:
+            raise IdentityError(f"identification failed: {exc}") from None
+        sha = err = None
+        if self.pins is not None:
+            try:
+                sha, err = self.pins.check(pid, exe)
+            except OSError as exc:
+                raise IdentityError(f"cannot hash {exe}: {exc}") from None
+        return Caller(pid, exe, anc, tuple(owners), sha, err)

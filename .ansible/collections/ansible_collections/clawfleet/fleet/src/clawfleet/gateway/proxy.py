@@ -1,0 +1,747 @@
+"""The egress proxy: asyncio streams + h11 (sans-IO HTTP/1.1).
+
+Per client connection:
+
+1. identify the caller from the kernel (:mod:`.ident`); failure means deny;
+2. read one request with h11:
+   * ``CONNECT host:port``: strict authority parsing, L4 decision, DNS by the gateway only for an allowed
+     name, destination guard on every resolved address. Endpoints with L7 rules (or a bound credential)
+     are intercepted: the first client bytes are peeked; TLS (0x16) is terminated with the per-sandbox CA,
+     anything else is parsed as plain HTTP. Other endpoints are relayed byte for byte (L4 passthrough).
+   * absolute-form ``GET http://host/path``: the same checks per request, plus the L7 check; the request
+     is re-sent in origin form. Keep-alive on both sides.
+   * anything else: 400.
+3. inside an intercepted tunnel every request is checked (method, path, query) and the SNI, the CONNECT
+   target and the Host header must name the same host; requests in absolute form or with the CONNECT
+   method are refused (no relaying a tunnel through an allowed host).
+
+Denials get ``403`` with ``{"error":"policy_denied","detail":...,"rule":...,"reason":...}`` and close.
+Every decision is one JSON line (:class:`~.config.DecisionLog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h11
+
+from clawfleet.policy import Decision
+from clawfleet.policy.matching import normalize_request_host
+
+from .addr import Target, TargetError, guard_ip, is_ip_literal, parse_absolute, parse_authority
+from .ca import SandboxCA, upstream_context
+from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
+from .ident import Caller, IdentityError
+from .reload import PolicyHolder
+
+__all__ = ["Denied", "Gateway"]
+
+READ_SIZE = 65536
+_HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
+_VERSION = b"clawfleet-gateway"
+_METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
+
+
+class Denied(Exception):
+    def __init__(self, status: int, detail: str, reason: str, rule: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.reason, self.rule = status, detail, reason, rule
+
+
+# -- byte streams ----------------------------------------------------------------------------------------
+
+
+class Stream:
+    """A plain asyncio stream pair with an optional pre-read buffer."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pre: bytes = b"") -> None:
+        self.reader, self.writer, self.pre = reader, writer, pre
+
+    async def read(self) -> bytes:
+        if self.pre:
+            data, self.pre = self.pre, b""
+            return data
+        return await self.reader.read(READ_SIZE)
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def write_eof(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class TLSServerStream(Stream):
+    """TLS termination on top of a plain stream with ``ssl.MemoryBIO`` (works the same on 3.10+ and lets
+    the peeked bytes go into the handshake)."""
+
+    def __init__(self, raw: Stream, ctx: ssl.SSLContext) -> None:
+        super().__init__(raw.reader, raw.writer)
+        self.raw = raw
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.sni: str | None = None
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    def _flush(self) -> None:
+        out = self.outgoing.read()
+        if out:
+            self.raw.write(out)
+
+    async def _fill(self) -> bool:
+        self._flush()
+        await self.raw.drain()
+        data = await self.raw.read()
+        if not data:
+            self.incoming.write_eof()
+            return False
+        self.incoming.write(data)
+        return True
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    raise ConnectionError("client closed during the TLS handshake") from None
+        self._flush()
+
+    async def read(self) -> bytes:
+        if self.pre:
+            data, self.pre = self.pre, b""
+            return data
+        while True:
+            try:
+                return self.obj.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                if not await self._fill():
+                    try:
+                        return self.obj.read(READ_SIZE)
+                    except (ssl.SSLError, ssl.SSLEOFError):
+                        return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def write(self, data: bytes) -> None:
+        self.obj.write(data)
+        self._flush()
+
+    async def drain(self) -> None:
+        await self.raw.drain()
+
+    def write_eof(self) -> None:
+        with contextlib.suppress(ssl.SSLError, OSError):
+            self.obj.unwrap()
+        self._flush()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+async def next_event(conn: h11.Connection, stream: Stream):
+    while True:
+        ev = conn.next_event()
+        if ev is h11.NEED_DATA:
+            conn.receive_data(await stream.read())
+            continue
+        return ev
+
+
+async def pipe(src: Stream, dst: Stream) -> None:
+    try:
+        while data := await src.read():
+            dst.write(data)
+            await dst.drain()
+    except (ConnectionError, OSError, ssl.SSLError):
+        pass
+    finally:
+        dst.write_eof()
+
+
+async def splice(a: Stream, b: Stream) -> None:
+    await asyncio.gather(pipe(a, b), pipe(b, a))
+
+
+class _Side(asyncio.Protocol):
+    """One side of an L4 relay: what it receives is written to the peer's transport, with flow control."""
+
+    def __init__(self, relay: _Relay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                peer.transport.write_eof()
+        self.relay.eofs += 1
+        if self.relay.eofs >= 2:
+            self.relay.finish()
+        return True  # keep the other direction open (half-close)
+
+    def connection_lost(self, exc) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.close()
+        self.relay.finish()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+class _Relay:
+    def __init__(self) -> None:
+        self.upstream = _Side(self)
+        self.client = _Side(self)
+        self.eofs = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        for side in (self.client, self.upstream):
+            if side.transport is not None and self.eofs >= 2:
+                side.transport.close()
+
+    async def attach(self, transport: asyncio.Transport, pre: bytes, client_eof: bool = False) -> None:
+        """Take over the client's transport (its stream protocol is replaced) and relay until both ends close."""
+        self.client.connection_made(transport)
+        self.client.peer, self.upstream.peer = self.upstream, self.client
+        transport.set_protocol(self.client)
+        up = self.upstream.transport
+        assert up is not None
+        if pre:
+            up.write(pre)
+        for chunk in self.upstream.pending:
+            transport.write(chunk)
+        self.upstream.pending.clear()
+        if transport.is_closing():
+            up.close()
+            return
+        if client_eof:
+            self.client.eof_received()
+        transport.resume_reading()
+        try:
+            await self.done
+        finally:
+            for side in (self.client, self.upstream):
+                if side.transport is not None and not side.transport.is_closing():
+                    side.transport.close()
+
+
+def _hdr(headers, name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+@dataclass
+class _Upstream:
+    key: tuple[str, int, bool]
+    stream: Stream
+    conn: h11.Connection
+
+
+# -- the gateway ----------------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        holder: PolicyHolder,
+        log: DecisionLog,
+        identify: Callable[[tuple, tuple], Caller] | None,
+        ca: SandboxCA | None = None,
+    ) -> None:
+        self.config = config
+        self.holder = holder
+        self.log = log
+        self.identify = identify
+        self.ca = ca or SandboxCA(config.sandbox)
+        self.secrets = Secrets(config.secrets)
+        self.upstream_ctx = upstream_context(config.extra_ca_file)
+        self.monitor = config.mode == MONITOR
+        self.servers: list[asyncio.base_events.Server] = []
+        self.active = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def serve_socket(self, sock: socket.socket) -> asyncio.base_events.Server:
+        sock.setblocking(False)
+        server = await asyncio.start_server(self.handle, sock=sock, limit=READ_SIZE)
+        self.servers.append(server)
+        return server
+
+    # -- decisions --------------------------------------------------------------------------------------
+    def decide(self, caller: Caller | None, why_unknown: str, host: str, port: int,
+               method: str | None = None, path: str | None = None) -> Decision:  # fmt: skip
+        if caller is None:
+            return Decision("deny", None, f"caller not identified: {why_unknown}")
+        if caller.pin_error:
+            return Decision("deny", None, caller.pin_error)
+        engine = self.holder.engine
+        d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path)
+        for _pid, exe in caller.owners[1:]:  # a socket shared by several binaries: all must be allowed
+            if exe != caller.exe and d.allowed:
+                other = engine.decide(exe, (), host, port, method=method, path=path)
+                if not other.allowed:
+                    d = Decision("deny", other.policy_key, f"socket shared with {exe}: {other.reason}")
+        return d
+
+    def record(self, caller: Caller | None, kind: str, host: str | None, port: int | None, d: Decision,
+               allowed: bool, method: str | None = None, path: str | None = None, **extra) -> None:  # fmt: skip
+        rec = {
+            "kind": kind,
+            "binary": caller.exe if caller else None,
+            "pid": caller.pid if caller else None,
+            "ancestors": list(caller.ancestors) if caller else [],
+            "host": host,
+            "port": port,
+            "method": method,
+            "path": path,
+            "decision": d.decision,
+            "action": "allow" if allowed else "deny",
+            "rule": d.policy_key,
+            "reason": d.reason,
+            "digest": self.holder.digest,
+            "mode": self.config.mode,
+        }
+        if caller and caller.sha256:
+            rec["sha256"] = caller.sha256
+        rec.update(extra)
+        self.log.write(rec)
+
+    def _judge(self, caller, why, kind, host, port, method=None, path=None, **extra) -> Decision:
+        d = self.decide(caller, why, host, port, method, path)
+        allowed = d.allowed or self.monitor
+        self.record(caller, kind, host, port, d, allowed, method, path, **extra)
+        if not allowed:
+            what = f"{method} {host}:{port}{path or ''}" if method else f"CONNECT {host}:{port}"
+            raise Denied(403, f"{what} not permitted by policy", d.reason, d.policy_key)
+        return d
+
+    async def resolve(self, host: str, port: int, d: Decision) -> list[str]:
+        """Addresses for an allowed destination that pass the destination guard (never the sandbox's DNS)."""
+        # allowed_ips grant addresses to a destination: every endpoint for host:port counts, whichever rule
+        # decided (another rule may allow the binary; monitor mode may allow without any rule).
+        allowed_ips = tuple(ip for c in self.holder.engine.candidates(host, port) for ip in c.endpoint.allowed_ips)
+        if is_ip_literal(host):
+            ips = [host]
+        elif host in self.config.static_hosts:
+            # The operator mapped this name on purpose in the gateway config (e.g. a host-local service on
+            # 127.0.0.1): the mapping is the address grant, and the sandbox cannot add or change it.
+            return [self.config.static_hosts[host]]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise Denied(502, f"cannot resolve {host}", f"DNS: {exc}", d.policy_key) from None
+            ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        good, why = [], ""
+        for ip in ips:
+            verdict = guard_ip(ip, allowed_ips)
+            if verdict is None:
+                good.append(ip)
+            else:
+                why = verdict
+        if not good:
+            raise Denied(403, f"{host}:{port} resolves only to refused addresses", why, d.policy_key)
+        return good
+
+    async def open_upstream(self, host: str, port: int, ips: list[str], tls: bool) -> Stream:
+        last: Exception | None = None
+        for ip in ips:
+            try:
+                r, w = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        ip, port, ssl=self.upstream_ctx if tls else None, server_hostname=host if tls else None,
+                        limit=READ_SIZE,
+                    ),
+                    self.config.connect_timeout,
+                )  # fmt: skip
+                sock = w.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return Stream(r, w)
+            except ssl.SSLCertVerificationError as exc:
+                raise Denied(502, f"upstream {host}:{port} failed TLS verification", str(exc.verify_message)) from None
+            except (OSError, asyncio.TimeoutError) as exc:
+                last = exc
+        raise Denied(502, f"cannot connect to {host}:{port}", f"upstream: {last}")
+
+    async def open_relay(self, host: str, port: int, ips: list[str]) -> _Relay:
+        last: Exception | None = None
+        loop = asyncio.get_running_loop()
+        for ip in ips:
+            relay = _Relay()
+            try:
+                await asyncio.wait_for(loop.create_connection(lambda r=relay: r.upstream, ip, port),
+                                       self.config.connect_timeout)  # fmt: skip
+                return relay
+            except (OSError, asyncio.TimeoutError) as exc:
+                last = exc
+        raise Denied(502, f"cannot connect to {host}:{port}", f"upstream: {last}")
+
+    def needs_interception(self, d: Decision, host: str, port: int) -> bool:
+        """Terminate TLS when ANY endpoint for host:port has L7 rules (deny_rules of a second endpoint must not
+        be skipped because the first one is L4), or when a credential is bound to the host. In monitor mode
+        the same holds for callers the policy does not list, so the log shows their requests."""
+        if d.endpoint is None and not self.monitor:
+            return False
+        h = normalize_request_host(host)
+        cands = [c.endpoint for c in self.holder.engine.candidates(h, port)] if h else []
+        if d.endpoint is not None and d.endpoint not in cands:
+            cands.append(d.endpoint)
+        if not cands or all(ep.tls == "skip" for ep in cands):
+            return False
+        if any(ep.inspects_l7 and ep.tls != "skip" for ep in cands):
+            return True
+        return bool(self.secrets) and self.secrets.bound(host)
+
+    # -- connection handling ----------------------------------------------------------------------------
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.active += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        client = Stream(reader, writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        caller: Caller | None = None
+        why = ""
+        try:
+            if self.identify is not None:
+                try:
+                    caller = self.identify(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2])
+                except IdentityError as exc:
+                    why = str(exc)
+            else:
+                why = "no identifier configured"
+            await self._serve(client, caller, why)
+        except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # a bug must cost one connection, never the gateway
+            self.log.write({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            self.active -= 1
+            client.close()
+
+    async def _serve(self, client: Stream, caller: Caller | None, why: str) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+        upstreams: dict = {}
+        try:
+            while True:
+                try:
+                    ev = await next_event(conn, client)
+                except h11.RemoteProtocolError as exc:
+                    self.log.write({"event": "bad_request", "binary": caller.exe if caller else None,
+                                    "error": str(exc)})  # fmt: skip
+                    await self._error(conn, client, 400, "bad request", str(exc))
+                    return
+                if not isinstance(ev, h11.Request):
+                    return
+                if ev.method == b"CONNECT":
+                    await self._connect(conn, client, ev, caller, why)
+                    return
+                keep = await self._forward(conn, client, ev, caller, why, upstreams, tunnel=None)
+                if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        finally:
+            for up in upstreams.values():
+                up.stream.close()
+
+    async def _error(self, conn: h11.Connection, client: Stream, status: int, detail: str, reason: str,
+                     rule: str | None = None) -> None:  # fmt: skip
+        body = json.dumps(
+            {"error": "policy_denied" if status == 403 else "gateway_error", "detail": detail, "rule": rule,
+             "reason": reason}
+        ).encode() + b"\n"  # fmt: skip
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), (b"server", _VERSION)]  # fmt: skip
+        try:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                data = conn.send(h11.Response(status_code=status, headers=headers))
+                data = (data or b"") + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+            else:
+                return
+        except h11.LocalProtocolError:
+            reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 502: b"Bad Gateway"}.get(status, b"Error")
+            data = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase)
+            data += b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
+        client.write(data)
+        with contextlib.suppress(ConnectionError, OSError):
+            await client.drain()
+
+    # -- CONNECT ---------------------------------------------------------------------------------------
+    async def _connect(self, conn, client: Stream, ev: h11.Request, caller, why) -> None:
+        raw_target = ev.target.decode("ascii", "replace")
+        try:
+            target = parse_authority(raw_target)
+        except TargetError as exc:
+            d = Decision("deny", None, str(exc))
+            self.record(caller, "connect", raw_target[:256], None, d, False)
+            await self._error(conn, client, 400, f"bad CONNECT target {raw_target[:256]!r}", str(exc))
+            return
+        try:
+            d = self._judge(caller, why, "connect", target.host, target.port)
+            ips = await self.resolve(target.host, target.port, d)
+            intercept = self.needs_interception(d, target.host, target.port)
+            relay = None if intercept else await self.open_relay(target.host, target.port, ips)
+        except Denied as exc:
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            return
+        client.write(conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection established")))
+        pre, _closed = conn.trailing_data
+        if relay is not None:  # L4 passthrough: transport-to-transport, no coroutine per chunk
+            await relay.attach(client.writer.transport, pre + bytes(client.reader._buffer), client.reader.at_eof())
+            return
+        await client.drain()
+        first = pre or await client.read()
+        if not first:
+            return
+        if first[:1] == b"\x16":
+            assert self.ca is not None
+            tls = TLSServerStream(client, self.ca.server_context(target.host))
+            tls.incoming.write(first)
+            try:
+                await tls.handshake()
+            except (ssl.SSLError, ConnectionError) as exc:
+                self.log.write({"event": "tls_handshake_failed", "binary": caller.exe if caller else None,
+                                "host": target.host, "port": target.port, "error": str(exc)[:300]})  # fmt: skip
+                return
+            sni = getattr(tls.obj, "clawfleet_sni", None)
+            inner: Stream = tls
+            is_tls = True
+        else:
+            client.pre = first
+            inner, sni, is_tls = client, None, False
+        await self._tunnel(inner, caller, why, target, ips, sni, is_tls)
+
+    async def _tunnel(self, inner: Stream, caller, why, target: Target, ips, sni, is_tls) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+        upstreams: dict = {}
+        ctx = (target, ips, sni, is_tls)
+        try:
+            while True:
+                try:
+                    ev = await next_event(conn, inner)
+                except h11.RemoteProtocolError as exc:
+                    await self._error(conn, inner, 400, "bad request", str(exc))
+                    return
+                if not isinstance(ev, h11.Request):
+                    return
+                keep = await self._forward(conn, inner, ev, caller, why, upstreams, tunnel=ctx)
+                if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        finally:
+            for up in upstreams.values():
+                up.stream.close()
+            if is_tls:
+                inner.write_eof()
+                with contextlib.suppress(Exception):
+                    await inner.drain()
+
+    # -- one HTTP request ------------------------------------------------------------------------------
+    async def _forward(self, conn, client: Stream, ev: h11.Request, caller, why, upstreams, tunnel) -> bool:
+        method = ev.method.decode("ascii", "replace")
+        raw_target = ev.target.decode("ascii", "replace")
+        host_hdr = _hdr(ev.headers, b"host")
+        kind = "tls_request" if tunnel and tunnel[3] else ("tunnel_request" if tunnel else "http")
+        try:
+            if tunnel is not None:
+                target, ips, sni, is_tls = tunnel
+                if method == "CONNECT" or not raw_target.startswith("/"):
+                    raise Denied(403, f"{method} {raw_target[:200]} inside a tunnel", "only origin-form requests"
+                                 " are accepted inside a tunnel (no relaying through an allowed host)")  # fmt: skip
+                if sni is not None and sni.lower().rstrip(".") != target.host:
+                    raise Denied(403, "TLS SNI differs from the CONNECT target",
+                                 f"SNI {sni!r} != CONNECT target {target.host!r}")  # fmt: skip
+                path = raw_target
+            else:
+                target = parse_absolute(raw_target)
+                ips, is_tls, path = None, False, target.path
+            if _METHOD.fullmatch(ev.method) is None:
+                raise Denied(400, "invalid method", "methods are case-sensitive upper-case tokens")
+            if host_hdr is None:
+                raise Denied(400, "missing Host header", "HTTP/1.1 requests must carry Host")
+            if _hdr(ev.headers, b"transfer-encoding") is not None and _hdr(ev.headers, b"content-length") is not None:
+                raise Denied(400, "ambiguous request framing", "both Transfer-Encoding and Content-Length (smuggling)")
+            try:
+                hh = parse_authority(host_hdr.decode("ascii"), target.port)
+            except (TargetError, UnicodeDecodeError) as exc:
+                raise Denied(400, "invalid Host header", str(exc)) from None
+            if (hh.host, hh.port) != (target.host, target.port):
+                raise Denied(403, "Host header differs from the request target",
+                             f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
+        except TargetError as exc:
+            d = Decision("deny", None, str(exc))
+            self.record(caller, kind, None, None, d, False, method, raw_target[:512])
+            await self._error(conn, client, 400, f"bad request target {raw_target[:200]!r}", str(exc))
+            return False
+        except Denied as exc:
+            d = Decision("deny", None, exc.reason)
+            self.record(caller, kind, tunnel[0].host if tunnel else None, tunnel[0].port if tunnel else None, d,
+                        False, method, raw_target[:512])  # fmt: skip
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            return False
+        try:
+            d = self._judge(caller, why, kind, target.host, target.port, method, path)
+            if ips is None:
+                ips = await self.resolve(target.host, target.port, d)
+            up = await self._upstream(upstreams, target, ips, is_tls)
+        except Denied as exc:
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            return False
+        headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+        out_target = path.encode()
+        if self.secrets and is_tls:  # real values only ever travel inside verified TLS
+            out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)
+        expect = _hdr(headers, b"expect")
+        if expect is not None and expect.lower() == b"100-continue":
+            headers = [(k, v) for k, v in headers if k != b"expect"]
+            client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        try:
+            return await self._exchange(conn, client, up, h11.Request(
+                method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams)  # fmt: skip
+        except h11.RemoteProtocolError as exc:
+            upstreams.pop(up.key, None)
+            up.stream.close()
+            await self._error(conn, client, 502, "upstream protocol error", str(exc))
+            return False
+
+    async def _upstream(self, upstreams: dict, target: Target, ips, tls: bool) -> _Upstream:
+        key = (target.host, target.port, tls)
+        up = upstreams.get(key)
+        if up is not None and up.conn.our_state is h11.IDLE:
+            return up
+        if up is not None:
+            up.stream.close()
+        for other in list(upstreams.values()):  # one upstream connection per client connection
+            other.stream.close()
+        upstreams.clear()
+        stream = await self.open_upstream(target.host, target.port, ips, tls)
+        up = _Upstream(key, stream, h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
+        upstreams[key] = up
+        return up
+
+    async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams) -> bool:
+        uconn, ustream = up.conn, up.stream
+        out = [uconn.send(req)]
+        # request body (a GET's EndOfMessage goes out in the same write as its headers)
+        while True:
+            ev = cconn.next_event()
+            if ev is h11.NEED_DATA:
+                ustream.write(b"".join(out))
+                out.clear()
+                await ustream.drain()
+                cconn.receive_data(await client.read())
+                continue
+            if isinstance(ev, h11.Data):
+                out.append(uconn.send(ev))
+            elif isinstance(ev, h11.EndOfMessage):
+                out.append(uconn.send(ev))
+                break
+            else:  # ConnectionClosed / PAUSED: the client went away mid-request
+                return False
+        ustream.write(b"".join(out))
+        out.clear()
+        # response: events are batched into one write per read from upstream
+        switched = False
+        while True:
+            ev = uconn.next_event()
+            if ev is h11.NEED_DATA:
+                if out:
+                    client.write(b"".join(out))
+                    out.clear()
+                    await client.drain()
+                uconn.receive_data(await ustream.read())
+                continue
+            if isinstance(ev, h11.InformationalResponse):
+                if ev.status_code == 101:
+                    out.append(cconn.send(ev))
+                    switched = True
+                    break
+                if ev.status_code != 100:
+                    out.append(cconn.send(ev))
+                continue
+            if isinstance(ev, h11.Response):
+                headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+                out.append(cconn.send(h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)))
+                continue
+            if isinstance(ev, h11.Data):
+                out.append(cconn.send(ev))
+                continue
+            if isinstance(ev, h11.EndOfMessage):
+                out.append(cconn.send(ev))
+                break
+            if isinstance(ev, h11.ConnectionClosed):
+                raise h11.RemoteProtocolError("upstream closed before the response ended")
+            raise h11.RemoteProtocolError(f"unexpected upstream event {type(ev).__name__}")
+        client.write(b"".join(x for x in out if x))
+        await client.drain()
+        if switched:  # Upgrade (e.g. WebSocket): from here on raw bytes both ways
+            upstreams.pop(up.key, None)
+            client.pre = cconn.trailing_data[0]
+            ustream.pre = uconn.trailing_data[0]
+            await splice(client, ustream)
+            return False
+        if uconn.our_state is h11.DONE and uconn.their_state is h11.DONE:
+            uconn.start_next_cycle()
+        else:
+            upstreams.pop(up.key, None)
+            ustream.close()
+        return cconn.our_state is h11.DONE and cconn.their_state is h11.DONE
+
+    async def close(self) -> None:
+        for s in self.servers:
+            s.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for s in self.servers:
+            with contextlib.suppress(Exception):
+                await s.wait_closed()

@@ -1,0 +1,83 @@
+"""The live policy: loaded at start, re-read when the file changes, the last good one kept on error.
+
+The file is polled (``stat``: inode, size, mtime_ns) every ``interval`` seconds (100 ms by default), so a
+change is applied well under a second after the file lands, whether it was edited in place or replaced
+by rename. An invalid file is logged (``{"event": "reload", "ok": false, "error": ...}``) and ignored.
+Changes to static sections (filesystem_policy, landlock, process, version) cannot take effect in a running
+sandbox: the network part is applied and the record says ``"static_changed": [...], "needs_restart": true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+from clawfleet.policy import Engine, PolicyError, compile_policy, diff, digest, load_file
+from clawfleet.policy.model import Policy
+
+from .config import DecisionLog
+
+__all__ = ["PolicyHolder"]
+
+
+class PolicyHolder:
+    def __init__(self, path: str, log: DecisionLog | None = None) -> None:
+        self.path = path
+        self.log = log
+        self._sig = self._stat()
+        self.policy: Policy = load_file(path)  # an invalid policy at start is fatal (PolicyError)
+        self.static_policy = self.policy  # what the sandbox was built with
+        self.engine: Engine = compile_policy(self.policy)
+        self.digest = digest(self.policy)
+        self.generation = 0
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self) -> bool:
+        """Reload if the file changed; True if a new policy was applied."""
+        sig = self._stat()
+        if sig == self._sig or sig is None:
+            return False
+        with self._lock:
+            self._sig = sig
+            try:
+                new = load_file(self.path)
+            except PolicyError as exc:
+                self._emit({"event": "reload", "ok": False, "error": str(exc).splitlines()[:20],
+                            "kept_digest": self.digest})  # fmt: skip
+                return False
+            new_digest = digest(new)
+            if new_digest == self.digest:
+                return False
+            changes = diff(self.policy, new)
+            static = sorted({c.section for c in diff(self.static_policy, new).changes if c.static})
+            self.policy, self.engine, old = new, compile_policy(new), self.digest
+            self.digest = new_digest
+            self.generation += 1
+            record = {"event": "reload", "ok": True, "old_digest": old, "digest": new_digest,
+                      "changes": [c.label for c in changes.changes]}  # fmt: skip
+            if static:
+                record.update(static_changed=static, needs_restart=True)
+            self._emit(record)
+            return True
+
+    def _emit(self, record: dict) -> None:
+        if self.log is not None:
+            self.log.write(record)
+
+    async def watch(self, interval: float = 0.1) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.log is not None:
+                self.log.flush()
+            try:
+                self.check()
+            except Exception as exc:  # never let the watcher die
+                self._emit({"event": "reload", "ok": False, "error": [f"{type(exc).__name__}: {exc}"]})

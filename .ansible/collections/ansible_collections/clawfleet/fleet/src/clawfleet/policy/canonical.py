@@ -1,0 +1,140 @@
+"""Canonical form and digest.
+
+The canonical form is a plain, JSON-compatible dict with a fixed key order, defaults
+written out or dropped consistently, and every order-insensitive list sorted and
+de-duplicated. Two files that mean the same policy give the same canonical form, so
+``digest`` (SHA-256 of its compact JSON encoding) identifies the policy, not its text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .model import Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
+
+__all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize"]
+
+
+def _selector(rule: L7Rule) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": rule.method or "*", "path": rule.path or "/**"}
+    if rule.query:
+        out["query"] = {k: (v[0] if len(v) == 1 else {"any": list(v)}) for k, v in rule.query}
+    return out
+
+
+def _key(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sorted_unique(items: list[Any]) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for item in items:
+        seen.setdefault(_key(item), item)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _endpoint(ep: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"host": ep.host}
+    if len(ep.ports) == 1:
+        out["port"] = ep.ports[0]
+    else:
+        out["ports"] = list(ep.ports)
+    if ep.path is not None:
+        out["path"] = ep.path
+    protocol = ep.protocol
+    if protocol is None and ep.inspects_l7:
+        protocol = "rest"  # clawfleet inspects access/rules without a protocol as REST
+    if protocol is not None:
+        out["protocol"] = protocol
+    if ep.tls == "skip":  # terminate/passthrough are upstream no-ops
+        out["tls"] = "skip"
+    if ep.enforcement != "enforce":
+        out["enforcement"] = ep.enforcement
+    if ep.access is not None:
+        out["access"] = ep.access
+    if ep.rules:
+        out["rules"] = _sorted_unique([{"allow": _selector(r)} for r in ep.rules])
+    if ep.deny_rules:
+        out["deny_rules"] = _sorted_unique([_selector(r) for r in ep.deny_rules])
+    if ep.allowed_ips:
+        out["allowed_ips"] = list(ep.allowed_ips)
+    return out
+
+
+def canonical_rule(rule: NetworkRule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "endpoints": _sorted_unique([_endpoint(ep) for ep in rule.endpoints]),
+        "binaries": [{"path": p} for p in sorted({b.path for b in rule.binaries})],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def canonical_middleware(mw: Middleware) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": mw.name or mw.key, "middleware": mw.middleware, "order": mw.order}
+    if mw.config:
+        out["config"] = _plain(dict(mw.config))
+    out["on_error"] = mw.on_error
+    if mw.include or mw.exclude:
+        out["endpoints"] = {}
+        if mw.include:
+            out["endpoints"]["include"] = sorted(set(mw.include))
+        if mw.exclude:
+            out["endpoints"]["exclude"] = sorted(set(mw.exclude))
+    return out
+
+
+def _network(obj: Policy | Preset, out: dict[str, Any]) -> None:
+    out["network_policies"] = {k: canonical_rule(obj.network_policies[k]) for k in sorted(obj.network_policies)}
+    if obj.network_middlewares:
+        out["network_middlewares"] = {
+            k: canonical_middleware(obj.network_middlewares[k]) for k in sorted(obj.network_middlewares)
+        }
+
+
+def normalize(obj: Policy | Preset) -> dict[str, Any]:
+    """Return the canonical form of a policy (or preset) as plain data in a stable key order."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, Preset):
+        out["preset"] = {"name": obj.info.name, "description": obj.info.description}
+        _network(obj, out)
+        return out
+    out["version"] = obj.version
+    if "filesystem_policy" in obj.declared:
+        fs = obj.filesystem
+        out["filesystem_policy"] = {
+            "include_workdir": fs.include_workdir,
+            "read_only": sorted(set(fs.read_only)),
+            "read_write": sorted(set(fs.read_write)),
+        }
+    if "landlock" in obj.declared:
+        out["landlock"] = {"compatibility": obj.landlock.compatibility}
+    if "process" in obj.declared:
+        proc: dict[str, Any] = {}
+        if obj.process.run_as_user is not None:
+            proc["run_as_user"] = obj.process.run_as_user
+        if obj.process.run_as_group is not None:
+            proc["run_as_group"] = obj.process.run_as_group
+        out["process"] = proc
+    _network(obj, out)
+    return out
+
+
+def canonical_json(obj: Policy | Preset | dict[str, Any]) -> str:
+    """Compact, key-sorted JSON of the canonical form: the exact bytes the digest covers."""
+    data = obj if isinstance(obj, dict) else normalize(obj)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+
+
+def digest(obj: Policy | Preset | dict[str, Any]) -> str:
+    """``sha256:<hex>`` of :func:`canonical_json`: equal for policies that mean the same thing."""
+    return "sha256:" + hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()

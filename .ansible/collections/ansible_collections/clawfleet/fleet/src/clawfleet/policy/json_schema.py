@@ -1,0 +1,191 @@
+"""JSON Schema (draft 2020-12) of the policy format, for editors: ``clawfleet policy schema > policy.schema.json``.
+
+Kept in step with the validator in :mod:`clawfleet.policy.schema` by tests that run every upstream file through both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import (
+    _KEY_RE,
+    _METHOD_RE,
+    _USER_RE,
+    ACCESS,
+    ENFORCEMENTS,
+    LANDLOCK_MODES,
+    MAX_MIDDLEWARES,
+    MAX_PATH_LEN,
+    ON_ERROR,
+    PROTOCOLS,
+    TLS_MODES,
+)
+
+_STR = {"type": "string", "minLength": 1}
+_ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
+_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "method": {"type": "string", "pattern": _METHOD_RE.pattern, "description": "HTTP method or '*'"},
+        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
+        "query": {
+            "type": "object",
+            "additionalProperties": {
+                "oneOf": [
+                    _STR,
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["any"],
+                        "properties": {"any": {"type": "array", "minItems": 1, "items": _STR}},
+                    },
+                ]
+            },
+        },
+    },
+}
+_NAME_MAP_KEYS = {"pattern": _KEY_RE.pattern}
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://clawfleet.dev/schemas/policy-v1.json",
+    "title": "clawfleet / OpenShell sandbox policy (version 1) or NemoClaw preset",
+    "type": "object",
+    "oneOf": [{"$ref": "#/$defs/policy"}, {"$ref": "#/$defs/preset"}],
+    "$defs": {
+        "policy": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version"],
+            "properties": {
+                "version": {"const": 1},
+                "filesystem_policy": {"$ref": "#/$defs/filesystem_policy"},
+                "landlock": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"compatibility": {"enum": list(LANDLOCK_MODES)}},
+                },
+                "process": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "run_as_user": {"$ref": "#/$defs/identity"},
+                        "run_as_group": {"$ref": "#/$defs/identity"},
+                    },
+                },
+                "network_policies": {"$ref": "#/$defs/network_policies"},
+                "network_middlewares": {"$ref": "#/$defs/network_middlewares"},
+            },
+        },
+        "preset": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["preset"],
+            "properties": {
+                "preset": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {"name": _STR, "description": {"type": "string"}},
+                },
+                "network_policies": {"$ref": "#/$defs/network_policies"},
+                "network_middlewares": {"$ref": "#/$defs/network_middlewares"},
+            },
+        },
+        "identity": {
+            "oneOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": _USER_RE.pattern, "not": {"enum": ["root", "0"]}},
+            ]
+        },
+        "filesystem_policy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "include_workdir": {"type": "boolean"},
+                "read_only": {"type": "array", "items": _ABS},
+                "read_write": {"type": "array", "items": {**_ABS, "not": {"const": "/"}}},
+            },
+        },
+        "network_policies": {
+            "type": ["object", "null"],
+            "propertyNames": _NAME_MAP_KEYS,
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "name": _STR,
+                    "endpoints": {"type": "array", "items": {"$ref": "#/$defs/endpoint"}},
+                    "binaries": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["path"],
+                            "properties": {"path": _ABS},
+                        },
+                    },
+                },
+            },
+        },
+        "endpoint": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["host"],
+            "oneOf": [{"required": ["port"]}, {"required": ["ports"]}],
+            "properties": {
+                "host": {
+                    **_STR,
+                    "description": "exact host, or a wildcard in the first label: *.x.com, **.x.com",
+                },
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "ports": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                },
+                "path": _ABS,
+                "protocol": {"enum": list(PROTOCOLS)},
+                "tls": {"enum": list(TLS_MODES)},
+                "enforcement": {"enum": list(ENFORCEMENTS)},
+                "access": {"enum": list(ACCESS)},
+                "rules": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["allow"],
+                        "properties": {"allow": _SELECTOR},
+                    },
+                },
+                "deny_rules": {"type": "array", "items": _SELECTOR},
+                "allowed_ips": {"type": "array", "items": _STR},
+            },
+        },
+        "network_middlewares": {
+            "type": ["object", "null"],
+            "maxProperties": MAX_MIDDLEWARES,
+            "propertyNames": _NAME_MAP_KEYS,
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["middleware"],
+                "properties": {
+                    "name": _STR,
+                    "middleware": _STR,
+                    "order": {"type": "integer"},
+                    "config": {"type": "object"},
+                    "on_error": {"enum": list(ON_ERROR)},
+                    "endpoints": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "include": {"type": "array", "items": _STR},
+                            "exclude": {"type": "array", "items": _STR},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,70 @@
+"""Entry points that turn text, files or already-parsed data into validated policies."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import PolicyError, Problem
+from .model import Policy, Preset
+from .schema import parse_document
+from .yamlio import MAX_BYTES, Document, load_document
+
+__all__ = [
+    "load_any_file",
+    "load_any_text",
+    "load_data",
+    "load_file",
+    "load_preset_file",
+    "load_preset_text",
+    "load_text",
+]
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError([Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    return data, name
+
+
+def load_text(text: str | bytes, filename: str = "<string>") -> Policy:
+    """Load a full sandbox policy from YAML text."""
+    result = parse_document(load_document(text, filename), "policy")
+    assert isinstance(result, Policy)
+    return result
+
+
+def load_preset_text(text: str | bytes, filename: str = "<string>") -> Preset:
+    """Load a NemoClaw preset (``preset:`` block plus network sections) from YAML text."""
+    result = parse_document(load_document(text, filename), "preset")
+    assert isinstance(result, Preset)
+    return result
+
+
+def load_any_text(text: str | bytes, filename: str = "<string>") -> Policy | Preset:
+    """Load a policy or a preset, whichever the text is (a top-level ``preset:`` key decides)."""
+    return parse_document(load_document(text, filename), "any")
+
+
+def load_file(path: str | os.PathLike[str]) -> Policy:
+    data, name = _read(path)
+    return load_text(data, name)
+
+
+def load_preset_file(path: str | os.PathLike[str]) -> Preset:
+    data, name = _read(path)
+    return load_preset_text(data, name)
+
+
+def load_any_file(path: str | os.PathLike[str]) -> Policy | Preset:
+    data, name = _read(path)
+    return load_any_text(data, name)
+
+
+def load_data(data: Any, filename: str = "<data>", kind: str = "policy") -> Policy | Preset:
+    """Validate already-parsed data (e.g. a dict from an Ansible variable). Problems carry no line."""
+    return parse_document(Document.from_data(data, filename), kind)

@@ -1,0 +1,166 @@
+"""Typed, immutable policy model.
+
+Objects here are produced by :mod:`clawfleet.policy.schema` after validation, so they
+always hold valid values: consumers (sandbox, gateway) never re-check them.
+Fields mirror the upstream OpenShell schema (``version: 1``); see docs/policy.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import Problem
+
+__all__ = [
+    "ACCESS_METHODS",
+    "STATIC_SECTIONS",
+    "Binary",
+    "Endpoint",
+    "FilesystemPolicy",
+    "L7Rule",
+    "LandlockPolicy",
+    "Middleware",
+    "NetworkRule",
+    "Policy",
+    "Preset",
+    "PresetInfo",
+    "ProcessPolicy",
+]
+
+#: ``access`` presets expanded to HTTP methods ("*" = any method).
+ACCESS_METHODS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "read-only": frozenset({"GET", "HEAD", "OPTIONS"}),
+        "read-write": frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"}),
+        "full": frozenset({"*"}),
+    }
+)
+
+#: Top-level sections fixed at sandbox creation: changing them needs a sandbox restart.
+STATIC_SECTIONS = ("version", "filesystem_policy", "landlock", "process")
+
+
+@dataclass(frozen=True)
+class FilesystemPolicy:
+    include_workdir: bool = False
+    read_only: tuple[str, ...] = ()
+    read_write: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LandlockPolicy:
+    compatibility: str = "best_effort"  # "best_effort" | "hard_requirement"
+
+
+@dataclass(frozen=True)
+class ProcessPolicy:
+    run_as_user: str | None = None  # name or numeric id as a string; never root / 0
+    run_as_group: str | None = None
+
+
+@dataclass(frozen=True)
+class L7Rule:
+    """One ``rules[].allow`` or ``deny_rules[]`` entry. ``None`` selectors match anything."""
+
+    method: str | None = None  # upper-case HTTP method or "*"
+    path: str | None = None  # glob: ``*`` stays within a segment, ``**`` crosses ``/``
+    query: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (param, any-of globs), sorted by param
+
+    def describe(self) -> str:
+        parts = [self.method or "*", self.path or "/**"]
+        if self.query:
+            parts.append("?" + "&".join(f"{k}={'|'.join(v)}" for k, v in self.query))
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # lower-case; may carry a first-label wildcard (*.x.com, **.x.com, *-a.x.com)
+    ports: tuple[int, ...]
+    path: str | None = None
+    protocol: str | None = None  # None = L4 passthrough
+    enforcement: str = "enforce"  # "enforce" | "audit"
+    access: str | None = None  # "read-only" | "read-write" | "full"
+    rules: tuple[L7Rule, ...] = ()
+    deny_rules: tuple[L7Rule, ...] = ()
+    allowed_ips: tuple[str, ...] = ()  # normalised CIDRs
+    tls: str | None = None
+
+    @property
+    def inspects_l7(self) -> bool:
+        """Whether requests through this endpoint are checked by method/path."""
+        return self.protocol not in (None, "tcp") or bool(self.rules or self.access or self.deny_rules)
+
+    def describe(self) -> str:
+        ports = ",".join(str(p) for p in self.ports)
+        return f"{self.host}:{ports}"
+
+
+@dataclass(frozen=True)
+class Binary:
+    path: str  # absolute path, or a glob with * / ** / ?
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.path for c in "*?[")
+
+
+@dataclass(frozen=True)
+class NetworkRule:
+    key: str
+    name: str
+    endpoints: tuple[Endpoint, ...] = ()
+    binaries: tuple[Binary, ...] = ()
+
+
+@dataclass(frozen=True)
+class Middleware:
+    key: str
+    middleware: str  # the middleware type
+    name: str | None = None
+    order: int = 0
+    config: Mapping[str, Any] = field(default_factory=dict)
+    on_error: str = "fail_closed"  # "fail_closed" | "fail_open"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    supported: bool = True
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A full sandbox policy.
+
+    ``filesystem``, ``landlock`` and ``process`` are always present (defaults when the
+    file omits the section); ``declared`` says which top-level sections the file wrote,
+    so normalisation and merges keep an omitted section omitted.
+    """
+
+    version: int = 1
+    filesystem: FilesystemPolicy = field(default_factory=FilesystemPolicy)
+    landlock: LandlockPolicy = field(default_factory=LandlockPolicy)
+    process: ProcessPolicy = field(default_factory=ProcessPolicy)
+    network_policies: Mapping[str, NetworkRule] = field(default_factory=dict)
+    network_middlewares: Mapping[str, Middleware] = field(default_factory=dict)
+    declared: frozenset[str] = frozenset({"version"})
+    source: str = "<policy>"
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A NemoClaw preset: ``preset: {name, description}`` plus network sections, merged into a base."""
+
+    info: PresetInfo
+    network_policies: Mapping[str, NetworkRule] = field(default_factory=dict)
+    network_middlewares: Mapping[str, Middleware] = field(default_factory=dict)
+    source: str = "<preset>"
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)

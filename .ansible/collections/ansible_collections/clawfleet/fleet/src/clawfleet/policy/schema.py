@@ -1,0 +1,973 @@
+"""Validation of the OpenShell policy schema, with a position for every problem.
+
+:func:`parse_document` walks a :class:`~clawfleet.policy.yamlio.Document` once,
+collects every problem (not just the first), and builds the immutable model when
+there is none. :data:`JSON_SCHEMA` is the same schema for editors (``policy schema``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import PolicyError, Problem
+from .model import (
+    Binary,
+    Endpoint,
+    FilesystemPolicy,
+    L7Rule,
+    LandlockPolicy,
+    Middleware,
+    NetworkRule,
+    Policy,
+    Preset,
+    PresetInfo,
+    ProcessPolicy,
+)
+from .yamlio import Document
+
+__all__ = [
+    "MAX_FS_PATHS",
+    "MAX_MIDDLEWARES",
+    "MAX_PATH_LEN",
+    "PROTOCOLS",
+    "SUPPORTED_MIDDLEWARES",
+    "normalize_host_pattern",
+    "parse_document",
+]
+
+Path = tuple[str | int, ...]
+
+MAX_PATH_LEN = 4096
+MAX_FS_PATHS = 256
+MAX_MIDDLEWARES = 10
+PROTOCOLS = ("rest", "websocket", "graphql", "mcp", "json-rpc", "tcp", "sql")
+HTTP_PROTOCOLS = frozenset({"rest", "websocket", "graphql", "mcp", "json-rpc"})
+ENFORCEMENTS = ("enforce", "audit")
+ACCESS = ("read-only", "read-write", "full")
+TLS_MODES = ("skip", "terminate", "passthrough")
+LANDLOCK_MODES = ("best_effort", "hard_requirement")
+ON_ERROR = ("fail_closed", "fail_open")
+
+#: Middleware types the clawfleet gateway implements, with a config checker each.
+#: Others are accepted and validated structurally but reported as not supported.
+SUPPORTED_MIDDLEWARES: dict[str, Callable[[Any], list[str]]] = {}
+
+_TOP_POLICY = (
+    "version",
+    "filesystem_policy",
+    "landlock",
+    "process",
+    "network_policies",
+    "network_middlewares",
+)
+_TOP_PRESET = ("preset", "network_policies", "network_middlewares")
+_ENDPOINT_KEYS = (
+    "host",
+    "port",
+    "ports",
+    "path",
+    "protocol",
+    "tls",
+    "enforcement",
+    "access",
+    "rules",
+    "deny_rules",
+    "allowed_ips",
+)
+_SELECTOR_KEYS = ("method", "path", "query")
+_UPSTREAM_ENDPOINT_ONLY = frozenset(
+    {
+        "allow_encoded_slash",
+        "websocket_credential_rewrite",
+        "request_body_credential_rewrite",
+        "allow_uninspected_credentials",
+        "persisted_queries",
+        "graphql_persisted_queries",
+        "graphql_max_body_bytes",
+        "credential_signing",
+        "signing_service",
+        "signing_region",
+        "credential_binding",
+        "json_rpc",
+        "mcp",
+        "review",
+    }
+)
+_UPSTREAM_SELECTOR_ONLY = frozenset(
+    {"command", "operation_type", "operation_name", "fields", "tool", "params", "review"}
+)
+_METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
+_LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
+_USER_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_.-]{0,30}\$?)$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]{0,127}$")
+
+
+def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
+    """Return ``(normalised, None)`` or ``(None, why)`` for a policy host pattern.
+
+    Lower-cases, strips one trailing dot, IDNA-encodes non-ASCII labels. Wildcards
+    (``*``, ``**``, ``?``) may appear in the first label only, and at least one fixed
+    label must follow a wildcard label.
+    """
+    host = raw.strip().lower()
+    if host.endswith("."):
+        host = host[:-1]
+    if not host:
+        return None, "host is empty"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return str(ip), None
+    labels = host.split(".")
+    out = []
+    for i, label in enumerate(labels):
+        if not label:
+            return None, "host has an empty label (two dots in a row?)"
+        if not label.isascii():
+            if any(c in label for c in "*?"):
+                return None, "a wildcard label must be ASCII"
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                return None, f"label {label!r} is not a valid internationalised domain name"
+        if any(c in label for c in "*?"):
+            if i != 0:
+                return None, "wildcards are allowed in the first label only (*.example.com, **.example.com)"
+            if "**" in label and label != "**":
+                return None, "'**' must be the whole first label (**.example.com)"
+            if not _WILD_LABEL_RE.match(label):
+                return None, f"first label {label!r} has characters not allowed in a host name"
+        elif not _LABEL_RE.match(label):
+            return None, f"label {label!r} is not a valid host name label (letters, digits, '-', '_')"
+        out.append(label)
+    if any(c in out[0] for c in "*?") and len(out) < 2:
+        return None, "a host wildcard must keep at least one fixed label (for example *.example.com)"
+    if len(host) > 253:
+        return None, "host name is longer than 253 characters"
+    return ".".join(out), None
+
+
+def _did_you_mean(key: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+class _Validator:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.once: set[str] = set()
+
+    # -- reporting ----------------------------------------------------------------------
+    def err(self, path: Path, message: str, *, at_key: bool = False) -> None:
+        self.errors.append(self.doc.problem(path, message, at_key=at_key))
+
+    def warn(self, path: Path, message: str, *, at_key: bool = False) -> None:
+        self.warnings.append(self.doc.problem(path, message, at_key=at_key, severity="warning"))
+
+    # -- primitives ---------------------------------------------------------------------
+    def mapping(
+        self,
+        path: Path,
+        value: Any,
+        allowed: tuple[str, ...],
+        *,
+        required: tuple[str, ...] = (),
+        unsupported: frozenset[str] = frozenset(),
+        what: str = "",
+    ) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.err(path, f"expected a mapping{' (' + what + ')' if what else ''}, got {_type_name(value)}")
+            return None
+        for key in value:
+            if key in allowed:
+                continue
+            if key in unsupported:
+                self.err(
+                    (*path, key),
+                    f"{key!r} is an upstream OpenShell option that clawfleet does not support; remove it",
+                    at_key=True,
+                )
+            else:
+                self.err(
+                    (*path, key),
+                    f"unknown key {key!r}{_did_you_mean(key, allowed)}; expected one of: {', '.join(allowed)}",
+                    at_key=True,
+                )
+        for key in required:
+            if key not in value:
+                self.err(path, f"missing required key {key!r}")
+        return value
+
+    def string(self, path: Path, value: Any, *, what: str = "a string", allow_empty: bool = False) -> str | None:
+        if isinstance(value, bool):
+            self.err(
+                path,
+                f"expected {what}, got boolean {str(value).lower()}"
+                " (unquoted on/off/yes/no/true/false are booleans: quote the value)",
+            )
+            return None
+        if not isinstance(value, str):
+            self.err(path, f"expected {what}, got {_type_name(value)}")
+            return None
+        if self.doc.is_yaml11_trap(path, value):
+            self.err(
+                path,
+                f"unquoted {value!r} is a boolean or number in YAML 1.1 (Ansible, PyYAML read it so);"
+                f' quote it ("{value}") if a string is meant',
+            )
+            return None
+        if not allow_empty and not value.strip():
+            self.err(path, f"expected {what}, got an empty string")
+            return None
+        if "\x00" in value:
+            self.err(path, "NUL character in string")
+            return None
+        return value
+
+    def choice(self, path: Path, value: Any, options: tuple[str, ...]) -> str | None:
+        text = self.string(path, value, what=f"one of {', '.join(options)}")
+        if text is None:
+            return None
+        if text not in options:
+            self.err(path, f"expected one of {', '.join(options)}, got {text!r}{_did_you_mean(text, options)}")
+            return None
+        return text
+
+    def boolean(self, path: Path, value: Any) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        hint = ""
+        if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
+            hint = " (YAML 1.1 words like yes/no/on/off are ambiguous: write true or false)"
+        self.err(path, f"expected true or false, got {_type_name(value)}{hint}")
+        return None
+
+    def integer(self, path: Path, value: Any, lo: int, hi: int, what: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.err(path, f"expected {what} (an integer {lo}..{hi}), got {_type_name(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.err(path, f"{what} must be between {lo} and {hi}, got {value}")
+            return None
+        return value
+
+    def seq(self, path: Path, value: Any, what: str) -> list[Any] | None:
+        if not isinstance(value, list):
+            self.err(path, f"expected a list of {what}, got {_type_name(value)}")
+            return None
+        return value
+
+    def map_key(self, path: Path, key: str) -> bool:
+        kind = self.doc.nonstr_keys.get(path)
+        if kind == "yaml11":
+            self.err(path, f"unquoted key {key!r} is a boolean in YAML 1.1; quote it", at_key=True)
+            return False
+        if kind is not None:
+            self.err(path, f"key {key!r} is read as {kind}; policy names must be strings (quote it)", at_key=True)
+            return False
+        if not _KEY_RE.match(key):
+            self.err(
+                path,
+                f"name {key!r} must be 1-128 characters of letters, digits and _ . : @ / + -,"
+                " starting with a letter, digit or _",
+                at_key=True,
+            )
+            return False
+        return True
+
+    # -- sections -----------------------------------------------------------------------
+    def fs_path(self, path: Path, value: Any) -> str | None:
+        text = self.string(path, value, what="an absolute path")
+        if text is None:
+            return None
+        if len(text) > MAX_PATH_LEN:
+            self.err(path, f"path is longer than {MAX_PATH_LEN} characters")
+            return None
+        if not text.startswith("/"):
+            self.err(path, f"path must be absolute (start with /), got {text!r}")
+            return None
+        if ".." in text.split("/"):
+            self.err(path, "path must not contain '..'")
+            return None
+        norm = re.sub(r"/+", "/", text)
+        return norm.rstrip("/") or "/"
+
+    def filesystem(self, path: Path, value: Any) -> FilesystemPolicy | None:
+        m = self.mapping(path, value, ("include_workdir", "read_only", "read_write"))
+        if m is None:
+            return None
+        include = self.boolean((*path, "include_workdir"), m["include_workdir"]) if "include_workdir" in m else False
+        lists: dict[str, list[str]] = {}
+        total = 0
+        for name in ("read_only", "read_write"):
+            raw = m.get(name)
+            out: list[str] = []
+            if raw is not None or name in m:
+                items = self.seq((*path, name), raw, "absolute paths")
+                for i, item in enumerate(items or []):
+                    total += 1
+                    p = self.fs_path((*path, name, i), item)
+                    if p is None:
+                        continue
+                    if p in out:
+                        self.warn((*path, name, i), f"{p} is listed twice")
+                        continue
+                    if name == "read_write" and p == "/":
+                        self.err((*path, name, i), "'/' may not be read-write")
+                        continue
+                    out.append(p)
+            lists[name] = out
+        if total > MAX_FS_PATHS:
+            self.err(path, f"at most {MAX_FS_PATHS} filesystem paths are allowed, got {total}", at_key=True)
+        both = set(lists["read_only"]) & set(lists["read_write"])
+        for p in sorted(both):
+            self.warn(path, f"{p} is both read-only and read-write; Landlock rights add up, so it is read-write")
+        if include is None:
+            return None
+        return FilesystemPolicy(bool(include), tuple(lists["read_only"]), tuple(lists["read_write"]))
+
+    def landlock(self, path: Path, value: Any) -> LandlockPolicy | None:
+        m = self.mapping(path, value, ("compatibility",))
+        if m is None:
+            return None
+        if "compatibility" not in m:
+            return LandlockPolicy()
+        mode = self.choice((*path, "compatibility"), m["compatibility"], LANDLOCK_MODES)
+        return LandlockPolicy(mode) if mode else None
+
+    def identity(self, path: Path, value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value == 0:
+                self.err(path, "running as root (id 0) is not allowed")
+                return None
+            if not 0 < value < 2**32 - 1:
+                self.err(path, f"id must be between 1 and {2**32 - 2}, got {value}")
+                return None
+            return str(value)
+        text = self.string(path, value, what="a user/group name or numeric id")
+        if text is None:
+            return None
+        if text == "root" or (text.isdigit() and int(text) == 0):
+            self.err(path, "running as root is not allowed")
+            return None
+        if not _USER_RE.match(text):
+            self.err(path, f"{text!r} is not a valid user/group name or numeric id")
+            return None
+        return text
+
+    def process(self, path: Path, value: Any) -> ProcessPolicy | None:
+        m = self.mapping(path, value, ("run_as_user", "run_as_group"))
+        if m is None:
+            return None
+        user = self.identity((*path, "run_as_user"), m["run_as_user"]) if "run_as_user" in m else None
+        group = self.identity((*path, "run_as_group"), m["run_as_group"]) if "run_as_group" in m else None
+        if ("run_as_user" in m and user is None) or ("run_as_group" in m and group is None):
+            return None
+        return ProcessPolicy(user, group)
+
+    def glob(self, path: Path, value: Any, what: str, *, absolute: bool = True) -> str | None:
+        text = self.string(path, value, what=what)
+        if text is None:
+            return None
+        if len(text) > MAX_PATH_LEN:
+            self.err(path, f"{what} is longer than {MAX_PATH_LEN} characters")
+            return None
+        if absolute and not text.startswith("/"):
+            self.err(path, f"{what} must start with '/', got {text!r}")
+            return None
+        if absolute and ".." in text.split("/"):
+            self.err(path, f"{what} must not contain '..'")
+            return None
+        if any(c in text for c in "[]{}"):
+            self.err(path, f"{what} supports only *, ** and ? wildcards; [..] and {{..}} are not supported")
+            return None
+        return text
+
+    def query(self, path: Path, value: Any) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+        if not isinstance(value, dict):
+            self.err(
+                path,
+                f"expected a mapping of query parameter -> glob or {{any: [globs]}}, got {_type_name(value)}",
+            )
+            return None
+        out = []
+        ok = True
+        for param, matcher in value.items():
+            ppath = (*path, param)
+            if not param:
+                self.err(ppath, "query parameter name is empty", at_key=True)
+                ok = False
+                continue
+            if isinstance(matcher, dict):
+                mm = self.mapping(ppath, matcher, ("any",), required=("any",))
+                if mm is None or "any" not in mm:
+                    ok = False
+                    continue
+                items = self.seq((*ppath, "any"), mm["any"], "globs")
+                if items is None:
+                    ok = False
+                    continue
+                if not items:
+                    self.err((*ppath, "any"), "'any' needs at least one glob")
+                    ok = False
+                    continue
+                globs = []
+                for i, g in enumerate(items):
+                    text = self.glob((*ppath, "any", i), g, "a query value glob", absolute=False)
+                    if text is None:
+                        ok = False
+                    else:
+                        globs.append(text)
+                out.append((param, tuple(sorted(set(globs)))))
+            else:
+                text = self.glob(ppath, matcher, "a query value glob or {any: [globs]}", absolute=False)
+                if text is None:
+                    ok = False
+                else:
+                    out.append((param, (text,)))
+        return tuple(sorted(out)) if ok else None
+
+    def selector(self, path: Path, value: Any, *, deny: bool) -> L7Rule | None:
+        m = self.mapping(path, value, _SELECTOR_KEYS, unsupported=_UPSTREAM_SELECTOR_ONLY)
+        if m is None:
+            return None
+        bad = any(k not in _SELECTOR_KEYS for k in m)
+        method = None
+        if "method" in m:
+            method = self.string((*path, "method"), m["method"], what="an HTTP method or '*'")
+            if method is not None:
+                if not _METHOD_RE.match(method):
+                    self.err((*path, "method"), f"{method!r} is not an HTTP method (GET, POST, ...) or '*'")
+                    method = None
+                    bad = True
+                else:
+                    method = method.upper()
+            else:
+                bad = True
+        rpath = None
+        if "path" in m:
+            rpath = self.glob((*path, "path"), m["path"], "a path glob")
+            bad = bad or rpath is None
+        query: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        if "query" in m:
+            q = self.query((*path, "query"), m["query"])
+            if q is None:
+                bad = True
+            else:
+                query = q
+        if deny and not m:
+            self.warn(path, "deny rule without method, path or query denies every request")
+        if bad:
+            return None
+        return L7Rule(method, rpath, query)
+
+    def rules(self, path: Path, value: Any) -> tuple[L7Rule, ...] | None:
+        items = self.seq(path, value, "rules ({allow: {method, path, query}})")
+        if items is None:
+            return None
+        out = []
+        ok = True
+        for i, item in enumerate(items):
+            ipath = (*path, i)
+            m = self.mapping(ipath, item, ("allow",), required=("allow",), what="{allow: {method, path, query}}")
+            if m is None or "allow" not in m or any(k != "allow" for k in m):
+                ok = False
+                continue
+            rule = self.selector((*ipath, "allow"), m["allow"], deny=False)
+            if rule is None:
+                ok = False
+            else:
+                out.append(rule)
+        return tuple(out) if ok else None
+
+    def deny_rules(self, path: Path, value: Any) -> tuple[L7Rule, ...] | None:
+        items = self.seq(path, value, "deny rules ({method, path, query})")
+        if items is None:
+            return None
+        out = []
+        ok = True
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and "allow" in item:
+                self.err(
+                    (*path, i, "allow"),
+                    "deny_rules entries carry method/path/query directly, without 'allow'",
+                    at_key=True,
+                )
+                ok = False
+                continue
+            rule = self.selector((*path, i), item, deny=True)
+            if rule is None:
+                ok = False
+            else:
+                out.append(rule)
+        return tuple(out) if ok else None
+
+    def allowed_ips(self, path: Path, value: Any) -> tuple[str, ...] | None:
+        items = self.seq(path, value, "IP addresses or CIDR ranges")
+        if items is None:
+            return None
+        out = []
+        ok = True
+        for i, item in enumerate(items):
+            text = self.string((*path, i), item, what="an IP address or CIDR range")
+            if text is None:
+                ok = False
+                continue
+            try:
+                net = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                self.err((*path, i), f"{text!r} is not an IP address or CIDR range")
+                ok = False
+                continue
+            # Loopback and link-local ranges may be listed (a host-local vLLM on 127.0.0.1 is a real need); a
+            # range that starts at the unspecified address (0.0.0.0/0, ::/0) would open everything and is refused.
+            if net.is_unspecified or net.network_address.is_unspecified:
+                self.err(
+                    (*path, i),
+                    f"{net} is or starts at the unspecified address: list the exact addresses to allow",
+                )
+                ok = False
+                continue
+            if str(net) not in out:
+                out.append(str(net))
+        return tuple(sorted(out, key=_net_sort_key)) if ok else None
+
+    def endpoint(self, path: Path, value: Any) -> Endpoint | None:
+        m = self.mapping(path, value, _ENDPOINT_KEYS, required=("host",), unsupported=_UPSTREAM_ENDPOINT_ONLY)
+        if m is None:
+            return None
+        bad = any(k not in _ENDPOINT_KEYS for k in m) or "host" not in m
+        host = None
+        if "host" in m:
+            raw = self.string((*path, "host"), m["host"], what="a host name")
+            if raw is None:
+                bad = True
+            else:
+                host, why = normalize_host_pattern(raw)
+                if why:
+                    self.err((*path, "host"), why)
+                    bad = True
+        ports: list[int] = []
+        if "port" in m and "ports" in m:
+            self.err((*path, "ports"), "use either 'port' or 'ports', not both", at_key=True)
+            bad = True
+        elif "port" in m:
+            p = self.integer((*path, "port"), m["port"], 1, 65535, "a port")
+            bad = bad or p is None
+            if p is not None:
+                ports = [p]
+        elif "ports" in m:
+            items = self.seq((*path, "ports"), m["ports"], "ports")
+            if items is None:
+                bad = True
+            elif not items:
+                self.err((*path, "ports"), "'ports' must list at least one port")
+                bad = True
+            for i, item in enumerate(items or []):
+                p = self.integer((*path, "ports", i), item, 1, 65535, "a port")
+                if p is None:
+                    bad = True
+                elif p in ports:
+                    self.warn((*path, "ports", i), f"port {p} is listed twice")
+                else:
+                    ports.append(p)
+        else:
+            self.err(path, "endpoint needs 'port' or 'ports'")
+            bad = True
+        epath = self.glob((*path, "path"), m["path"], "a path glob") if "path" in m else None
+        bad = bad or ("path" in m and epath is None)
+        protocol = self.choice((*path, "protocol"), m["protocol"], PROTOCOLS) if "protocol" in m else None
+        bad = bad or ("protocol" in m and protocol is None)
+        enforcement = "enforce"
+        if "enforcement" in m:
+            e = self.choice((*path, "enforcement"), m["enforcement"], ENFORCEMENTS)
+            bad = bad or e is None
+            enforcement = e or "enforce"
+        access = self.choice((*path, "access"), m["access"], ACCESS) if "access" in m else None
+        bad = bad or ("access" in m and access is None)
+        rules: tuple[L7Rule, ...] = ()
+        if "rules" in m:
+            r = self.rules((*path, "rules"), m["rules"])
+            bad = bad or r is None
+            rules = r or ()
+            if r == ():
+                self.err((*path, "rules"), "'rules' is empty: list at least one {allow: ...} or remove the key")
+                bad = True
+        deny: tuple[L7Rule, ...] = ()
+        if "deny_rules" in m:
+            d = self.deny_rules((*path, "deny_rules"), m["deny_rules"])
+            bad = bad or d is None
+            deny = d or ()
+        ips: tuple[str, ...] = ()
+        if "allowed_ips" in m:
+            a = self.allowed_ips((*path, "allowed_ips"), m["allowed_ips"])
+            bad = bad or a is None
+            ips = a or ()
+        tls = None
+        if "tls" in m:
+            tls = self.choice((*path, "tls"), m["tls"], TLS_MODES)
+            bad = bad or tls is None
+            if tls in ("terminate", "passthrough") and tls not in self.once:
+                self.once.add(tls)
+                self.warn(
+                    (*path, "tls"),
+                    f"tls: {tls} is deprecated upstream (a no-op since 2026-03): TLS is detected"
+                    " automatically (reported once per file)",
+                )
+        if access is not None and "rules" in m:
+            self.err((*path, "access"), "use either 'access' or 'rules', not both", at_key=True)
+            bad = True
+        has_l7 = bool(access or "rules" in m or "deny_rules" in m)
+        if protocol in ("tcp", "sql") and has_l7:
+            self.err(
+                (*path, "protocol"),
+                f"protocol {protocol} carries no HTTP requests: access, rules and deny_rules need"
+                f" one of {', '.join(sorted(HTTP_PROTOCOLS))}",
+            )
+            bad = True
+        elif protocol is None and has_l7:
+            self.warn(
+                path,
+                "access/rules without 'protocol': clawfleet inspects this endpoint as protocol: rest"
+                " (upstream may pass it through at L4); add 'protocol: rest' to make it explicit",
+            )
+        if enforcement == "audit" and protocol is None and not has_l7:
+            self.warn((*path, "enforcement"), "enforcement: audit only affects L7 rules; this endpoint is L4")
+        if ports and protocol is None and not has_l7 and epath is not None:
+            self.warn((*path, "path"), "'path' is only checked on L7 endpoints (set protocol: rest)")
+        if bad or host is None:
+            return None
+        return Endpoint(
+            host=host,
+            ports=tuple(sorted(ports)),
+            path=epath,
+            protocol=protocol,
+            enforcement=enforcement,
+            access=access,
+            rules=rules,
+            deny_rules=deny,
+            allowed_ips=ips,
+            tls=tls,
+        )
+
+    def binary(self, path: Path, value: Any) -> Binary | None:
+        m = self.mapping(path, value, ("path",), required=("path",), what="{path: /usr/bin/tool}")
+        if m is None or "path" not in m:
+            return None
+        text = self.glob((*path, "path"), m["path"], "an absolute executable path or glob")
+        return Binary(text) if text is not None and len(m) == 1 else None
+
+    def network_rule(self, path: Path, key: str, value: Any) -> NetworkRule | None:
+        m = self.mapping(path, value, ("name", "endpoints", "binaries"))
+        if m is None:
+            return None
+        bad = any(k not in ("name", "endpoints", "binaries") for k in m)
+        name = key
+        if "name" in m:
+            n = self.string((*path, "name"), m["name"], what="a rule name")
+            bad = bad or n is None
+            name = n or key
+        endpoints = []
+        if "endpoints" in m:
+            items = self.seq((*path, "endpoints"), m["endpoints"], "endpoints")
+            bad = bad or items is None
+            for i, item in enumerate(items or []):
+                ep = self.endpoint((*path, "endpoints", i), item)
+                if ep is None:
+                    bad = True
+                else:
+                    endpoints.append(ep)
+        if not m.get("endpoints"):
+            self.warn(path, "rule has no endpoints: it allows nothing")
+        binaries: list[Binary] = []
+        if "binaries" in m:
+            items = self.seq((*path, "binaries"), m["binaries"], "binaries ({path: ...})")
+            bad = bad or items is None
+            for i, item in enumerate(items or []):
+                b = self.binary((*path, "binaries", i), item)
+                if b is None:
+                    bad = True
+                elif b in binaries:
+                    self.warn((*path, "binaries", i), f"{b.path} is listed twice")
+                else:
+                    binaries.append(b)
+        if not m.get("binaries") and m.get("endpoints"):
+            self.warn(path, "rule has no binaries: it matches no process (upstream semantics); list the binaries")
+        if bad:
+            return None
+        return NetworkRule(key, name, tuple(endpoints), tuple(binaries))
+
+    def network_policies(self, path: Path, value: Any) -> dict[str, NetworkRule] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"expected a mapping of rule name -> rule, got {_type_name(value)}")
+            return None
+        out = {}
+        ok = True
+        for key, rule in value.items():
+            kpath = (*path, key)
+            if not self.map_key(kpath, key):
+                ok = False
+                continue
+            r = self.network_rule(kpath, key, rule)
+            if r is None:
+                ok = False
+            else:
+                out[key] = r
+        return out if ok else None
+
+    def middleware(self, path: Path, key: str, value: Any) -> Middleware | None:
+        allowed = ("name", "middleware", "order", "config", "on_error", "endpoints")
+        m = self.mapping(path, value, allowed, required=("middleware",))
+        if m is None:
+            return None
+        bad = any(k not in allowed for k in m) or "middleware" not in m
+        kind = (
+            self.string((*path, "middleware"), m["middleware"], what="a middleware type") if "middleware" in m else None
+        )
+        bad = bad or kind is None
+        name = None
+        if "name" in m:
+            name = self.string((*path, "name"), m["name"], what="a display name")
+            bad = bad or name is None
+        order = 0
+        if "order" in m:
+            o = self.integer((*path, "order"), m["order"], -(2**31), 2**31 - 1, "an order")
+            bad = bad or o is None
+            order = o or 0
+        config: dict[str, Any] = {}
+        if "config" in m:
+            if not isinstance(m["config"], dict):
+                self.err((*path, "config"), f"expected a mapping, got {_type_name(m['config'])}")
+                bad = True
+            else:
+                config = m["config"]
+        on_error = "fail_closed"
+        if "on_error" in m:
+            oe = self.choice((*path, "on_error"), m["on_error"], ON_ERROR)
+            bad = bad or oe is None
+            on_error = oe or on_error
+        include: list[str] = []
+        exclude: list[str] = []
+        if "endpoints" in m:
+            sel = self.mapping((*path, "endpoints"), m["endpoints"], ("include", "exclude"))
+            if sel is None:
+                bad = True
+            else:
+                for part, bucket in (("include", include), ("exclude", exclude)):
+                    if part not in sel:
+                        continue
+                    items = self.seq((*path, "endpoints", part), sel[part], "host patterns")
+                    bad = bad or items is None
+                    for i, item in enumerate(items or []):
+                        ipath = (*path, "endpoints", part, i)
+                        raw = self.string(ipath, item, what="a host pattern")
+                        if raw is None:
+                            bad = True
+                            continue
+                        h, why = normalize_host_pattern(raw)
+                        if why or h is None:
+                            self.err(ipath, why or "invalid host")
+                            bad = True
+                        else:
+                            bucket.append(h)
+        supported = kind in SUPPORTED_MIDDLEWARES
+        if kind is not None and not supported:
+            self.warn(
+                (*path, "middleware"),
+                f"middleware type {kind!r} is not supported by the clawfleet gateway: it is accepted and"
+                f" validated but will not run (supported: {', '.join(SUPPORTED_MIDDLEWARES) or 'none yet'})",
+            )
+        elif kind is not None:
+            for message in SUPPORTED_MIDDLEWARES[kind](config):
+                self.err((*path, "config"), message)
+                bad = True
+        if bad or kind is None:
+            return None
+        return Middleware(
+            key=key,
+            middleware=kind,
+            name=name,
+            order=order,
+            config=config,
+            on_error=on_error,
+            include=tuple(include),
+            exclude=tuple(exclude),
+            supported=supported,
+        )
+
+    def network_middlewares(self, path: Path, value: Any) -> dict[str, Middleware] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"expected a mapping of middleware name -> config, got {_type_name(value)}")
+            return None
+        if len(value) > MAX_MIDDLEWARES:
+            self.err(path, f"at most {MAX_MIDDLEWARES} network_middlewares are allowed, got {len(value)}", at_key=True)
+        out = {}
+        ok = len(value) <= MAX_MIDDLEWARES
+        for key, mw in value.items():
+            kpath = (*path, key)
+            if not self.map_key(kpath, key):
+                ok = False
+                continue
+            r = self.middleware(kpath, key, mw)
+            if r is None:
+                ok = False
+            else:
+                out[key] = r
+        return out if ok else None
+
+    # -- documents ----------------------------------------------------------------------
+    def top_level_traps(self, data: dict[str, Any]) -> bool:
+        if "inference" in data:
+            self.err(
+                ("inference",),
+                "the 'inference' key was removed upstream (2026-03): inference routing is gateway"
+                " configuration now (see clawfleet router), not part of a sandbox policy",
+                at_key=True,
+            )
+        if "routes" in data and not ({"version", "network_policies", "preset"} & set(data)):
+            self.err(
+                ("routes",),
+                "this is an inference routes file, not a sandbox policy: inference routes belong to the"
+                " gateway/router configuration",
+                at_key=True,
+            )
+            return True
+        if "metadata" in data:
+            self.err(
+                ("metadata",),
+                "managed-policy 'metadata' (upstream) is not supported by clawfleet",
+                at_key=True,
+            )
+        return False
+
+    def policy(self) -> Policy | None:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.err((), f"expected a policy mapping at the top level, got {_type_name(data)}")
+            return None
+        if self.top_level_traps(data):
+            return None
+        if "preset" in data:
+            self.err(
+                ("preset",),
+                "this is a NemoClaw preset (it has a 'preset:' block), not a full policy: merge it into a"
+                " base policy (clawfleet policy merge BASE PRESET)",
+                at_key=True,
+            )
+            return None
+        extra = frozenset({"inference", "metadata"})
+        m = self.mapping((), data, _TOP_POLICY, required=("version",), unsupported=frozenset())
+        if m is None:
+            return None
+        # 'inference'/'metadata' were reported with a better message above; drop the generic duplicate
+        self.errors = [e for e in self.errors if not (e.path in extra and e.message.startswith("unknown key"))]
+        version = None
+        if "version" in m:
+            version = self.integer(("version",), m["version"], 1, 1, "the policy version")
+            if version is None:
+                self.errors[-1] = self.doc.problem(
+                    ("version",),
+                    f"version must be 1 (the OpenShell policy schema), got {_type_name(m['version'])}",
+                )
+        fs = self.filesystem(("filesystem_policy",), m["filesystem_policy"]) if "filesystem_policy" in m else None
+        ll = self.landlock(("landlock",), m["landlock"]) if "landlock" in m else None
+        pr = self.process(("process",), m["process"]) if "process" in m else None
+        nps = self.network_policies(("network_policies",), m.get("network_policies"))
+        mws = self.network_middlewares(("network_middlewares",), m.get("network_middlewares"))
+        if self.errors or version is None or nps is None or mws is None:
+            return None
+        return Policy(
+            version=version,
+            filesystem=fs or FilesystemPolicy(),
+            landlock=ll or LandlockPolicy(),
+            process=pr or ProcessPolicy(),
+            network_policies=nps,
+            network_middlewares=mws,
+            declared=frozenset(k for k in m if k in _TOP_POLICY),
+            source=self.doc.filename,
+            warnings=tuple(self.warnings),
+        )
+
+    def preset(self) -> Preset | None:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.err((), f"expected a preset mapping at the top level, got {_type_name(data)}")
+            return None
+        if self.top_level_traps(data):
+            return None
+        if "preset" not in data:
+            self.err((), "a preset needs a 'preset: {name, description}' block")
+            return None
+        policy_only = [k for k in data if k in _TOP_POLICY and k not in _TOP_PRESET]
+        for k in policy_only:
+            self.err(
+                (k,),
+                f"a preset may only carry {', '.join(_TOP_PRESET)}; {k!r} belongs in the base policy",
+                at_key=True,
+            )
+        m = {k: v for k, v in data.items() if k not in policy_only and k not in ("inference", "metadata")}
+        self.mapping((), m, _TOP_PRESET, required=("preset",))
+        info = None
+        pm = self.mapping(("preset",), data["preset"], ("name", "description"), required=("name",))
+        if pm is not None and "name" in pm:
+            name = self.string(("preset", "name"), pm["name"], what="a preset name")
+            desc = self.string(("preset", "description"), pm.get("description", ""), allow_empty=True)
+            if name is not None and desc is not None:
+                info = PresetInfo(name, desc)
+        nps = self.network_policies(("network_policies",), data.get("network_policies"))
+        mws = self.network_middlewares(("network_middlewares",), data.get("network_middlewares"))
+        if self.errors or info is None or nps is None or mws is None:
+            return None
+        return Preset(info, nps, mws, source=self.doc.filename, warnings=tuple(self.warnings))
+
+
+def _net_sort_key(text: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(text)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def parse_document(doc: Document, kind: str = "policy") -> Policy | Preset:
+    """Validate ``doc`` as ``"policy"``, ``"preset"`` or ``"any"`` (a top-level ``preset:`` decides)."""
+    v = _Validator(doc)
+    v.errors.extend(doc.problems)
+    if kind == "any":
+        kind = "preset" if isinstance(doc.data, dict) and "preset" in doc.data else "policy"
+    result = v.preset() if kind == "preset" else v.policy()
+    if v.errors or result is None:
+        if not v.errors:  # pragma: no cover - defensive: every None path reports
+            v.err((), "invalid policy")
+        raise PolicyError(sorted(v.errors, key=lambda p: (p.line or 0, p.col or 0)))
+    return result

@@ -1,0 +1,540 @@
+"""The router's HTTP service (Starlette on uvicorn): classify, decide, forward, restore, log.
+
+Order of work for a model request: read and parse the body (400 on bad JSON or
+shape) -> extract the text slots -> classify -> decide the route -> block (403),
+or redact the slots -> forward to the route's provider with the host-side
+credential -> pass the answer through (streams chunk by chunk) while restoring
+placeholders or translating Anthropic <-> OpenAI where the route needs it.
+A sensitive request whose route is down gets 503; nothing is sent elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from clawfleet.router import translate
+from clawfleet.router.classifier import UNSCANNED, Classifier
+from clawfleet.router.config import RouterConfig
+from clawfleet.router.extract import ExtractError
+from clawfleet.router.logging import DecisionLog
+from clawfleet.router.metrics import Metrics
+from clawfleet.router.providers import RouteUnsupported, Upstream, Upstreams
+from clawfleet.router.redact import Redactor
+from clawfleet.router.restore_stream import StreamRestoreTransform
+from clawfleet.router.routing import Decision, Router
+from clawfleet.router.scan import RequestFindings, classify_outgoing, classify_request, parse_body
+from clawfleet.router.sse import SSEParser, stream_error_event
+
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/responses": "responses",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+}
+_PASS_HEADERS = ("retry-after", "request-id", "x-request-id", "openai-processing-ms")
+_PASS_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RETRYABLE_STATUS = frozenset({502, 503, 504})
+_log = logging.getLogger("clawfleet.router")
+
+
+def build_classifier(config: RouterConfig) -> Classifier:
+    extra: list[Callable[[str], Any]] = []
+    if "presidio" in config.classifier.engines:
+        from clawfleet.router.classifier.presidio_engine import PresidioEngine
+
+        extra.append(PresidioEngine())
+    return Classifier(
+        min_score=config.classifier.min_score,
+        disabled=config.classifier.disable,
+        custom=config.custom_classes,
+        extra_engines=extra,
+    )
+
+
+def _error(kind: str, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if kind == "messages":
+        body: dict[str, Any] = {"type": "error", "error": {"type": code, "message": message}}
+    else:
+        body = {"error": {"message": message, "type": code, "code": code, "param": None}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _response_headers(resp: httpx.Response, decision: Decision, *, transformed: bool) -> dict[str, str]:
+    out = {"x-clawfleet-route": decision.rule, "x-clawfleet-action": decision.action}
+    for name, value in resp.headers.items():
+        lname = name.lower()
+        if lname in _PASS_HEADERS or lname.startswith(_PASS_PREFIXES):
+            out[lname] = value
+    if not transformed:
+        ctype = resp.headers.get("content-type")
+        if ctype:
+            out["content-type"] = ctype
+    return out
+
+
+class RouterApp:
+    """Holds the config, classifier, upstream pools, metrics and log; ``.asgi`` is the ASGI app."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
+        self.config = config
+        self.classifier = build_classifier(config)
+        self.router = Router(config)
+        self.upstreams = Upstreams(config.providers, transport)
+        self.metrics = Metrics()
+        self.log = decision_log or DecisionLog(config.decision_log)
+        self._aliases = frozenset(config.model_aliases())
+        # classification runs here, off the event loop, so one large request cannot stall /healthz or the
+        # streams of other clients; two workers because the hosts' router units get two cores
+        self._classify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="classify")
+        self._budget_s = config.classifier.time_budget_ms / 1000
+        routes = [Route(path, self._endpoint(kind), methods=["POST"]) for path, kind in ENDPOINTS.items()]
+        routes += [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.render_metrics, methods=["GET"]),
+        ]
+        self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.upstreams.aclose()
+            self._classify_pool.shutdown(wait=False, cancel_futures=True)
+            self.log.close()
+
+    # ------------------------------------------------------------ small endpoints
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def render_metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
+
+    async def models(self, request: Request) -> Response:
+        aliases = self.config.model_aliases()
+        if "anthropic-version" in request.headers:
+            data = [
+                {"type": "model", "id": a, "display_name": a, "created_at": "1970-01-01T00:00:00Z"} for a in aliases
+            ]
+            return JSONResponse(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": aliases[0] if aliases else None,
+                    "last_id": aliases[-1] if aliases else None,
+                }
+            )
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": a, "object": "model", "created": 0, "owned_by": "clawfleet"} for a in aliases],
+            }
+        )
+
+    # ------------------------------------------------------------ model requests
+    def _endpoint(self, kind: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await self.handle(request, kind)
+            except Exception:  # a bug must not turn into a stack trace for the agent, nor into a forward
+                _log.exception("router: unexpected error handling %s", kind)
+                self.metrics.requests.labels(kind, "500").inc()
+                self.log.write({"event": "decision", "endpoint": kind, "status": 500, "error": "internal_error"})
+                return _error(kind, 500, "internal_error", "the router could not process this request")
+
+        endpoint.__name__ = f"handle_{kind}"
+        return endpoint
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _finish(self, record: dict[str, Any], t0: float, status: int) -> None:
+        record["status"] = status
+        record["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        endpoint = record.get("endpoint", "")
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.latency.labels(endpoint, record.get("action", "none")).observe(time.perf_counter() - t0)
+        self.log.write(record)
+
+    def _reply(self, record: dict[str, Any], t0: float, response: Response, error: str | None = None) -> Response:
+        if error:
+            record["error"] = error
+        self._finish(record, t0, response.status_code)
+        return response
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` in the classifier pool within the time budget; raises TimeoutError past it."""
+        future = asyncio.get_running_loop().run_in_executor(self._classify_pool, fn, *args)
+        return await asyncio.wait_for(future, self._budget_s)
+
+    async def _classify(self, kind: str, body: Any) -> RequestFindings | None:
+        """Findings for a request, or None when classification ran out of its time budget."""
+        try:
+            result: RequestFindings = await self._off_loop(classify_request, kind, body, self.classifier.classify)
+        except asyncio.TimeoutError:
+            return None
+        return result
+
+    async def _residual_classes(self, payload: Any) -> list[str]:
+        """Classes still present in an outgoing cloud body whose routes do not allow the cloud."""
+        try:
+            findings = await self._off_loop(classify_outgoing, payload, self.classifier.classify)
+        except asyncio.TimeoutError:
+            return [UNSCANNED]
+        classes = {f.type for f in findings}
+        return sorted(c for c in classes if self.router.rule_for(c)[1].action != "cloud")
+
+    def _clean_header(self, value: str) -> bool:
+        """A forwarded header value (already held to a short token shape) carries nothing sensitive."""
+        return not self.classifier.classify(value)
+
+    async def handle(self, request: Request, kind: str) -> Response:
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {"event": "decision", "request_id": uuid.uuid4().hex[:16], "endpoint": kind}
+        raw = await self._read_body(request)
+        if raw is None:
+            limit = self.config.max_body_bytes
+            return self._reply(
+                record, t0, _error(kind, 413, "request_too_large", f"request body exceeds {limit} bytes"), "too_large"
+            )
+        record["bytes_in"] = len(raw)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # a compressed body would be read by the provider, not by the classifier: refuse it
+            message = f"compressed request bodies (content-encoding: {encoding}) are not accepted; send plain JSON"
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "content_encoding")
+        try:
+            body = parse_body(raw)
+        except ExtractError as exc:
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", str(exc)), "invalid_json")
+        if not isinstance(body, dict):
+            message = "the request body must be a JSON object"
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "invalid_shape")
+        alias = body.get("model")
+        stream = body.get("stream") is True
+        record["stream"] = stream
+        if not isinstance(alias, str) or not alias:
+            return self._reply(
+                record,
+                t0,
+                _error(kind, 400, "invalid_request_error", "'model' is required (e.g. \"default\")"),
+                "no_model",
+            )
+        # only configured aliases are logged: the field is caller-controlled text
+        record["model_alias"] = alias if alias in self._aliases else "<unknown>"
+
+        tc = time.perf_counter()
+        try:
+            found = await self._classify(kind, body)
+        except ExtractError as exc:
+            return self._reply(record, t0, _error(kind, 400, "invalid_request_error", str(exc)), "invalid_shape")
+        classify_s = time.perf_counter() - tc
+        self.metrics.classify.observe(classify_s)
+        record["classify_ms"] = round(classify_s * 1000, 3)
+        if found is None:
+            # classification ran out of time: the request is unscanned, and unscanned never goes to a cloud
+            counts: dict[str, int] = {UNSCANNED: 1}
+            record["error"] = "classify_timeout"
+        else:
+            counts = found.counts()
+        decision = self.router.decide(counts)
+        if found is None and decision.action in ("cloud", "redact"):
+            return self._reply(
+                record,
+                t0,
+                _error(
+                    kind,
+                    503,
+                    "classification_timeout",
+                    "the router could not classify this request in time; it is not sent to a cloud route",
+                    {"retry-after": "5"},
+                ),
+                "classify_timeout",
+            )
+        record.update(classes=list(decision.classes), entity_counts=counts, action=decision.action, route=decision.rule)
+        for cls in decision.classes or ("none",):
+            self.metrics.decisions.labels(cls, decision.action, decision.rule).inc()
+
+        if decision.action == "block":
+            classes = ", ".join(decision.classes) or "none"
+            return self._reply(
+                record,
+                t0,
+                _error(
+                    kind,
+                    403,
+                    "policy_blocked",
+                    f"blocked by route {decision.rule!r} (data classes: {classes})",
+                    {"x-clawfleet-route": decision.rule, "x-clawfleet-action": "block"},
+                ),
+                "blocked",
+            )
+
+        redactor: Redactor | None = None
+        if decision.action == "redact" and found is not None and found.findings:
+            redactor = Redactor()
+            redactor.redact(found)
+            record["redacted"] = len(redactor.originals)
+
+        chain = [decision.provider] if decision.provider else []
+        if decision.may_fall_back:
+            chain += list(decision.fallback)
+            # providers that speak the caller's API natively first, translated ones after
+            family = "anthropic" if kind == "messages" else "openai"
+            chain.sort(key=lambda name: self.upstreams[name].provider.family != family)
+        tried: list[str] = []
+        config_errors: list[tuple[str, str]] = []
+        for index, pname in enumerate(chain):
+            up = self.upstreams[pname]
+            try:
+                path, needs_translation = up.plan(kind)
+            except RouteUnsupported as exc:
+                config_errors.append(("route_unsupported", str(exc)))
+                continue
+            real_model = up.provider.models.get(alias)
+            if real_model is None:
+                known = ", ".join(sorted(up.provider.models))
+                config_errors.append(
+                    ("model_not_found", f"model {alias!r} is not an alias of route {decision.rule!r} (known: {known})")
+                )
+                continue
+            try:
+                payload = (
+                    translate.messages_to_chat(body, real_model) if needs_translation else {**body, "model": real_model}
+                )
+            except (ValueError, TypeError, AttributeError):
+                message = "message content has a shape this route cannot translate"
+                return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "untranslatable")
+            # the body goes out as it was classified, except where redaction or translation rewrote it:
+            # then the rewritten body is classified once more, and what a cloud route may not see stops here
+            if redactor is not None or (needs_translation and decision.action in ("cloud", "redact")):
+                residual = await self._residual_classes(payload)
+                if residual:
+                    record["residual_classes"] = residual
+                    message = (
+                        f"the request still holds {', '.join(residual)} data after {decision.action!r} processing; "
+                        "it is not sent to a cloud route"
+                    )
+                    return self._reply(
+                        record,
+                        t0,
+                        _error(kind, 403, "policy_blocked", message, {"x-clawfleet-action": "block"}),
+                        "residual_sensitive",
+                    )
+            request_bytes = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            headers = up.headers(request.headers, translated=needs_translation, screen=self._clean_header)
+            upstream_req = up.build(path, request_bytes, headers)
+            record["overhead_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            self.metrics.overhead.labels(kind).observe(time.perf_counter() - t0)
+            th = time.perf_counter()
+            tried.append(pname)
+            try:
+                resp = await up.client.send(upstream_req, stream=True)
+            except httpx.TimeoutException:
+                self.metrics.upstream_errors.labels(pname, "timeout").inc()
+                continue
+            except httpx.ConnectError:
+                self.metrics.upstream_errors.labels(pname, "connect").inc()
+                continue
+            except httpx.TransportError:
+                self.metrics.upstream_errors.labels(pname, "protocol").inc()
+                continue
+            self.metrics.upstream_latency.labels(pname).observe(time.perf_counter() - th)
+            record["upstream_ms"] = round((time.perf_counter() - th) * 1000, 3)
+            if resp.status_code >= 500:
+                self.metrics.upstream_errors.labels(pname, "status_5xx").inc()
+                if resp.status_code in _RETRYABLE_STATUS and index < len(chain) - 1:
+                    await resp.aclose()
+                    continue
+            elif resp.status_code >= 400:
+                self.metrics.upstream_errors.labels(pname, "status_4xx").inc()
+            record.update(provider=pname, fallbacks_tried=len(tried) - 1, translated=needs_translation)
+            return await self._respond(kind, resp, decision, redactor, needs_translation, alias, record, t0)
+
+        if not tried and config_errors:
+            code, message = config_errors[0]
+            status = 404 if code == "model_not_found" else 400
+            return self._reply(record, t0, _error(kind, status, code, message), code)
+        record["fallbacks_tried"] = max(0, len(tried) - 1)
+        note = (
+            "sensitive requests are never sent to another route"
+            if decision.sensitive or decision.action == "local"
+            else "no fallback provider answered"
+        )
+        return self._reply(
+            record,
+            t0,
+            _error(
+                kind,
+                503,
+                "upstream_unavailable",
+                f"route {decision.rule!r} is unavailable; {note}",
+                {"retry-after": "5", "x-clawfleet-route": decision.rule, "x-clawfleet-action": decision.action},
+            ),
+            "upstream_unavailable",
+        )
+
+    async def _respond(
+        self,
+        kind: str,
+        resp: httpx.Response,
+        decision: Decision,
+        redactor: Redactor | None,
+        translated: bool,
+        alias: str,
+        record: dict[str, Any],
+        t0: float,
+    ) -> Response:
+        is_sse = "text/event-stream" in resp.headers.get("content-type", "")
+        ok = resp.status_code < 400
+        if not (is_sse and ok):
+            try:
+                content = await resp.aread()
+            except httpx.TransportError:
+                self.metrics.upstream_errors.labels(record.get("provider", ""), "reset").inc()
+                message = "the upstream closed the connection before its answer was complete"
+                return self._reply(record, t0, _error(kind, 502, "upstream_reset", message), "upstream_reset")
+            finally:
+                await resp.aclose()
+            transformed = bool(redactor) or translated
+            if transformed:
+                content = self._transform_body(content, ok, redactor, translated, alias, resp.status_code)
+            headers = _response_headers(resp, decision, transformed=transformed)
+            media = "application/json" if transformed else None
+            response = Response(content, status_code=resp.status_code, headers=headers, media_type=media)
+            self._finish(record, t0, resp.status_code)
+            return response
+
+        headers = _response_headers(resp, decision, transformed=True)
+        headers["cache-control"] = "no-cache"
+        protocol = "messages" if translated else kind
+        if not redactor and not translated:
+            body_iter = self._passthrough(resp, protocol, record, t0)
+        else:
+            body_iter = self._transform_stream(resp, redactor, translated, alias, protocol, record, t0)
+        return StreamingResponse(
+            body_iter, status_code=resp.status_code, headers=headers, media_type="text/event-stream"
+        )
+
+    def _stream_broken(self, protocol: str, record: dict[str, Any]) -> bytes:
+        """The event that tells the client its stream ended early, instead of a silent truncation."""
+        record["error"] = "upstream_reset"
+        self.metrics.upstream_errors.labels(record.get("provider", ""), "reset").inc()
+        return stream_error_event(protocol, "the upstream closed the stream before it was complete")
+
+    async def _passthrough(
+        self, resp: httpx.Response, protocol: str, record: dict[str, Any], t0: float
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.aiter_raw():
+                yield chunk
+        except httpx.TransportError:
+            yield self._stream_broken(protocol, record)
+        finally:
+            await resp.aclose()
+            self._finish(record, t0, resp.status_code)
+
+    async def _transform_stream(
+        self,
+        resp: httpx.Response,
+        redactor: Redactor | None,
+        translated: bool,
+        alias: str,
+        protocol: str,
+        record: dict[str, Any],
+        t0: float,
+    ) -> AsyncIterator[bytes]:
+        parser = SSEParser()
+        to_messages = translate.ChatToMessagesStream(alias) if translated else None
+        restore = StreamRestoreTransform(protocol, redactor) if redactor else None
+
+        def process(events: list[Any]) -> bytes:
+            out = []
+            for ev in events:
+                produced = (
+                    to_messages.feed(ev.data)
+                    if to_messages is not None and ev.data is not None
+                    else ([] if to_messages is not None else [ev])
+                )
+                for pev in produced:
+                    for final in restore.on_event(pev) if restore is not None else [pev]:
+                        out.append(final.encode())
+            return b"".join(out)
+
+        try:
+            async for chunk in resp.aiter_raw():
+                data = process(parser.feed(chunk))
+                if data:
+                    yield data
+            tail = process(parser.close())
+            if to_messages is not None:
+                extra = to_messages.finish()
+                if restore is not None:
+                    extra = [e for ev in extra for e in restore.on_event(ev)]
+                tail += b"".join(ev.encode() for ev in extra)
+            if restore is not None and to_messages is None:
+                tail += b"".join(ev.encode() for ev in restore.finish())
+            if tail:
+                yield tail
+        except httpx.TransportError:
+            yield self._stream_broken(protocol, record)
+        finally:
+            await resp.aclose()
+            self._finish(record, t0, resp.status_code)
+
+    @staticmethod
+    def _transform_body(
+        content: bytes, ok: bool, redactor: Redactor | None, translated: bool, alias: str, status: int
+    ) -> bytes:
+        if translated and not ok:
+            return json.dumps(translate.error_to_anthropic(status, content)).encode()
+        try:
+            doc = json.loads(content)
+        except ValueError:
+            text = content.decode("utf-8", "replace")
+            return (redactor.restore(text) if redactor else text).encode()
+        if translated and isinstance(doc, dict):
+            doc = translate.chat_to_message(doc, alias)
+        if redactor:
+            doc = redactor.restore_json(doc)
+        return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def create_app(config: RouterConfig, **kwargs: Any) -> Starlette:
+    return RouterApp(config, **kwargs).asgi
+
+
+__all__ = ["ENDPOINTS", "RouterApp", "Upstream", "create_app"]

@@ -1,0 +1,146 @@
+"""`clawfleet router serve` and `clawfleet router classify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from clawfleet.router.config import ConfigError, RouterConfig, default_config, load_config
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "router",
+        help="privacy router: sensitive model requests stay on local models",
+        description="Privacy router for model API calls (OpenAI and Anthropic APIs).",
+    )
+    sub = parser.add_subparsers(dest="router_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the router HTTP service")
+    serve.add_argument("--config", required=True, metavar="FILE", help="router YAML config")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser(
+        "check",
+        help="validate a router config without starting the service (exit 2 on any problem)",
+        description="Loads and validates a router config like `serve` does, but does not read provider secrets "
+        "(credentials only exist inside the systemd unit): usable as Ansible's `validate:` command.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="router YAML config")
+    check.set_defaults(func=cmd_check)
+
+    classify = sub.add_parser(
+        "classify",
+        help="classify text or a whole OpenAI/Anthropic request body read on stdin",
+        description="Reads text, or a JSON request body, on stdin and shows what the router would do with it. "
+        "Entity offsets refer to the text read; for a request body, to its text parts joined by newlines.",
+    )
+    classify.add_argument(
+        "--config",
+        metavar="FILE",
+        help="router YAML config (default: built-in classes, "
+        "sensitive -> route 'sensitive-local', the rest -> 'default')",
+    )
+    classify.add_argument("--json", action="store_true", help="print one JSON object")
+    classify.set_defaults(func=cmd_classify)
+
+
+def _load(path: str | None, *, read_secrets: bool = True) -> RouterConfig | None:
+    if path is None:
+        return default_config()
+    try:
+        return load_config(path, read_secrets=read_secrets)
+    except ConfigError as exc:
+        print(f"clawfleet router: {exc}", file=sys.stderr)
+        return None
+
+
+def classify_input(config: RouterConfig, data: str) -> dict[str, Any]:
+    from clawfleet.router.app import build_classifier
+    from clawfleet.router.classifier import UNSCANNED
+    from clawfleet.router.extract import ExtractError, guess_kind
+    from clawfleet.router.routing import Router
+    from clawfleet.router.scan import classify_request
+
+    classifier = build_classifier(config)
+    findings, opaque = None, False
+    if data.lstrip().startswith("{"):
+        try:
+            body = json.loads(data)
+            # a whole request body is classified exactly as the router classifies it: every string and key
+            found = classify_request(guess_kind(body), body, classifier.classify)
+            findings, opaque = found.findings, found.opaque
+        except (ValueError, ExtractError):
+            pass  # not a request body: classify as text
+    if findings is None:
+        findings = classifier.classify(data)
+    classes = sorted({f.type for f in findings} | ({UNSCANNED} if opaque else set()))
+    decision = Router(config).decide(classes)
+    return {
+        "sensitive": bool(classes),
+        "classes": classes,
+        "entities": [f.to_dict() for f in findings],
+        "action": decision.action,
+        "route": decision.rule,
+        "provider": decision.provider,
+    }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config, read_secrets=False)
+    if config is None:
+        return 2
+    print(f"{args.config}: ok ({len(config.providers)} providers, {len(config.rules)} routes)")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    config = _load(args.config, read_secrets=False)  # classifying never calls a provider
+    if config is None:
+        return 2
+    result = classify_input(config, sys.stdin.read())
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"sensitive: {'yes' if result['sensitive'] else 'no'}")
+    print(f"classes:   {', '.join(result['classes']) or '-'}")
+    print(f"action:    {result['action']} (route {result['route']}, provider {result['provider'] or '-'})")
+    for e in result["entities"]:
+        print(f"  {e['type']:<22} [{e['start']}:{e['end']}] score {e['score']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    import uvicorn
+
+    from clawfleet.router.app import RouterApp
+
+    try:
+        app = RouterApp(config)
+    except (ImportError, ValueError) as exc:
+        print(f"clawfleet router: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.host
+    port = args.port if args.port is not None else config.port
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app.asgi,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,  # the decision log is the access log, without the sensitive parts
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()
+    return 0

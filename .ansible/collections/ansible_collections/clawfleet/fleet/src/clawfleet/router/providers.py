@@ -1,0 +1,120 @@
+"""Upstream adapters: one pooled httpx.AsyncClient per provider, auth from the host side only.
+
+The caller's ``Authorization`` / ``x-api-key`` never leave the router: requests
+to a provider carry only an allowlist of the caller's headers plus the
+provider's own credential.
+
+Endpoint support (anything else is answered 400 before any byte is sent):
+
+=================  =============================================  ==========================
+provider family    serves                                         Anthropic ``/v1/messages``
+=================  =============================================  ==========================
+openai, nvidia,    chat/completions, completions, responses,      translated to
+gemini, vllm,      embeddings (what the provider itself offers)   chat/completions and back
+ollama
+anthropic          messages                                       native
+=================  =============================================  ==========================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from clawfleet.router.config import Provider
+
+# endpoint kind -> path under the provider's base_url
+PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "responses": "/responses",
+    "embeddings": "/embeddings",
+    "messages": "/messages",
+}
+# The caller's headers that reach a provider, each with the only shape it may have. Header values are
+# caller-controlled text that the body classifier never reads, so free-text headers (user-agent, accept,
+# x-stainless-*...) are not forwarded at all, and these few are held to their documented shapes: Anthropic
+# beta names end in a date (``prompt-caching-2024-07-31``), OpenAI beta flags are ``name=vN``. The router
+# then classifies what is left (see RouterApp) and drops a value with findings.
+_HEADER_SHAPES = {
+    "anthropic-version": re.compile(r"\d{4}-\d{2}-\d{2}"),
+    "anthropic-beta": re.compile(r"[a-z][a-z0-9]{0,30}(?:-[a-z0-9]{1,30}){0,8}-\d{4}-\d{2}-\d{2}"),
+    "openai-beta": re.compile(r"[a-z][a-z_]{0,31}=v\d{1,2}"),
+}
+_USER_AGENT = "clawfleet-router"
+
+
+class RouteUnsupported(Exception):
+    """The provider cannot serve this endpoint, even with translation."""
+
+
+class Upstream:
+    def __init__(self, provider: Provider, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.provider = provider
+        self.client = httpx.AsyncClient(
+            base_url=provider.base_url,
+            timeout=httpx.Timeout(provider.timeout, connect=provider.connect_timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,  # never pick up a proxy from the environment for sensitive traffic
+        )
+
+    def plan(self, kind: str) -> tuple[str, bool]:
+        """Return (upstream path, translate) for an endpoint kind, or raise RouteUnsupported."""
+        family = self.provider.family
+        if family == "anthropic":
+            if kind == "messages":
+                return PATHS["messages"], False
+            raise RouteUnsupported(
+                f"provider {self.provider.name!r} (anthropic) serves only /v1/messages; route OpenAI-API "
+                "requests to an OpenAI-compatible provider"
+            )
+        if kind == "messages":
+            return PATHS["chat"], True
+        return PATHS[kind], False
+
+    def headers(
+        self, incoming: Mapping[str, str], *, translated: bool, screen: Callable[[str], bool] = lambda v: True
+    ) -> dict[str, str]:
+        """The upstream request's headers: the caller's allowed headers that have their shape and pass
+        ``screen`` (the classifier), then the provider's own credential."""
+        out = {"accept-encoding": "identity", "accept": "application/json, text/event-stream"}
+        out["user-agent"] = _USER_AGENT
+        for name, shape in _HEADER_SHAPES.items():
+            value = incoming.get(name)
+            if value is None or (translated and name.startswith("anthropic-")):
+                continue
+            tokens = [t.strip() for t in value.split(",")]
+            kept = [t for t in tokens if shape.fullmatch(t) and screen(t)]
+            if kept:
+                out[name] = ",".join(kept)
+        out["content-type"] = "application/json"
+        key = self.provider.api_key
+        if self.provider.family == "anthropic":
+            out.setdefault("anthropic-version", self.provider.anthropic_version)
+            if key:
+                out["x-api-key"] = key
+        elif key:
+            out["authorization"] = f"Bearer {key}"
+        return out
+
+    def build(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Request:
+        return self.client.build_request("POST", path, content=body, headers=headers)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class Upstreams:
+    def __init__(self, providers: Mapping[str, Provider], transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._by_name = {name: Upstream(p, transport) for name, p in providers.items()}
+
+    def __getitem__(self, name: str) -> Upstream:
+        return self._by_name[name]
+
+    async def aclose(self) -> None:
+        for up in self._by_name.values():
+            await up.aclose()
