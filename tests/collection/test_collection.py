@@ -111,3 +111,11 @@ def test_execution_environment_context_renders(installed, tmp_path):
     requirements = yaml.safe_load((work / "context" / "_build" / "requirements.yml").read_text())
     assert {c["name"] for c in requirements["collections"]} >= {"ansible.posix", "community.general"}
     assert (work / "context" / "_build" / "clawfleet" / f"clawfleet-fleet-{VERSION}.tar.gz").is_file()
+
+
+def test_no_role_embeds_plugins_that_a_collection_would_not_load():
+    """Ansible loads a collection's plugins from plugins/ only: a role's own filter_plugins/ works from the
+    repository and silently vanishes from the installed collection (the site converge then fails mid-run)."""
+    plugin_dirs = ("filter_plugins", "library", "module_utils", "lookup_plugins", "action_plugins", "test_plugins")
+    embedded = [str(p.relative_to(ROOT)) for d in plugin_dirs for p in (ROOT / "roles").glob(f"*/{d}")]
+    assert embedded == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "swap_sizing", Path(__file__).resolve().parents[2] / "roles/swap/filter_plugins/swap_sizing.py"
+    "clawfleet_swap", Path(__file__).resolve().parents[2] / "filter_plugins/clawfleet_swap.py"
 )
 swap = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(swap)
