@@ -40,6 +40,7 @@ from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .ident import Caller, IdentityError
 from .reload import PolicyHolder
+from .upgrade import sanitize_upgrade, switch_accepted
 
 __all__ = ["Denied", "Gateway"]
 
@@ -635,7 +636,7 @@ class Gateway:
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
             return False
-        headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+        headers, websocket = sanitize_upgrade([(k, v) for k, v in ev.headers if k not in _HOP], d.endpoint)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
             out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)
@@ -645,7 +646,8 @@ class Gateway:
             client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         try:
             return await self._exchange(conn, client, up, h11.Request(
-                method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams)  # fmt: skip
+                method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
+                websocket)  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()
@@ -667,7 +669,8 @@ class Gateway:
         upstreams[key] = up
         return up
 
-    async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams) -> bool:
+    async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
+                        websocket: bool = False) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         out = [uconn.send(req)]
         # request body (a GET's EndOfMessage goes out in the same write as its headers)
@@ -701,6 +704,8 @@ class Gateway:
                 continue
             if isinstance(ev, h11.InformationalResponse):
                 if ev.status_code == 101:
+                    if not websocket or not switch_accepted(ev.headers):
+                        raise h11.RemoteProtocolError("upstream switched protocols without a WebSocket offer")
                     out.append(cconn.send(ev))
                     switched = True
                     break
