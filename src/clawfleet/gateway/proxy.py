@@ -508,7 +508,8 @@ class Gateway:
             else:
                 return
         except h11.LocalProtocolError:
-            reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 502: b"Bad Gateway"}.get(status, b"Error")
+            reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed",
+                             502: b"Bad Gateway", 503: b"Service Unavailable"}.get(status, b"Error")  # fmt: skip
             data = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase)
             data += b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
         client.write(data)
@@ -617,6 +618,9 @@ class Gateway:
             if (hh.host, hh.port) != (target.host, target.port):
                 raise Denied(403, "Host header differs from the request target",
                              f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
+            if self.secrets.refuses(method, target.host):
+                raise Denied(405, f"{method} to {target.host} refused",
+                             "a host a credential is bound to may echo the injected value back")  # fmt: skip
         except TargetError as exc:
             d = Decision("deny", None, str(exc))
             self.record(caller, kind, None, None, d, False, method, raw_target[:512])
