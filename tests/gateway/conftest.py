@@ -41,7 +41,7 @@ def origins(pki):
 
 class LiveGateway:
     def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True,
-                 binding: dict | None = None) -> None:  # fmt: skip
+                 binding: dict | None = None, **settings) -> None:  # fmt: skip
         self.tmp = tmp
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy_text or unit_policy(origins))
@@ -54,7 +54,8 @@ class LiveGateway:
         bindings = (SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",), **binding),) if secrets else ()
         self.config = GatewayConfig(policy=str(self.policy), mode=mode, log=str(self.log_path), sandbox="unit",
                                     extra_ca_file=str(pki["ca"]), secrets=bindings,
-                                    static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05)  # fmt: skip
+                                    static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05,
+                                    **settings)  # fmt: skip
         self.log = DecisionLog(self.config.log, sandbox="unit")
         self.holder = PolicyHolder(self.config.policy, self.log)
         self.ca = SandboxCA("unit")

@@ -8,6 +8,8 @@ A gateway section (in a sandbox definition file or a stand-alone YAML file)::
     extra_ca_file: /etc/clawfleet/internal-ca.pem  # trusted for upstream TLS, besides the system store
     pin_binaries: true                           # sha256 trust-on-first-use per binary path
     static_hosts: {ollama.internal: 127.0.0.1}   # names the gateway resolves itself (no DNS query)
+    max_connections: 256                         # per sandbox; over it a new connection gets 503
+    idle_timeout: 300                            # seconds without a byte either way before a connection is cut
     secrets:
       GITHUB_TOKEN:
         file: /etc/clawfleet/secrets/github_token  # root-only; the value is the file minus a final newline
@@ -61,10 +63,18 @@ class GatewayConfig:
     listen_port: int = 3128
     reload_interval: float = 0.1
     connect_timeout: float = 10.0
+    max_connections: int = 256  # per sandbox; over it new connections get 503 (see .limits)
+    idle_timeout: float = 300.0  # seconds without a byte from either side before a connection is aborted
 
     def __post_init__(self) -> None:
         if self.mode not in (ENFORCE, MONITOR):
             raise ConfigError(f"mode must be {ENFORCE} or {MONITOR}, not {self.mode!r}")
+        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int) \
+                or not 1 <= self.max_connections <= 65536:  # fmt: skip
+            raise ConfigError(f"max_connections must be an integer from 1 to 65536, not {self.max_connections!r}")
+        if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)) \
+                or not 0 < self.idle_timeout <= 86400:  # fmt: skip
+            raise ConfigError(f"idle_timeout must be a number of seconds in (0, 86400], not {self.idle_timeout!r}")
 
 
 def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **defaults: Any) -> GatewayConfig:
@@ -78,7 +88,8 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
     known = {"policy", "mode", "sandbox", "log", "extra_ca_file", "pin_binaries", "pins_file", "static_hosts",
-             "secrets", "listen_port", "reload_interval", "connect_timeout"}  # fmt: skip
+             "secrets", "listen_port", "reload_interval", "connect_timeout", "max_connections",
+             "idle_timeout"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown gateway settings: {', '.join(sorted(unknown))}")
@@ -105,6 +116,8 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         listen_port=int(data.get("listen_port", 3128)),
         reload_interval=float(data.get("reload_interval", 0.1)),
         connect_timeout=float(data.get("connect_timeout", 10.0)),
+        max_connections=data.get("max_connections", GatewayConfig.max_connections),
+        idle_timeout=data.get("idle_timeout", GatewayConfig.idle_timeout),
     )
 
 
