@@ -158,3 +158,24 @@ print(json.dumps({"held": len(held), "busy": busy}))
     assert json.loads(lines[0]) == {"held": 8, "busy": 12}
     assert lines[1] == "200"
     assert any(r.get("event") == "connection_refused" for r in box.records())
+
+
+def test_mountinfo_shows_only_the_sandbox_mounts(box, world):
+    """What /proc/self/mountinfo reveals inside: only the sandbox's own mounts (no host mount point outside the
+    policy, no trace of the old root). Still visible by design (docs/gateway.md): the workdir's path within its
+    filesystem (a bind mount's root field), the CA bundle directory (also in SSL_CERT_FILE), devtmpfs options."""
+    box.write_policy(_policy(world, "rest"))
+    proc = box.sh("cat /proc/self/mountinfo")
+    assert proc.returncode == 0, proc.stderr
+    entries = [line.split(" - ")[0].split() for line in proc.stdout.strip().splitlines()]
+    points = {e[4]: e[3] for e in entries}  # mount point -> root within its filesystem
+    bundle = [p for p in points if p.startswith("/run/clawfleet/gateway/")]
+    assert len(bundle) == 1
+    expected = {"/", "/proc", "/tmp", "/dev", "/sandbox", "/etc", "/usr", *bundle}
+    assert set(points) - expected <= {f"/dev/{n}" for n in ("null", "zero", "full", "random", "urandom", "tty")}
+    assert ".oldroot" not in proc.stdout
+    for point, root in points.items():
+        if point == "/sandbox":
+            assert str(box.work).endswith(root)  # the workdir's path within its filesystem (documented)
+        elif not point.startswith("/dev/"):
+            assert root in ("/", point)  # nothing else of the host's tree
