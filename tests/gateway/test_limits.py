@@ -43,7 +43,7 @@ def test_connection_cap_refuses_with_503_and_logs(make_gateway, origins):
 def test_idle_connections_are_cut(make_gateway, origins):
     """Attack: connections that never send a byte (a plain one, an L4 tunnel, an intercepted tunnel) are held
     open forever; each is aborted after idle_timeout and its slot given back."""
-    gw = make_gateway(idle_timeout=0.5)
+    gw = make_gateway(idle_timeout=1.5)
     plain = _idle_socket(gw)
     l4, status, _ = connect(gw, f"pass.test:{origins['https'].port}")
     assert status == 200
