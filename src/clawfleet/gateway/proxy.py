@@ -732,7 +732,7 @@ class Gateway:
             if isinstance(ev, h11.InformationalResponse):
                 if ev.status_code == 101:
                     if not websocket or not switch_accepted(ev.headers):
-                        raise h11.RemoteProtocolError("upstream switched protocols without a WebSocket offer")
+                        raise h11.RemoteProtocolError("upstream switched protocols; only offered WebSocket passes")
                     out.append(cconn.send(ev))
                     switched = True
                     break
