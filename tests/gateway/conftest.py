@@ -40,7 +40,8 @@ def origins(pki):
 
 
 class LiveGateway:
-    def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True) -> None:
+    def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True,
+                 binding: dict | None = None, **settings) -> None:  # fmt: skip
         self.tmp = tmp
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy_text or unit_policy(origins))
@@ -48,10 +49,13 @@ class LiveGateway:
         secret_file = tmp / "gh_token"
         secret_file.write_text(SECRET_VALUE + "\n")
         secret_file.chmod(0o600)
-        bindings = (SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",)),) if secrets else ()
+        # x-other: a header the binding names besides Authorization (tests/gateway/test_credentials.py)
+        binding = {"headers": ("authorization", "x-other")} if binding is None else binding
+        bindings = (SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",), **binding),) if secrets else ()
         self.config = GatewayConfig(policy=str(self.policy), mode=mode, log=str(self.log_path), sandbox="unit",
                                     extra_ca_file=str(pki["ca"]), secrets=bindings,
-                                    static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05)  # fmt: skip
+                                    static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05,
+                                    **settings)  # fmt: skip
         self.log = DecisionLog(self.config.log, sandbox="unit")
         self.holder = PolicyHolder(self.config.policy, self.log)
         self.ca = SandboxCA("unit")

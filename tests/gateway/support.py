@@ -147,7 +147,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(out)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = _answer
 
     def log_message(self, *args) -> None:
         pass
@@ -259,3 +259,62 @@ def make_wheel(name: str = "demo_pkg", version: str = "1.0") -> tuple[str, bytes
         for path, data in files.items():
             z.writestr(path, data)
     return f"{name}-{version}-py3-none-any.whl", buf.getvalue()
+
+
+class SwitchingOrigin:
+    """A TLS origin on 127.0.0.1 that answers ``101`` to every request carrying ``Upgrade`` (echoing its value,
+    or ``switch_to``), ``200`` with the request head otherwise, and records every byte it receives after a switch:
+    the origin a raw-relay bypass would reach. One connection at a time is enough for the tests."""
+
+    def __init__(self, cert: Path, key: Path, switch_to: str | None = None) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.switch_to = switch_to
+        self.heads: list[bytes] = []
+        self.raw = bytearray()
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen()
+        self.port = self.srv.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as s:
+                buf = b""
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        data = s.recv(65536)
+                        if not data:
+                            return
+                        buf += data
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    self.heads.append(head)
+                    upgrade = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")[1:]
+                               if ln.lower().startswith(b"upgrade:")]  # fmt: skip
+                    if upgrade:
+                        proto = (self.switch_to or upgrade[0].decode()).encode()
+                        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + proto
+                                  + b"\r\nConnection: Upgrade\r\n\r\n")  # fmt: skip
+                        self.raw += buf
+                        while data := s.recv(65536):
+                            self.raw += data
+                            s.sendall(data.upper())
+                        return
+                    body = json.dumps({"head": head.decode("latin-1")}).encode()
+                    s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                              % (len(body), body))  # fmt: skip
+        except (OSError, ssl.SSLError):
+            return
+
+    def close(self) -> None:
+        self.srv.close()

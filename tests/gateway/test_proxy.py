@@ -334,7 +334,7 @@ network_policies:
   ws:
     name: ws
     endpoints:
-      - {{host: origin.test, port: {port}, protocol: rest, rules: [{{allow: {{method: GET, path: "/ws"}}}}]}}
+      - {{host: origin.test, port: {port}, protocol: websocket, rules: [{{allow: {{method: GET, path: "/ws"}}}}]}}
     binaries: [{{path: /usr/bin/curl}}]
 """
     gw = make_gateway(policy_text=text)

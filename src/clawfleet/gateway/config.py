@@ -8,110 +8,45 @@ A gateway section (in a sandbox definition file or a stand-alone YAML file)::
     extra_ca_file: /etc/clawfleet/internal-ca.pem  # trusted for upstream TLS, besides the system store
     pin_binaries: true                           # sha256 trust-on-first-use per binary path
     static_hosts: {ollama.internal: 127.0.0.1}   # names the gateway resolves itself (no DNS query)
+    max_connections: 256                         # per sandbox; over it a new connection gets 503
+    idle_timeout: 300                            # seconds without a byte either way before a connection is cut
     secrets:
       GITHUB_TOKEN:
         file: /etc/clawfleet/secrets/github_token  # root-only; the value is the file minus a final newline
         hosts: [api.github.com, "*.githubusercontent.com"]  # only these hosts ever receive the real value
+        headers: [authorization]                 # default; header names whose whole value is the placeholder
+        schemes: [bearer, token, basic]          # default; Authorization schemes
+        query: []                                # default; query parameters (never the target otherwise)
 
 Inside the sandbox a credential is the placeholder ``clawfleet:secret:GITHUB_TOKEN`` (the sandbox launcher's
-``openshell:resolve:env:GITHUB_TOKEN`` spelling works too). The gateway replaces placeholders in request
-header values (including inside ``Authorization: Basic`` credentials) and the request target, only on
-requests to a bound host, only after the request was allowed; anywhere else the placeholder passes as is.
+``openshell:resolve:env:GITHUB_TOKEN`` spelling works too). The gateway replaces a placeholder only where its
+binding says (:mod:`.credentials`), only on requests to a bound host, only after the request was allowed;
+anywhere else the placeholder passes as is.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import fnmatch
 import json
 import os
-import re
 import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["ConfigError", "DecisionLog", "GatewayConfig", "SecretBinding", "Secrets", "load_gateway_section"]
+from .credentials import PLACEHOLDER_PREFIXES, SecretBinding, Secrets, parse_binding
 
-PLACEHOLDER_PREFIXES = ("clawfleet:secret:", "openshell:resolve:env:")
-_PLACEHOLDER = re.compile(rb"(?:clawfleet:secret:|openshell:resolve:env:)([A-Za-z_][A-Za-z0-9_]{0,127})")
+__all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "GatewayConfig", "SecretBinding", "Secrets",
+           "load_gateway_section"]  # fmt: skip
+
 ENFORCE, MONITOR = "enforce", "monitor"
 
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class SecretBinding:
-    name: str
-    file: str
-    hosts: tuple[str, ...]
-
-    def bound_to(self, host: str) -> bool:
-        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
-
-
-class Secrets:
-    """Placeholder -> real value, only for hosts a secret is bound to. Values are read from root-only files
-    (re-read when the file changes) and never logged."""
-
-    def __init__(self, bindings: Iterable[SecretBinding] = ()) -> None:
-        self.bindings = {b.name: b for b in bindings}
-        self._values: dict[str, tuple[tuple[int, int], bytes]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.bindings)
-
-    def bound(self, host: str) -> bool:
-        return any(b.bound_to(host) for b in self.bindings.values())
-
-    def _value(self, name: str) -> bytes:
-        b = self.bindings[name]
-        st = os.stat(b.file)
-        key = (st.st_mtime_ns, st.st_size)
-        cached = self._values.get(name)
-        if cached and cached[0] == key:
-            return cached[1]
-        with open(b.file, "rb") as f:
-            value = f.read().removesuffix(b"\n").removesuffix(b"\r")
-        self._values[name] = (key, value)
-        return value
-
-    def _sub(self, host: str, data: bytes, used: set[str]) -> bytes:
-        def repl(m: re.Match[bytes]) -> bytes:
-            name = m.group(1).decode()
-            b = self.bindings.get(name)
-            if b is None or not b.bound_to(host):
-                return m.group(0)
-            used.add(name)
-            return self._value(name)
-
-        return _PLACEHOLDER.sub(repl, data)
-
-    def inject(self, host: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, list, set[str]]:
-        used: set[str] = set()
-        if not self.bindings:
-            return target, headers, used
-        out = []
-        for name, value in headers:
-            if name == b"authorization" and value[:6].lower() == b"basic ":
-                try:
-                    raw = base64.b64decode(value[6:].strip(), validate=True)
-                except ValueError:
-                    raw = b""
-                if raw and (b"clawfleet:secret:" in raw or b"openshell:resolve:env:" in raw):
-                    value = b"Basic " + base64.b64encode(self._sub(host, raw, used))
-            if b"clawfleet:secret:" in value or b"openshell:resolve:env:" in value:
-                value = self._sub(host, value, used)
-            out.append((name, value))
-        if b"clawfleet:secret:" in target or b"openshell:resolve:env:" in target:
-            target = self._sub(host, target, used)
-        return target, out, used
 
 
 @dataclass
@@ -128,10 +63,18 @@ class GatewayConfig:
     listen_port: int = 3128
     reload_interval: float = 0.1
     connect_timeout: float = 10.0
+    max_connections: int = 256  # per sandbox; over it new connections get 503 (see .limits)
+    idle_timeout: float = 300.0  # seconds without a byte from either side before a connection is aborted
 
     def __post_init__(self) -> None:
         if self.mode not in (ENFORCE, MONITOR):
             raise ConfigError(f"mode must be {ENFORCE} or {MONITOR}, not {self.mode!r}")
+        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int) \
+                or not 1 <= self.max_connections <= 65536:  # fmt: skip
+            raise ConfigError(f"max_connections must be an integer from 1 to 65536, not {self.max_connections!r}")
+        if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)) \
+                or not 0 < self.idle_timeout <= 86400:  # fmt: skip
+            raise ConfigError(f"idle_timeout must be a number of seconds in (0, 86400], not {self.idle_timeout!r}")
 
 
 def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **defaults: Any) -> GatewayConfig:
@@ -145,18 +88,17 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
     known = {"policy", "mode", "sandbox", "log", "extra_ca_file", "pin_binaries", "pins_file", "static_hosts",
-             "secrets", "listen_port", "reload_interval", "connect_timeout"}  # fmt: skip
+             "secrets", "listen_port", "reload_interval", "connect_timeout", "max_connections",
+             "idle_timeout"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown gateway settings: {', '.join(sorted(unknown))}")
     secrets = []
     for name, spec in (data.get("secrets") or {}).items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", str(name)):
-            raise ConfigError(f"invalid secret name {name!r}")
-        if not isinstance(spec, Mapping) or "file" not in spec or not spec.get("hosts"):
-            raise ConfigError(f"secret {name}: needs 'file' and a non-empty 'hosts' list")
-        hosts = tuple(str(h).lower() for h in spec["hosts"])
-        secrets.append(SecretBinding(str(name), path(spec["file"]) or "", hosts))
+        try:
+            secrets.append(parse_binding(name, spec, path))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     policy = path(data.get("policy", defaults.get("policy")))
     if not policy:
         raise ConfigError("gateway: 'policy' is required")
@@ -174,6 +116,8 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         listen_port=int(data.get("listen_port", 3128)),
         reload_interval=float(data.get("reload_interval", 0.1)),
         connect_timeout=float(data.get("connect_timeout", 10.0)),
+        max_connections=data.get("max_connections", GatewayConfig.max_connections),
+        idle_timeout=data.get("idle_timeout", GatewayConfig.idle_timeout),
     )
 
 

@@ -39,7 +39,9 @@ from .addr import Target, TargetError, guard_ip, is_ip_literal, parse_absolute, 
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .ident import Caller, IdentityError
+from .limits import ConnectionLimits, current, touch
 from .reload import PolicyHolder
+from .upgrade import sanitize_upgrade, switch_accepted
 
 __all__ = ["Denied", "Gateway"]
 
@@ -47,6 +49,10 @@ READ_SIZE = 65536
 _HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
 _VERSION = b"clawfleet-gateway"
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
+_BUSY_BODY = (b'{"error":"gateway_busy","detail":"too many connections from this sandbox",'
+              b'"reason":"connection cap (gateway max_connections) reached"}\n')  # fmt: skip
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+         b"content-length: %d\r\nserver: clawfleet-gateway\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))  # fmt: skip
 
 
 class Denied(Exception):
@@ -68,7 +74,9 @@ class Stream:
         if self.pre:
             data, self.pre = self.pre, b""
             return data
-        return await self.reader.read(READ_SIZE)
+        data = await self.reader.read(READ_SIZE)
+        touch()
+        return data
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -195,6 +203,8 @@ class _Side(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.relay.activity is not None:
+            self.relay.activity.touch()
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
@@ -232,6 +242,7 @@ class _Relay:
         self.client = _Side(self)
         self.eofs = 0
         self.done = asyncio.get_running_loop().create_future()
+        self.activity = current()  # protocol callbacks run outside the connection's task: stamp it directly
 
     def finish(self) -> None:
         if not self.done.done():
@@ -303,6 +314,7 @@ class Gateway:
         self.servers: list[asyncio.base_events.Server] = []
         self.active = 0
         self._tasks: set[asyncio.Task] = set()
+        self.limits = ConnectionLimits(config.max_connections, config.idle_timeout, self.log.write)
 
     async def serve_socket(self, sock: socket.socket) -> asyncio.base_events.Server:
         sock.setblocking(False)
@@ -438,8 +450,13 @@ class Gateway:
 
     # -- connection handling ----------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.active += 1
         task = asyncio.current_task()
+        adm = self.limits.admit(task, writer.transport)
+        if adm is None:
+            writer.write(_BUSY)
+            writer.close()
+            return
+        self.active += 1
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -463,8 +480,15 @@ class Gateway:
             pass
         except Exception as exc:  # a bug must cost one connection, never the gateway
             self.log.write({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+        except asyncio.CancelledError:
+            # Idle timeout, or the gateway closing (the sandbox exited). Returning normally on purpose: a handler
+            # task that ends cancelled makes asyncio's start_server callback print a CancelledError traceback.
+            if adm.idle:
+                self.log.write({"event": "idle_timeout", "binary": caller.exe if caller else None,
+                                "idle_timeout": self.config.idle_timeout})  # fmt: skip
         finally:
             self.active -= 1
+            self.limits.release(adm)
             client.close()
 
     async def _serve(self, client: Stream, caller: Caller | None, why: str) -> None:
@@ -507,7 +531,8 @@ class Gateway:
             else:
                 return
         except h11.LocalProtocolError:
-            reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 502: b"Bad Gateway"}.get(status, b"Error")
+            reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed",
+                             502: b"Bad Gateway", 503: b"Service Unavailable"}.get(status, b"Error")  # fmt: skip
             data = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase)
             data += b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
         client.write(data)
@@ -616,6 +641,9 @@ class Gateway:
             if (hh.host, hh.port) != (target.host, target.port):
                 raise Denied(403, "Host header differs from the request target",
                              f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
+            if self.secrets.refuses(method, target.host):
+                raise Denied(405, f"{method} to {target.host} refused",
+                             "a host a credential is bound to may echo the injected value back")  # fmt: skip
         except TargetError as exc:
             d = Decision("deny", None, str(exc))
             self.record(caller, kind, None, None, d, False, method, raw_target[:512])
@@ -635,7 +663,7 @@ class Gateway:
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
             return False
-        headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+        headers, websocket = sanitize_upgrade([(k, v) for k, v in ev.headers if k not in _HOP], d.endpoint)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
             out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)
@@ -645,7 +673,8 @@ class Gateway:
             client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         try:
             return await self._exchange(conn, client, up, h11.Request(
-                method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams)  # fmt: skip
+                method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
+                websocket)  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()
@@ -667,7 +696,8 @@ class Gateway:
         upstreams[key] = up
         return up
 
-    async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams) -> bool:
+    async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
+                        websocket: bool = False) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         out = [uconn.send(req)]
         # request body (a GET's EndOfMessage goes out in the same write as its headers)
@@ -701,6 +731,8 @@ class Gateway:
                 continue
             if isinstance(ev, h11.InformationalResponse):
                 if ev.status_code == 101:
+                    if not websocket or not switch_accepted(ev.headers):
+                        raise h11.RemoteProtocolError("upstream switched protocols; only offered WebSocket passes")
                     out.append(cconn.send(ev))
                     switched = True
                     break
@@ -736,6 +768,7 @@ class Gateway:
         return cconn.our_state is h11.DONE and cconn.their_state is h11.DONE
 
     async def close(self) -> None:
+        self.limits.close()
         for s in self.servers:
             s.close()
         for t in list(self._tasks):

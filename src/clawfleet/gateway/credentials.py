@@ -1,0 +1,172 @@
+"""Credential bindings: where the gateway may put a secret's real value in place of its placeholder.
+
+A bound host that echoes what it received (an error page quoting the URL, a debug endpoint returning the
+headers, ``TRACE``) hands the real value back to the sandbox. So the binding names the exact places the value
+may go, and the placeholder must fill that place entirely (no text of the sandbox's around it):
+
+* ``headers`` (default ``[authorization]``): header names whose whole value is the placeholder; for
+  ``Authorization`` the value is ``<scheme> <placeholder>`` with ``scheme`` in ``schemes`` (default
+  ``[bearer, token, basic]``); for ``Basic`` the decoded ``user:password`` may carry the placeholder as the whole
+  user or the whole password;
+* ``query`` (default none): query parameters whose whole value is the placeholder (raw or percent-encoded); the
+  request target is never touched otherwise.
+
+Anywhere else the placeholder passes unchanged, so it is what an echoing host would return.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+__all__ = ["PLACEHOLDER_PREFIXES", "SecretBinding", "Secrets", "parse_binding"]
+
+PLACEHOLDER_PREFIXES = ("clawfleet:secret:", "openshell:resolve:env:")
+_PLACEHOLDER = re.compile(rb"(?:clawfleet:secret:|openshell:resolve:env:)([A-Za-z_][A-Za-z0-9_]{0,127})")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 token: header names, auth schemes
+_PARAM = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+# Methods that echo the request back to the sender: never sent to a host a credential is bound to.
+ECHO_METHODS = frozenset({"TRACE", "TRACK"})
+
+
+@dataclass(frozen=True)
+class SecretBinding:
+    name: str
+    file: str
+    hosts: tuple[str, ...]
+    headers: tuple[str, ...] = ("authorization",)
+    schemes: tuple[str, ...] = ("bearer", "token", "basic")
+    query: tuple[str, ...] = ()
+
+    def bound_to(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+
+
+def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> SecretBinding:
+    """One ``secrets:`` entry; a ValueError names the secret and the setting."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"invalid secret name {name!r}")
+    if not isinstance(spec, Mapping) or "file" not in spec or not spec.get("hosts"):
+        raise ValueError(f"secret {name}: needs 'file' and a non-empty 'hosts' list")
+    unknown = set(spec) - {"file", "hosts", "headers", "schemes", "query"}
+    if unknown:
+        raise ValueError(f"secret {name}: unknown settings {', '.join(sorted(map(str, unknown)))}")
+
+    def names(key: str, pattern: re.Pattern[str], default: tuple[str, ...]) -> tuple[str, ...]:
+        value = spec.get(key, default)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
+            raise ValueError(f"secret {name}: '{key}' must be a list of names, not {value!r}")
+        return tuple(v if key == "query" else v.lower() for v in value)
+
+    return SecretBinding(
+        name,
+        path(spec["file"]) or "",
+        tuple(str(h).lower() for h in spec["hosts"]),
+        headers=names("headers", _TOKEN, SecretBinding.headers),
+        schemes=names("schemes", _TOKEN, SecretBinding.schemes),
+        query=names("query", _PARAM, SecretBinding.query),
+    )
+
+
+class Secrets:
+    """Placeholder -> real value, only for hosts a secret is bound to and only where its binding says. Values are
+    read from root-only files (re-read when the file changes) and never logged."""
+
+    def __init__(self, bindings: Iterable[SecretBinding] = ()) -> None:
+        self.bindings = {b.name: b for b in bindings}
+        self._values: dict[str, tuple[tuple[int, int], bytes]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.bindings)
+
+    def bound(self, host: str) -> bool:
+        return any(b.bound_to(host) for b in self.bindings.values())
+
+    def refuses(self, method: str, host: str) -> bool:
+        """An echoing method to a bound host (it would return the injected values to the sandbox)."""
+        return method in ECHO_METHODS and self.bound(host)
+
+    def _value(self, name: str) -> bytes:
+        b = self.bindings[name]
+        st = os.stat(b.file)
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._values.get(name)
+        if cached and cached[0] == key:
+            return cached[1]
+        with open(b.file, "rb") as f:
+            value = f.read().removesuffix(b"\n").removesuffix(b"\r")
+        self._values[name] = (key, value)
+        return value
+
+    def _whole(self, host: str, data: bytes, allowed: Callable[[SecretBinding], bool], used: set[str]) -> bytes | None:
+        """The real value when ``data`` is exactly one placeholder of a secret bound to ``host`` and allowed here."""
+        m = _PLACEHOLDER.fullmatch(data)
+        if m is None:
+            return None
+        b = self.bindings.get(m.group(1).decode())
+        if b is None or not b.bound_to(host) or not allowed(b):
+            return None
+        used.add(b.name)
+        return self._value(b.name)
+
+    def _authorization(self, host: str, value: bytes, used: set[str]) -> bytes:
+        scheme, sep, cred = value.partition(b" ")
+        lowered = scheme.lower().decode("latin-1")
+        if not sep:
+            return value
+        if lowered == "basic":
+            try:
+                user, colon, password = base64.b64decode(cred.strip(), validate=True).partition(b":")
+            except ValueError:
+                return value
+
+            def ok(b: SecretBinding) -> bool:
+                return "authorization" in b.headers and "basic" in b.schemes
+
+            new_user = self._whole(host, user, ok, used)
+            new_password = self._whole(host, password, ok, used) if colon else None
+            if new_user is None and new_password is None:
+                return value
+            raw = (new_user if new_user is not None else user) + colon
+            raw += new_password if new_password is not None else password
+            return scheme + b" " + base64.b64encode(raw)
+        real = self._whole(host, cred.strip(), lambda b: "authorization" in b.headers and lowered in b.schemes, used)
+        return value if real is None else scheme + b" " + real
+
+    def _target(self, host: str, target: bytes, used: set[str]) -> bytes:
+        path, sep, query = target.partition(b"?")
+        if not sep or not any(b.query for b in self.bindings.values()):
+            return target
+        parts = []
+        for part in query.split(b"&"):
+            key, eq, val = part.partition(b"=")
+            if eq:
+                param = key.decode("latin-1")
+                real = self._whole(host, unquote_to_bytes(val), lambda b, p=param: p in b.query, used)
+                if real is not None:
+                    part = key + b"=" + quote(real, safe="").encode()
+            parts.append(part)
+        return path + b"?" + b"&".join(parts)
+
+    def inject(self, host: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, list, set[str]]:
+        """(target, headers, names of the secrets used). h11 gives lower-case header names."""
+        used: set[str] = set()
+        if not self.bindings or not self.bound(host):
+            return target, headers, used
+        out = []
+        for key, value in headers:
+            if key == b"authorization":  # Basic carries the placeholder base64-encoded
+                value = self._authorization(host, value, used)
+            elif b"clawfleet:secret:" in value or b"openshell:resolve:env:" in value:
+                name = key.decode("latin-1")
+                real = self._whole(host, value.strip(), lambda b, n=name: n in b.headers, used)
+                value = value if real is None else real
+            out.append((key, value))
+        return self._target(host, target, used), out, used

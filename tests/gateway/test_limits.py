@@ -1,0 +1,122 @@
+"""Robustness of one sandbox's gateway (issue 14, finding 9): a connection cap and an idle timeout per sandbox,
+and no asyncio traceback when connections are cut while an upgraded relay runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from clawfleet.gateway.config import ConfigError, GatewayConfig, load_gateway_section
+
+from .support import SwitchingOrigin, connect, https, request, tls_over
+
+
+def _idle_socket(gw) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+
+
+def test_connection_cap_refuses_with_503_and_logs(make_gateway, origins):
+    """Attack: a sandbox opening connections until the gateway's descriptors run out."""
+    gw = make_gateway(max_connections=4)
+    held = [_idle_socket(gw) for _ in range(4)]
+    assert gw.wait_for(lambda: len(gw.gateway.limits.open) == 4)
+    extra = _idle_socket(gw)
+    data = b""
+    while chunk := extra.recv(65536):
+        data += chunk
+    extra.close()
+    assert data.startswith(b"HTTP/1.1 503 ")
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["error"] == "gateway_busy"
+    assert len(gw.gateway.limits.open) == 4
+    assert gw.wait_for(lambda: any(r.get("event") == "connection_refused" for r in gw.records()))
+    # the allowed twin: once a connection is given back, requests go through again
+    held.pop().close()
+    assert gw.wait_for(lambda: len(gw.gateway.limits.open) == 3)
+    assert https(gw, origins, "GET", "/ok/after-cap")[0] == 200
+    for s in held:
+        s.close()
+
+
+def test_idle_connections_are_cut(make_gateway, origins):
+    """Attack: connections that never send a byte (a plain one, an L4 tunnel, an intercepted tunnel) are held
+    open forever; each is aborted after idle_timeout and its slot given back."""
+    gw = make_gateway(idle_timeout=1.5)
+    plain = _idle_socket(gw)
+    l4, status, _ = connect(gw, f"pass.test:{origins['https'].port}")
+    assert status == 200
+    tunnel, status, _ = connect(gw, f"origin.test:{origins['https'].port}")
+    assert status == 200
+    tls = tls_over(gw, tunnel, "origin.test")
+    for s in (plain, l4):
+        assert s.recv(65536) == b""  # closed by the gateway (the socket timeout is 10 s)
+    assert tls.recv(65536) == b""
+    assert gw.wait_for(lambda: not gw.gateway.limits.open)
+    assert gw.wait_for(lambda: sum(r.get("event") == "idle_timeout" for r in gw.records()) >= 3)
+    for s in (plain, l4, tls):
+        s.close()
+
+
+def test_active_connection_outlives_the_idle_timeout(make_gateway, origins):
+    """The allowed twin: a keep-alive connection in use stays open past idle_timeout (bytes reset the clock)."""
+    gw = make_gateway(idle_timeout=3)
+    port = origins["https"].port
+    sock, status, _ = connect(gw, f"origin.test:{port}")
+    assert status == 200
+    with tls_over(gw, sock, "origin.test") as tls:
+        for i in range(12):  # about 3.6 s in all, 0.3 s apart
+            assert request(tls, "GET", f"/ok/{i}", f"origin.test:{port}")[0] == 200
+            time.sleep(0.3)
+    assert not any(r.get("event") == "idle_timeout" for r in gw.records())
+
+
+def test_no_traceback_when_an_upgraded_relay_is_cut(make_gateway, pki, capfd):
+    """The sandbox exits while a WebSocket relay runs: the gateway closes its connections without printing an
+    asyncio CancelledError traceback (stderr and the loop's exception handler both stay clean)."""
+    origin = SwitchingOrigin(pki["cert"], pki["key"])
+    policy = f"""\
+version: 1
+network_policies:
+  ws:
+    name: ws
+    endpoints: [{{host: origin.test, port: {origin.port}, protocol: websocket}}]
+    binaries: [{{path: /usr/bin/curl}}]
+"""
+    gw = make_gateway(policy_text=policy)
+    problems: list = []
+    gw.loop.set_exception_handler(lambda loop, ctx: problems.append(ctx))
+    sock, status, _ = connect(gw, f"origin.test:{origin.port}")
+    assert status == 200
+    tls = tls_over(gw, sock, "origin.test")
+    tls.sendall(f"GET /ws HTTP/1.1\r\nHost: origin.test:{origin.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n\r\n".encode())  # fmt: skip
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += tls.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101")
+    tls.sendall(b"ping")
+    assert tls.recv(4096) == b"PING"
+    gw.close()  # what the embedded gateway does when the sandbox exits
+    gw.close = lambda: None  # type: ignore[method-assign]  # already closed for the fixture's teardown
+    tls.close()
+    origin.close()
+    err = capfd.readouterr().err
+    assert problems == [] and "Traceback" not in err and "CancelledError" not in err, (problems, err)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_connections", 0), ("max_connections", "many"), ("max_connections", True), ("idle_timeout", 0),
+     ("idle_timeout", -1), ("idle_timeout", "5m")],
+)  # fmt: skip
+def test_limit_settings_validated(setting, value):
+    with pytest.raises(ConfigError, match=setting):
+        load_gateway_section({"policy": "p.yaml", setting: value})
+
+
+def test_limit_settings_defaults_and_load():
+    assert (GatewayConfig("p").max_connections, GatewayConfig("p").idle_timeout) == (256, 300.0)
+    c = load_gateway_section({"policy": "p.yaml", "max_connections": 32, "idle_timeout": 60})
+    assert (c.max_connections, c.idle_timeout) == (32, 60)
