@@ -10,6 +10,7 @@ import ctypes
 import functools
 import os
 import sys
+import types
 
 # The interpreter's own global symbols include libc's; ctypes.util.find_library would run `ldconfig -p`
 # in a subprocess (about 12 ms of every sandbox start).
@@ -70,13 +71,13 @@ def syscall_number(name: str) -> int:
         if name in _UNIFIED_NUMBERS:
             return _UNIFIED_NUMBERS[name]
         raise
-    nr = sc.resolve_syscall(sc.Arch.NATIVE, name)
+    nr = int(sc.resolve_syscall(sc.Arch.NATIVE, name))
     if nr < 0:
         raise KernelError(0, f"libseccomp does not know the syscall {name!r} on this architecture")
     return nr
 
 
-def import_pyseccomp():
+def import_pyseccomp() -> types.ModuleType:
     """Import pyseccomp, skipping the two ``ldconfig -p`` subprocesses its import runs.
 
     pyseccomp locates libc and libseccomp with ctypes.util.find_library at import time, which costs more
@@ -98,10 +99,10 @@ def import_pyseccomp():
         import pyseccomp
     finally:
         ctypes.util.find_library = real
-    return pyseccomp
+    return sys.modules[pyseccomp.__name__]
 
 
-def syscall(name: str, *args: int | ctypes.c_void_p | ctypes.c_char_p | None) -> int:
+def syscall(name: str, *args: object) -> int:
     """Raw syscall; returns the result or raises KernelError naming the syscall."""
     # Variadic call: every integer goes as a full register (c_long), as the kernel reads size_t and pointers.
     conv = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
@@ -109,7 +110,7 @@ def syscall(name: str, *args: int | ctypes.c_void_p | ctypes.c_char_p | None) ->
     res = _libc.syscall(ctypes.c_long(syscall_number(name)), *conv)
     if res == -1:
         _raise(name)
-    return res
+    return int(res)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -122,7 +123,7 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     )
     if res == -1:
         _raise(f"prctl({option})")
-    return res
+    return int(res)
 
 
 def unshare(flags: int) -> None:

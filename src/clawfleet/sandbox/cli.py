@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clawfleet.sandbox.spec import SandboxSpec
 
 EXIT_SETUP = 125
 #: Test knob: cap the Landlock ABI to simulate an older kernel. It can only lower protection, is read
@@ -16,7 +20,7 @@ EXIT_SETUP = 125
 MAX_ABI_VARIABLE = "CLAWFLEET_LANDLOCK_MAX_ABI"
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("sandbox", help="run a command in the kernel sandbox")
     sub = parser.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -33,7 +37,7 @@ def register(subparsers) -> None:
     register_sandbox_subcommands(sub)
 
 
-def add_run_arguments(run) -> None:
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """The flags of `clawfleet sandbox run` (shared with its alias `clawfleet gateway run`)."""
     run.add_argument("--policy", required=True, metavar="FILE", help="OpenShell-compatible policy YAML")
     run.add_argument(
@@ -75,7 +79,7 @@ def _fail(reason: str) -> int:
     return EXIT_SETUP
 
 
-def build_spec(args: argparse.Namespace, environ: dict[str, str]):
+def build_spec(args: argparse.Namespace, environ: dict[str, str]) -> SandboxSpec:
     """Policy + flags -> SandboxSpec. Raises ValueError (PolicyError, SpecError) with a one-line reason."""
     from clawfleet.policy import load_file
     from clawfleet.sandbox import environment

@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from clawfleet.sandbox import _sys, cgroups, landlock, namespaces, seccomp_filter
 from clawfleet.sandbox.spec import SANDBOX_WORKDIR, SandboxSpec
@@ -85,7 +86,9 @@ class Launcher:
     waits for it to return. An exception from the hook aborts the start (exit 125).
     """
 
-    def __init__(self, spec: SandboxSpec, on_netns_ready: NetnsHook | None = None, warn=None) -> None:
+    def __init__(
+        self, spec: SandboxSpec, on_netns_ready: NetnsHook | None = None, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.spec = spec
         self.on_netns_ready = on_netns_ready
         self.warn = warn or (lambda msg: print(f"clawfleet sandbox: WARNING: {msg}", file=sys.stderr))
@@ -143,7 +146,9 @@ class Launcher:
             with contextlib.suppress(OSError):
                 cgroup.destroy()
 
-    def _fork_and_wait(self, plan, sc_filter, workdir_id: tuple[int, int], cgroup: cgroups.Cgroup) -> int:
+    def _fork_and_wait(
+        self, plan: landlock.Plan, sc_filter: Any, workdir_id: tuple[int, int], cgroup: cgroups.Cgroup
+    ) -> int:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -191,7 +196,7 @@ class Launcher:
         return _exit_code(status)
 
     def _forward_signals(self, pid: int) -> Callable[[], None]:
-        def forward(signum, _frame):
+        def forward(signum: int, _frame: object) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
@@ -243,7 +248,7 @@ def _exit_code(status: int) -> int:
 # They never return: each ends in os._exit or exec. Errors go to the status pipe as "<code> <reason>".
 
 
-def _child(status_w: int, stage, *args) -> None:
+def _child(status_w: int, stage: Callable[..., None], *args: Any) -> None:
     try:
         stage(*args)
         code, reason = EXIT_SETUP, "internal error: stage returned"
@@ -276,7 +281,16 @@ def _die_with_parent(parent: int | None = None, lifeline: int = -1) -> None:
         os.close(lifeline)
 
 
-def _stage1(spec, plan, sc_filter, workdir_id, cgroup, supervisor, sync, status_w) -> None:
+def _stage1(
+    spec: SandboxSpec,
+    plan: landlock.Plan,
+    sc_filter: Any,
+    workdir_id: tuple[int, int],
+    cgroup: cgroups.Cgroup,
+    supervisor: int,
+    sync: tuple[int, int],
+    status_w: int,
+) -> None:
     ready_w, go_r = sync
     _die_with_parent(supervisor)
     os.setpgid(0, 0)  # terminal signals reach only the supervisor, which forwards them once
@@ -302,7 +316,9 @@ def _stage1(spec, plan, sc_filter, workdir_id, cgroup, supervisor, sync, status_
     _relay(pid, reap_all=False)
 
 
-def _stage2(spec, plan, sc_filter, workdir_id, lifeline, status_w) -> None:
+def _stage2(
+    spec: SandboxSpec, plan: landlock.Plan, sc_filter: Any, workdir_id: tuple[int, int], lifeline: int, status_w: int
+) -> None:
     _die_with_parent(lifeline=lifeline)
     paths = namespaces.plan_paths(spec.read_only, spec.read_write, spec.uid, spec.gid)  # on the host's root
     skipped = namespaces.build_root(spec.workdir, workdir_id, paths, spec.hostname, spec.tmp_max)
@@ -325,7 +341,7 @@ def _forward_to_child() -> list[int]:
     """Install handlers that forward FORWARDED_SIGNALS to ``target[0]`` once the caller has set it."""
     target = [0]
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: object) -> None:
         if target[0] > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(target[0], signum)
@@ -351,7 +367,7 @@ def _relay(pid: int, reap_all: bool) -> None:
             os._exit(_exit_code(status))
 
 
-def _stage3(spec: SandboxSpec, plan: landlock.Plan, paths: namespaces.PathPlan, sc_filter, status_w: int) -> None:
+def _stage3(spec: SandboxSpec, plan: landlock.Plan, paths: namespaces.PathPlan, sc_filter: Any, status_w: int) -> None:
     os.setsid()  # no controlling terminal: TIOCSTI has nothing to push into (seccomp denies it too)
     os.chdir(SANDBOX_WORKDIR)
     ruleset_fd = -1
@@ -365,7 +381,7 @@ def _stage3(spec: SandboxSpec, plan: landlock.Plan, paths: namespaces.PathPlan, 
     confine_and_exec(spec, ruleset_fd, sc_filter)
 
 
-def confine_and_exec(spec: SandboxSpec, ruleset_fd: int, sc_filter) -> None:
+def confine_and_exec(spec: SandboxSpec, ruleset_fd: int, sc_filter: Any) -> None:
     """Become the sandbox user with no capabilities, no_new_privs, the Landlock ruleset and the seccomp filter,
     then exec ``spec.argv``. Shared by the sandbox's own start and ``clawfleet sandbox connect``."""
     with open("/proc/sys/kernel/cap_last_cap") as f:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+from typing import Any
 
 from clawfleet.sandbox import _sys
 
@@ -75,7 +76,7 @@ _ABSENT = {"aarch64": frozenset({"uselib", "iopl", "ioperm", "modify_ldt"})}
 _FAMILIES_DENIED_EQ = tuple(f for f in range(AF_NETLINK) if f not in (AF_UNIX, AF_INET, AF_INET6))
 
 
-def build(machine: str | None = None):
+def build(machine: str | None = None) -> Any:
     """Return the pyseccomp filter object (not loaded).
 
     ``machine`` builds the filter for another supported architecture instead of the running one (to
@@ -99,7 +100,7 @@ def build(machine: str | None = None):
 
     absent = _ABSENT.get(machine, frozenset())
 
-    def rule(action: int, name: str, *args) -> None:
+    def rule(action: int, name: str, *args: Any) -> None:
         if sc.resolve_syscall(arch, name) < 0:
             if name in absent:
                 return  # the architecture has no such syscall
@@ -107,7 +108,7 @@ def build(machine: str | None = None):
             raise _sys.KernelError(0, f"libseccomp does not know {name!r}: upgrade libseccomp2 (>= 2.5)")
         f.add_rule(action, name, *args)
 
-    def masked(arg: int, value: int, mask: int = _LOW32):
+    def masked(arg: int, value: int, mask: int = _LOW32) -> Any:
         return sc.Arg(arg, sc.MASKED_EQ, mask, value)
 
     for name in DENIED:
@@ -155,7 +156,7 @@ def build(machine: str | None = None):
     return f
 
 
-def _known(sc, arch: int, nr: int) -> bool:
+def _known(sc: Any, arch: int, nr: int) -> bool:
     try:
         sc.resolve_syscall(arch, nr)
     except ValueError:  # pyseccomp: "Unknown syscall N on arch A"
@@ -182,6 +183,6 @@ def _namespace_flags() -> tuple[int, ...]:
     return tuple(bit for bit in (1 << i for i in range(32)) if bit & _sys.CLONE_NEW_ALL)
 
 
-def load(seccomp_filter) -> None:
+def load(seccomp_filter: Any) -> None:
     """Load (last step before exec); requires no_new_privs, which the launcher set earlier."""
     seccomp_filter.load()
