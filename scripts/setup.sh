@@ -17,6 +17,11 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 
+# The clone is also the collection clawfleet.fleet (galaxy.yml): roles call its filters by FQCN, so Ansible must
+# find the collection when it runs from the clone too. ansible.cfg searches .cache/collections-dev first.
+mkdir -p .cache/collections-dev/ansible_collections/clawfleet
+ln -sfn ../../../.. .cache/collections-dev/ansible_collections/clawfleet/fleet
+
 stamp=.venv/.clawfleet-deps
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

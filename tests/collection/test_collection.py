@@ -119,3 +119,23 @@ def test_no_role_embeds_plugins_that_a_collection_would_not_load():
     plugin_dirs = ("filter_plugins", "library", "module_utils", "lookup_plugins", "action_plugins", "test_plugins")
     embedded = [str(p.relative_to(ROOT)) for d in plugin_dirs for p in (ROOT / "roles").glob(f"*/{d}")]
     assert embedded == []
+
+
+def test_roles_and_playbooks_call_the_collection_filters_by_fqcn():
+    """Inside an installed collection Ansible resolves filters only by FQCN (short names work from the clone's
+    filter_plugins/ alone), so every call must read clawfleet.fleet.NAME."""
+    import re
+
+    defined: set[str] = set()
+    for plugin in (ROOT / "filter_plugins").glob("*.py"):
+        block = re.search(r"def filters\(self\)[^{]*\{(.*?)\}", plugin.read_text(), re.S)
+        assert block, plugin
+        defined |= set(re.findall(r'"([a-z_0-9]+)"\s*:', block.group(1)))
+    assert "clawfleet_policy_merge" in defined
+    short = re.compile(r"(?<![\w.])(" + "|".join(sorted(defined)) + r")\b")
+    offenders = []
+    for folder in ("roles", "playbooks"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".yml", ".yaml", ".j2") and short.search(path.read_text()):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
