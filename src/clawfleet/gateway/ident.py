@@ -141,6 +141,7 @@ class Identifier:
     stop_at_ns_init: bool = True
     cache_tables: bool = True
     _members: list[int] = field(default_factory=list)
+    _membership: dict[tuple[int, int], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         base = f"/proc/{self.netns_pid}" if self.netns_pid else "/proc/self"
@@ -171,28 +172,40 @@ class Identifier:
         return int(line[8])
 
     # -- owners --------------------------------------------------------------------------------------
-    def _refresh_members(self) -> None:
-        members = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
+    def _refresh_members(self, fresh: bool = False) -> None:
+        """The namespace's processes, listed anew each time: a cached list would miss a holder started since,
+        and a socket passed to a fresh process would then be judged by the older holder alone. Membership
+        is remembered per (pid, inode of /proc/<pid>): a reused pid comes with a new /proc inode, so only
+        processes not seen before cost a stat (the listing alone is one getdents per ~100 processes)."""
+        known = {} if fresh else self._membership
+        seen: dict[tuple[int, int], bool] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
                 continue
-            try:
-                if os.stat(f"/proc/{name}/ns/net").st_ino == self._netns_ino:
-                    members.append(int(name))
-            except OSError:
-                continue
-        members.sort(reverse=True)  # newest first: the caller is usually a fresh process
-        self._members = members
+            key = (int(entry.name), entry.inode())
+            member = known.get(key)
+            if member is None:
+                try:
+                    member = os.stat(f"/proc/{entry.name}/ns/net").st_ino == self._netns_ino
+                except OSError:
+                    continue
+            seen[key] = member
+        self._membership = seen
+        # newest first: the caller is usually a fresh process
+        self._members = sorted((pid for (pid, _ino), member in seen.items() if member), reverse=True)
 
     def owners_of(self, inode: int) -> list[int]:
         """Every process of the namespace holding the socket in any task's fd table (all of them: a shared
-        socket is refused unless every holder runs the same executable). The namespace's members are listed
-        anew each time (one stat per process on the host): a cached list would miss a holder started since,
-        and a socket passed to a fresh process would then be judged by the older holder alone."""
+        socket is refused unless every holder runs the same executable). When none is found, membership is
+        read again from scratch (a process that joined the namespace with setns keeps its pid)."""
         me = os.getpid()
         with self._lock:
             self._refresh_members()
-            return self.tables.holders(inode, [pid for pid in self._members if pid != me])
+            found = self.tables.holders(inode, [pid for pid in self._members if pid != me])
+            if not found:
+                self._refresh_members(fresh=True)
+                found = self.tables.holders(inode, [pid for pid in self._members if pid != me])
+            return found
 
     # -- whole answer --------------------------------------------------------------------------------
     def ancestors(self, pid: int) -> tuple[str, ...]:
