@@ -24,13 +24,19 @@ import os
 __all__ = ["FdTables"]
 
 
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): no buffered file object per small read
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def _stamp(task_dir: str) -> tuple[bytes, bytes, bytes] | None:
     """(start time, CPU ns, timeslices) of a task that is not runnable now; None: re-read its table."""
     try:
-        with open(f"{task_dir}/stat", "rb") as f:
-            stat = f.read()
-        with open(f"{task_dir}/schedstat", "rb") as f:
-            sched = f.read().split()
+        stat = _read(f"{task_dir}/stat")
+        sched = _read(f"{task_dir}/schedstat").split()
     except OSError:
         return None
     rest = stat[stat.rfind(b")") + 2 :].split()
