@@ -416,3 +416,43 @@ def test_loopback_granted_to_curl_reaches_its_rule_only(make_gateway, origins):
     paths = [s["path"] for s in origins["http"].seen]
     assert "/a/tunnel" in paths and "/a/abs" in paths
     assert "/b/tunnel" not in paths and "/b/abs" not in paths
+
+
+# -- identification off the event loop (finding 4 of issue 14) -----------------------------------------------
+
+
+def test_slow_identification_blocks_neither_the_loop_nor_another_sandbox(gw, origins):
+    """Sandbox A's identification hangs (a huge fd load, say) in its identifier's thread; sandbox B, served by the
+    same event loop, still gets its answer. Before, identification ran on the loop and B waited for A."""
+    import asyncio
+    import threading
+
+    from clawfleet.gateway.ident import Caller, Identifier
+    from clawfleet.gateway.proxy import Gateway
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Stuck(Identifier):
+        def identify(self, peer, local):
+            entered.set()
+            release.wait(30)
+            return Caller(pid=1, exe="/usr/bin/curl", owners=((1, "/usr/bin/curl"),))
+
+    sandbox_a = Gateway(gw.config, gw.holder, gw.log, Stuck(stop_at_ns_init=False).identify_async, gw.ca)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port_a = lsock.getsockname()[1]
+    asyncio.run_coroutine_threadsafe(sandbox_a.serve_socket(lsock), gw.loop).result(5)
+    try:
+        a = socket.create_connection(("127.0.0.1", port_a), timeout=30)
+        a.sendall(f"CONNECT pass.test:{origins['https'].port} HTTP/1.1\r\nHost: pass.test\r\n\r\n".encode())
+        assert entered.wait(10)
+        status, _, _ = https(gw, origins, "GET", "/ok/while-a-is-stuck")  # sandbox B, same loop
+        assert status == 200 and not release.is_set()
+        release.set()
+        assert a.recv(100).startswith(b"HTTP/1.1 200")
+        a.close()
+    finally:
+        release.set()
+        asyncio.run_coroutine_threadsafe(sandbox_a.close(), gw.loop).result(10)
