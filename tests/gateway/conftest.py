@@ -66,9 +66,9 @@ class LiveGateway:
         self.resolved: list[str] = []
         orig_resolve = self.gateway.resolve
 
-        async def resolve(host, port, d):
+        async def resolve(host, port, d, *caller):
             self.resolved.append(host)
-            return await orig_resolve(host, port, d)
+            return await orig_resolve(host, port, d, *caller)
 
         self.gateway.resolve = resolve  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()

@@ -350,3 +350,109 @@ network_policies:
         tls.sendall(b"hello frames")
         assert tls.recv(4096) == b"HELLO FRAMES"
     srv.close()
+
+
+# -- allowed_ips belongs to the rule that allowed the caller (finding 2 of issue 14) -----------------------
+
+
+def _loopback_for_curl_policy(port: int) -> str:
+    """curl may reach localhost:PORT on loopback; python3 is allowed the same host:port without allowed_ips;
+    a second curl rule allows more paths there, also without allowed_ips."""
+    return f"""\
+version: 1
+network_policies:
+  curl_local:
+    name: curl_local
+    endpoints:
+      - host: localhost
+        port: {port}
+        allowed_ips: [127.0.0.1/32]
+        protocol: rest
+        rules: [{{allow: {{method: GET, path: "/a/**"}}}}]
+    binaries: [{{path: /usr/bin/curl}}]
+  curl_wide:
+    name: curl_wide
+    endpoints:
+      - host: localhost
+        port: {port}
+        protocol: rest
+        rules: [{{allow: {{method: GET, path: "/b/**"}}}}]
+    binaries: [{{path: /usr/bin/curl}}]
+  python_local:
+    name: python_local
+    endpoints: [{{host: localhost, port: {port}}}]
+    binaries: [{{path: /usr/bin/python3.11}}]
+"""
+
+
+def test_loopback_granted_to_curl_is_not_lent_to_python(make_gateway, origins):
+    port = origins["http"].port
+    gw = make_gateway(policy_text=_loopback_for_curl_policy(port))
+    gw.binary = "/usr/bin/python3.11"
+    sock, status, body = connect(gw, f"localhost:{port}")
+    sock.close()
+    assert status == 403 and "is not granted (allowed_ips)" in json.loads(body)["reason"]
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        status, _, body = request(sock, "GET", f"http://localhost:{port}/a/x", f"localhost:{port}")
+    assert status == 403 and "is not granted (allowed_ips)" in json.loads(body)["reason"]
+    assert not any(s["path"] == "/a/x" for s in origins["http"].seen)
+
+
+def test_loopback_granted_to_curl_reaches_its_rule_only(make_gateway, origins):
+    """The allowed twin (curl, the rule that grants loopback), and a request allowed only by curl's rule
+    without the grant is refused on the loopback connection, in a tunnel and in absolute form."""
+    port = origins["http"].port
+    gw = make_gateway(policy_text=_loopback_for_curl_policy(port))
+    sock, status, _ = connect(gw, f"localhost:{port}")
+    assert status == 200
+    with sock:
+        assert request(sock, "GET", "/a/tunnel", f"localhost:{port}")[0] == 200
+        status, _, body = request(sock, "GET", "/b/tunnel", f"localhost:{port}")
+    assert status == 403 and "is not granted (allowed_ips)" in json.loads(body)["reason"]
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        assert request(sock, "GET", f"http://localhost:{port}/a/abs", f"localhost:{port}")[0] == 200
+        status, _, body = request(sock, "GET", f"http://localhost:{port}/b/abs", f"localhost:{port}")
+    assert status == 403 and "is not granted (allowed_ips)" in json.loads(body)["reason"]
+    paths = [s["path"] for s in origins["http"].seen]
+    assert "/a/tunnel" in paths and "/a/abs" in paths
+    assert "/b/tunnel" not in paths and "/b/abs" not in paths
+
+
+# -- identification off the event loop (finding 4 of issue 14) -----------------------------------------------
+
+
+def test_slow_identification_blocks_neither_the_loop_nor_another_sandbox(gw, origins):
+    """Sandbox A's identification hangs (a huge fd load, say) in its identifier's thread; sandbox B, served by the
+    same event loop, still gets its answer. Before, identification ran on the loop and B waited for A."""
+    import asyncio
+    import threading
+
+    from clawfleet.gateway.ident import Caller, Identifier
+    from clawfleet.gateway.proxy import Gateway
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Stuck(Identifier):
+        def identify(self, peer, local):
+            entered.set()
+            release.wait(30)
+            return Caller(pid=1, exe="/usr/bin/curl", owners=((1, "/usr/bin/curl"),))
+
+    sandbox_a = Gateway(gw.config, gw.holder, gw.log, Stuck(stop_at_ns_init=False).identify_async, gw.ca)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port_a = lsock.getsockname()[1]
+    asyncio.run_coroutine_threadsafe(sandbox_a.serve_socket(lsock), gw.loop).result(5)
+    try:
+        a = socket.create_connection(("127.0.0.1", port_a), timeout=30)
+        a.sendall(f"CONNECT pass.test:{origins['https'].port} HTTP/1.1\r\nHost: pass.test\r\n\r\n".encode())
+        assert entered.wait(10)
+        status, _, _ = https(gw, origins, "GET", "/ok/while-a-is-stuck")  # sandbox B, same loop
+        assert status == 200 and not release.is_set()
+        release.set()
+        assert a.recv(100).startswith(b"HTTP/1.1 200")
+        a.close()
+    finally:
+        release.set()
+        asyncio.run_coroutine_threadsafe(sandbox_a.close(), gw.loop).result(10)

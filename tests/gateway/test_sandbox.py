@@ -488,3 +488,77 @@ def test_learn_mode_round_trip(box, world):
         python3 -c 'import urllib.request; urllib.request.urlopen("https://origin.test:{e}/ok/a")' 2>/dev/null; echo $?
     """)
     assert proc.stdout.split() == ["200", "403", "1"], proc
+
+
+BORROW = Path(__file__).with_name("borrow_socket.py")
+
+
+def test_socket_borrowed_through_a_private_fd_table_is_refused(box, world):
+    """python3 (not allowed plain.test) lets curl inherit its proxy socket and hides its own copy in a
+    thread's private fd table (unshare(CLONE_FILES)): before every task's table was read it passed as curl
+    (CONNECT 200). Refused now, as is a socket both hold openly; a fork of the same binary still works."""
+    box.write_policy(std_policy(world))
+    p, y = world["plain"].port, world["pypi"].port
+    shutil.copy(BORROW, box.work / "borrow_socket.py")
+    proc = box.sh(f"""
+        port=${{HTTP_PROXY##*:}}
+        curl -s -o /dev/null -w '%{{http_code}}\\n' http://plain.test:{p}/r
+        python3 /sandbox/borrow_socket.py hide "$port" plain.test:{p}
+        python3 /sandbox/borrow_socket.py share "$port" plain.test:{p}
+        python3 /sandbox/borrow_socket.py fork "$port" pypi.test:{y}
+    """)
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "200", proc
+    hide, share, fork = (json.loads(x) for x in lines[1:4])
+    assert hide["unshare"] is None and hide["status"].startswith("HTTP/1.1 403"), proc
+    assert share["status"].startswith("HTTP/1.1 403") and fork["status"].startswith("HTTP/1.1 200"), proc
+    refused = [r for r in box.records() if r.get("kind") == "connect" and r["action"] == "deny"]
+    assert len(refused) == 2 and all("held by different executables" in r["reason"] for r in refused)
+    assert all(r["binary"] is None for r in refused)
+    allowed = [r for r in box.records() if r.get("kind") == "connect" and r["action"] == "allow"]
+    assert {r["binary"] for r in allowed if r["host"] == "plain.test"} <= {"/usr/bin/curl"}
+    assert {r["binary"] for r in allowed if r["host"] == "pypi.test"} == {os.path.realpath("/usr/bin/python3")}
+
+
+def test_loopback_granted_to_curl_not_lent_to_python(box, world):
+    """allowed_ips of curl's rule for localhost:PORT must not open the host's loopback to python3, which
+    another rule allows the same host:port without allowed_ips (CONNECT was 200 before)."""
+    p = world["plain"].port
+    box.write_policy(f"""\
+    curl_local:
+      name: curl_local
+      endpoints:
+        - host: localhost
+          port: {p}
+          allowed_ips: [127.0.0.1/32]
+      binaries: [{{path: /usr/bin/curl}}]
+    python_local:
+      name: python_local
+      endpoints: [{{host: localhost, port: {p}}}]
+      binaries: [{{path: "/usr/bin/python3*"}}]
+    """)
+    code = f"""
+import json, os, socket
+port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+def ask(text):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(text.encode())
+        return s.recv(200).split(b" ")[1].decode()
+print(json.dumps([ask("CONNECT localhost:{p} HTTP/1.1\\r\\nHost: localhost:{p}\\r\\n\\r\\n"),
+                  ask("GET http://localhost:{p}/py HTTP/1.1\\r\\nHost: localhost:{p}\\r\\n\\r\\n")]))
+"""
+    (box.work / "ask.py").write_text(code)
+    proc = box.sh(f"""
+        curl -s -o /dev/null -w '%{{http_code}}\\n' --noproxy '' -x "$HTTP_PROXY" http://localhost:{p}/curl
+        curl -s -o /dev/null -w '%{{http_code}}\\n' --noproxy '' -p -x "$HTTP_PROXY" http://localhost:{p}/curl-tunnel
+        python3 /sandbox/ask.py
+    """)
+    lines = proc.stdout.strip().splitlines()
+    assert lines[:2] == ["200", "200"], proc
+    assert json.loads(lines[2]) == ["403", "403"], proc
+    paths = [s["path"] for s in world["plain"].seen]
+    assert "/curl" in paths and "/curl-tunnel" in paths and "/py" not in paths
+    refused = [r for r in box.records() if r.get("event") == "address_refused"]
+    assert len(refused) == 2 and all("is not granted (allowed_ips)" in r["reason"] for r in refused)
+    assert all("127.0.0.1" in r["addresses"] for r in refused)
+    assert {r["binary"] for r in refused} == {os.path.realpath("/usr/bin/python3")}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import os
 import socket
 import ssl
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import h11
 import pytest
@@ -17,7 +21,8 @@ from hypothesis import strategies as st
 from clawfleet.gateway.addr import TargetError, guard_ip, normalize_host, parse_absolute, parse_authority
 from clawfleet.gateway.ca import SandboxCA
 from clawfleet.gateway.config import SecretBinding, Secrets
-from clawfleet.gateway.ident import Identifier, IdentityError
+from clawfleet.gateway.fdtables import FdTables
+from clawfleet.gateway.ident import Caller, Identifier, IdentityError
 
 
 @pytest.mark.parametrize(
@@ -181,3 +186,106 @@ def test_sha256_pins_trust_on_first_use(tmp_path):
     pins.pins["/usr/bin/thing"] = "0" * 64
     assert "pinned" in pins.check(os.getpid(), "/usr/bin/thing")[1]
     assert HashPins(str(tmp_path / "pins.json")).pins  # persisted
+
+
+# -- who holds the socket: every task's table, one executable ------------------------------------------------
+
+BORROW = str(Path(__file__).with_name("borrow_socket.py"))
+
+
+def _wait_blocked(pid: int) -> None:
+    """Until the process sleeps (blocked reading stdin), so its CPU time stops moving."""
+    for _ in range(500):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"S":
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never blocked")
+
+
+def _borrow(mode: str, identifier: Identifier, before=None):
+    """Run borrow_socket.py MODE against a plain listener here; identify its connection as the proxy would.
+    Returns (Caller or IdentityError, the helper's JSON)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(30)
+    proc = subprocess.Popen([sys.executable, BORROW, mode, str(srv.getsockname()[1]), "origin.test:443"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        if before is not None:
+            before(proc)
+        conn, peer = srv.accept()
+        try:
+            result = identifier.identify(peer, conn.getsockname())
+        except IdentityError as exc:
+            result = exc
+        conn.sendall(b"HTTP/1.1 200 identified\r\n\r\n")
+        conn.close()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        srv.close()
+    return result, json.loads(out.strip().splitlines()[-1])
+
+
+def test_socket_hidden_in_a_threads_private_fd_table_is_found():
+    """A thread's unshare(CLONE_FILES) copy is not in /proc/<tgid>/fd: without reading every task's table,
+    curl (which only inherited the socket) would be the sole holder, and python3 would pass as curl."""
+    result, out = _borrow("hide", Identifier(stop_at_ns_init=False))
+    assert out == {"unshare": None, "status": "HTTP/1.1 200 identified"}
+    assert isinstance(result, IdentityError), result
+    assert "different executables" in str(result) and "/usr/bin/curl" in str(result)
+    assert os.path.realpath(sys.executable) in str(result)
+
+
+def test_socket_shared_by_two_binaries_refused():
+    result, _ = _borrow("share", Identifier(stop_at_ns_init=False))
+    assert isinstance(result, IdentityError) and "different executables" in str(result)
+
+
+def test_socket_shared_with_a_forked_child_of_the_same_binary_identified():
+    """The allowed twin: a fork that inherits the connection runs the same executable."""
+    result, out = _borrow("fork", Identifier(stop_at_ns_init=False))
+    assert out["status"] == "HTTP/1.1 200 identified"
+    assert isinstance(result, Caller), result
+    assert result.exe == os.path.realpath(sys.executable) and len(result.owners) == 2
+
+
+def test_cached_fd_table_of_an_idle_process_is_reread_once_it_runs():
+    """The cache keeps an idle task's table; the attacker reads as idle first, then creates the socket, hands
+    it to curl and connects: its stale entry must not hide it."""
+    identifier = Identifier(stop_at_ns_init=False)
+
+    def warm(proc) -> None:
+        _wait_blocked(proc.pid)  # python3 blocked on stdin, its table without the socket
+        identifier.tables.holders(0, [proc.pid])
+        assert (proc.pid, proc.pid) in identifier.tables._tables  # cached while idle
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+    result, _ = _borrow("stale", identifier, before=warm)
+    assert isinstance(result, IdentityError) and "different executables" in str(result)
+
+
+def test_idle_tables_are_not_reread():
+    """Identification cost does not grow with the fds of processes that did not run: 1,000 fds held by an
+    idle process are read once, not per connection."""
+    code = "import os,sys\nfds=[os.open('/dev/null',os.O_RDONLY) for _ in range(1000)]\nprint(1,flush=True)\n"
+    code += "sys.stdin.readline()"
+    idle = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        idle.stdout.readline()
+        _wait_blocked(idle.pid)
+        tables = FdTables()
+        assert tables.holders(1, [idle.pid]) == [] and tables.reads == 1
+        for _ in range(5):
+            tables.holders(1, [idle.pid])
+        assert tables.reads == 1
+        uncached = FdTables(cache=False)
+        for _ in range(3):
+            uncached.holders(1, [idle.pid])
+        assert uncached.reads == 3
+    finally:
+        idle.kill()
+        idle.wait()

@@ -149,7 +149,7 @@ class AttachedGateway:
         except OSError as exc:
             self.log.write({"event": "attach_failed", "netns_pid": pid, "error": str(exc)})
             return
-        self.gateway.identify = Identifier(netns_pid=pid, pins=self.pins).identify
+        self.gateway.identify = Identifier(netns_pid=pid, pins=self.pins).identify_async
         self._server = await self.gateway.serve_socket(sock)
         self.attached_pid = pid
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,

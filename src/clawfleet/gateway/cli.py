@@ -126,7 +126,7 @@ def _proxy(args: argparse.Namespace) -> int:
             f.write(ca.cert_pem)
     where = parse_authority(args.listen)
     identifier = Identifier(netns_pid=None, stop_at_ns_init=False)
-    gateway = Gateway(config, holder, log, identifier.identify, ca)
+    gateway = Gateway(config, holder, log, identifier.identify_async, ca)
 
     async def main() -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in where.host else socket.AF_INET, socket.SOCK_STREAM)

@@ -122,7 +122,7 @@ class EmbeddedGateway:
         """``Launcher(on_netns_ready=...)``: listen inside the sandbox's namespace, identify callers there."""
         sock = listen_in_netns(pid, self.config.listen_port)
         self.identifier = Identifier(netns_pid=pid, pins=self.pins)
-        self.gateway.identify = self.identifier.identify
+        self.gateway.identify = self.identifier.identify_async
         asyncio.run_coroutine_threadsafe(self.gateway.serve_socket(sock), self.loop).result(10)
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip

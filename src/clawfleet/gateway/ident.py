@@ -1,9 +1,15 @@
 """Who is calling: the kernel's answer, never the caller's.
 
 connection 4-tuple -> ``/proc/<netns pid>/net/tcp{,6}`` (the sandbox's network-namespace view) -> socket
-inode -> the processes holding ``socket:[inode]`` in ``/proc/<pid>/fd`` (only processes in that network
-namespace are scanned, most recent owners first) -> ``/proc/<pid>/exe`` and the ancestor chain up to, not
+inode -> the processes holding ``socket:[inode]`` in the fd table of any of their tasks (only processes in
+that network namespace; :mod:`.fdtables`) -> ``/proc/<pid>/exe`` and the ancestor chain up to, not
 including, the sandbox's init (PID 1 of its PID namespace: the clawfleet supervisor stage).
+
+A socket held by processes running different executables (path or file) is refused: any holder can write
+the request, so no single identity is true for it. Holders running the same executable are judged with the
+ancestors they all share. Identification runs off the event loop, one at a time per sandbox, in the
+identifier's own thread (:meth:`Identifier.identify_async`), so a slow scan in one sandbox delays only that
+sandbox's new connections.
 
 Binaries can be pinned by SHA-256 (trust on first use): the first hash seen for a path is remembered
 (optionally in a JSON file); a different hash for the same path later is reported as a mismatch.
@@ -11,15 +17,17 @@ Binaries can be pinned by SHA-256 (trust on first use): the first hash seen for 
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
 import os
 import socket
 import struct
 import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+from .fdtables import FdTables
 
 __all__ = ["Caller", "HashPins", "Identifier", "IdentityError"]
 
@@ -55,6 +63,12 @@ def _hex_addr(ip: str, port: int) -> str:
 def _exe(pid: int) -> str:
     path = os.readlink(f"/proc/{pid}/exe")
     return path.removesuffix(" (deleted)")
+
+
+def _exe_file(pid: int) -> tuple[int, int]:
+    """(device, inode) of the running executable: two files can show the same path (a deleted binary)."""
+    st = os.stat(f"/proc/{pid}/exe")
+    return st.st_dev, st.st_ino
 
 
 def _status(pid: int) -> tuple[int, int]:
@@ -119,18 +133,26 @@ class Identifier:
     """Identify callers of sockets in the network namespace of ``netns_pid`` (None: our own namespace).
 
     ``stop_at_ns_init``: end the ancestor chain below the PID namespace's init (the sandbox supervisor).
+    ``cache_tables``: keep fd tables of tasks that have not run since they were read (:mod:`.fdtables`).
     """
 
     netns_pid: int | None = None
     pins: HashPins | None = None
     stop_at_ns_init: bool = True
+    cache_tables: bool = True
     _members: list[int] = field(default_factory=list)
-    _members_at: float = 0.0
+    _membership: dict[tuple[int, int], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         base = f"/proc/{self.netns_pid}" if self.netns_pid else "/proc/self"
         self._tcp = (f"{base}/net/tcp", f"{base}/net/tcp6")
         self._netns_ino = os.stat(f"{base}/ns/net").st_ino
+        self.tables = FdTables(cache=self.cache_tables)
+        self._lock = threading.Lock()
+        # One thread per sandbox: its identifications queue behind each other, never behind another
+        # sandbox's (the loop's default executor is shared, and DNS uses it). The thread ends when the
+        # identifier is dropped (ThreadPoolExecutor's workers exit once their executor is collected).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfleet-ident")
 
     # -- socket inode ------------------------------------------------------------------------------
     def inode_for(self, peer: tuple[str, int], local: tuple[str, int]) -> int:
@@ -150,47 +172,40 @@ class Identifier:
         return int(line[8])
 
     # -- owners --------------------------------------------------------------------------------------
-    def _refresh_members(self) -> None:
-        members = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
+    def _refresh_members(self, fresh: bool = False) -> None:
+        """The namespace's processes, listed anew each time: a cached list would miss a holder started since,
+        and a socket passed to a fresh process would then be judged by the older holder alone. Membership
+        is remembered per (pid, inode of /proc/<pid>): a reused pid comes with a new /proc inode, so only
+        processes not seen before cost a stat (the listing alone is one getdents per ~100 processes)."""
+        known = {} if fresh else self._membership
+        seen: dict[tuple[int, int], bool] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
                 continue
-            try:
-                if os.stat(f"/proc/{name}/ns/net").st_ino == self._netns_ino:
-                    members.append(int(name))
-            except OSError:
-                continue
-        members.sort(reverse=True)  # newest first: the caller is usually a fresh process
-        self._members = members
-        self._members_at = time.monotonic()
-
-    @staticmethod
-    def _holds(pid: int, target: str) -> bool:
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            names = os.listdir(fd_dir)
-        except OSError:
-            return False
-        for fd in names:
-            try:
-                if os.readlink(f"{fd_dir}/{fd}") == target:
-                    return True
-            except OSError:
-                continue
-        return False
+            key = (int(entry.name), entry.inode())
+            member = known.get(key)
+            if member is None:
+                try:
+                    member = os.stat(f"/proc/{entry.name}/ns/net").st_ino == self._netns_ino
+                except OSError:
+                    continue
+            seen[key] = member
+        self._membership = seen
+        # newest first: the caller is usually a fresh process
+        self._members = sorted((pid for (pid, _ino), member in seen.items() if member), reverse=True)
 
     def owners_of(self, inode: int) -> list[int]:
-        """Every process of the namespace holding the socket (all of them: a shared socket is judged by the
-        most restrictive owner). The member list is cached briefly and rescanned when no owner is found."""
-        target = f"socket:[{inode}]"
+        """Every process of the namespace holding the socket in any task's fd table (all of them: a shared
+        socket is refused unless every holder runs the same executable). When none is found, membership is
+        read again from scratch (a process that joined the namespace with setns keeps its pid)."""
         me = os.getpid()
-        if time.monotonic() - self._members_at > 0.5:
+        with self._lock:
             self._refresh_members()
-        found = [pid for pid in self._members if pid != me and self._holds(pid, target)]
-        if not found:
-            self._refresh_members()
-            found = [pid for pid in self._members if pid != me and self._holds(pid, target)]
-        return found
+            found = self.tables.holders(inode, [pid for pid in self._members if pid != me])
+            if not found:
+                self._refresh_members(fresh=True)
+                found = self.tables.holders(inode, [pid for pid in self._members if pid != me])
+            return found
 
     # -- whole answer --------------------------------------------------------------------------------
     def ancestors(self, pid: int) -> tuple[str, ...]:
@@ -207,20 +222,35 @@ class Identifier:
             ppid = nxt
         return tuple(chain)
 
+    async def identify_async(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
+        """:meth:`identify` in this identifier's own thread (the event loop keeps serving meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.identify, peer, local)
+
     def identify(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
         try:
             inode = self.inode_for(peer, local)
             pids = self.owners_of(inode)
             if not pids:
                 raise IdentityError(f"no process holds socket inode {inode} (caller exited or hid it)")
-            owners = []
+            holders = []
             for pid in pids:
-                with contextlib.suppress(OSError):
-                    owners.append((pid, _exe(pid)))
-            if not owners:
+                try:
+                    holders.append((pid, _exe(pid), _exe_file(pid), self.ancestors(pid)))
+                except OSError:
+                    continue  # exited meanwhile: it no longer holds the socket
+            if not holders:
                 raise IdentityError("the caller exited before it could be identified")
-            pid, exe = owners[0]
-            anc = self.ancestors(pid)
+            pid, exe, exe_file, anc = holders[0]
+            others = sorted({f"{e} (pid {p})" for p, e, f, _ in holders if (e, f) != (exe, exe_file)})
+            if others:
+                raise IdentityError(
+                    f"socket inode {inode} is held by different executables: {exe} (pid {pid}), "
+                    + ", ".join(others)
+                    + "; any of them can write to it, so the connection is refused"
+                )
+            for _p, _e, _f, other_anc in holders[1:]:  # the same binary: judged by the ancestors all share
+                anc = tuple(a for a in anc if a in other_anc)
+            owners = tuple((p, e) for p, e, _f, _a in holders)
         except OSError as exc:
             raise IdentityError(f"identification failed: {exc}") from None
         sha = err = None
@@ -229,4 +259,4 @@ class Identifier:
                 sha, err = self.pins.check(pid, exe)
             except OSError as exc:
                 raise IdentityError(f"cannot hash {exe}: {exc}") from None
-        return Caller(pid, exe, anc, tuple(owners), sha, err)
+        return Caller(pid, exe, anc, owners, sha, err)

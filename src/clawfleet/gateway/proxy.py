@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
@@ -35,9 +36,10 @@ import h11
 from clawfleet.policy import Decision
 from clawfleet.policy.matching import normalize_request_host
 
-from .addr import Target, TargetError, guard_ip, is_ip_literal, parse_absolute, parse_authority
+from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_authority
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
+from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .reload import PolicyHolder
@@ -277,6 +279,11 @@ class _Relay:
                     side.transport.close()
 
 
+def _peer_ip(stream: Stream) -> str | None:
+    peer = stream.writer.get_extra_info("peername")
+    return str(peer[0]) if peer else None
+
+
 def _hdr(headers, name: bytes) -> bytes | None:
     for k, v in headers:
         if k == name:
@@ -300,7 +307,7 @@ class Gateway:
         config: GatewayConfig,
         holder: PolicyHolder,
         log: DecisionLog,
-        identify: Callable[[tuple, tuple], Caller] | None,
+        identify: Callable[[tuple, tuple], Caller | Awaitable[Caller]] | None,
         ca: SandboxCA | None = None,
     ) -> None:
         self.config = config
@@ -370,11 +377,9 @@ class Gateway:
             raise Denied(403, f"{what} not permitted by policy", d.reason, d.policy_key)
         return d
 
-    async def resolve(self, host: str, port: int, d: Decision) -> list[str]:
-        """Addresses for an allowed destination that pass the destination guard (never the sandbox's DNS)."""
-        # allowed_ips grant addresses to a destination: every endpoint for host:port counts, whichever rule
-        # decided (another rule may allow the binary; monitor mode may allow without any rule).
-        allowed_ips = tuple(ip for c in self.holder.engine.candidates(host, port) for ip in c.endpoint.allowed_ips)
+    async def resolve(self, host: str, port: int, d: Decision, caller: Caller | None = None) -> list[str]:
+        """Addresses for an allowed destination that pass the destination guard for this caller (never the
+        sandbox's DNS)."""
         if is_ip_literal(host):
             ips = [host]
         elif host in self.config.static_hosts:
@@ -389,12 +394,14 @@ class Gateway:
             ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
         good, why = [], ""
         for ip in ips:
-            verdict = guard_ip(ip, allowed_ips)
+            verdict = address_verdict(self.holder.engine, caller, d, host, port, ip)
             if verdict is None:
                 good.append(ip)
             else:
                 why = verdict
         if not good:
+            self.log.write({"event": "address_refused", "binary": caller.exe if caller else None, "host": host,
+                            "port": port, "addresses": ips, "rule": d.policy_key, "reason": why})  # fmt: skip
             raise Denied(403, f"{host}:{port} resolves only to refused addresses", why, d.policy_key)
         return good
 
@@ -470,7 +477,9 @@ class Gateway:
         try:
             if self.identify is not None:
                 try:
-                    caller = self.identify(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2])
+                    found = self.identify(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2])
+                    # an identifier that reads /proc runs off the loop (Identifier.identify_async)
+                    caller = await found if inspect.isawaitable(found) else found
                 except IdentityError as exc:
                     why = str(exc)
             else:
@@ -551,7 +560,7 @@ class Gateway:
             return
         try:
             d = self._judge(caller, why, "connect", target.host, target.port)
-            ips = await self.resolve(target.host, target.port, d)
+            ips = await self.resolve(target.host, target.port, d, caller)
             intercept = self.needs_interception(d, target.host, target.port)
             relay = None if intercept else await self.open_relay(target.host, target.port, ips)
         except Denied as exc:
@@ -658,7 +667,8 @@ class Gateway:
         try:
             d = self._judge(caller, why, kind, target.host, target.port, method, path)
             if ips is None:
-                ips = await self.resolve(target.host, target.port, d)
+                ips = await self.resolve(target.host, target.port, d, caller)
+            ips = self._granted(caller, d, kind, target, ips, method, path)
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
@@ -681,10 +691,28 @@ class Gateway:
             await self._error(conn, client, 502, "upstream protocol error", str(exc))
             return False
 
+    def _granted(self, caller, d: Decision, kind: str, target: Target, ips: list[str], method: str,
+                 path: str) -> list[str]:  # fmt: skip
+        """The addresses this request may go to: those the endpoint that allowed THIS request grants."""
+        if target.host in self.config.static_hosts:
+            return ips  # the operator's grant (see resolve)
+        good, why = [], ""
+        for ip in ips:
+            verdict = address_verdict(self.holder.engine, caller, d, target.host, target.port, ip, method, path)
+            if verdict is None:
+                good.append(ip)
+            else:
+                why = why or verdict
+        if not good:
+            self.record(caller, kind, target.host, target.port, Decision("deny", d.policy_key, why), False, method,
+                        path)  # fmt: skip
+            raise Denied(403, f"{method} {target.authority}{path} not permitted to its address", why, d.policy_key)
+        return good
+
     async def _upstream(self, upstreams: dict, target: Target, ips, tls: bool) -> _Upstream:
         key = (target.host, target.port, tls)
         up = upstreams.get(key)
-        if up is not None and up.conn.our_state is h11.IDLE:
+        if up is not None and up.conn.our_state is h11.IDLE and _peer_ip(up.stream) in ips:
             return up
         if up is not None:
             up.stream.close()
