@@ -40,6 +40,7 @@ from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .ident import Caller, IdentityError
 from .reload import PolicyHolder
+from .target import RequestRefused, checked_target
 
 __all__ = ["Denied", "Gateway"]
 
@@ -616,6 +617,10 @@ class Gateway:
             if (hh.host, hh.port) != (target.host, target.port):
                 raise Denied(403, "Host header differs from the request target",
                              f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
+            try:  # judged and forwarded: the canonical form, never the raw text
+                path = checked_target(method, raw_target, path, ev.headers).wire
+            except RequestRefused as exc:
+                raise Denied(exc.status, exc.detail, exc.reason) from None
         except TargetError as exc:
             d = Decision("deny", None, str(exc))
             self.record(caller, kind, None, None, d, False, method, raw_target[:512])
