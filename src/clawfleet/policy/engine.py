@@ -177,8 +177,10 @@ class _CompiledEndpoint:
             return "allow", None, f"endpoint {ep.describe()} is L4 (no request inspection)"
         if self.path_rx is not None and not self.path_rx.match(path):
             return "nomatch", None, f"path {path} is outside endpoint path {ep.path}"
+        # Many origins serve "/x/" as "/x": a deny rule also matches the path without its trailing slash.
+        bare = path[:-1] if len(path) > 1 and path[-1] == "/" else None
         for sel in self.deny:
-            if sel.matches(method, path, query):
+            if sel.matches(method, path, query) or (bare is not None and sel.matches(method, bare, query)):
                 return "denyrule", sel.rule, f"deny rule {sel.rule.describe()} matches {method} {path}"
         if self.allow_all:
             how = f"access: {ep.access}" if ep.access else "no allow rules (all requests)"

@@ -59,7 +59,8 @@ def _vote(ep: Endpoint, method: str, path: str, query: dict[str, list[str]]) -> 
         return "allow"
     if ep.path is not None and not compile_glob(ep.path).match(path):
         return "nomatch"
-    if any(_selector_matches(r, method, path, query) for r in ep.deny_rules):
+    bare = path.rstrip("/") or "/"  # a deny rule also covers the path without its trailing slash
+    if any(_selector_matches(r, method, p, query) for r in ep.deny_rules for p in (path, bare)):
         return "denyrule"
     if ep.access is not None:
         methods = ACCESS_METHODS[ep.access]
