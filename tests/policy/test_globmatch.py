@@ -13,7 +13,8 @@ from clawfleet.policy import compile_policy, load_text
 from clawfleet.policy.globmatch import Glob
 from clawfleet.policy.matching import compile_glob, compile_glob_regex
 
-ADVERSARIAL = ["/files/*-*-*.txt", "/**/*-*-*-*/x", "/a/**-**-**-**.txt", "/*a*a*a*a*a*b", "/**/**/**/z"]
+ADVERSARIAL = ["/files/*-*-*.txt", "/**/*-*-*-*/x", "/a/**-**-**-**.txt", "/*a*a*a*a*a*b", "/**/**/**/z",
+               "/files/*-x.txt", "/files/**-x"]  # fmt: skip
 
 
 def _in_thread(fn, timeout: float):
@@ -32,7 +33,9 @@ def _in_thread(fn, timeout: float):
     text=st.text(alphabet="/ab.-", max_size=14),
 )
 def test_matcher_agrees_with_the_regex_specification(pattern, text):
-    assert Glob(pattern).match(text) == (compile_glob_regex(pattern).match(text) is not None), (pattern, text)
+    glob, expected = Glob(pattern), compile_glob_regex(pattern).match(text) is not None
+    assert glob.match_linear(text) == expected, (pattern, text)  # the DFA, whatever the glob
+    assert glob.match(text) == expected, (pattern, text)  # the DFA or, with one run of "*", the regex
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,7 @@ def _cpu_per_match(glob: Glob, text: str) -> float:
     return best
 
 
-@pytest.mark.parametrize("pattern", ADVERSARIAL[:3])
+@pytest.mark.parametrize("pattern", [*ADVERSARIAL[:3], *ADVERSARIAL[-2:]])
 def test_matching_cost_grows_linearly_with_the_text(pattern):
     """4x the text costs about 4x (a polynomial backtracker: 16x or 64x); generous bound, min of several runs."""
     glob = compile_glob(pattern)
@@ -107,3 +110,21 @@ network_policies:
     d = _in_thread(lambda: engine.decide("/usr/bin/curl", (), "files.test", 443, "GET", attack), timeout=10)
     assert d.decision == "deny"
     assert engine.decide("/usr/bin/curl", (), "files.test", 443, "GET", "/files/a-b-c.txt").decision == "allow"
+
+
+def test_full_dfa_cache_falls_back_to_nfa_simulation(monkeypatch):
+    """Past the DFA size caps the matcher simulates the NFA: same answers, still no backtracking."""
+    import random
+
+    from clawfleet.policy import globmatch
+
+    monkeypatch.setattr(globmatch, "_MAX_STATES", 3)
+    monkeypatch.setattr(globmatch, "_MAX_CACHED", 2)
+    rnd = random.Random(14)
+    for _ in range(3000):
+        pattern = "".join(rnd.choice("/ab*?-") for _ in range(rnd.randint(0, 10)))
+        text = "".join(rnd.choice("/ab-") for _ in range(rnd.randint(0, 12)))
+        glob = Glob(pattern)
+        assert glob.match_linear(text) == (compile_glob_regex(pattern).match(text) is not None), (pattern, text)
+    glob = Glob("/files/*-*-*.txt")
+    assert _in_thread(lambda: glob.match_linear("/files/" + "-" * 6000), timeout=10) is False

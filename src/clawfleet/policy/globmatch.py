@@ -6,6 +6,11 @@ host. Here a glob becomes a small NFA that is run as a lazily built DFA: every c
 once, each step is one dict look-up once the DFA state is cached, and an uncached step costs at most the number
 of NFA states (the glob's length). So a match is O(len(text)) with a cache, O(len(text) * len(glob)) without.
 
+A glob with at most one run of ``*`` (``/repos/**``, ``/v1/*/completions``) and at most :data:`_REGEX_MAX_LEN`
+characters is matched with its regex instead, which is ten times faster in CPython: with a single quantifier
+an anchored match tries each split point once, so it is O(len(text) * len(glob)) as well; two quantifiers are
+what makes backtracking blow up.
+
 Semantics (the same as :func:`clawfleet.policy.matching.glob_to_regex`, which stays the written specification and
 the test oracle): ``*`` any run of characters other than ``/``; ``**`` any run of characters including ``/``;
 ``**/`` at the start of a segment zero or more whole segments (``/a/**/b`` matches ``/a/b``); a trailing ``/**``
@@ -15,14 +20,17 @@ character other than ``/``; everything else literal.
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 
 __all__ = ["Glob", "compile_glob"]
 
 _ANY, _NONSLASH = "any", "nonslash"  # character classes of an edge; anything else is one literal character
-_MAX_CACHED = 4096  # DFA transitions kept per glob; past that, steps are computed (still linear in the text)
+_MAX_CACHED = 8192  # DFA transitions kept per glob; past that, steps are computed (still linear in the text)
 _MAX_STATES = 512  # DFA states per glob (subsets of NFA states); past that, plain NFA simulation
+_REGEX_MAX_LEN = 256  # single-quantifier globs up to this length use the regex (bounded work per split point)
+_STAR_RUN = re.compile(r"\*+")
 
 
 class _Nfa:
@@ -86,8 +94,8 @@ def _build(pattern: str) -> tuple[_Nfa, frozenset[int], int]:
 class Glob:
     """A compiled glob; :meth:`match` answers whether the whole text matches."""
 
-    __slots__ = ("_accept", "_accepting", "_closure", "_ids", "_lock", "_nfa", "_prefix", "_sets", "_start", "_trans",
-                 "pattern")  # fmt: skip
+    __slots__ = ("_accept", "_accepting", "_cached", "_closure", "_dead", "_ids", "_lock", "_nfa", "_prefix", "_sets",
+                 "_start", "_table", "match", "pattern")  # fmt: skip
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
@@ -98,11 +106,19 @@ class Glob:
         self._ids: dict[frozenset[int], int] = {}
         self._sets: list[frozenset[int]] = []
         self._accepting: list[bool] = []
-        self._trans: dict[tuple[int, str], int] = {}
+        self._table: list[dict[str, int]] = []  # DFA state -> {character: next DFA state}, filled on demand
+        self._cached = 0
         self._lock = threading.Lock()  # the engine is shared read-only between threads; only the cache grows
+        self._dead = self._intern(frozenset())
         # Every state up to the end of the literal prefix has one literal edge and no loop or epsilon: after
         # ``startswith(prefix)`` the run starts at state len(prefix).
         self._start = self._intern(self._closure[len(self._prefix)])
+        self.match = self.match_linear
+        if len(pattern) <= _REGEX_MAX_LEN and len(_STAR_RUN.findall(pattern)) <= 1:
+            from .matching import glob_to_regex  # the specification module imports this one
+
+            rx = re.compile(glob_to_regex(pattern))
+            self.match = lambda text: rx.match(text) is not None
 
     def _close(self, states) -> frozenset[int]:
         seen, todo = set(states), list(states)
@@ -119,6 +135,7 @@ class Glob:
             if sid is None:
                 self._sets.append(states)
                 self._accepting.append(not states.isdisjoint(self._accept))
+                self._table.append({})
                 sid = self._ids[states] = len(self._sets) - 1
             return sid
 
@@ -130,22 +147,31 @@ class Glob:
                     out |= self._closure[target]
         return frozenset(out)
 
-    def match(self, text: str) -> bool:
+    def _extend(self, sid: int, ch: str) -> int:
+        """The DFA state after ``ch`` (cached while there is room); -1 when the DFA may not grow any more."""
+        following = self._next_set(self._sets[sid], ch)
+        if following not in self._ids and len(self._sets) >= _MAX_STATES:
+            return -1
+        nxt = self._intern(following)
+        if self._cached < _MAX_CACHED:
+            self._table[sid][ch] = nxt
+            self._cached += 1
+        return nxt
+
+    def match_linear(self, text: str) -> bool:
+        """Whether the whole text matches, by the DFA (``match`` may use the regex when that is as safe)."""
         prefix = self._prefix
         if not text.startswith(prefix):
             return False
-        trans, sets, sid = self._trans, self._sets, self._start
-        for pos in range(len(prefix), len(text)):
-            ch = text[pos]
-            nxt = trans.get((sid, ch))
+        table, dead, sid = self._table, self._dead, self._start
+        rest = text[len(prefix) :] if prefix else text
+        for pos, ch in enumerate(rest):
+            nxt = table[sid].get(ch)
             if nxt is None:
-                following = self._next_set(sets[sid], ch)
-                if following not in self._ids and len(sets) >= _MAX_STATES:
-                    return self._match_uncached(following, text, pos + 1)
-                nxt = self._intern(following)
-                if len(trans) < _MAX_CACHED:
-                    trans[(sid, ch)] = nxt
-            if not sets[nxt]:
+                nxt = self._extend(sid, ch)
+                if nxt < 0:
+                    return self._match_uncached(self._next_set(self._sets[sid], ch), rest, pos + 1)
+            if nxt == dead:
                 return False
             sid = nxt
         return self._accepting[sid]
