@@ -40,6 +40,9 @@ _ENCODED_REFUSED = {
     "%23": "an encoded '#'",
 }
 _MULTI_SLASH = re.compile(r"/{2,}")
+_SAFE_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/]+")
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*\Z")  # already canonical unless "//" or dot segments
+_PLAIN_QUERY = re.compile(r'(?:[!"$&-~]|%[0-9A-Fa-f]{2})*\Z')  # visible ASCII, no "#", escapes well-formed
 
 
 class TargetRefused(ValueError):
@@ -82,11 +85,13 @@ def canonicalize_target(raw: str) -> CanonicalTarget:
     """The canonical form of an origin-form target (``/path?query``), or :class:`TargetRefused`."""
     if len(raw) > MAX_TARGET_LEN:
         raise TargetRefused(f"request target longer than {MAX_TARGET_LEN} characters", 414)
+    raw_path, sep, query = raw.partition("?")
+    if _PLAIN_PATH.match(raw_path) and "//" not in raw_path and "/." not in raw_path and _PLAIN_QUERY.match(query):
+        return CanonicalTarget(raw_path, query if sep else None)  # the common case, already canonical
     if not _WIRE.match(raw):
         raise TargetRefused("request target must be visible ASCII (characters outside it must be percent-encoded)")
     if "#" in raw:
         raise TargetRefused("request target contains a '#' fragment (clients never send one)")
-    raw_path, sep, query = raw.partition("?")
     if not raw_path.startswith("/"):
         raise TargetRefused("request path must start with '/'")
     if _BAD_ESCAPE.search(raw):
@@ -99,13 +104,12 @@ def canonicalize_target(raw: str) -> CanonicalTarget:
         path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
     except UnicodeDecodeError:
         raise TargetRefused("request path has percent-escapes that are not UTF-8") from None
-    for ch in path:
-        if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "/-._~"):
-            why = _refuse_char(ch)
-            if why is not None:
-                raise TargetRefused(f"request path contains {why}")
+    for ch in _SAFE_CHARS.sub("", path):
+        why = _refuse_char(ch)
+        if why is not None:
+            raise TargetRefused(f"request path contains {why}")
     path = _MULTI_SLASH.sub("/", path)
-    if any(seg in (".", "..") for seg in path.split("/")):
+    if "/." in path and any(seg in (".", "..") for seg in path.split("/")):
         raise TargetRefused("request path contains '.' or '..' segments")
     return CanonicalTarget(path, query if sep else None)
 
