@@ -91,6 +91,19 @@ def test_learn_mode_suggests_exactly_what_was_observed(make_gateway, origins):
     assert not engine.decide("/usr/bin/node", (), "pass.test", port).allowed
 
 
+def test_learned_rule_is_the_decoded_path_the_engine_judges(make_gateway, origins):
+    gw = make_gateway(mode="monitor", policy_text=unit_policy(origins))
+    gw.binary = "/usr/bin/node"
+    assert https(gw, origins, "GET", "/v1/caf%c3%a9?q=1")[0] == 200
+    gw.log.flush()
+    text = approvals.suggest(approvals.read_log(str(gw.log_path)))
+    assert "/v1/caf\u00e9" in text or "/v1/café" in text
+    engine = compile_policy(load_text(text))
+    port = origins["https"].port
+    assert engine.decide("/usr/bin/node", (), "origin.test", port, method="GET", path="/v1/caf%C3%A9").allowed
+    assert not engine.decide("/usr/bin/node", (), "origin.test", port, method="GET", path="/v1/cafe").allowed
+
+
 def test_pending_cli_output(gw, origins, capsys):
     import argparse
 

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from clawfleet.policy.request_target import TargetRefused, canonicalize_target
+
 __all__ = ["Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
 
 _REQUEST_KINDS = ("http", "tls_request", "tunnel_request")
@@ -51,7 +53,11 @@ def _l7(rec: dict) -> bool:
 
 
 def _path_only(path: str) -> str:
-    return path.partition("?")[0].partition("#")[0] or "/"
+    """The path as the engine judged it: decoded (a rule glob is matched against the decoded path)."""
+    try:
+        return canonicalize_target(path).path
+    except TargetRefused:  # refused before any rule could apply; shown as logged
+        return path.partition("?")[0].partition("#")[0] or "/"
 
 
 @dataclass

@@ -43,6 +43,7 @@ from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .reload import PolicyHolder
+from .target import RequestRefused, checked_target
 from .upgrade import sanitize_upgrade, switch_accepted
 
 __all__ = ["Denied", "Gateway"]
@@ -653,6 +654,10 @@ class Gateway:
             if self.secrets.refuses(method, target.host):
                 raise Denied(405, f"{method} to {target.host} refused",
                              "a host a credential is bound to may echo the injected value back")  # fmt: skip
+            try:  # judged and forwarded: the canonical form, never the raw text
+                path = checked_target(method, raw_target, path, ev.headers).wire
+            except RequestRefused as exc:
+                raise Denied(exc.status, exc.detail, exc.reason) from None
         except TargetError as exc:
             d = Decision("deny", None, str(exc))
             self.record(caller, kind, None, None, d, False, method, raw_target[:512])

@@ -3,13 +3,13 @@
 :func:`compile_policy` turns a :class:`~clawfleet.policy.model.Policy` into an
 :class:`Engine` once; :meth:`Engine.decide` then answers "may this process reach
 this host:port (and send this request)?" with dict look-ups and a few precompiled
-regex matches, never a scan of every rule:
+glob matches (linear in the text, :mod:`.globmatch`), never a scan of every rule:
 
 * host index: exact hosts in a dict; ``*.x.com`` / ``*-a.x.com`` (exactly one label)
   under their suffix, tried with the request's first label cut off; ``**.x.com``
   (one or more labels) under their suffix, tried for each proper suffix of the host;
   each bucket maps port -> candidate endpoints;
-* binaries: exact paths in a dict, globs as compiled regexes; the set of rules a
+* binaries: exact paths in a dict, globs compiled once; the set of rules a
   (binary, ancestors) chain may use is cached (LRU);
 * L7: ``access`` presets pre-expanded to method sets, rule path/query globs compiled.
 
@@ -130,7 +130,7 @@ class _Selector:
     def matches(self, method: str, path: str, query: dict[str, list[str]]) -> bool:
         if self.method is not None and self.method != method:
             return False
-        if self.path_rx is not None and self.path_rx.match(path) is None:
+        if self.path_rx is not None and not self.path_rx.match(path):
             return False
         for param, globs in self.query:
             values = query.get(param)
@@ -175,10 +175,12 @@ class _CompiledEndpoint:
         ep = self.endpoint
         if not self.l7:
             return "allow", None, f"endpoint {ep.describe()} is L4 (no request inspection)"
-        if self.path_rx is not None and self.path_rx.match(path) is None:
+        if self.path_rx is not None and not self.path_rx.match(path):
             return "nomatch", None, f"path {path} is outside endpoint path {ep.path}"
+        # Many origins serve "/x/" as "/x": a deny rule also matches the path without its trailing slash.
+        bare = path[:-1] if len(path) > 1 and path[-1] == "/" else None
         for sel in self.deny:
-            if sel.matches(method, path, query):
+            if sel.matches(method, path, query) or (bare is not None and sel.matches(method, bare, query)):
                 return "denyrule", sel.rule, f"deny rule {sel.rule.describe()} matches {method} {path}"
         if self.allow_all:
             how = f"access: {ep.access}" if ep.access else "no allow rules (all requests)"
@@ -249,8 +251,8 @@ class Engine:
             hit = self._bin_exact.get(exe)
             if hit:
                 found |= hit
-            for rx, rules in self._bin_glob:
-                if rx.match(exe) is not None:
+            for glob, rules in self._bin_glob:
+                if glob.match(exe):
                     found |= rules
         return frozenset(found)
 

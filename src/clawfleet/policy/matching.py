@@ -1,8 +1,13 @@
 """Matching primitives shared by the compiled engine and the reference implementation.
 
 Globs (binaries, L7 paths, query values): ``*`` matches within one path segment,
-``**`` matches across ``/`` (``/a/**/b`` also matches ``/a/b``), ``?`` is one
-character other than ``/``. Everything else is literal.
+``**`` matches across ``/`` (``/a/**/b`` also matches ``/a/b``), a trailing ``/**``
+also matches the text before it (``/a/**`` matches ``/a``), ``?`` is one character
+other than ``/``. Everything else is literal.
+
+:func:`glob_to_regex` is the written specification (and the test oracle); the engine
+matches with :class:`~.globmatch.Glob`, which is linear in the text: a backtracking
+regex on a path a sandbox chooses would be a denial of service.
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
+
+from .globmatch import compile_glob
+from .request_target import canonical_request_path
 
 __all__ = [
     "canonical_request_path",
     "compile_glob",
+    "compile_glob_regex",
     "compile_label_glob",
     "glob_to_regex",
     "normalize_request_host",
@@ -28,6 +37,9 @@ def glob_to_regex(pattern: str) -> str:
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
+        if c == "/" and n - i - 1 >= 2 and pattern[i + 1 :].strip("*") == "":
+            out.append("(?:/.*)?")  # trailing "/**": the base itself, or anything below it
+            break
         if c == "*":
             j = i
             while j < n and pattern[j] == "*":
@@ -48,8 +60,9 @@ def glob_to_regex(pattern: str) -> str:
     return "(?s:" + "".join(out) + r")\Z"
 
 
-@lru_cache(maxsize=4096)
-def compile_glob(pattern: str) -> re.Pattern[str]:
+@lru_cache(maxsize=1024)
+def compile_glob_regex(pattern: str) -> re.Pattern[str]:
+    """The glob as a (backtracking) regex: the specification, for tests and the reference implementation only."""
     return re.compile(glob_to_regex(pattern))
 
 
@@ -83,31 +96,6 @@ def normalize_request_host(host: str) -> str | None:
         if not label or len(label) > 63 or not all(c.isalnum() or c in "-_" for c in label):
             return None
     return h
-
-
-def canonical_request_path(path: str) -> tuple[str | None, str | None, str]:
-    """Return ``(path, query_string, why)``; ``path`` is ``None`` when the request path is refused.
-
-    Percent-escapes are decoded before matching; encoded slashes/backslashes, NUL and
-    ``.``/``..`` segments are refused rather than guessed at (upstream canonicaliser).
-    """
-    raw, _, qs = path.partition("?")
-    raw = raw.partition("#")[0]
-    if not raw.startswith("/"):
-        return None, None, "request path must start with '/'"
-    low = raw.lower()
-    if "%2f" in low or "%5c" in low or "%00" in low:
-        return None, None, "request path contains an encoded '/', '\\' or NUL"
-    try:
-        decoded = unquote(raw, errors="strict") if "%" in raw else raw
-    except UnicodeDecodeError:
-        return None, None, "request path has percent-escapes that are not UTF-8"
-    if "\\" in decoded or "\x00" in decoded:
-        return None, None, "request path contains '\\' or NUL"
-    decoded = re.sub(r"/{2,}", "/", decoded)
-    if any(seg in (".", "..") for seg in decoded.split("/")):
-        return None, None, "request path contains '.' or '..' segments"
-    return decoded, qs if "?" in path else None, ""
 
 
 def parse_query(query: str | Mapping[str, str | Sequence[str]] | None) -> dict[str, list[str]]:

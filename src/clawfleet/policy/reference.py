@@ -4,7 +4,8 @@ Written for obviousness, not speed: every decision walks every rule, endpoint an
 binary of the policy in file order, and matches host wildcards label by label. The
 tests check the indexed :class:`~clawfleet.policy.engine.Engine` against it on random
 policies and requests, and ``benchmarks/bench_policy.py`` times both side by side.
-It shares only the glob translation and request canonicalisation with the engine.
+It shares only request canonicalisation with the engine; it matches globs with the regex specification
+(:func:`~clawfleet.policy.matching.glob_to_regex`), the engine with its linear matcher.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 from collections.abc import Sequence
 
 from .engine import Decision, QueryArg, ssrf_verdict
-from .matching import canonical_request_path, compile_glob, normalize_request_host, parse_query
+from .matching import canonical_request_path, normalize_request_host, parse_query
+from .matching import compile_glob_regex as compile_glob  # the specification, independent of the engine's matcher
 from .model import ACCESS_METHODS, Endpoint, L7Rule, Policy
 
 __all__ = ["host_matches", "reference_decide"]
@@ -57,7 +59,8 @@ def _vote(ep: Endpoint, method: str, path: str, query: dict[str, list[str]]) -> 
         return "allow"
     if ep.path is not None and not compile_glob(ep.path).match(path):
         return "nomatch"
-    if any(_selector_matches(r, method, path, query) for r in ep.deny_rules):
+    bare = path.rstrip("/") or "/"  # a deny rule also covers the path without its trailing slash
+    if any(_selector_matches(r, method, p, query) for r in ep.deny_rules for p in (path, bare)):
         return "denyrule"
     if ep.access is not None:
         methods = ACCESS_METHODS[ep.access]
