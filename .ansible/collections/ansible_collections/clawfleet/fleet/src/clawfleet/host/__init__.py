@@ -1,1 +1,0 @@
-"""Host preflight: gather facts (``facts``), judge them (``checks``), report (``cli``: ``clawfleet host check``)."""
