@@ -25,9 +25,12 @@ class PlaybookRun:
 
 @pytest.fixture
 def run_role(tmp_path: Path):
-    """run_role(role, vars, check=False, tasks_from=None) -> PlaybookRun, against localhost (connection local)."""
+    """run_role(role, vars, check=False, tasks_from=None, verbosity=0) -> PlaybookRun, against localhost
+    (connection local); verbosity 3 is -vvv."""
 
-    def _run(role: str, role_vars: dict, check: bool = False, tasks_from: str | None = None) -> PlaybookRun:
+    def _run(
+        role: str, role_vars: dict, check: bool = False, tasks_from: str | None = None, verbosity: int = 0
+    ) -> PlaybookRun:
         if os.geteuid() != 0:
             pytest.skip("needs root (the role runs with become on this machine)")
         include = {"name": role, **({"tasks_from": tasks_from} if tasks_from else {})}
@@ -50,6 +53,8 @@ def run_role(tmp_path: Path):
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{extra}"]
         if check:
             cmd.append("--check")
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
         env = {
             **os.environ,
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),

@@ -71,3 +71,28 @@ def test_vllm_service_is_healthy_and_requires_the_key(host):
     denied = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models")
     assert denied.stdout == "401"
     assert not host.socket("tcp://0.0.0.0:8000").is_listening
+
+
+def test_vllm_user_owns_and_reaches_its_own_tree(host):
+    if not _is_gpu_host(host):
+        assert not host.file("/var/lib/clawfleet-vllm").exists
+        return
+    for path in ("/var/lib/clawfleet-vllm", "/var/lib/clawfleet-vllm/models"):
+        d = host.file(path)
+        assert (d.user, d.group, d.mode) == ("clawfleet-vllm", "clawfleet-vllm", 0o750), path
+        reach = host.run(f"runuser -u clawfleet-vllm -- sh -c 'test -r {path} && test -w {path} && test -x {path}'")
+        assert reach.rc == 0, (path, reach.stderr)
+    # It reads the pinned snapshot, and is not in group clawfleet (it needs nothing of that tree).
+    snapshot = (
+        "/var/lib/clawfleet-vllm/models/hub/models--nvidia--NVIDIA-Nemotron-Nano-9B-v2/snapshots/"
+        + "0123456789abcdef" * 2
+        + "01234567"
+    )
+    assert host.run(f"runuser -u clawfleet-vllm -- cat {snapshot}/config.json").rc == 0
+    assert "clawfleet" not in host.user("clawfleet-vllm").groups
+    assert host.run("runuser -u clawfleet-vllm -- ls /var/lib/clawfleet").rc != 0
+    # Nobody else gets into vLLM's tree.
+    assert host.run("runuser -u nobody -- ls /var/lib/clawfleet-vllm/models").rc != 0
+    unit = host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
+    assert "--revision 0123456789abcdef0123456789abcdef01234567" in unit
+    assert "ReadWritePaths=/var/lib/clawfleet-vllm /var/lib/clawfleet-vllm/models" in unit
