@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite - the README's test command, and what CI runs.
 #   bash scripts/test.sh          everything: lint, syntax checks, pytest, every Molecule scenario
-#   bash scripts/test.sh lint     ruff + ansible-lint + syntax checks only
+#   bash scripts/test.sh lint     ruff + mypy + ansible-lint + syntax checks only
 # Sets up what it needs first (venv, Docker engine, systemd base images); each of those steps is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ molecule_all() {
 
 step ruff ruff check .
 step ruff-format ruff format --check .
+step mypy mypy
 step ansible-lint env ANSIBLE_VAULT_PASSWORD_FILE=inventories/example-vault-password ansible-lint --profile production
 step syntax-check syntax_check_all
 if [ "$what" = all ]; then

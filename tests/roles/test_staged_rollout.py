@@ -24,7 +24,7 @@ KEYWORDS = ("serial", "max_fail_percentage", "any_errors_fatal", "vars_files")
 
 
 def _staged_plays() -> dict[str, dict]:
-    """The three batched plays of site.yml (playbooks/site.yml), by role in the rollout, with vars_files made absolute."""
+    """The three batched plays of playbooks/site.yml, by role in the rollout, with vars_files made absolute."""
     site = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
     prepare = yaml.safe_load((REPO / "playbooks/prepare_hosts.yml").read_text())[0]
     services = yaml.safe_load((REPO / "playbooks/services.yml").read_text())[0]

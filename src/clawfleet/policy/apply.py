@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import ledger as ledger_mod
@@ -164,7 +165,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o640, uid: int = 0, gid: i
 
 
 @contextlib.contextmanager
-def _locked(directory: str):
+def _locked(directory: str) -> Iterator[None]:
     """One apply at a time per policy directory (flock on the directory itself: no lock file to leave behind)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -195,7 +196,7 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def _interruptible():
+def _interruptible() -> Iterator[None]:
     """Turn SIGTERM/SIGHUP (an Ansible or SSH timeout, a dropped session) into :class:`Interrupted` while we wait
     for the gateway, so that an unproven policy is rolled back instead of left in place."""
     if threading.current_thread() is not threading.main_thread():

@@ -75,7 +75,12 @@ _SPECIAL_NETS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "169.254.
 
 
 def _inside_special(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    return any(network.version == s.version and network.subnet_of(s) for s in _SPECIAL_NETS)
+    v4, v6 = ipaddress.IPv4Network, ipaddress.IPv6Network  # subnet_of needs both sides of one family
+    return any(
+        (isinstance(network, v4) and isinstance(s, v4) and network.subnet_of(s))
+        or (isinstance(network, v6) and isinstance(s, v6) and network.subnet_of(s))
+        for s in _SPECIAL_NETS
+    )
 
 
 def ssrf_verdict(ip_text: str, allowed_ips: Sequence[str]) -> str | None:
@@ -275,9 +280,9 @@ class Engine:
             if self._multi:
                 pos = dot
                 while pos != -1:
-                    b = self._multi.get(host[pos + 1 :])
-                    if b is not None:
-                        eps = b.get(port)
+                    by_port = self._multi.get(host[pos + 1 :])
+                    if by_port is not None:
+                        eps = by_port.get(port)
                         if eps:
                             found.append(eps)
                     pos = host.find(".", pos + 1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from functools import lru_cache
 
 __all__ = ["Glob", "compile_glob"]
@@ -120,7 +121,7 @@ class Glob:
             rx = re.compile(glob_to_regex(pattern))
             self.match = lambda text: rx.match(text) is not None
 
-    def _close(self, states) -> frozenset[int]:
+    def _close(self, states: Iterable[int]) -> frozenset[int]:
         seen, todo = set(states), list(states)
         while todo:
             for t in self._nfa.eps[todo.pop()]:

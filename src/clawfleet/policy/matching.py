@@ -108,6 +108,6 @@ def parse_query(query: str | Mapping[str, str | Sequence[str]] | None) -> dict[s
             out.setdefault(k, []).append(v)
         return out
     result: dict[str, list[str]] = {}
-    for k, v in query.items():
-        result[str(k)] = [v] if isinstance(v, str) else [str(x) for x in v]
+    for k, values in query.items():
+        result[str(k)] = [values] if isinstance(values, str) else [str(x) for x in values]
     return result

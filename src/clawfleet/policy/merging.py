@@ -87,7 +87,7 @@ def merge(base: Policy, presets: Sequence[Preset | Policy] = ()) -> tuple[Policy
                     entries.append(MergeEntry("identical" if same else "overridden", section, key, src, origin[key]))
                 else:
                     entries.append(MergeEntry("added", section, key, src))
-                target[key] = value
+                target[key] = value  # type: ignore[assignment]  # each section pairs its own value type
                 origin[key] = src
     result = replace(
         merged,

@@ -355,7 +355,7 @@ def dump_yaml(data: Any, header: str | None = None) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep the canonical order
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep the canonical order (ruamel types it None)
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.representer.add_representer(str, _represent_str)
