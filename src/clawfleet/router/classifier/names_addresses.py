@@ -152,7 +152,8 @@ _CUE_WORDS = [
     "paziente",
 ]
 register_cues("name_cue", _CUE_WORDS)
-_CUED_TAIL = re.compile(rf"\s*[:=]?\s*({_FULL})(?![\w\-])")
+# bounded whitespace, the separator owning the run after it: linear time on a long run of spaces (issue 19)
+_CUED_TAIL = re.compile(rf"\s{{0,8}}(?:[:=]\s{{0,8}})?({_FULL})(?![\w\-])")
 _BEFORE_EMAIL = re.compile(rf"({_FULL}) ?[(<]")
 _SIGNOFF_WORDS = [
     "regards",

@@ -9,6 +9,7 @@ the lowercased text), which keeps a 100 KB prompt to a few milliseconds.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 
@@ -46,10 +47,13 @@ _NEEDLES = re.compile(
     "|".join(sorted({re.escape(n) for *_, needles in _PREFIXED for n in needles}, key=len, reverse=True))
 )
 _OPENAI = re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}(?![\w\-])")
-_PEM = re.compile(
-    r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[\s\S]{0,20000}?-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,\-]*)"
-)
+# A PEM block is its header, then the first END line within 20,000 characters, else the base64 body that follows.
+# Matched in three linear passes (headers, END lines, one body run per block) rather than one regex whose lazy
+# 20,000-character scan restarted at every header: repeated headers made that quadratic (issue 19).
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,\-]*")
+_PEM_MAX = 20000
 register_cues("aws", ["aws", "secret_access", "secret access", "secretaccesskey"])
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 # context words of an assignment; the name may carry prefixes/suffixes (DB_CLIENT_SECRET_V2)
@@ -73,7 +77,11 @@ register_cues(
         "bearer",
     ],
 )
-_ASSIGNED_TAIL = re.compile(r"[\w.\-]{0,16}[\"']?[ \t]*(?::=|=>|[:=]|[ \t])[ \t]*[\"']?([A-Za-z0-9+/_.=\-~]{16,512})")
+# the blanks around the operator are bounded: unbounded runs on both sides of an optional separator let a long
+# run of blanks be split every possible way (quadratic; issue 19)
+_ASSIGNED_TAIL = re.compile(
+    r"[\w.\-]{0,16}[\"']?[ \t]{0,8}(?::=|=>|[:=]|[ \t])[ \t]{0,8}[\"']?([A-Za-z0-9+/_.=\-~]{16,512})"
+)
 _BEARER_TAIL = re.compile(r"[ \t]+([A-Za-z0-9_\-.~+/]{20,512}=*)")
 register_cues(
     "password",
@@ -102,29 +110,62 @@ def _looks_random(value: str, min_entropy: float) -> bool:
     return has_digit and has_alpha and shannon_entropy(value) >= min_entropy and not _PLACEHOLDER.match(value)
 
 
+def _starts(text: str, needles: tuple[str, ...]) -> list[int]:
+    """Positions of the needles where a token can start (``before_ok``), in order.
+
+    A pattern is tried only there: inside a run like ``eyJeyJeyJ...`` every needle but the first follows a token
+    character, so each run is scanned once instead of once per needle in it (which was quadratic; issue 19).
+    """
+    found: set[int] = set()
+    for needle in needles:
+        pos = text.find(needle)
+        while pos != -1:
+            if before_ok(text, pos, "-"):
+                found.add(pos)
+            pos = text.find(needle, pos + 1)
+    return sorted(found)
+
+
+def _pem_blocks(text: str) -> Iterator[Finding]:
+    ends = [(m.start(), m.end()) for m in _PEM_END.finditer(text)]
+    end_starts = [s for s, _ in ends]
+    covered = -1
+    for head in _PEM_BEGIN.finditer(text):
+        if head.start() < covered:
+            continue  # inside the block found before (its body swallows following headers)
+        i = bisect.bisect_left(end_starts, head.end())
+        if i < len(ends) and ends[i][0] - head.end() <= _PEM_MAX:
+            end = ends[i][1]
+        else:
+            end = _PEM_BODY.match(text, head.end()).end()  # type: ignore[union-attr]  (a * pattern always matches)
+        covered = end
+        while end > head.start() and text[end - 1].isspace():
+            end -= 1
+        yield Finding("private_key", head.start(), end, 0.99, text[head.start() : end], 5)
+
+
 def detect_secrets(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     present = set(_NEEDLES.findall(text))
     for kind, rx, score, needles in _PREFIXED:
         if present.isdisjoint(needles):
             continue
-        for m in rx.finditer(text):
-            value = m.group()
-            if "EXAMPLE" in value or not before_ok(text, m.start(), "-"):
+        for start in _starts(text, needles):
+            m = rx.match(text, start)
+            if m is None or "EXAMPLE" in m.group():
                 continue
-            yield Finding(kind, m.start(), m.end(), score, value, 4)
+            yield Finding(kind, m.start(), m.end(), score, m.group(), 4)
     if "sk-" in text:
-        for m in _OPENAI.finditer(text):
+        for start in _starts(text, ("sk-",)):
+            m = _OPENAI.match(text, start)
+            if m is None:
+                continue
             value = m.group()
             body = re.sub(r"^(?:proj|svcacct|admin|None)-", "", value[3:])
-            if before_ok(text, m.start(), "-") and _looks_random(body, 3.2):
+            if _looks_random(body, 3.2):
                 yield Finding("openai_api_key", m.start(), m.end(), 0.9, value, 4)
     if "PRIVATE KEY" in text:
-        for m in _PEM.finditer(text):
-            end = m.end()
-            while end > m.start() and text[end - 1].isspace():
-                end -= 1
-            yield Finding("private_key", m.start(), end, 0.99, text[m.start() : end], 5)
+        yield from _pem_blocks(text)
     for _, c_end in doc.cues("aws"):
         for m in _AWS_SECRET.finditer(text, c_end, min(len(text), c_end + 100)):
             value = m.group()
@@ -156,8 +197,11 @@ def detect_secrets(doc: Doc) -> Iterator[Finding]:
 
 def detect_passwords(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
+    last_end = -1
     for c_start, c_end in doc.cues("password"):
-        if c_start > 0 and lower[c_start - 1].isalnum():
+        # a cue inside the value just found is part of that value ("pwd:pwd:pwd:..."): skipping it keeps the
+        # work linear in the text rather than in the number of cues times the value length (issue 19)
+        if c_start < last_end or (c_start > 0 and lower[c_start - 1].isalnum()):
             continue
         m = _PASSWORD_TAIL.match(text, c_end)
         if m is None:
@@ -171,7 +215,8 @@ def detect_passwords(doc: Doc) -> Iterator[Finding]:
             continue
         if value.endswith("(") or ("(" in value and value.endswith(")")):
             continue  # a function call: password=get_password()
-        yield Finding("password", m.start(2), m.start(2) + len(value), 0.85, value, 2)
+        last_end = m.start(2) + len(value)
+        yield Finding("password", m.start(2), last_end, 0.85, value, 2)
     if "://" in text:
         for m in _URL_CRED.finditer(text):
             value = m.group(1)

@@ -1,0 +1,113 @@
+"""Adversarial inputs for the classifier's regexes: the shapes that make backtracking regexes super-linear.
+
+Shared by tests/router/test_classifier_linear_time.py (does time grow linearly?) and
+benchmarks/bench_classifier_worst.py (how slow is the worst shape at 10 KB / 100 KB?).
+
+A shape is a trigger (a word or literal that starts some pattern's match: every context word the detectors
+register, every vendor prefix and header) followed by a long run of a filler (spaces, digits, letters, dots,
+separators) and a tail that makes the match fail, so a backtracking engine tries every way to split the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from clawfleet.router.classifier import findings
+from clawfleet.router.classifier.engine import Classifier  # noqa: F401  (registers every detector's cue words)
+
+# Reported by the adversarial review (issue 19, finding 9), each with the pattern it froze.
+KNOWN_BAD: dict[str, Callable[[int], str]] = {
+    "_ICD10 (icd10 + spaces)": lambda n: "icd10" + " " * n + "!",
+    "_ICD10 (icd-10-cm code + spaces)": lambda n: "icd-10-cm" + " " * (n // 2) + "code" + " " * (n // 2) + "!",
+    "_MRN_TAIL (mrn + spaces)": lambda n: "mrn" + " " * n + "!",
+    "_MRN_TAIL (mrn + digit groups)": lambda n: "mrn: " + "1 " * (n // 2) + "!",
+    "_CUED_TAIL (name + spaces)": lambda n: "name" + " " * n + "!",
+    "_ASSIGNED_TAIL (secret + spaces)": lambda n: "secret" + " " * n + "!",
+    "_ASSIGNED_TAIL (secret + tabs)": lambda n: 'secret"' + " \t" * (n // 2) + "!",
+    "_PEM (header + base64 body, no END)": lambda n: "-----BEGIN RSA PRIVATE KEY-----\n" + "QUJD" * (n // 4) + "!",
+    "_PEM (repeated headers)": lambda n: "-----BEGIN PRIVATE KEY-----!" * (n // 28),
+    "jwt (repeated eyJ)": lambda n: "eyJ" * (n // 3) + "!",
+}
+
+# Literals that start the prefix-anchored patterns (secrets, phones, e-mail, IPs, health codes, names).
+_LITERALS = (
+    "@",
+    "a@b",
+    "+1 ",
+    "+",
+    "00",
+    "(",
+    "(0",
+    "sk-",
+    "sk-proj-",
+    "sk-ant-api01-",
+    "eyJ",
+    "eyJhbGciOi.eyJ",
+    "AKIA",
+    "ghp_",
+    "github_pat_",
+    "xoxb-",
+    "xoxb-1-",
+    "https://hooks.slack.com/services/T",
+    "AIza",
+    "sk_live_",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----\n",
+    "-----BEGIN",
+    "-----END",
+    "://",
+    "://user:",
+    "icd10",
+    "icd-10-cm",
+    "Dear",
+    "Hi ",
+    "Mr. ",
+    "Ana",
+    "Ana Lima",
+    "Regards,\n",
+    "12 ",
+    "12 Main",
+    "12 Main St",
+    " Street",
+    "dob,",
+    "name,dob,",
+    "1.",
+    "1.1.1.",
+    "a:",
+    "::",
+    "GB82",
+    "AB12",
+    "12345678",
+)
+_FILLERS = (" ", "\t", "\n", "1", "a", "A", "Ab ", ".", "1 ", "1-", "-", ":", "=", "a.", "/", "Q+", "1.1")
+
+
+def triggers() -> list[str]:
+    """Every registered context word (they all start a tail match) and every literal above."""
+    return sorted(set(findings._CUE_GROUPS)) + list(_LITERALS)  # the registry is module-private
+
+
+def shapes(size: int) -> Iterator[tuple[str, str]]:
+    """(label, text of about ``size`` characters) for every trigger x filler, as one long run after one
+    trigger and as the trigger repeated with one filler between (many match starts sharing one run)."""
+    for trigger in triggers():
+        for filler in _FILLERS:
+            run = max(1, (size - len(trigger)) // len(filler))
+            yield f"{trigger!r} + {filler!r}*n + '!'", trigger + filler * run + "!"
+            unit = trigger + filler
+            yield f"({trigger!r} + {filler!r})*n + '!'", unit * max(1, size // len(unit)) + "!"
+    for label, make in KNOWN_BAD.items():
+        yield label, make(size)
+
+
+def prose(size: int) -> str:
+    """Ordinary, non-sensitive agent traffic of about ``size`` characters: the peer for the adversarial shapes."""
+    base = (
+        "Please review this function and suggest a faster approach. The build failed on the second stage, "
+        "see the log below for details.\n"
+        "def merge(a, b):\n    out = []\n    for x in a:\n        if x not in b:\n            out.append(x)\n"
+        "    return out + list(b)\n"
+        "2025-01-14T10:22:31Z INFO worker-3 finished job 8812 in 412 ms (queue depth 17, retries 0)\n"
+        "The meeting notes mention that the release moves to next quarter, pending the load test results.\n"
+    )
+    return (base * (size // len(base) + 1))[:size]
