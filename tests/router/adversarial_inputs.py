@@ -10,7 +10,7 @@ separators) and a tail that makes the match fail, so a backtracking engine tries
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from clawfleet.router.classifier import findings
 from clawfleet.router.classifier.engine import Classifier  # noqa: F401  (registers every detector's cue words)
@@ -82,22 +82,38 @@ _LITERALS = (
 _FILLERS = (" ", "\t", "\n", "1", "a", "A", "Ab ", ".", "1 ", "1-", "-", ":", "=", "a.", "/", "Q+", "1.1")
 
 
-def triggers() -> list[str]:
-    """Every registered context word (they all start a tail match) and every literal above."""
-    return sorted(set(findings._CUE_GROUPS)) + list(_LITERALS)  # the registry is module-private
+def triggers(*, one_per_group: bool = False) -> list[str]:
+    """Every registered context word (each starts a tail match) and every literal above. With
+    ``one_per_group``, one word per detector group: a group's words all start the same tail pattern."""
+    if one_per_group:
+        per_group: dict[str, str] = {}
+        for word in sorted(findings._CUE_GROUPS):  # the registry is module-private
+            for group in sorted(findings._CUE_GROUPS[word]):
+                per_group.setdefault(group, word)
+        words = sorted(set(per_group.values()))
+    else:
+        words = sorted(findings._CUE_GROUPS)
+    return words + list(_LITERALS)
 
 
-def shapes(size: int) -> Iterator[tuple[str, str]]:
-    """(label, text of about ``size`` characters) for every trigger x filler, as one long run after one
-    trigger and as the trigger repeated with one filler between (many match starts sharing one run)."""
-    for trigger in triggers():
+def _run(trigger: str, filler: str) -> Callable[[int], str]:
+    return lambda n: trigger + filler * max(1, (n - len(trigger)) // len(filler)) + "!"
+
+
+def _repeat(trigger: str, filler: str) -> Callable[[int], str]:
+    return lambda n: (trigger + filler) * max(1, n // len(trigger + filler)) + "!"
+
+
+def shape_makers(trigger_words: list[str]) -> list[tuple[str, Callable[[int], str]]]:
+    """(label, size -> text) for every trigger x filler, as one long run after one trigger and as the trigger
+    repeated with one filler between (many match starts sharing one run), then the reported inputs."""
+    makers: list[tuple[str, Callable[[int], str]]] = []
+    for trigger in trigger_words:
         for filler in _FILLERS:
-            run = max(1, (size - len(trigger)) // len(filler))
-            yield f"{trigger!r} + {filler!r}*n + '!'", trigger + filler * run + "!"
-            unit = trigger + filler
-            yield f"({trigger!r} + {filler!r})*n + '!'", unit * max(1, size // len(unit)) + "!"
-    for label, make in KNOWN_BAD.items():
-        yield label, make(size)
+            makers.append((f"{trigger!r} + {filler!r}*n + '!'", _run(trigger, filler)))
+            makers.append((f"({trigger!r} + {filler!r})*n + '!'", _repeat(trigger, filler)))
+    makers.extend(KNOWN_BAD.items())
+    return makers
 
 
 def prose(size: int) -> str:
