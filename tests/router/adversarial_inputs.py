@@ -78,8 +78,13 @@ _LITERALS = (
     "GB82",
     "AB12",
     "12345678",
+    "%41",
+    "\\u0041",
+    "QUJDREVG",
 )
+# the last ones reach the normalised view (non-ASCII) and the decoder (escapes, base64/hex alphabets)
 _FILLERS = (" ", "\t", "\n", "1", "a", "A", "Ab ", ".", "1 ", "1-", "-", ":", "=", "a.", "/", "Q+", "1.1")
+_FILLERS += ("\u200b", "５", "а", "%4", "%41", "\\u004", "\\u0041", "QUJD", "4142")
 
 
 def triggers(*, one_per_group: bool = False) -> list[str]:

@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from clawfleet.router.classifier import health, names_addresses, patterns, secrets
 from clawfleet.router.classifier.custom import CustomClass
+from clawfleet.router.classifier.decode import decoded_tokens
 from clawfleet.router.classifier.findings import BUILTIN_TYPES, NATIONAL_IDS, SECRETS, Doc, Finding
+from clawfleet.router.classifier.normalize import normalized_view
 
 Detector = Callable[[Doc], Iterator[Finding]]
 
@@ -81,8 +83,32 @@ class Classifier:
         return tuple(t for t in BUILTIN_TYPES if t not in self.disabled) + tuple(c.name for c in self.custom)
 
     def classify(self, text: str) -> list[Finding]:
+        """Findings in ``text``, with spans into ``text``: from the text as written, from its normalised view
+        (NFKC, invisible characters removed, homoglyphs folded) and from the encoded tokens in it, decoded
+        once (base64, hex, URL, JSON escapes; a finding there covers the whole token)."""
         if not text:
             return []
+        found = self._detect_all(text)
+        for engine in self.extra_engines:
+            found.extend(f for f in engine(text) if f.score >= self.min_score and f.type not in self.disabled)
+        for start, end, plain in decoded_tokens(text):
+            value = text[start:end]
+            found.extend(
+                Finding(f.type, start, end, f.score, value, f.priority)
+                for f in resolve_overlaps(self._detect_all(plain))
+            )
+        return resolve_overlaps(found)
+
+    def _detect_all(self, text: str) -> list[Finding]:
+        found = self._detect(text)
+        view = normalized_view(text)
+        if view is not None:
+            for f in self._detect(view.text):
+                start, end = view.to_original(f.start, f.end)
+                found.append(Finding(f.type, start, end, f.score, text[start:end], f.priority))
+        return found
+
+    def _detect(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         doc = Doc(text)
         for fn, pre in self._detectors:
@@ -90,6 +116,4 @@ class Classifier:
                 found.extend(f for f in fn(doc) if f.score >= self.min_score and f.type not in self.disabled)
         for cls in self.custom:
             found.extend(cls.detect(text, doc.lower))
-        for engine in self.extra_engines:
-            found.extend(f for f in engine(text) if f.score >= self.min_score and f.type not in self.disabled)
-        return resolve_overlaps(found)
+        return found

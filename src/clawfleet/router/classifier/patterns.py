@@ -48,7 +48,7 @@ def detect_email(doc: Doc) -> Iterator[Finding]:
             start, end = left.start(), dom.end()
             local = text[start:pos]
             tld = dom.group(1).lower()
-            prev = text[start - 1] if start else ""
+            prev = text[start - 1] if start else " "  # ("" would be "in" every string: no e-mail at offset 0)
             ok = tld not in _FILE_EXT and not local.startswith(".") and ".." not in local and prev not in "/:@"
             # git@github.com:org/repo.git is an SSH remote, not a mailbox.
             if ok and local == "git" and text[end : end + 1] == ":":
