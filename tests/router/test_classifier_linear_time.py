@@ -98,3 +98,21 @@ def test_the_linear_rewrites_still_find_what_they_found() -> None:
     assert [pem[f.start : f.end] for f in found] == [pem[: pem.index("\ntrailer")]]
     jwt = "auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok"
     assert [f.type for f in clf.classify(jwt)] == ["jwt"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        ("stripe_key", "rk_live_KTbU22C0hvmYSTsukjlpAMJs"),
+        ("slack_token", "https://hooks.slack.com/services/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"),
+        ("openai_api_key", "sk-Ab3dEf5hIj7lMn9pQr1tT3BlbkFJUv3wXy5zAb7cDe9fGh1jKl"),
+        ("anthropic_api_key", "sk-ant-api03-dg-_LrE2NXyXT0C4P9eGGrPSCzUG4s7sst-DhpPL8q2mf1mtB_J6FD87FsPcNqyp"),
+        ("github_token", "ghs_7viA46ZB0GkJsaPEHV9IVCLRTy2fpue0gvj7"),
+        ("google_api_key", "AIzax2RTnACGhtHjNAmyLulIVHG_f8YphyY401X"),
+        ("aws_access_key", "AKIA7HPB5F62WWBKT5DF"),
+    ],
+)
+def test_vendor_keys_are_matched_from_where_they_start(kind: str, key: str) -> None:
+    """Prefixed patterns are tried only at their start literals: each vendor's key is still found whole."""
+    text = f"config: {key}\n"
+    assert [(f.type, text[f.start : f.end]) for f in Classifier().classify(text)] == [(kind, key)]
