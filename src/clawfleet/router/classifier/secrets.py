@@ -179,6 +179,8 @@ def detect_secrets(doc: Doc) -> Iterator[Finding]:
             break
     last_end = -1
     for c_start, c_end in doc.cues("secret_word"):
+        # a cue inside the value examined for the cue before ("token=token=token...") would examine a suffix of
+        # it again: skipping it keeps the work linear in the text, not in cues times value length
         if c_start < last_end:
             continue
         word = lower[c_start:c_end]
@@ -191,6 +193,7 @@ def detect_secrets(doc: Doc) -> Iterator[Finding]:
         m = _ASSIGNED_TAIL.match(text, c_end)
         if m is None:
             continue
+        last_end = m.end()
         name = lower[max(0, c_start - 24) : m.start(1)]
         value = m.group(1).rstrip(".")
         if "public" in name or re.search(r"_(?:url|id|name|path|file|type)\b", lower[c_end : c_end + 16]):
