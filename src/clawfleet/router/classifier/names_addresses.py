@@ -325,9 +325,13 @@ _FR_WORDS = [
 register_cues("fr_street", _FR_WORDS, right_boundary=True)
 
 
-def _around(text: str, rx: re.Pattern[str], hit_start: int, hit_end: int, back: int) -> re.Match[str] | None:
-    """The match of ``rx`` that starts at most ``back`` characters before the hit and covers it."""
-    pos = max(0, hit_start - back)
+def _around(
+    text: str, rx: re.Pattern[str], hit_start: int, hit_end: int, back: int, floor: int = 0
+) -> re.Match[str] | None:
+    """The match of ``rx`` that starts at most ``back`` characters before the hit (and not before ``floor``, the
+    end of the address found before: a dense list of addresses is then searched once, not once per suffix word)
+    and covers it."""
+    pos = max(0, floor, hit_start - back)
     while True:
         m = rx.search(text, pos, min(len(text), hit_end + 120))
         if m is None or m.start() > hit_start:
@@ -344,7 +348,7 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
     for h_start, h_end in doc.cues("us_suffix"):
         if h_start < last_end or not text[h_start + 1].isupper():
             continue
-        m = _around(text, _US_ADDR, h_start, h_end, 72)
+        m = _around(text, _US_ADDR, h_start, h_end, 72, last_end)
         if m is not None and before_ok(text, m.start(), "-."):
             last_end = m.end()
             yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
