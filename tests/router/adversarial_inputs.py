@@ -27,6 +27,8 @@ KNOWN_BAD: dict[str, Callable[[int], str]] = {
     "_PEM (header + base64 body, no END)": lambda n: "-----BEGIN RSA PRIVATE KEY-----\n" + "QUJD" * (n // 4) + "!",
     "_PEM (repeated headers)": lambda n: "-----BEGIN PRIVATE KEY-----!" * (n // 28),
     "jwt (repeated eyJ)": lambda n: "eyJ" * (n // 3) + "!",
+    "column_header (phone-like pairs on one long line)": lambda n: "00 " * (n // 3) + "!",
+    "decoder (thousands of tiny URL-encoded tokens)": lambda n: "%411 " * (n // 5) + "!",
 }
 
 # Literals that start the prefix-anchored patterns (secrets, phones, e-mail, IPs, health codes, names).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from clawfleet.router.classifier import health, names_addresses, patterns, secrets
@@ -91,13 +92,22 @@ class Classifier:
         found = self._detect_all(text)
         for engine in self.extra_engines:
             found.extend(f for f in engine(text) if f.score >= self.min_score and f.type not in self.disabled)
-        for start, end, plain in decoded_tokens(text):
-            value = text[start:end]
-            found.extend(
-                Finding(f.type, start, end, f.score, value, f.priority)
-                for f in resolve_overlaps(self._detect_all(plain))
-            )
+        found.extend(self._in_decoded_tokens(text))
         return resolve_overlaps(found)
+
+    def _in_decoded_tokens(self, text: str) -> Iterator[Finding]:
+        """Findings in the decoded tokens, each reported over its whole encoded token. The decoded texts are
+        classified together, one per line, so that thousands of small tokens cost one pass, not one each."""
+        tokens = list(decoded_tokens(text))
+        if not tokens:
+            return
+        joined = "\n".join(plain for _, _, plain in tokens)
+        starts = list(itertools.accumulate((len(plain) + 1 for _, _, plain in tokens), initial=0))
+        for f in self._detect_all(joined):
+            first = bisect.bisect_right(starts, f.start) - 1
+            last = bisect.bisect_right(starts, f.end - 1) - 1
+            for start, end, _ in tokens[first : last + 1]:
+                yield Finding(f.type, start, end, f.score, text[start:end], f.priority)
 
     def _detect_all(self, text: str) -> list[Finding]:
         found = self._detect(text)
