@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from clawfleet.router.classifier import health, names_addresses, patterns, secrets
 from clawfleet.router.classifier.custom import CustomClass
+from clawfleet.router.classifier.decode import decoded_tokens
 from clawfleet.router.classifier.findings import BUILTIN_TYPES, NATIONAL_IDS, SECRETS, Doc, Finding
+from clawfleet.router.classifier.normalize import normalized_view
 
 Detector = Callable[[Doc], Iterator[Finding]]
 
@@ -81,8 +84,41 @@ class Classifier:
         return tuple(t for t in BUILTIN_TYPES if t not in self.disabled) + tuple(c.name for c in self.custom)
 
     def classify(self, text: str) -> list[Finding]:
+        """Findings in ``text``, with spans into ``text``: from the text as written, from its normalised view
+        (NFKC, invisible characters removed, homoglyphs folded) and from the encoded tokens in it, decoded
+        once (base64, hex, URL, JSON escapes; a finding there covers the whole token)."""
         if not text:
             return []
+        found = self._detect_all(text)
+        for engine in self.extra_engines:
+            found.extend(f for f in engine(text) if f.score >= self.min_score and f.type not in self.disabled)
+        found.extend(self._in_decoded_tokens(text))
+        return resolve_overlaps(found)
+
+    def _in_decoded_tokens(self, text: str) -> Iterator[Finding]:
+        """Findings in the decoded tokens, each reported over its whole encoded token. The decoded texts are
+        classified together, one per line, so that thousands of small tokens cost one pass, not one each."""
+        tokens = list(decoded_tokens(text))
+        if not tokens:
+            return
+        joined = "\n".join(plain for _, _, plain in tokens)
+        starts = list(itertools.accumulate((len(plain) + 1 for _, _, plain in tokens), initial=0))
+        for f in self._detect_all(joined):
+            first = bisect.bisect_right(starts, f.start) - 1
+            last = bisect.bisect_right(starts, f.end - 1) - 1
+            for start, end, _ in tokens[first : last + 1]:
+                yield Finding(f.type, start, end, f.score, text[start:end], f.priority)
+
+    def _detect_all(self, text: str) -> list[Finding]:
+        found = self._detect(text)
+        view = normalized_view(text)
+        if view is not None:
+            for f in self._detect(view.text):
+                start, end = view.to_original(f.start, f.end)
+                found.append(Finding(f.type, start, end, f.score, text[start:end], f.priority))
+        return found
+
+    def _detect(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         doc = Doc(text)
         for fn, pre in self._detectors:
@@ -90,6 +126,4 @@ class Classifier:
                 found.extend(f for f in fn(doc) if f.score >= self.min_score and f.type not in self.disabled)
         for cls in self.custom:
             found.extend(cls.detect(text, doc.lower))
-        for engine in self.extra_engines:
-            found.extend(f for f in engine(text) if f.score >= self.min_score and f.type not in self.disabled)
-        return resolve_overlaps(found)
+        return found

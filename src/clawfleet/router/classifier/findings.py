@@ -111,13 +111,18 @@ def context_around(text: str, start: int, end: int, window: int = 48) -> str:
     return text[max(0, start - window) : end + window].lower()
 
 
+_MAX_ROW = 4096  # characters: longer lines are not read as table rows
+
+
 def column_header(text: str, start: int, max_lines: int = 50) -> str:
     """For a value inside a CSV/TSV/pipe table, the lowercased header cell of its column ('' if none).
 
     The header is the first line of the block of lines that use the same separator as the value's line.
     """
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
+    line_start = text.rfind("\n", max(0, start - _MAX_ROW), start) + 1
+    line_end = text.find("\n", start, start + _MAX_ROW)
+    if (line_start == 0 and start > _MAX_ROW) or (line_end == -1 and len(text) - start > _MAX_ROW):
+        return ""  # a line this long is not a table row; reading it whole for every value was quadratic
     line = text[line_start : line_end if line_end != -1 else len(text)]
     sep = next((s for s in (",", "\t", "|", ";") if line.count(s) >= 2), None)
     if sep is None:
@@ -129,7 +134,7 @@ def column_header(text: str, start: int, max_lines: int = 50) -> str:
             break
         prev_start = text.rfind("\n", 0, header_start - 1) + 1
         prev = text[prev_start : header_start - 1]
-        if prev.count(sep) < 2:
+        if len(prev) > _MAX_ROW or prev.count(sep) < 2:
             break
         header_start = prev_start
     if header_start == line_start:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 
@@ -29,7 +30,9 @@ _MRN_WORDS = [
     "nhs number",
 ]
 register_cues("mrn", _MRN_WORDS)
-_MRN_TAIL = re.compile(r"\s*[:#]?\s*([A-Za-z]{0,4}[\- ]?\d[\d\- ]{4,14}\d)")
+# Linear time: every run of whitespace is bounded and the optional separator owns the run after it, so a long
+# run of spaces after a cue word cannot be split between two quantifiers in every possible way (issue 19).
+_MRN_TAIL = re.compile(r"\s{0,8}(?:[:#]\s{0,8})?([A-Za-z]{0,4}[\- ]?\d[\d\- ]{4,14}\d)")
 _CONDITION_WORDS = [
     w.replace("_", " ")
     for w in """
@@ -85,7 +88,7 @@ _CTX = re.compile(
     r"trattamento|tratamento|médico|médica|médecin|arzt|ärztin|medico|hôpital|krankenhaus|ospedale|clínica|klinik|"
     r"clinica|receta|ordonnance|rezept|ricetta|depuis|desde|seit)\b"
 )
-_ICD10 = re.compile(r"icd-?10(?:-cm)?\s*(?:code)?\s*[:#]?\s*([a-tv-z]\d{2}(?:\.\d{1,4})?)\b")
+_ICD10 = re.compile(r"icd-?10(?:-cm)?\s{0,8}(?:code\s{0,8})?(?:[:#]\s{0,8})?([a-tv-z]\d{2}(?:\.\d{1,4})?)\b")
 
 
 def detect_health(doc: Doc) -> Iterator[Finding]:
@@ -99,15 +102,42 @@ def detect_health(doc: Doc) -> Iterator[Finding]:
     if "icd" in lower:
         for m in _ICD10.finditer(lower):
             yield Finding("health_info", m.start(1), m.end(1), 0.85, text[m.start(1) : m.end(1)], 1)
-    for c_start, c_end in doc.cues("condition"):
-        if not before_ok(lower, c_start, "-") or lower[c_end : c_end + 1] == "-":
-            continue
-        word = lower[c_start:c_end]
-        if word in _CASED and text[c_start:c_end] not in _CASED[word]:
-            continue
-        lo = max(0, c_start - 80)
-        window = lower[lo : c_end + 80]
-        rel = c_start - lo
-        hits = sum(1 for c in _CTX.finditer(window) if not (c.start() <= rel < c.end()))
+    cues = [
+        (s, e)
+        for s, e in doc.cues("condition")
+        if before_ok(lower, s, "-")
+        and lower[e : e + 1] != "-"
+        # words that are conditions only as written (PrEP, OCD): other spellings are ordinary words
+        and not (lower[s:e] in _CASED and text[s:e] not in _CASED[lower[s:e]])
+    ]
+    if not cues:
+        return
+    ctx = _context_hits(lower, [(max(0, s - _WINDOW), e + _WINDOW) for s, e in cues])
+    starts = [s for s, _ in ctx]
+    for c_start, c_end in cues:
+        lo, hi = max(0, c_start - _WINDOW), min(len(lower), c_end + _WINDOW)
+        i, j = bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)
+        hits = sum(1 for s, e in ctx[i:j] if e <= hi and not s <= c_start < e)
         if hits:
             yield Finding("health_info", c_start, c_end, 0.85 if hits > 1 else 0.7, text[c_start:c_end], 1)
+
+
+_WINDOW = 80
+
+
+def _context_hits(lower: str, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans of the clinical/personal context words inside the windows around the condition words.
+
+    Overlapping windows are merged and each merged range is searched once: a text dense with condition words
+    ("hiv hiv hiv ...") would otherwise search the same characters once per word (issue 19).
+    """
+    merged: list[list[int]] = []
+    for lo, hi in windows:  # sorted by lo: the cues come in text order
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    hits: list[tuple[int, int]] = []
+    for lo, hi in merged:
+        hits.extend((m.start(), m.end()) for m in _CTX.finditer(lower, lo, hi))
+    return hits

@@ -215,7 +215,8 @@ names nombre nom name is y e et und de del la le el los las les der die das il l
 è é sono soy je ich io eu yo was what who why how please thanks thank hello hi dear sir madam n a na tbd tba
 """.split()  # noqa: SIM905
 )
-_CUED_TAIL = re.compile(rf"\s*[:=]?\s*({_FULL})(?![\w\-])")
+# bounded whitespace, the separator owning the run after it: linear time on a long run of spaces (issue 19)
+_CUED_TAIL = re.compile(rf"\s{{0,8}}(?:[:=]\s{{0,8}})?({_FULL})(?![\w\-])")
 _BEFORE_EMAIL = re.compile(rf"({_FULL}) ?[(<]")
 _SIGNOFF_WORDS = [
     "regards",
@@ -494,9 +495,13 @@ _FR_WORDS = [
 register_cues("fr_street", _FR_WORDS, right_boundary=True)
 
 
-def _around(text: str, rx: re.Pattern[str], hit_start: int, hit_end: int, back: int) -> re.Match[str] | None:
-    """The match of ``rx`` that starts at most ``back`` characters before the hit and covers it."""
-    pos = max(0, hit_start - back)
+def _around(
+    text: str, rx: re.Pattern[str], hit_start: int, hit_end: int, back: int, floor: int = 0
+) -> re.Match[str] | None:
+    """The match of ``rx`` that starts at most ``back`` characters before the hit (and not before ``floor``, the
+    end of the address found before: a dense list of addresses is then searched once, not once per suffix word)
+    and covers it."""
+    pos = max(0, floor, hit_start - back)
     while True:
         m = rx.search(text, pos, min(len(text), hit_end + 120))
         if m is None or m.start() > hit_start:
@@ -513,7 +518,7 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
     for h_start, h_end in doc.cues("us_suffix"):
         if h_start < last_end or not text[h_start + 1].isupper():
             continue
-        m = _around(text, _US_ADDR, h_start, h_end, 72)
+        m = _around(text, _US_ADDR, h_start, h_end, 72, last_end)
         if m is not None and before_ok(text, m.start(), "-."):
             last_end = m.end()
             yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)

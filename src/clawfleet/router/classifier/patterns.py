@@ -147,8 +147,11 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------- payment card
+# (?<!\d) and the like: a match never starts inside a run of digits (before_ok rejects those starts anyway), so a
+# long digit run costs one attempt per run, not one per digit; separators: one or two spaces, '-', '.', '/'
 _CARD = re.compile(
-    r"(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})(?![\w\-]|[./]\d)"
+    r"(?<!\d)(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})"
+    r"(?![\w\-]|[./]\d)"
 )
 _CARD_CTX = re.compile(r"card|visa|master|amex|american express|discover|credit|debit|\bcc\b|payment|\bpan\b|paid")
 
@@ -168,7 +171,7 @@ def detect_credit_card(doc: Doc) -> Iterator[Finding]:
 # ---------------------------------------------------------------- IBAN
 # found from its check digits; the two country letters before them are checked in Python
 _IBAN_TAIL = re.compile(
-    r"\d{2}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
+    r"(?<![A-Za-z0-9]{3})\d{2}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
 )
 
 
@@ -199,10 +202,10 @@ _NINE = re.compile(r"\d{9}(?![\w\-]|\.\d)")
 _SSN_CTX = re.compile(r"ssn|social security|social sec|\bss#|taxpayer|\btin\b|itin")
 _NINO_TAIL = re.compile(r"\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w\-])")
 _NINO_CTX = re.compile(r"national insurance|\bni\b|nino|ni number|ni no")
-_DNI = re.compile(r"\d{7,8}-?[A-Z](?![\w\-])")
+_DNI = re.compile(r"(?<!\d)\d{7,8}-?[A-Z](?![\w\-])")
 _DNI_CTX = re.compile(r"\bdni\b|\bnie\b|\bnif\b|documento|identidad")
 _BSN_CTX = re.compile(r"\bbsn\b|burgerservice|sofinummer|citizen service")
-_AADHAAR = re.compile(r"[2-9]\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
+_AADHAAR = re.compile(r"(?<!\d)[2-9]\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
 _AADHAAR_CTX = re.compile(r"aadhaar|aadhar|\buid\b|uidai")
 _CF_TAIL = re.compile(r"\d{2}[A-EHLMPR-Ta-ehlmpr-t]\d{2}[A-Za-z]\d{3}[A-Za-z](?![\w\-])")
 _SIN = re.compile(r"\d{3}([ \-]?)\d{3}\1\d{3}(?![\w\-]|\.\d)")
@@ -273,7 +276,8 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![\w\-]|\.\d)")
 _IPV4_SEED = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
-_IPV6_SEED = re.compile(r":[0-9A-Fa-f]{0,4}:")  # starts with ':' so re skips ahead in C
+# starts with ':' so re skips ahead in C; needs a hex digit next to the colons, so a run of colons seeds nothing
+_IPV6_SEED = re.compile(r":(?:[0-9A-Fa-f]{1,4}:|:[0-9A-Fa-f]|(?<=[0-9A-Fa-f]:):)")
 _IPV6 = re.compile(
     r"(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})(?![\w:])|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6}(?![\w:])"
 )

@@ -9,6 +9,7 @@ the lowercased text), which keeps a 100 KB prompt to a few milliseconds.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ from clawfleet.router.classifier.findings import (
     trie_pattern,
 )
 
-# (type, pattern, score, literal that must occur for the pattern to match: a C-speed `in` check first)
+# (type, pattern, score, the literals a match starts with: found with str.find, and the pattern tried only there)
 _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
     (
         "aws_access_key",
@@ -40,12 +41,17 @@ _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
         "slack_token",
         re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,}"),
         0.95,
-        ("hooks.slack.com",),
+        ("https://hooks.slack.com/",),
     ),
     ("anthropic_api_key", re.compile(r"sk-ant-(?:api|admin|oat|sid)\d{2}-[A-Za-z0-9_\-]{32,200}"), 0.98, ("sk-ant-",)),
-    ("openai_api_key", re.compile(r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![\w\-])"), 0.99, ("T3BlbkFJ",)),
+    ("openai_api_key", re.compile(r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![\w\-])"), 0.99, ("sk-",)),
     ("google_api_key", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![\w\-])"), 0.95, ("AIza",)),
-    ("stripe_key", re.compile(r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{20,99}(?![\w])"), 0.95, ("_live_", "_test_")),
+    (
+        "stripe_key",
+        re.compile(r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{20,99}(?![\w])"),
+        0.95,
+        tuple(f"{k}_{m}_" for k in ("sk", "rk", "pk") for m in ("live", "test")),
+    ),
     ("jwt", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}(?![\w\-])"), 0.95, ("eyJ",)),
     # vendors without a type of their own (reported as generic_secret); the body must look random too, so
     # "hf_hub_download" or "npm_config_registry" stay out (see _RANDOM_BODY)
@@ -79,10 +85,13 @@ _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
 _NEEDLES = re.compile(trie_pattern({n for *_, needles in _PREFIXED for n in needles}))
 _VENDOR_PREFIX = re.compile(r"^[A-Za-z0-9]{1,8}(?:_v1|_api|_oauth)?[_\-.]")
 _OPENAI = re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}(?![\w\-])")
-_PEM = re.compile(
-    r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[\s\S]{0,20000}?-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,\-]*)"
-)
+# A PEM block is its header, then the first END line within 20,000 characters, else the base64 body that follows.
+# Matched in three linear passes (headers, END lines, one body run per block) rather than one regex whose lazy
+# 20,000-character scan restarted at every header: repeated headers made that quadratic (issue 19).
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,\-]*")
+_PEM_MAX = 20000
 # unarmoured private keys: base64 DER whose first bytes are a private key's version field (PKCS#1, PKCS#8,
 # SEC1: INTEGER 0 or 1 right after the outer SEQUENCE), an OpenSSH key body, or any long base64 blob right after
 # a "private key" cue. Certificates and public keys (SEQUENCE, SEQUENCE...) do not carry the version field.
@@ -126,7 +135,11 @@ _KEY_ASSIGNED = re.compile(r"[\"']?[ \t]{0,4}(?::=|=>|[:=])[ \t]{0,4}[\"']?([A-Z
 # "settings.title.main2", "USER_PROFILE_V2": identifiers made of words, not random values
 _WORDY = re.compile(r"(?:(?:[A-Za-z]{1,24}\d{0,4}|\d{1,8})[._\-/:]){1,12}(?:[A-Za-z]{1,24}\d{0,4}|\d{1,8})")
 _UUID_OR_HEX = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-fA-F]{32,128}")
-_ASSIGNED_TAIL = re.compile(r"[\w.\-]{0,16}[\"']?[ \t]*(?::=|=>|[:=]|[ \t])[ \t]*[\"']?([A-Za-z0-9+/_.=\-~]{16,512})")
+# the blanks around the operator are bounded: unbounded runs on both sides of an optional separator let a long
+# run of blanks be split every possible way (quadratic; issue 19)
+_ASSIGNED_TAIL = re.compile(
+    r"[\w.\-]{0,16}[\"']?[ \t]{0,8}(?::=|=>|[:=]|[ \t])[ \t]{0,8}[\"']?([A-Za-z0-9+/_.=\-~]{16,512})"
+)
 _BEARER_TAIL = re.compile(r"[ \t]+([A-Za-z0-9_\-.~+/]{20,512}=*)")
 register_cues(
     "password",
@@ -198,31 +211,65 @@ def _vendor_body_ok(body: str) -> bool:
     return kinds >= 2 and shannon_entropy(body) >= 3.0 and not _PLACEHOLDER.match(body)
 
 
+def _starts(text: str, needles: tuple[str, ...]) -> list[int]:
+    """Positions of the needles where a token can start (``before_ok``), in order.
+
+    A pattern is tried only there: inside a run like ``eyJeyJeyJ...`` every needle but the first follows a token
+    character, so each run is scanned once instead of once per needle in it (which was quadratic; issue 19).
+    """
+    found: set[int] = set()
+    for needle in needles:
+        pos = text.find(needle)
+        while pos != -1:
+            if before_ok(text, pos, "-"):
+                found.add(pos)
+            pos = text.find(needle, pos + 1)
+    return sorted(found)
+
+
+def _pem_blocks(text: str) -> Iterator[Finding]:
+    ends = [(m.start(), m.end()) for m in _PEM_END.finditer(text)]
+    end_starts = [s for s, _ in ends]
+    covered = -1
+    for head in _PEM_BEGIN.finditer(text):
+        if head.start() < covered:
+            continue  # inside the block found before (its body swallows following headers)
+        i = bisect.bisect_left(end_starts, head.end())
+        if i < len(ends) and ends[i][0] - head.end() <= _PEM_MAX:
+            end = ends[i][1]
+        else:
+            end = _PEM_BODY.match(text, head.end()).end()  # type: ignore[union-attr]  (a * pattern always matches)
+        covered = end
+        while end > head.start() and text[end - 1].isspace():
+            end -= 1
+        yield Finding("private_key", head.start(), end, 0.99, text[head.start() : end], 5)
+
+
 def detect_secrets(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     present = set(_NEEDLES.findall(text))
     for kind, rx, score, needles in _PREFIXED:
         if present.isdisjoint(needles):
             continue
-        for m in rx.finditer(text):
-            value = m.group()
-            if "EXAMPLE" in value or not before_ok(text, m.start(), "-"):
+        for start in _starts(text, needles):
+            m = rx.match(text, start)
+            if m is None or "EXAMPLE" in m.group():
                 continue
+            value = m.group()
             if kind == "generic_secret" and not _vendor_body_ok(_VENDOR_PREFIX.sub("", value)):
                 continue
             yield Finding(kind, m.start(), m.end(), score, value, 4)
     if "sk-" in text:
-        for m in _OPENAI.finditer(text):
+        for start in _starts(text, ("sk-",)):
+            m = _OPENAI.match(text, start)
+            if m is None:
+                continue
             value = m.group()
             body = re.sub(r"^(?:proj|svcacct|admin|None)-", "", value[3:])
-            if before_ok(text, m.start(), "-") and _looks_random(body, 3.2):
+            if _looks_random(body, 3.2):
                 yield Finding("openai_api_key", m.start(), m.end(), 0.9, value, 4)
     if "PRIVATE KEY" in text:
-        for m in _PEM.finditer(text):
-            end = m.end()
-            while end > m.start() and text[end - 1].isspace():
-                end -= 1
-            yield Finding("private_key", m.start(), end, 0.99, text[m.start() : end], 5)
+        yield from _pem_blocks(text)
     yield from _unarmoured_keys(doc)
     yield from _key_variables(doc)
     for _, c_end in doc.cues("aws"):
@@ -233,6 +280,8 @@ def detect_secrets(doc: Doc) -> Iterator[Finding]:
             break
     last_end = -1
     for c_start, c_end in doc.cues("secret_word"):
+        # a cue inside the value examined for the cue before ("token=token=token...") would examine a suffix of
+        # it again: skipping it keeps the work linear in the text, not in cues times value length
         if c_start < last_end:
             continue
         word = lower[c_start:c_end]
@@ -245,6 +294,7 @@ def detect_secrets(doc: Doc) -> Iterator[Finding]:
         m = _ASSIGNED_TAIL.match(text, c_end)
         if m is None:
             continue
+        last_end = m.end()
         name = lower[max(0, c_start - 24) : m.start(1)]
         value = m.group(1).rstrip(".")
         if "public" in name or re.search(r"_(?:url|id|name|path|file|type)\b", lower[c_end : c_end + 16]):
@@ -303,8 +353,11 @@ def _key_variables(doc: Doc) -> Iterator[Finding]:
 
 def detect_passwords(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
+    last_end = -1
     for c_start, c_end in doc.cues("password"):
-        if c_start > 0 and lower[c_start - 1].isalnum():
+        # a cue inside the value just found is part of that value ("pwd:pwd:pwd:..."): skipping it keeps the
+        # work linear in the text rather than in the number of cues times the value length (issue 19)
+        if c_start < last_end or (c_start > 0 and lower[c_start - 1].isalnum()):
             continue
         if lower.endswith(_NOT_PASSWORD_BEFORE, max(0, c_start - 8), c_start):
             continue
@@ -320,7 +373,8 @@ def detect_passwords(doc: Doc) -> Iterator[Finding]:
             continue
         if value.endswith("(") or ("(" in value and value.endswith(")")):
             continue  # a function call: password=get_password()
-        yield Finding("password", m.start(2), m.start(2) + len(value), 0.85, value, 2)
+        last_end = m.start(2) + len(value)
+        yield Finding("password", m.start(2), last_end, 0.85, value, 2)
     if "://" in text:
         for m in _URL_CRED.finditer(text):
             value = m.group(1)
