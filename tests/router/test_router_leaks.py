@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import time
 
 import anthropic
 import httpx
@@ -380,6 +381,11 @@ def test_openai_stream_cut_upstream_ends_with_an_error_the_sdk_raises(router, cl
         for chunk in stream:
             got.extend(c.delta.content or "" for c in chunk.choices)
     assert "".join(got)  # what arrived before the reset was delivered
+    # the router writes its decision when the stream's generator finishes, which can be just after the client
+    # read the error event: wait for that record (an event, not a duration)
+    deadline = time.monotonic() + 10
+    while router.decisions()[-1].get("error") != "upstream_reset" and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert router.decisions()[-1]["error"] == "upstream_reset"
 
 

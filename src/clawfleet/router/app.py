@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from clawfleet.router import translate
+from clawfleet.router import classify_pool, translate
 from clawfleet.router.classifier import UNSCANNED, Classifier
 from clawfleet.router.config import RouterConfig
 from clawfleet.router.extract import ExtractError
@@ -36,7 +35,7 @@ from clawfleet.router.providers import RouteUnsupported, Upstream, Upstreams
 from clawfleet.router.redact import Redactor
 from clawfleet.router.restore_stream import StreamRestoreTransform
 from clawfleet.router.routing import Decision, Router
-from clawfleet.router.scan import RequestFindings, classify_outgoing, classify_request, parse_body
+from clawfleet.router.scan import RequestFindings, outgoing_text, parse_body, prepare_request
 from clawfleet.router.sse import SSEParser, stream_error_event
 
 ENDPOINTS = {
@@ -50,20 +49,6 @@ _PASS_HEADERS = ("retry-after", "request-id", "x-request-id", "openai-processing
 _PASS_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _RETRYABLE_STATUS = frozenset({502, 503, 504})
 _log = logging.getLogger("clawfleet.router")
-
-
-def build_classifier(config: RouterConfig) -> Classifier:
-    extra: list[Callable[[str], Any]] = []
-    if "presidio" in config.classifier.engines:
-        from clawfleet.router.classifier.presidio_engine import PresidioEngine
-
-        extra.append(PresidioEngine())
-    return Classifier(
-        min_score=config.classifier.min_score,
-        disabled=config.classifier.disable,
-        custom=config.custom_classes,
-        extra_engines=extra,
-    )
 
 
 def _error(kind: str, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -98,15 +83,15 @@ class RouterApp:
         decision_log: DecisionLog | None = None,
     ) -> None:
         self.config = config
-        self.classifier = build_classifier(config)
         self.router = Router(config)
         self.upstreams = Upstreams(config.providers, transport)
         self.metrics = Metrics()
         self.log = decision_log or DecisionLog(config.decision_log)
         self._aliases = frozenset(config.model_aliases())
-        # classification runs here, off the event loop, so one large request cannot stall /healthz or the
-        # streams of other clients; two workers because the hosts' router units get two cores
-        self._classify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="classify")
+        # classification runs off the event loop (large texts in worker processes), so one large request
+        # cannot stall /healthz or the streams of other clients
+        classifier = classify_pool.build_classifier(config.classifier, config.custom_classes)
+        self.pool = classify_pool.ClassifyPool(classifier, config.classifier, config.custom_classes)
         self._budget_s = config.classifier.time_budget_ms / 1000
         routes = [Route(path, self._endpoint(kind), methods=["POST"]) for path, kind in ENDPOINTS.items()]
         routes += [
@@ -116,13 +101,22 @@ class RouterApp:
         ]
         self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
 
+    @property
+    def classifier(self) -> Classifier:
+        """The in-process classifier (small texts, header values); worker processes build their own."""
+        return self.pool.classifier
+
+    @classifier.setter
+    def classifier(self, value: Classifier) -> None:
+        self.pool.classifier = value
+
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
             await self.upstreams.aclose()
-            self._classify_pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.close()
             self.log.close()
 
     # ------------------------------------------------------------ small endpoints
@@ -195,23 +189,22 @@ class RouterApp:
         self._finish(record, t0, response.status_code)
         return response
 
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` in the classifier pool within the time budget; raises TimeoutError past it."""
-        future = asyncio.get_running_loop().run_in_executor(self._classify_pool, fn, *args)
-        return await asyncio.wait_for(future, self._budget_s)
-
     async def _classify(self, kind: str, body: Any) -> RequestFindings | None:
         """Findings for a request, or None when classification ran out of its time budget."""
+        deadline = time.monotonic() + self._budget_s
         try:
-            result: RequestFindings = await self._off_loop(classify_request, kind, body, self.classifier.classify)
+            prepared = await self.pool.run(prepare_request, kind, body, budget=self._budget_s)
+            results = await self.pool.classify(prepared.texts(), budget=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             return None
-        return result
+        found: RequestFindings = prepared.assemble(results)
+        return found
 
     async def _residual_classes(self, payload: Any) -> list[str]:
         """Classes still present in an outgoing cloud body whose routes do not allow the cloud."""
         try:
-            findings = await self._off_loop(classify_outgoing, payload, self.classifier.classify)
+            text = await self.pool.run(outgoing_text, payload, budget=self._budget_s)
+            [findings] = await self.pool.classify([text], budget=self._budget_s)
         except asyncio.TimeoutError:
             return [UNSCANNED]
         classes = {f.type for f in findings}

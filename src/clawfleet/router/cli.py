@@ -61,13 +61,13 @@ def _load(path: str | None, *, read_secrets: bool = True) -> RouterConfig | None
 
 
 def classify_input(config: RouterConfig, data: str) -> dict[str, Any]:
-    from clawfleet.router.app import build_classifier
     from clawfleet.router.classifier import UNSCANNED
+    from clawfleet.router.classify_pool import build_classifier
     from clawfleet.router.extract import ExtractError, guess_kind
     from clawfleet.router.routing import Router
     from clawfleet.router.scan import classify_request
 
-    classifier = build_classifier(config)
+    classifier = build_classifier(config.classifier, config.custom_classes)
     findings, opaque = None, False
     if data.lstrip().startswith("{"):
         try:

@@ -164,31 +164,42 @@ def content_view(content: Extracted) -> str:
     return "".join(content.texts)
 
 
+@dataclass
+class PreparedRequest:
+    """A request body walked and split into the texts to classify (the field view, and the content view when
+    there is more than one model-read text)."""
+
+    scan: BodyScan
+    content: Extracted
+
+    def texts(self) -> list[str]:
+        views = [self.scan.text]
+        if len(self.content.texts) > 1:
+            views.append(content_view(self.content))
+        return views
+
+    def assemble(self, results: Sequence[list[Finding]]) -> RequestFindings:
+        """Findings per text of :meth:`texts`, in that order -> the request's findings."""
+        field_findings = results[0]
+        content_findings = results[1] if len(results) > 1 else []
+        opaque = self.scan.opaque or self.content.opaque
+        return RequestFindings(self.scan, self.content, field_findings, content_findings, opaque)
+
+
+def prepare_request(kind: str, body: Any) -> PreparedRequest:
+    """Validate the endpoint shape and walk the body (``ExtractError`` on a bad one)."""
+    return PreparedRequest(scan_body(body), extract(kind, body))
+
+
 def classify_request(kind: str, body: Any, classify: Callable[[str], list[Finding]]) -> RequestFindings:
-    """Validate the endpoint shape, then classify the field view and the content view of the body."""
-    content = extract(kind, body)
-    scan = scan_body(body)
-    field_findings = classify(scan.text)
-    content_findings = classify(content_view(content)) if len(content.texts) > 1 else []
-    return RequestFindings(scan, content, field_findings, content_findings, scan.opaque or content.opaque)
+    """Validate, walk and classify a request body in the calling thread (the CLI, tests)."""
+    prepared = prepare_request(kind, body)
+    return prepared.assemble([classify(t) for t in prepared.texts()])
 
 
-def classify_outgoing(payload: Any, classify: Callable[[str], list[Finding]]) -> list[Finding]:
-    """The last look before a cloud send: every string of the body exactly as it is about to be sent."""
-    return classify(scan_body(payload).text)
-
-
-__all__ = [
-    "MAX_DEPTH",
-    "BodyScan",
-    "RequestFindings",
-    "Segment",
-    "classify_outgoing",
-    "classify_request",
-    "content_view",
-    "parse_body",
-    "scan_body",
-]
+def outgoing_text(payload: Any) -> str:
+    """The last look before a cloud send reads every string of the body exactly as it is about to be sent."""
+    return scan_body(payload).text
 
 
 def _reject_constant(name: str) -> Any:
@@ -208,3 +219,18 @@ def parse_body(raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise ExtractError(f"request body is not valid JSON: {exc.msg} ({where})") from None
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "BodyScan",
+    "PreparedRequest",
+    "RequestFindings",
+    "Segment",
+    "classify_request",
+    "content_view",
+    "outgoing_text",
+    "parse_body",
+    "prepare_request",
+    "scan_body",
+]

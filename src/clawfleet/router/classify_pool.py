@@ -1,0 +1,104 @@
+"""Where classification runs: small requests on a thread, large ones in worker processes.
+
+The classifier is pure Python and regular expressions, which hold the interpreter lock while they match; on a
+thread, a 100 KB request still takes the event loop's turns, and `/healthz` and every other client's stream wait
+(measured by benchmarks/bench_router_isolation.py). So texts above ``inline_below`` characters go to a small pool
+of worker processes (spawned, each with its own classifier built from the same options), and the loop only waits
+on a future. Small texts, the common case, stay on a thread: a process round trip would cost them more than the
+classification itself. Every call has the caller's time budget; past it the caller treats the request as
+unscanned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+from clawfleet.router.classifier import Classifier, CustomClass, Finding
+from clawfleet.router.config import ClassifierOptions
+
+INLINE_BELOW = 16 * 1024  # characters of text to classify, all texts of one call together
+
+_worker_classifier: Classifier | None = None
+
+
+def build_classifier(options: ClassifierOptions, custom: Sequence[CustomClass]) -> Classifier:
+    extra: list[Callable[[str], Any]] = []
+    if "presidio" in options.engines:
+        from clawfleet.router.classifier.presidio_engine import PresidioEngine
+
+        extra.append(PresidioEngine())
+    return Classifier(min_score=options.min_score, disabled=options.disable, custom=custom, extra_engines=extra)
+
+
+def _init_worker(options: ClassifierOptions, custom: Sequence[CustomClass]) -> None:
+    global _worker_classifier
+    _worker_classifier = build_classifier(options, custom)
+
+
+def _classify_in_worker(texts: Sequence[str]) -> list[list[Finding]]:
+    assert _worker_classifier is not None, "worker initialiser did not run"
+    return [_worker_classifier.classify(t) for t in texts]
+
+
+def classify_all(classify: Callable[[str], list[Finding]], texts: Sequence[str]) -> list[list[Finding]]:
+    return [classify(t) for t in texts]
+
+
+class ClassifyPool:
+    """Classify texts within a time budget, off the event loop (threads for small texts, processes for large)."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        options: ClassifierOptions,
+        custom: Sequence[CustomClass],
+        *,
+        workers: int | None = None,
+        inline_below: int = INLINE_BELOW,
+    ) -> None:
+        self.classifier = classifier  # the in-process one (also used for small texts)
+        self.inline_below = inline_below
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="classify")
+        self._options, self._custom = options, tuple(custom)
+        self._workers = workers or min(2, os.cpu_count() or 1)
+        self._procs: ProcessPoolExecutor | None = None  # started on the first large request
+
+    def _processes(self) -> Executor:
+        if self._procs is None:
+            # spawn, not fork: the router runs threads (the event loop's executor, uvicorn), and a forked child
+            # would inherit their locks mid-state
+            self._procs = ProcessPoolExecutor(
+                max_workers=self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self._options, self._custom),
+            )
+        return self._procs
+
+    async def run(self, fn: Callable[..., Any], *args: Any, budget: float) -> Any:
+        """Run a preparation step (walking a body) on a thread within ``budget`` seconds."""
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        return await asyncio.wait_for(future, budget)
+
+    async def classify(self, texts: Sequence[str], *, budget: float) -> list[list[Finding]]:
+        """Findings per text; raises TimeoutError past ``budget`` seconds."""
+        loop = asyncio.get_running_loop()
+        if sum(len(t) for t in texts) < self.inline_below:
+            future = loop.run_in_executor(self._threads, classify_all, self.classifier.classify, list(texts))
+        else:
+            future = loop.run_in_executor(self._processes(), _classify_in_worker, list(texts))
+        result: list[list[Finding]] = await asyncio.wait_for(future, budget)
+        return result
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._procs is not None:
+            self._procs.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["INLINE_BELOW", "ClassifyPool", "build_classifier", "classify_all"]
