@@ -18,12 +18,14 @@ import sys
 from collections import Counter
 from typing import Any
 
+from clawfleet import paths
+
 from .batches import FAILED_RESULTS, parse_max_fail, parse_serial, plan_batches, roll_out
 
 __all__ = ["register_fleet_subcommands"]
 
-DEFAULT_REMOTE_CLAWFLEET = "/opt/clawfleet/venv/bin/clawfleet"
-DEFAULT_STAGING = "/var/lib/clawfleet/policy-staging"
+DEFAULT_REMOTE_CLAWFLEET = paths.VENV_CLAWFLEET
+DEFAULT_STAGING = paths.POLICY_STAGING_DIR
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 

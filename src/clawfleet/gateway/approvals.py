@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from clawfleet.atomicfile import write_atomic
 from clawfleet.policy.request_target import TargetRefused, canonicalize_target
 
 __all__ = ["Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
@@ -172,15 +173,10 @@ def approve(log: str, policy_path: str, pid: str) -> dict[str, Any]:
     yaml.dump(doc, buf)
     text = buf.getvalue()
     load_text(text, policy_path)  # refuse to write a policy the gateway would reject
-    tmp = f"{policy_path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
     st = os.stat(policy_path)
-    os.chmod(tmp, st.st_mode & 0o7777)
-    os.replace(tmp, policy_path)
+    write_atomic(policy_path, text, st.st_mode & 0o7777)
     done = _approved(log) | {p.id}
-    with open(_approved_file(log), "w") as f:
-        json.dump(sorted(done), f)
+    write_atomic(_approved_file(log), json.dumps(sorted(done)), 0o644)
     return rule
 
 

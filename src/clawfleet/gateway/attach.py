@@ -21,11 +21,14 @@ import sys
 import time
 from typing import Any
 
+from clawfleet import paths
+from clawfleet.atomicfile import write_atomic
+
 from .config import DecisionLog, GatewayConfig, load_gateway_section
 
 __all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "run_attached_sandbox", "sandbox_alive"]
 
-DEFAULT_RUNTIME_DIR = "/run/clawfleet"
+DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
 
 
@@ -49,15 +52,6 @@ class RuntimePaths:
     @property
     def attached(self) -> str:
         return os.path.join(self.runtime_dir, "sandboxes", f"{self.name}.attached")
-
-
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -116,7 +110,7 @@ class AttachedGateway:
         os.makedirs(self.paths.bundle_dir, mode=0o755, exist_ok=True)
         os.chmod(self.paths.bundle_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is not here
         os.makedirs(os.path.dirname(self.paths.pidfile), mode=0o755, exist_ok=True)
-        _write_atomic(self.paths.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
+        write_atomic(self.paths.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
         self.pins = HashPins(self.config.pins_file) if self.config.pin_binaries else None
         self.gateway = Gateway(self.config, self.holder, self.log, identify=None, ca=self.ca)
         self.attached_pid: int | None = None
@@ -154,7 +148,7 @@ class AttachedGateway:
         self.attached_pid = pid
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
-        _write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
+        write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
 
     async def _detach(self) -> None:
         if self._server is None:
@@ -200,7 +194,7 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
     def publish(pid: int) -> None:
         published.append(pid)
         record = {"pid": pid, "netns": _netns_inode(pid), "started": time.time(), "definition": definition}
-        _write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
+        write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
         # Give the gateway a moment so the command's first request finds it; without it the sandbox still starts
         # and stays offline (fail closed) until the gateway attaches.
         if not _wait_for(lambda: (_read_json(paths.attached) or {}).get("pid") == pid, attach_timeout):

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from clawfleet.atomicfile import write_atomic
+
 __all__ = ["SYSTEM_BUNDLES", "SandboxCA", "system_bundle_path", "upstream_context"]
 
 SYSTEM_BUNDLES = (
@@ -106,12 +108,9 @@ class SandboxCA:
             pass
         ca = cls(name, days=days)
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()) + ca.cert_pem)  # fmt: skip
-        os.replace(tmp, path)
+        key_pem = ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())  # fmt: skip
+        write_atomic(path, key_pem + ca.cert_pem, 0o600)
         return ca
 
     def bundle_text(self, system_bundle: str | None = None, extra_ca_file: str | None = None) -> bytes:

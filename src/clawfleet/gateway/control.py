@@ -49,6 +49,8 @@ from typing import Any
 __all__ = ["Daemon", "build_spec_from_definition", "check_file", "load_definition", "register_sandbox_subcommands",
            "request"]  # fmt: skip
 
+from clawfleet import paths
+
 from .attach import DEFAULT_RUNTIME_DIR, AttachedGateway, _read_json, run_attached_sandbox, sandbox_alive
 from .control_cli import DEFAULT_SOCKET, register_sandbox_subcommands
 
@@ -232,7 +234,7 @@ class Daemon:
         cfg = _load_yaml(config_path)
         base = os.path.dirname(os.path.abspath(config_path))
         self.config_path = os.path.abspath(config_path)
-        self.state_dir = os.path.join(base, cfg.get("state_dir", "/var/lib/clawfleet/gateway"))
+        self.state_dir = os.path.join(base, cfg.get("state_dir", paths.GATEWAY_STATE_DIR))
         self.socket_path = os.path.join(base, cfg.get("control_socket", DEFAULT_SOCKET))
         self.runtime_dir = os.path.join(base, cfg.get("runtime_dir", DEFAULT_RUNTIME_DIR))
         self.launch = bool(cfg.get("launch_sandboxes", True))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SOCKET = "/run/clawfleet/gateway.sock"
+from clawfleet.paths import CONTROL_SOCKET as DEFAULT_SOCKET
 
 
 def _client(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import os
 import shutil
@@ -24,6 +23,10 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable
+
+from clawfleet import paths
+from clawfleet.atomicfile import write_atomic
+from clawfleet.sandbox.namespaces import run_in_netns
 
 from .ca import SandboxCA
 from .config import DecisionLog, GatewayConfig
@@ -33,41 +36,27 @@ from .reload import PolicyHolder
 
 __all__ = ["EmbeddedGateway", "config_from_args", "listen_in_netns", "run_sandbox", "sandbox_env"]
 
-CLONE_NEWNET = 0x40000000
 PROXY_HOST = "127.0.0.1"
-STATE_ROOT = "/run/clawfleet/gateway"
+STATE_ROOT = paths.EMBEDDED_GATEWAY_ROOT
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
                 "PIP_CERT")  # fmt: skip
 
 
 def listen_in_netns(pid: int, port: int = 3128, host: str = PROXY_HOST, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket bound in the network namespace of ``pid`` (root only)."""
-    result: dict[str, object] = {}
 
-    def worker() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
+    def bind() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns(CLONE_NEWNET) into pid {pid}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
             sock.listen(backlog)
-            result["sock"] = sock
-        except BaseException as exc:
-            result["error"] = exc
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
-    t = threading.Thread(target=worker, name=f"netns-listen-{pid}")
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["sock"]  # type: ignore[return-value]
+    return run_in_netns(pid, bind)
 
 
 def sandbox_env(port: int, ca_bundle: str) -> dict[str, str]:
@@ -95,9 +84,7 @@ class EmbeddedGateway:
         self.state_dir = tempfile.mkdtemp(prefix=f"{_safe(config.sandbox)}-", dir=state_root)
         os.chmod(self.state_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is never here
         self.ca_bundle = os.path.join(self.state_dir, "ca-bundle.pem")
-        with open(self.ca_bundle, "wb") as f:
-            f.write(self.ca.bundle_text(extra_ca_file=config.extra_ca_file))
-        os.chmod(self.ca_bundle, 0o644)
+        write_atomic(self.ca_bundle, self.ca.bundle_text(extra_ca_file=config.extra_ca_file), 0o644)
         self.pins = HashPins(config.pins_file) if config.pin_binaries else None
         self.gateway = Gateway(config, self.holder, self.log, identify=None, ca=self.ca)
         self.loop = asyncio.new_event_loop()

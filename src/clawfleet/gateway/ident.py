@@ -27,6 +27,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from clawfleet.atomicfile import write_atomic
+
 from .fdtables import FdTables
 
 __all__ = ["Caller", "HashPins", "Identifier", "IdentityError"]
@@ -121,11 +123,7 @@ class HashPins:
     def _save(self) -> None:
         if not self.path:
             return
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.pins, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.pins, indent=1, sort_keys=True), 0o600)
 
 
 @dataclass

@@ -26,11 +26,13 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from clawfleet import paths
+from clawfleet.atomicfile import write_atomic
 
 from . import ledger as ledger_mod
 from .canonical import digest as policy_digest
@@ -41,8 +43,8 @@ from .model import Policy
 
 __all__ = ["DEFAULT_POLICY_DIR", "DEFAULT_SOCKET", "apply_policy", "policy_status", "register_apply_subcommands"]
 
-DEFAULT_POLICY_DIR = "/etc/clawfleet/policies"
-DEFAULT_SOCKET = "/run/clawfleet/gateway.sock"
+DEFAULT_POLICY_DIR = paths.POLICY_DIR
+DEFAULT_SOCKET = paths.CONTROL_SOCKET
 DEFAULT_GROUP = "clawfleet"
 POLL_INTERVAL = 0.05
 
@@ -133,35 +135,12 @@ def _gid(group: str | None) -> int:
     return 0
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o640, uid: int = 0, gid: int = 0) -> None:
-    """Temp file next to ``path``, fsync, rename over it, fsync the directory. The name starts with '.', so a
-    ``*.yaml`` glob never sees a half-written file."""
-    directory, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        if os.geteuid() == 0:
-            os.fchown(fd, uid, gid)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd != -1:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+def _write_owned(path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+    """Atomically (see :mod:`clawfleet.atomicfile`); the owner is set only when running as root."""
+    if os.geteuid() == 0:
+        write_atomic(path, data, mode, uid=uid, gid=gid)
+    else:
+        write_atomic(path, data, mode)
 
 
 @contextlib.contextmanager
@@ -290,8 +269,8 @@ def _place_and_verify(data: bytes, new_digest: str, old_bytes: bytes | None, old
     gid = _gid(opts.group)
     if old_bytes is not None:
         st = os.stat(live)
-        write_atomic(previous, old_bytes, st.st_mode & 0o7777, st.st_uid, st.st_gid)
-    write_atomic(live, data, 0o640, 0, gid)
+        _write_owned(previous, old_bytes, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    _write_owned(live, data, 0o640, 0, gid)
     if not opts.verify:
         out["result"] = "applied"
         out["detail"] = "not verified (--no-verify)"
@@ -317,7 +296,7 @@ def _place_and_verify(data: bytes, new_digest: str, old_bytes: bytes | None, old
         out["detail"] = out["error"] + f"; removed {live} (there was no previous policy)"
         return _record(out, opts)
     st = os.stat(previous)
-    write_atomic(live, old_bytes, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    _write_owned(live, old_bytes, st.st_mode & 0o7777, st.st_uid, st.st_gid)
     out["result"] = "rolled_back"
     back = (
         wait_for_digest(opts.name, old_digest, opts.socket, opts.timeout, 0) if old_digest and not interrupted else None

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from clawfleet.atomicfile import write_atomic
 
 from .canonical import digest, normalize
 from .differ import diff
@@ -51,10 +52,7 @@ def _write(text: str, out: str | None) -> None:
         sys.stdout.write(text)
         return
     assert out is not None
-    tmp = f"{out}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, out)
+    write_atomic(out, text, 0o644)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -28,9 +28,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from clawfleet import paths
+from clawfleet.atomicfile import write_atomic
+
 __all__ = ["DEFAULT_LEDGER", "ChainBreak", "append", "head_path", "last_records", "line_hash", "read_records", "verify"]
 
-DEFAULT_LEDGER = "/var/lib/clawfleet/policy-ledger.jsonl"
+DEFAULT_LEDGER = paths.POLICY_LEDGER
 FIELDS = ("time", "host", "sandbox", "digest", "previous_digest", "source_commit", "operator", "result", "detail",
           "enforce_latency_s")  # fmt: skip
 
@@ -77,17 +80,8 @@ def _count_lines(fd: int) -> int:
 
 
 def _write_head(path: str, count: int, last_hash: str, gid: int) -> None:
-    target = head_path(path)
-    tmp = f"{target}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-    try:
-        os.write(fd, (json.dumps({"records": count, "last_hash": last_hash}) + "\n").encode())
-        with contextlib.suppress(OSError):
-            os.fchown(fd, 0 if os.geteuid() == 0 else -1, gid)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    head = (json.dumps({"records": count, "last_hash": last_hash}) + "\n").encode()
+    write_atomic(head_path(path), head, 0o640, uid=0 if os.geteuid() == 0 else -1, gid=gid)
 
 
 def _group_id(group: str | None) -> int:

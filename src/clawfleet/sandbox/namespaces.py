@@ -23,9 +23,12 @@ import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from clawfleet.sandbox import _sys
 from clawfleet.sandbox.spec import SANDBOX_WORKDIR
+
+T = TypeVar("T")
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -333,16 +336,16 @@ def _build_dev() -> None:
     os.chmod("/dev/shm", 0o1777)  # noqa: S103 - sticky and world-writable like /dev/shm everywhere
 
 
-def run_in_netns(pid: int, fn: Callable[[], object]) -> object:
-    """Run ``fn`` in the network namespace of process ``pid`` and return its result.
+def run_in_netns(pid: int, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in the network namespace of process ``pid`` and return its result (root only).
 
-    For the gateway hook: a socket created by ``fn`` stays in that namespace after we leave it. setns
-    changes only the calling thread, so ``fn`` runs on a short-lived helper thread and the caller's own
-    namespace is never touched.
+    The one setns helper of clawfleet (the gateway listens in a sandbox's namespace with it): a socket created by
+    ``fn`` stays in that namespace after we leave it. setns changes only the calling thread, so ``fn`` runs on a
+    short-lived helper thread and the caller's own namespace is never touched.
     """
     import threading
 
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
     ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     def helper() -> None:
@@ -359,5 +362,6 @@ def run_in_netns(pid: int, fn: Callable[[], object]) -> object:
     finally:
         os.close(ns_fd)
     if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result.get("value")
+        raise result["error"]
+    value: T = result["value"]
+    return value
