@@ -28,8 +28,8 @@ import subprocess
 import sys
 import time
 
-from clawfleet.gateway.embedded import listen_in_netns
 from clawfleet.gateway.ident import Identifier
+from clawfleet.gateway.listen import listen_in_netns
 
 HELPER = r"""
 import os, resource, signal, socket, subprocess, sys

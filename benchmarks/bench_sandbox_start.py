@@ -47,13 +47,13 @@ def _in_process_launch(policy: Path, work: Path):
     and the imports a CLI run pays: what the kernel-facing code costs, next to bwrap."""
     import argparse as ap
 
-    from clawfleet.sandbox.cli import add_run_arguments, build_spec
     from clawfleet.sandbox.launcher import Launcher
+    from clawfleet.sandbox.run_args import add_run_arguments, spec_from_args
 
     parser = ap.ArgumentParser()
     add_run_arguments(parser)  # the CLI's own flags and defaults, so this stays in step with `sandbox run`
     ns = parser.parse_args(["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"])
-    spec = build_spec(ns, {})
+    spec = spec_from_args(ns, {})
 
     def launch() -> None:
         if Launcher(spec).run() != 0:

@@ -75,7 +75,7 @@ class GatewayDaemon:
         self.proc: subprocess.Popen | None = None
 
     def status(self) -> dict | None:
-        from clawfleet.gateway.control import request
+        from clawfleet.control_protocol import request
 
         try:
             return next(iter(request({"cmd": "status", "name": self.name}, str(self.socket))))

@@ -1,9 +1,11 @@
 """The `clawfleet` command.
 
-Each component registers its own subcommands (``register(subparsers)``) so the top level stays a thin
-dispatcher. Only the component of the command being run is imported: `clawfleet sandbox run` starts agents,
-and its start time should not pay for the router's or the gateway's imports. argparse is the standard
-library's well-kept CLI parser: no extra dependency on hosts that install from an offline wheelhouse.
+This module alone composes the command tree. A package that owns a whole command offers ``register(subparsers)``;
+the ``sandbox`` and ``gateway`` commands are shared (the supervisor runs sandboxes with their gateways, the gateway
+package adds its stand-alone proxy), so they are made here and each package adds its subcommands with
+``register_<command>(subparsers)``. Only the components of the command being run are imported: `clawfleet sandbox
+run` starts agents, and its start time should not pay for the router's imports. argparse is the standard library's
+well-kept CLI parser: no extra dependency on hosts that install from an offline wheelhouse.
 """
 
 from __future__ import annotations
@@ -18,21 +20,37 @@ from clawfleet import __version__
 # command -> modules exposing ``register(subparsers)``, in help order.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "policy": ("clawfleet.policy.cli",),
-    "sandbox": ("clawfleet.sandbox.cli",),
+    "sandbox": ("clawfleet.supervisor.cli",),
     "host": ("clawfleet.host.cli",),
     "gpu": ("clawfleet.gpu.cli",),
     "bundle": ("clawfleet.bundle.cli",),
-    "gateway": ("clawfleet.gateway.cli",),
+    "gateway": ("clawfleet.supervisor.cli", "clawfleet.gateway.cli"),
     "router": ("clawfleet.router.cli",),
     "fleet": ("clawfleet.fleet.cli",),
 }
 
+# Shared commands: made here; each module of COMMANDS[name] offers ``register_<name>(subparsers)``.
+SHARED: dict[str, dict[str, str]] = {
+    "sandbox": {"help": "run a command in the kernel sandbox"},
+    "gateway": {"help": "egress gateway: the sandbox's only way out"},
+}
 
-def _modules_for(argv: Sequence[str]) -> list[str]:
+
+def _commands_for(argv: Sequence[str]) -> list[str]:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in COMMANDS:
-        return list(COMMANDS[command])
-    return [m for modules in COMMANDS.values() for m in modules]  # help, typos: show everything
+        return [command]
+    return list(COMMANDS)  # help, typos: show everything
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        # A component still being built is left out; a missing third-party dependency is a real error.
+        if exc.name is not None and name.startswith(exc.name):
+            return None
+        raise
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -40,15 +58,19 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"clawfleet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in _modules_for(argv):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # A component still being built is left out; a missing third-party dependency is a real error.
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        module.register(subparsers)
+    for command in _commands_for(argv):
+        modules = [m for m in map(_import, COMMANDS[command]) if m is not None]
+        if command not in SHARED:
+            for module in modules:
+                module.register(subparsers)
+            continue
+        if not modules:
+            continue
+        shared = subparsers.add_parser(command, **SHARED[command])
+        sub = shared.add_subparsers(dest=f"{command}_command", metavar="SUBCOMMAND")
+        sub.required = True
+        for module in modules:
+            getattr(module, f"register_{command}")(sub)
     return parser
 
 

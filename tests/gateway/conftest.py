@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from clawfleet.gateway.ca import SandboxCA
-from clawfleet.gateway.config import DecisionLog, GatewayConfig, SecretBinding
+from clawfleet.gateway.assembly import assemble
+from clawfleet.gateway.config import GatewayConfig, SecretBinding
 from clawfleet.gateway.ident import Caller
-from clawfleet.gateway.proxy import Gateway
-from clawfleet.gateway.reload import PolicyHolder
 
 from .support import SECRET_VALUE, Origin, make_ca_and_leaf, unit_policy
 
@@ -56,13 +54,13 @@ class LiveGateway:
                                     extra_ca_file=str(pki["ca"]), secrets=bindings,
                                     static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05,
                                     **settings)  # fmt: skip
-        self.log = DecisionLog(self.config.log, sandbox="unit")
-        self.holder = PolicyHolder(self.config.policy, self.log)
-        self.ca = SandboxCA("unit")
+        # The same assembly as the supervisor's embedded and attached modes and `gateway proxy`.
+        self.parts = assemble(self.config, identify=self._identify)
+        self.log, self.holder, self.ca, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
+                                                        self.parts.gateway)  # fmt: skip
         self.ca_file = tmp / "gateway-ca.pem"
         self.ca_file.write_bytes(self.ca.cert_pem)
         self.binary = "/usr/bin/curl"
-        self.gateway = Gateway(self.config, self.holder, self.log, self._identify, self.ca)
         self.resolved: list[str] = []
         orig_resolve = self.gateway.resolve
 
@@ -101,7 +99,7 @@ class LiveGateway:
         asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-        self.log.close()
+        self.parts.close_files()
 
 
 @pytest.fixture

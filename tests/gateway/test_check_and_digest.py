@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clawfleet.gateway.control import check_file, current_digest
+from clawfleet.gateway.config import current_digest
 from clawfleet.policy import digest, load_file
+from clawfleet.supervisor.check import check_file
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "policies" / "base.yaml"

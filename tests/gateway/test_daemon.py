@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clawfleet.gateway.control import request
+from clawfleet.control_protocol import request
 from policy_daemon import SANDBOX_USER
 
 from .support import Origin, make_ca_and_leaf

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from clawfleet.gateway import approvals
-from clawfleet.policy import compile_policy, digest, load_file, load_text
+from clawfleet.policy import approvals, compile_policy, digest, load_file, load_text
 
 from .support import connect, https, unit_policy
 

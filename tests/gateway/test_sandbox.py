@@ -427,8 +427,8 @@ def test_daemon_and_control_socket(tmp_path, world, user):
 
     def cli(*args) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", "import sys, argparse\n"
-                               "from clawfleet.gateway.control import register_sandbox_subcommands\n"
-                               "p = argparse.ArgumentParser(); register_sandbox_subcommands(p.add_subparsers("
+                               "from clawfleet.supervisor.control_client import register_control_subcommands\n"
+                               "p = argparse.ArgumentParser(); register_control_subcommands(p.add_subparsers("
                                "dest='sandbox_command'))\na = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))",
                                *args], capture_output=True, text=True, timeout=30)  # fmt: skip
 
@@ -477,7 +477,7 @@ def test_learn_mode_round_trip(box, world):
     script = f"curl -s -o /dev/null -w '%{{http_code}}' https://origin.test:{e}/ok/a; echo"
     proc = box.sh(script, extra=("--mode", "monitor"))
     assert proc.stdout.strip() == "200", proc
-    from clawfleet.gateway import approvals
+    from clawfleet.policy import approvals
 
     suggested = approvals.suggest(approvals.read_log(str(box.log)), base=str(box.policy))
     box.policy.write_text(suggested)

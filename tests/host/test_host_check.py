@@ -205,8 +205,8 @@ def test_cli_thresholds_on_this_machine():
 def test_landlock_numbers_without_libseccomp_match_its_tables():
     # hosts without the runtime venv probe Landlock through the unified syscall numbers
     pyseccomp = pytest.importorskip("pyseccomp", reason="pyseccomp is a runtime dependency; install the venv")
-    from clawfleet.sandbox import _sys
+    from clawfleet.sandbox import syscalls
 
-    for name, number in _sys._UNIFIED_NUMBERS.items():
+    for name, number in syscalls._UNIFIED_NUMBERS.items():
         for arch in (pyseccomp.Arch.X86_64, pyseccomp.Arch.AARCH64):
             assert pyseccomp.resolve_syscall(arch, name) == number

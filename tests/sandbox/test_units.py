@@ -158,7 +158,7 @@ def test_cgroup_without_controller_fails_closed(tmp_path):
 
 
 def test_cli_size_parser():
-    from clawfleet.sandbox.cli import _size
+    from clawfleet.sandbox.run_args import size_arg as _size
 
     assert _size("4G") == 4 << 30 and _size("96M") == 96 << 20 and _size("512MiB") == 512 << 20
     assert _size("1000") == 1000

@@ -40,7 +40,7 @@ from typing import Any, TextIO
 from .credentials import PLACEHOLDER_PREFIXES, SecretBinding, Secrets, parse_binding
 
 __all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "GatewayConfig", "SecretBinding", "Secrets",
-           "load_gateway_section"]  # fmt: skip
+           "config_from_args", "current_digest", "load_gateway_section"]  # fmt: skip
 
 ENFORCE, MONITOR = "enforce", "monitor"
 
@@ -119,6 +119,52 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         max_connections=data.get("max_connections", GatewayConfig.max_connections),
         idle_timeout=data.get("idle_timeout", GatewayConfig.idle_timeout),
     )
+
+
+def config_from_args(
+    policy: str, gateway_config: str | None = None, mode: str | None = None, log: str | None = None
+) -> GatewayConfig:
+    """The gateway settings for ``sandbox run``: ``--policy``, optional ``--gateway-config FILE`` (YAML, see
+    docs/gateway.md), ``--mode`` and ``--gateway-log`` override the file. Raises ConfigError/OSError."""
+    from ruamel.yaml import YAML
+
+    section: dict = {}
+    base = "."
+    if gateway_config:
+        with open(gateway_config, encoding="utf-8") as f:
+            section = YAML(typ="safe").load(f) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{gateway_config}: expected a mapping")
+        base = os.path.dirname(os.path.abspath(gateway_config))
+    section["policy"] = os.path.abspath(policy)
+    if mode:
+        section["mode"] = mode
+    if log:
+        section["log"] = os.path.abspath(log)
+    return load_gateway_section(section, base)
+
+
+def current_digest(decisions: str, tail_bytes: int = 262144) -> str | None:
+    """The digest of the policy the sandbox's gateway applies now: the last ``digest`` in its decision log
+    (``listening``, a successful ``reload``, or any decision; a failed reload keeps the last good one)."""
+    try:
+        with open(decisions, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for raw in reversed(lines):
+        if b'"digest"' not in raw:
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue  # the first, partial line of the tail, or a line being written
+        if isinstance(record, dict) and isinstance(record.get("digest"), str):
+            return record["digest"]
+    return None
 
 
 class DecisionLog:

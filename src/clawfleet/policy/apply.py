@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import getpass
 import grp
@@ -41,7 +42,17 @@ from .errors import PolicyError
 from .loader import load_file, load_text
 from .model import Policy
 
-__all__ = ["DEFAULT_POLICY_DIR", "DEFAULT_SOCKET", "apply_policy", "policy_status", "register_apply_subcommands"]
+__all__ = [
+    "DEFAULT_POLICY_DIR",
+    "DEFAULT_SOCKET",
+    "ApplyOptions",
+    "LockTimeout",
+    "apply_bytes",
+    "apply_policy",
+    "locked",
+    "policy_status",
+    "register_apply_subcommands",
+]
 
 DEFAULT_POLICY_DIR = paths.POLICY_DIR
 DEFAULT_SOCKET = paths.CONTROL_SOCKET
@@ -68,7 +79,7 @@ def default_operator() -> str:
 
 def sandbox_status(name: str, socket_path: str) -> tuple[dict[str, Any] | None, str]:
     """(the daemon's status answer, '') or (None, why there is none)."""
-    from clawfleet.gateway.control import request
+    from clawfleet.control_protocol import request
 
     try:
         for answer in request({"cmd": "status", "name": name}, socket_path):
@@ -144,11 +155,25 @@ def _write_owned(path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
 
 
 @contextlib.contextmanager
-def _locked(directory: str) -> Iterator[None]:
-    """One apply at a time per policy directory (flock on the directory itself: no lock file to leave behind)."""
+def locked(directory: str, timeout: float | None = None) -> Iterator[None]:
+    """One change at a time per policy directory (flock on the directory itself: no lock file to leave behind).
+    Waits for the lock; with ``timeout``, raises :class:`LockTimeout` after that many seconds."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            errno.EWOULDBLOCK, f"another policy change holds the lock (waited {timeout:g}s)", directory
+                        ) from None
+                    time.sleep(POLL_INTERVAL)
         yield
     finally:
         os.close(fd)
@@ -165,6 +190,10 @@ def _read_live(path: str) -> tuple[bytes | None, Policy | None, str]:
         return data, load_text(data, path), ""
     except PolicyError as exc:
         return data, None, f"live policy {path} is invalid: {str(exc).splitlines()[0]}"
+
+
+class LockTimeout(OSError):
+    """The policy directory stayed locked by another apply or approve."""
 
 
 # -- apply -------------------------------------------------------------------------------------------------
@@ -207,6 +236,15 @@ class ApplyOptions:
     group: str = DEFAULT_GROUP
     settle: float = 0.2
     host: str | None = None
+    #: The live file (default ``policy_dir/NAME.yaml``).
+    live: str | None = None
+    #: Compare and swap: the digest the live policy must still have (None: whatever it has). A policy edited in
+    #: between (another apply or approve) fails the change instead of being overwritten.
+    expect_previous: str | None = None
+    #: Keep the live file's mode and owner (approve edits a file in place) instead of 0640 root:``group``.
+    keep_owner: bool = False
+    #: Seconds to wait for the policy directory's lock (None: as long as it takes).
+    lock_timeout: float | None = None
 
 
 def _valid_name(name: str) -> bool:
@@ -215,19 +253,32 @@ def _valid_name(name: str) -> bool:
 
 def apply_policy(newfile: str, opts: ApplyOptions) -> dict[str, Any]:
     """Validate, place, verify, roll back; returns the result object (``result`` decides the exit code)."""
+    try:
+        with open(newfile, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        out = _result(opts)
+        out["error"] = f"{newfile}: {exc.strerror}"
+        return out
+    return apply_bytes(data, newfile, opts)
+
+
+def _result(opts: ApplyOptions) -> dict[str, Any]:
     out: dict[str, Any] = {"host": opts.host or socket.gethostname(), "sandbox": opts.name, "result": "invalid",
                            "digest": None, "previous_digest": None, "diff": "", "enforce_latency_s": None,
                            "error": None}  # fmt: skip
+    return out
+
+
+def apply_bytes(data: bytes, newfile: str, opts: ApplyOptions) -> dict[str, Any]:
+    """:func:`apply_policy` of ``data`` (``newfile`` names it in messages and the diff): the one path every policy
+    change on a host takes (``policy apply``, ``policy approve``, ``fleet push``)."""
+    out = _result(opts)
     if not _valid_name(opts.name):
         out["error"] = f"--name {opts.name!r} is not a sandbox name"
         return out
     try:
-        with open(newfile, "rb") as f:
-            data = f.read()
         new = load_text(data, newfile)  # validate exactly the bytes that will be written
-    except OSError as exc:
-        out["error"] = f"{newfile}: {exc.strerror}"
-        return out
     except PolicyError as exc:
         out["error"] = str(exc)
         out["problems"] = [str(p) for p in exc.problems]
@@ -235,15 +286,20 @@ def apply_policy(newfile: str, opts: ApplyOptions) -> dict[str, Any]:
     new_digest = policy_digest(new)
     out["digest"] = new_digest
     directory = opts.policy_dir
-    live = os.path.join(directory, f"{opts.name}.yaml")
+    live = opts.live or os.path.join(directory, f"{opts.name}.yaml")
     previous = live + ".previous"
     if not opts.check:
         os.makedirs(directory, mode=0o750, exist_ok=True)
-    lock = _locked(directory) if os.path.isdir(directory) else contextlib.nullcontext()
+    lock = locked(directory, opts.lock_timeout) if os.path.isdir(directory) else contextlib.nullcontext()
     with lock:
         old_bytes, old, live_problem = _read_live(live)
         old_digest = policy_digest(old) if old is not None else None
         out["previous_digest"] = old_digest
+        if opts.expect_previous is not None and old_digest != opts.expect_previous:
+            out["result"] = "failed"
+            out["error"] = (f"{live} changed meanwhile (digest {old_digest}, expected {opts.expect_previous}): "
+                            "nothing written")  # fmt: skip
+            return out
         if old is not None:
             d = dataclasses.replace(policy_diff(old, new), old_name=live, new_name=newfile)
             out["diff"] = d.render()
@@ -270,7 +326,12 @@ def _place_and_verify(data: bytes, new_digest: str, old_bytes: bytes | None, old
     if old_bytes is not None:
         st = os.stat(live)
         _write_owned(previous, old_bytes, st.st_mode & 0o7777, st.st_uid, st.st_gid)
-    _write_owned(live, data, 0o640, 0, gid)
+        if opts.keep_owner:
+            _write_owned(live, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        else:
+            _write_owned(live, data, 0o640, 0, gid)
+    else:
+        _write_owned(live, data, 0o640, 0, gid)
     if not opts.verify:
         out["result"] = "applied"
         out["detail"] = "not verified (--no-verify)"

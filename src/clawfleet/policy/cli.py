@@ -204,7 +204,7 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     sub.required = True
     # pending/approve/suggest work on the gateway's decision log.
-    from clawfleet.gateway.approvals import register_policy_subcommands
+    from .approvals import register_policy_subcommands
 
     register_policy_subcommands(sub)
     # apply/status/ledger: fleet rollouts on a host (docs/fleet.md).

@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from .schema import (
-    _KEY_RE,
-    _METHOD_RE,
-    _USER_RE,
     ACCESS,
     ENFORCEMENTS,
+    KEY_RE,
     LANDLOCK_MODES,
     MAX_MIDDLEWARES,
     MAX_PATH_LEN,
+    METHOD_RE,
     ON_ERROR,
     PROTOCOLS,
     TLS_MODES,
+    USER_RE,
 )
 
 _STR = {"type": "string", "minLength": 1}
@@ -27,7 +27,7 @@ _SELECTOR = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "method": {"type": "string", "pattern": _METHOD_RE.pattern, "description": "HTTP method or '*'"},
+        "method": {"type": "string", "pattern": METHOD_RE.pattern, "description": "HTTP method or '*'"},
         "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
         "query": {
             "type": "object",
@@ -45,7 +45,7 @@ _SELECTOR = {
         },
     },
 }
-_NAME_MAP_KEYS = {"pattern": _KEY_RE.pattern}
+_NAME_MAP_KEYS = {"pattern": KEY_RE.pattern}
 JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://clawfleet.dev/schemas/policy-v1.json",
@@ -95,7 +95,7 @@ JSON_SCHEMA: dict[str, Any] = {
         "identity": {
             "oneOf": [
                 {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": _USER_RE.pattern, "not": {"enum": ["root", "0"]}},
+                {"type": "string", "pattern": USER_RE.pattern, "not": {"enum": ["root", "0"]}},
             ]
         },
         "filesystem_policy": {

@@ -100,11 +100,11 @@ _UPSTREAM_ENDPOINT_ONLY = frozenset(
 _UPSTREAM_SELECTOR_ONLY = frozenset(
     {"command", "operation_type", "operation_name", "fields", "tool", "params", "review"}
 )
-_METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
+METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
-_USER_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_.-]{0,30}\$?)$")
-_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]{0,127}$")
+USER_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_.-]{0,30}\$?)$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]{0,127}$")
 
 
 def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
@@ -294,7 +294,7 @@ class _Validator:
         if kind is not None:
             self.err(path, f"key {key!r} is read as {kind}; policy names must be strings (quote it)", at_key=True)
             return False
-        if not _KEY_RE.match(key):
+        if not KEY_RE.match(key):
             self.err(
                 path,
                 f"name {key!r} must be 1-128 characters of letters, digits and _ . : @ / + -,"
@@ -379,7 +379,7 @@ class _Validator:
         if text == "root" or (text.isdigit() and int(text) == 0):
             self.err(path, "running as root is not allowed")
             return None
-        if not _USER_RE.match(text):
+        if not USER_RE.match(text):
             self.err(path, f"{text!r} is not a valid user/group name or numeric id")
             return None
         return text
@@ -465,7 +465,7 @@ class _Validator:
         if "method" in m:
             method = self.string((*path, "method"), m["method"], what="an HTTP method or '*'")
             if method is not None:
-                if not _METHOD_RE.match(method):
+                if not METHOD_RE.match(method):
                     self.err((*path, "method"), f"{method!r} is not an HTTP method (GET, POST, ...) or '*'")
                     method = None
                     bad = True

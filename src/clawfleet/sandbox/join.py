@@ -13,14 +13,15 @@ import dataclasses
 import os
 import sys
 
-from . import _sys, landlock, seccomp_filter
+from . import landlock, seccomp_filter, syscalls
 from .launcher import SetupError, confine_and_exec
 from .spec import SANDBOX_WORKDIR, SandboxSpec
 
 __all__ = ["command_process", "environ", "join"]
 
-_NAMESPACES = (("ipc", _sys.CLONE_NEWIPC), ("uts", _sys.CLONE_NEWUTS), ("net", _sys.CLONE_NEWNET),
-               ("cgroup", _sys.CLONE_NEWCGROUP), ("pid", _sys.CLONE_NEWPID), ("mnt", _sys.CLONE_NEWNS))  # fmt: skip
+_NAMESPACES = (("ipc", syscalls.CLONE_NEWIPC), ("uts", syscalls.CLONE_NEWUTS), ("net", syscalls.CLONE_NEWNET),
+               ("cgroup", syscalls.CLONE_NEWCGROUP), ("pid", syscalls.CLONE_NEWPID),
+               ("mnt", syscalls.CLONE_NEWNS))  # fmt: skip
 EXIT_SETUP = 125
 
 
@@ -92,7 +93,7 @@ def join(target: int, spec: SandboxSpec) -> int:
                 with open(procs, "w", encoding="ascii") as f:
                     f.write(str(os.getpid()))
             for fd, flag in fds:
-                _sys.setns(fd, flag)
+                syscalls.setns(fd, flag)
             inner = os.fork()  # a PID namespace applies to children only
             if inner == 0:
                 os.chdir(SANDBOX_WORKDIR)

@@ -6,7 +6,7 @@ including REFER (link/rename across directories), TRUNCATE and IOCTL_DEV where t
 
 Syscall numbers: landlock_create_ruleset/add_rule/restrict_self are 444/445/446 on x86_64 and on aarch64
 (the generic table): they were added after the tables were unified. They are still resolved through
-libseccomp (``_sys.syscall_number``), never written down here.
+libseccomp (``syscalls.syscall_number``), never written down here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from clawfleet.sandbox import _sys, namespaces
+from clawfleet.sandbox import namespaces, syscalls
 
 CREATE_RULESET_VERSION = 1 << 0
 RULE_PATH_BENEATH = 1
@@ -78,7 +78,7 @@ class _PathBeneathAttr(ctypes.Structure):
 def kernel_abi() -> int:
     """The Landlock ABI the kernel offers (0 = none); works where /sys/kernel/security/lsm is missing."""
     try:
-        return _sys.syscall("landlock_create_ruleset", None, 0, CREATE_RULESET_VERSION)
+        return syscalls.syscall("landlock_create_ruleset", None, 0, CREATE_RULESET_VERSION)
     except OSError as exc:
         if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP):
             return 0
@@ -140,7 +140,7 @@ def build_ruleset(abi: int, read_only: tuple[str, ...], read_write: tuple[str, .
     attr = _RulesetAttr(handled, 0, scoped(abi))
     # Pass only the part of the struct this ABI knows: an older kernel rejects unknown non-zero fields.
     size = 8 if abi < 4 else (16 if abi < 6 else 24)
-    fd = _sys.syscall("landlock_create_ruleset", ctypes.byref(attr), size, 0)
+    fd = syscalls.syscall("landlock_create_ruleset", ctypes.byref(attr), size, 0)
     skipped: list[str] = []
     try:
         for paths, rights in ((read_only, _READ_RIGHTS), (read_write, handled)):
@@ -162,7 +162,7 @@ def _add_path(ruleset_fd: int, path: str, rights: int) -> bool:
         if not stat.S_ISDIR(os.fstat(pfd).st_mode):
             rights &= _FILE_RIGHTS
         rule = _PathBeneathAttr(rights, pfd)
-        _sys.syscall("landlock_add_rule", ruleset_fd, RULE_PATH_BENEATH, ctypes.byref(rule), 0)
+        syscalls.syscall("landlock_add_rule", ruleset_fd, RULE_PATH_BENEATH, ctypes.byref(rule), 0)
     finally:
         os.close(pfd)
     return True
@@ -176,7 +176,7 @@ def restrict_self(ruleset_fd: int, probe_dir: str = "/") -> None:
     only Landlock can be the reason it fails. Upstream issue #803: "best effort" that silently enforced
     nothing.
     """
-    _sys.syscall("landlock_restrict_self", ruleset_fd, 0)
+    syscalls.syscall("landlock_restrict_self", ruleset_fd, 0)
     probe = os.path.join(probe_dir, f".landlock-probe-{os.getpid()}")
     try:
         os.mkdir(probe, 0o700)

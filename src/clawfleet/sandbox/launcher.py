@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawfleet.sandbox import _sys, cgroups, landlock, namespaces, seccomp_filter
+from clawfleet.sandbox import cgroups, landlock, namespaces, seccomp_filter, syscalls
 from clawfleet.sandbox.spec import SANDBOX_WORKDIR, SandboxSpec
 
 EXIT_SETUP = 125
@@ -46,8 +46,8 @@ FORWARDED_SIGNALS = (
     signal.SIGWINCH, signal.SIGCONT,
 )  # fmt: skip
 _NAMESPACES = (
-    _sys.CLONE_NEWNS | _sys.CLONE_NEWPID | _sys.CLONE_NEWIPC | _sys.CLONE_NEWUTS | _sys.CLONE_NEWNET
-    | _sys.CLONE_NEWCGROUP
+    syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWNET
+    | syscalls.CLONE_NEWCGROUP
 )  # fmt: skip
 # Raw syscalls used after fork: resolved before it (no imports or library loading in the children).
 _SYSCALLS = ("pivot_root", "mount_setattr", "landlock_create_ruleset", "landlock_add_rule",
@@ -124,7 +124,7 @@ class Launcher:
             self.warn(f"landlock best_effort on ABI {plan.abi}: NOT enforced: " + "; ".join(plan.missing))
         try:
             for name in _SYSCALLS:
-                _sys.syscall_number(name)
+                syscalls.syscall_number(name)
             sc_filter = seccomp_filter.build()
             st = os.stat(spec.workdir)
             if not stat.S_ISDIR(st.st_mode):
@@ -272,7 +272,7 @@ def _die_with_parent(parent: int | None = None, lifeline: int = -1) -> None:
     Across a PID namespace getppid() is 0, so stage 2 checks a ``lifeline`` pipe instead: its parent
     holds the write end, and the read end reports EOF once the parent is gone.
     """
-    _sys.prctl(_sys.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     if parent is not None and os.getppid() != parent:
         os._exit(EXIT_SETUP)
     if lifeline >= 0:
@@ -295,7 +295,7 @@ def _stage1(
     _die_with_parent(supervisor)
     os.setpgid(0, 0)  # terminal signals reach only the supervisor, which forwards them once
     cgroup.join()
-    _sys.unshare(_NAMESPACES)
+    syscalls.unshare(_NAMESPACES)
     namespaces.make_mounts_private()
     namespaces.loopback_up()
     os.write(ready_w, b"R")
@@ -333,7 +333,7 @@ def _stage2(
         _child(status_w, _stage3, spec, plan, paths, sc_filter, status_w)
     target[0] = pid
     os.close(status_w)
-    _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     _relay(pid, reap_all=True)
 
 
@@ -387,14 +387,14 @@ def confine_and_exec(spec: SandboxSpec, ruleset_fd: int, sc_filter: Any) -> None
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last_cap = int(f.read())
     for cap in range(last_cap + 1):
-        _sys.prctl(_sys.PR_CAPBSET_DROP, cap)
-    _sys.prctl(_sys.PR_CAP_AMBIENT, _sys.PR_CAP_AMBIENT_CLEAR_ALL)
+        syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups([])
     os.setresgid(spec.gid, spec.gid, spec.gid)
     os.setresuid(spec.uid, spec.uid, spec.uid)
     _check_credentials(spec)
-    _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
-    if _sys.prctl(_sys.PR_GET_NO_NEW_PRIVS) != 1:
+    syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    if syscalls.prctl(syscalls.PR_GET_NO_NEW_PRIVS) != 1:
         raise SetupError("no_new_privs did not stick")
     if ruleset_fd >= 0:
         landlock.restrict_self(ruleset_fd, probe_dir=PROBE_DIR)
@@ -403,7 +403,7 @@ def confine_and_exec(spec: SandboxSpec, ruleset_fd: int, sc_filter: Any) -> None
         signal.signal(s, signal.SIG_DFL)
     seccomp_filter.load(sc_filter)
     # Every fd but 0-2 closes at exec (the status pipe too, which is how the supervisor learns it worked).
-    _sys.syscall("close_range", 3, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+    syscalls.syscall("close_range", 3, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
     try:
         os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606 - argv, no shell
     except FileNotFoundError:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from clawfleet.sandbox import _sys
+from clawfleet.sandbox import syscalls
 from clawfleet.sandbox.spec import SANDBOX_WORKDIR
 
 T = TypeVar("T")
@@ -68,7 +68,9 @@ class _MountAttr(ctypes.Structure):
 
 def _set_attr(path: str, attrs: int) -> None:
     attr = _MountAttr(attrs, 0, 0, 0)
-    _sys.syscall("mount_setattr", AT_FDCWD, os.fsencode(path), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr))
+    syscalls.syscall(
+        "mount_setattr", AT_FDCWD, os.fsencode(path), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
+    )
 
 
 def _under(path: str, tree: str) -> bool:
@@ -89,7 +91,7 @@ def loopback_up() -> None:
 
 def make_mounts_private() -> None:
     # Nothing we mount may propagate back to the host, and host mounts must not appear later.
-    _sys.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,9 @@ def build_root(
     st = os.fstat(workdir_fd)
     if (st.st_dev, st.st_ino) != workdir_id:
         raise OSError(errno.ESTALE, "workdir changed while the sandbox was starting", workdir)
-    _sys.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096")
+    syscalls.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096")
     os.mkdir("/tmp" + OLDROOT, 0o700)
-    _sys.pivot_root("/tmp", "/tmp" + OLDROOT)
+    syscalls.pivot_root("/tmp", "/tmp" + OLDROOT)
     os.chdir("/")
 
     # Top-level symlinks of the host root (/bin -> usr/bin, /lib64 -> usr/lib64 on merged-/usr systems)
@@ -196,11 +198,11 @@ def build_root(
     os.mkdir("/tmp", 0o755)
     # The sandbox's own /tmp. tmpfs pages belong to no process: unbounded, /tmp could hold half the host's
     # RAM that no OOM kill frees. Inodes are bounded too (they cost kernel memory, not tmpfs blocks).
-    _sys.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+    syscalls.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
                f"mode=1777,size={tmp_size},nr_inodes={max(1024, tmp_size // 4096)}")  # fmt: skip
     _build_dev()
     os.mkdir(SANDBOX_WORKDIR, 0o755)
-    _sys.mount(f"/proc/self/fd/{workdir_fd}", SANDBOX_WORKDIR, None, MS_BIND | MS_REC)
+    syscalls.mount(f"/proc/self/fd/{workdir_fd}", SANDBOX_WORKDIR, None, MS_BIND | MS_REC)
     os.close(workdir_fd)
     _set_attr(SANDBOX_WORKDIR, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 
@@ -223,9 +225,9 @@ def build_root(
         else:
             skipped.append(target)
 
-    _sys.umount2(OLDROOT, MNT_DETACH)
+    syscalls.umount2(OLDROOT, MNT_DETACH)
     os.rmdir(OLDROOT)
-    _sys.sethostname(hostname)
+    syscalls.sethostname(hostname)
     return skipped
 
 
@@ -237,7 +239,7 @@ def _bind_host_path(target: str, read_only: bool) -> bool:
     try:
         st = os.fstat(fd)
         _make_mountpoint(target, directory=stat.S_ISDIR(st.st_mode))
-        _sys.mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+        syscalls.mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
     finally:
         os.close(fd)
     is_device = stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
@@ -265,7 +267,7 @@ def _rebind(target: str, read_only: bool) -> bool:
         return False
     try:
         magic = f"/proc/self/fd/{fd}"
-        _sys.mount(magic, magic, None, MS_BIND | MS_REC)
+        syscalls.mount(magic, magic, None, MS_BIND | MS_REC)
     finally:
         os.close(fd)
     top = _open_no_symlinks(target)  # now resolves to the new bind on top
@@ -274,7 +276,9 @@ def _rebind(target: str, read_only: bool) -> bool:
     try:
         attr = _MountAttr(MOUNT_ATTR_NOSUID | (MOUNT_ATTR_RDONLY if read_only else 0),
                           0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)  # fmt: skip
-        _sys.syscall("mount_setattr", top, b"", AT_RECURSIVE | AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr))
+        syscalls.syscall(
+            "mount_setattr", top, b"", AT_RECURSIVE | AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)
+        )
     finally:
         os.close(top)
     return True
@@ -318,17 +322,17 @@ def open_policy_path(path: str) -> int | None:
 def _mount_proc() -> None:
     os.mkdir("/proc", 0o555)
     # hidepid=2: processes of other users (PID 1, which stays root) are invisible in /proc.
-    _sys.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    syscalls.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
 
 
 def _build_dev() -> None:
     os.mkdir("/dev", 0o755)
-    _sys.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
+    syscalls.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
     for dev in STANDARD_DEVICES:
         source = OLDROOT + dev
         if os.path.exists(source):
             _make_mountpoint(dev, directory=False)
-            _sys.mount(source, dev, None, MS_BIND)
+            syscalls.mount(source, dev, None, MS_BIND)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):  # fmt: skip
         os.symlink(target, f"/dev/{name}")
@@ -350,7 +354,7 @@ def run_in_netns(pid: int, fn: Callable[[], T]) -> T:
 
     def helper() -> None:
         try:
-            _sys.setns(ns_fd, _sys.CLONE_NEWNET)
+            syscalls.setns(ns_fd, syscalls.CLONE_NEWNET)
             result["value"] = fn()
         except BaseException as exc:
             result["error"] = exc

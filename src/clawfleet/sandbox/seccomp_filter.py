@@ -19,9 +19,9 @@ import errno
 import itertools
 from typing import Any
 
-from clawfleet.sandbox import _sys
+from clawfleet.sandbox import syscalls
 
-# ioctl requests (asm-generic/ioctls.h; identical on x86_64 and aarch64, see _sys.SUPPORTED_MACHINES)
+# ioctl requests (asm-generic/ioctls.h; identical on x86_64 and aarch64, see syscalls.SUPPORTED_MACHINES)
 TIOCSTI = 0x5412  # push a byte into the terminal's input queue (CVE-2017-5226)
 TIOCLINUX = 0x541C  # console selection paste: same attack on a VT
 TIOCSETD = 0x5423  # change line discipline: kernel attack surface (n_gsm, CVE-2023-6546)
@@ -82,16 +82,16 @@ def build(machine: str | None = None) -> Any:
     ``machine`` builds the filter for another supported architecture instead of the running one (to
     export and inspect it; tests check the aarch64 filter on x86_64 this way).
     """
-    sc = _sys.import_pyseccomp()  # kept off the CLI's import path until a sandbox starts
+    sc = syscalls.import_pyseccomp()  # kept off the CLI's import path until a sandbox starts
 
-    machine = machine or _sys.MACHINE
+    machine = machine or syscalls.MACHINE
     arches = {"x86_64": sc.Arch.X86_64, "aarch64": sc.Arch.AARCH64}
     if machine not in arches:
-        raise _sys.KernelError(0, f"unsupported architecture {machine!r}")
+        raise syscalls.KernelError(0, f"unsupported architecture {machine!r}")
     arch = arches[machine]
     deny = sc.ERRNO(errno.EPERM)
     f = sc.SyscallFilter(sc.ALLOW)
-    if machine != _sys.MACHINE:
+    if machine != syscalls.MACHINE:
         f.add_arch(arch)
         f.remove_arch(sc.Arch.NATIVE)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
@@ -105,7 +105,7 @@ def build(machine: str | None = None) -> Any:
             if name in absent:
                 return  # the architecture has no such syscall
             # Fail closed: a libseccomp too old to know a syscall cannot filter it.
-            raise _sys.KernelError(0, f"libseccomp does not know {name!r}: upgrade libseccomp2 (>= 2.5)")
+            raise syscalls.KernelError(0, f"libseccomp does not know {name!r}: upgrade libseccomp2 (>= 2.5)")
         f.add_rule(action, name, *args)
 
     def masked(arg: int, value: int, mask: int = _LOW32) -> Any:
@@ -118,7 +118,7 @@ def build(machine: str | None = None) -> Any:
     # deny it - not even a new spelling of a denied call (open_tree_attr, Linux 6.15, for open_tree). Those
     # get ENOSYS, as from an older kernel; libc falls back. Native filter only: libseccomp cannot translate
     # a number it has no name for to another architecture (the numbers are the same on both anyway).
-    if machine == _sys.MACHINE:
+    if machine == syscalls.MACHINE:
         for nr in _UNIFIED_TABLE:
             if not _known(sc, arch, nr):
                 f.add_rule(sc.ERRNO(errno.ENOSYS), nr)
@@ -180,7 +180,7 @@ def _gaps(allowed: tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def _namespace_flags() -> tuple[int, ...]:
-    return tuple(bit for bit in (1 << i for i in range(32)) if bit & _sys.CLONE_NEW_ALL)
+    return tuple(bit for bit in (1 << i for i in range(32)) if bit & syscalls.CLONE_NEW_ALL)
 
 
 def load(seccomp_filter: Any) -> None:

@@ -1,7 +1,8 @@
 """What a sandbox is: plain frozen data, validated once, no I/O beyond user lookup.
 
 The kernel-facing modules take a :class:`SandboxSpec` and nothing else, so they never see YAML, HTTP or the
-supervisor's environment. ``clawfleet.sandbox.cli`` builds the spec from a policy file and flags.
+supervisor's environment. :func:`clawfleet.sandbox.from_policy.spec_from_policy` builds the spec from a policy
+(for ``clawfleet sandbox run``'s flags and for sandbox definition files alike).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ BEST_EFFORT = "best_effort"
 HARD_REQUIREMENT = "hard_requirement"
 ENFORCE = "enforce"
 MONITOR = "monitor"
+DEFAULT_TMP_MAX = 1 << 30  # bytes
 
 
 class SpecError(ValueError):
@@ -41,7 +43,7 @@ class SandboxSpec:
     memory_max: int | None = None  # bytes
     pids_max: int | None = 4096
     #: Size of the sandbox's /tmp (a tmpfs: memory that no OOM kill gives back, so it is always bounded).
-    tmp_max: int = 1 << 30  # bytes
+    tmp_max: int = DEFAULT_TMP_MAX
     env: Mapping[str, str] = field(default_factory=dict)
     mode: str = ENFORCE
     log: str | None = None
@@ -77,6 +79,18 @@ def _check_policy_path(path: str) -> None:
     # connect() on pathname sockets) back into view; the sandbox is built from the listed paths only.
     if os.path.normpath(path) == "/":
         raise SpecError("policy path '/' is not allowed: list the directories the sandbox needs")
+
+
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``96M``, ``512MiB``, ``1000`` -> bytes. Raises SpecError."""
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(text[:-1]) * _SIZE_UNITS[text[-1]]) if text[-1:] in _SIZE_UNITS else int(text)
+    except (ValueError, IndexError):
+        raise SpecError(f"not a size: {text!r}") from None
 
 
 def resolve_user(user: str, group: str | None = None) -> tuple[str, int, int]:

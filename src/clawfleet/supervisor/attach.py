@@ -1,8 +1,9 @@
 """A sandbox and its gateway as two processes, so that a sandbox outlives a gateway restart.
 
 The sandbox side (:func:`run_attached_sandbox`: ``clawfleet gateway sandbox --config DAEMON NAME``, the
-``clawfleet-sandbox@NAME`` unit, or a child of the daemon) runs the supervisor and the sandboxed command and
-publishes the supervisor's pid in ``RUNTIME/sandboxes/NAME.json`` once the network namespace exists. The daemon's
+``clawfleet-sandbox@NAME`` unit, or a child of the daemon: ``python -m clawfleet.supervisor run-sandbox``) runs
+the supervisor and the sandboxed command and publishes the supervisor's pid in ``RUNTIME/sandboxes/NAME.json``
+once the network namespace exists. The daemon's
 :class:`AttachedGateway` watches that file and listens inside the namespace (``setns``) whenever the gateway or
 the sandbox (re)starts. While no gateway listens, the namespace holds only ``lo`` and nothing on the proxy port:
 every connection is refused (fail closed), and traffic resumes when the gateway is back, without touching the
@@ -23,10 +24,13 @@ from typing import Any
 
 from clawfleet import paths
 from clawfleet.atomicfile import write_atomic
+from clawfleet.gateway.assembly import assemble
+from clawfleet.gateway.ca import SandboxCA
+from clawfleet.gateway.config import GatewayConfig, load_gateway_section
+from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
-from .config import DecisionLog, GatewayConfig, load_gateway_section
-
-__all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "run_attached_sandbox", "sandbox_alive"]
+__all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json", "run_attached_sandbox",
+           "sandbox_alive"]  # fmt: skip
 
 DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
@@ -54,7 +58,7 @@ class RuntimePaths:
         return os.path.join(self.runtime_dir, "sandboxes", f"{self.name}.attached")
 
 
-def _read_json(path: str) -> dict[str, Any] | None:
+def read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -80,39 +84,34 @@ def sandbox_alive(record: dict[str, Any] | None) -> int | None:
     return pid if inode is not None and inode == record.get("netns") else None
 
 
-def gateway_config_for(d: dict[str, Any], state_dir: str) -> GatewayConfig:
-    """The gateway settings of one sandbox definition (see :mod:`clawfleet.gateway.control`)."""
-    section = dict(d.get("gateway") or {})
-    section.setdefault("policy", d["policy"])
-    section.setdefault("mode", d.get("mode", "enforce"))
-    section.setdefault("sandbox", d["name"])
-    section.setdefault("log", os.path.join(state_dir, f"{d['name']}.decisions.jsonl"))
-    if d.get("secrets"):
-        section["secrets"] = d["secrets"]
-    return load_gateway_section(section, d["_base"])
+def gateway_config_for(d: SandboxDefinition, state_dir: str) -> GatewayConfig:
+    """The gateway settings of one sandbox definition (its ``gateway:`` section, see docs/gateway.md)."""
+    section = dict(d.gateway)
+    section.setdefault("policy", d.policy)
+    section.setdefault("mode", d.mode)
+    section.setdefault("sandbox", d.name)
+    section.setdefault("log", os.path.join(state_dir, f"{d.name}.decisions.jsonl"))
+    if d.secrets:
+        section["secrets"] = dict(d.secrets)
+    return load_gateway_section(section, d.base)
 
 
 class AttachedGateway:
     """The gateway of one defined sandbox inside the daemon: follows the sandbox's published namespace."""
 
-    def __init__(self, d: dict[str, Any], state_dir: str, runtime_dir: str) -> None:
-        from .ca import SandboxCA
-        from .ident import HashPins
-        from .proxy import Gateway
-        from .reload import PolicyHolder
-
-        self.name = d["name"]
+    def __init__(self, d: SandboxDefinition, state_dir: str, runtime_dir: str) -> None:
+        self.name = d.name
         self.paths = RuntimePaths(runtime_dir, self.name)
         self.config = gateway_config_for(d, state_dir)
-        self.log = DecisionLog(self.config.log, sandbox=self.config.sandbox)
-        self.holder = PolicyHolder(self.config.policy, self.log)
-        self.ca = SandboxCA.persistent(os.path.join(state_dir, "ca", f"{self.name}.pem"), self.name)
+        # The CA key is kept (root only) so that a restarted gateway presents the CA the sandbox already trusts.
+        ca = SandboxCA.persistent(os.path.join(state_dir, "ca", f"{self.name}.pem"), self.name)
+        self.parts = assemble(self.config, ca=ca)
+        self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
+                                                                   self.parts.pins, self.parts.gateway)  # fmt: skip
         os.makedirs(self.paths.bundle_dir, mode=0o755, exist_ok=True)
         os.chmod(self.paths.bundle_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is not here
         os.makedirs(os.path.dirname(self.paths.pidfile), mode=0o755, exist_ok=True)
         write_atomic(self.paths.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
-        self.pins = HashPins(self.config.pins_file) if self.config.pin_binaries else None
-        self.gateway = Gateway(self.config, self.holder, self.log, identify=None, ca=self.ca)
         self.attached_pid: int | None = None
         self._server: asyncio.base_events.Server | None = None
 
@@ -120,7 +119,7 @@ class AttachedGateway:
         watch = asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
         try:
             while True:
-                pid = sandbox_alive(_read_json(self.paths.pidfile))
+                pid = sandbox_alive(read_json(self.paths.pidfile))
                 if pid != self.attached_pid:
                     await self._detach()
                     if pid is not None:
@@ -129,13 +128,11 @@ class AttachedGateway:
         finally:
             watch.cancel()
             await self._detach()
-            await self.gateway.close()
-            self.ca.close()
-            self.log.close()
+            await self.parts.aclose()
 
     async def _attach(self, pid: int) -> None:
-        from .embedded import listen_in_netns
-        from .ident import Identifier
+        from clawfleet.gateway.ident import Identifier
+        from clawfleet.gateway.listen import listen_in_netns
 
         try:
             sock = await asyncio.get_running_loop().run_in_executor(None, listen_in_netns, pid,
@@ -173,19 +170,17 @@ def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
 def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR, *, bundle_timeout: float = 60.0,
                          attach_timeout: float = 15.0) -> int:  # fmt: skip
     """Sandbox-side entry: run one defined sandbox whose traffic the gateway daemon carries."""
+    from clawfleet.gateway.listen import sandbox_env
     from clawfleet.sandbox.launcher import Launcher
 
-    from .control import build_spec_from_definition, load_definition
-    from .embedded import sandbox_env
-
     d = load_definition(definition)
-    paths = RuntimePaths(runtime_dir, d["name"])
-    port = int((d.get("gateway") or {}).get("listen_port", GatewayConfig.listen_port))
+    paths = RuntimePaths(runtime_dir, d.name)
+    port = int(d.gateway.get("listen_port", GatewayConfig.listen_port))
     if not _wait_for(lambda: os.path.isfile(paths.ca_bundle), bundle_timeout, 0.2):
-        print(f"clawfleet sandbox {d['name']}: no CA bundle at {paths.ca_bundle} after {bundle_timeout:.0f} s: "
+        print(f"clawfleet sandbox {d.name}: no CA bundle at {paths.ca_bundle} after {bundle_timeout:.0f} s: "
               "is the gateway daemon (clawfleet-gateway.service) running?", file=sys.stderr)  # fmt: skip
         return EX_TEMPFAIL
-    spec = build_spec_from_definition(d, dict(os.environ))
+    spec = d.to_spec(dict(os.environ))
     spec = dataclasses.replace(spec, read_only=(*spec.read_only, paths.bundle_dir),
                                env={**dict(spec.env), **sandbox_env(port, paths.ca_bundle)})  # fmt: skip
 
@@ -197,8 +192,8 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
         write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
         # Give the gateway a moment so the command's first request finds it; without it the sandbox still starts
         # and stays offline (fail closed) until the gateway attaches.
-        if not _wait_for(lambda: (_read_json(paths.attached) or {}).get("pid") == pid, attach_timeout):
-            print(f"clawfleet sandbox {d['name']}: the gateway has not attached after {attach_timeout:.0f} s; "
+        if not _wait_for(lambda: (read_json(paths.attached) or {}).get("pid") == pid, attach_timeout):
+            print(f"clawfleet sandbox {d.name}: the gateway has not attached after {attach_timeout:.0f} s; "
                   "starting offline until it does", file=sys.stderr)  # fmt: skip
 
     os.makedirs(os.path.dirname(paths.pidfile), mode=0o755, exist_ok=True)
@@ -206,9 +201,9 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
     try:
         code = launcher.run()
     finally:
-        if published and (_read_json(paths.pidfile) or {}).get("pid") == published[-1]:
+        if published and (read_json(paths.pidfile) or {}).get("pid") == published[-1]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.pidfile)
     if launcher.report.error:
-        print(f"clawfleet sandbox {d['name']}: {launcher.report.error}", file=sys.stderr)
+        print(f"clawfleet sandbox {d.name}: {launcher.report.error}", file=sys.stderr)
     return code

@@ -2,8 +2,10 @@
 
 * :func:`pending`: enforced denials aggregated by (sandbox, binary, host, port[, method, path]) with a stable
   short ID, counts and first/last time. Approved IDs are remembered next to the log (``LOG.approved``).
-* :func:`approve`: writes the matching rule into the policy file (validated first, written atomically by
-  rename), so the running gateway hot-reloads it. L4 denials add ``{host, port}`` for the binary; L7 denials
+* :func:`approve`: writes the matching rule into the policy file through the same path as ``clawfleet policy
+  apply`` (:func:`clawfleet.policy.apply.apply_bytes`: validated, the directory locked, the policy it was computed
+  from verified by digest, ``FILE.previous`` kept, written atomically, a ledger record), so the running gateway
+  hot-reloads it. L4 denials add ``{host, port}`` for the binary; L7 denials
   add a ``protocol: rest`` endpoint allowing exactly that method and path.
 * :func:`suggest`: a minimal policy that allows exactly the traffic a (monitor-mode) log observed.
 
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -24,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clawfleet.atomicfile import write_atomic
-from clawfleet.policy.request_target import TargetRefused, canonicalize_target
+from clawfleet.paths import POLICY_LEDGER as DEFAULT_LEDGER
 
-__all__ = ["Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
+from .request_target import TargetRefused, canonicalize_target
+
+__all__ = ["ApproveError", "Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
 
 _REQUEST_KINDS = ("http", "tls_request", "tunnel_request")
 
@@ -45,11 +50,11 @@ def read_log(path: str) -> Iterator[dict[str, Any]]:
                 yield rec
 
 
-def _is_decision(rec: dict) -> bool:
+def _is_decision(rec: dict[str, Any]) -> bool:
     return "decision" in rec and bool(rec.get("binary")) and bool(rec.get("host")) and bool(rec.get("port"))
 
 
-def _l7(rec: dict) -> bool:
+def _l7(rec: dict[str, Any]) -> bool:
     return rec.get("kind") in _REQUEST_KINDS and bool(rec.get("method")) and bool(rec.get("path"))
 
 
@@ -79,7 +84,7 @@ class Pending:
         return dict(self.__dict__)
 
 
-def _pending_key(rec: dict) -> tuple:
+def _pending_key(rec: dict[str, Any]) -> tuple[Any, ...]:
     l7 = _l7(rec) and rec.get("rule") is not None  # host allowed, request refused
     return (rec.get("sandbox", ""), rec["binary"], rec["host"], int(rec["port"]),
             rec["method"] if l7 else None, _path_only(rec["path"]) if l7 else None)  # fmt: skip
@@ -97,9 +102,9 @@ def _approved(log: str) -> set[str]:
         return set()
 
 
-def pending(log: str, records: Iterable[dict] | None = None) -> list[Pending]:
+def pending(log: str, records: Iterable[dict[str, Any]] | None = None) -> list[Pending]:
     done = _approved(log)
-    out: dict[tuple, Pending] = {}
+    out: dict[tuple[Any, ...], Pending] = {}
     for rec in records if records is not None else read_log(log):
         if not _is_decision(rec) or rec.get("action") != "deny" or rec.get("decision") != "deny":
             continue
@@ -124,7 +129,7 @@ def _rule_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", "_".join(parts).lower()).strip("_")[:60]
 
 
-def _granted_ips(policy: dict | None, host: str, port: int) -> list[str]:
+def _granted_ips(policy: dict[str, Any] | None, host: str, port: int) -> list[str]:
     """``allowed_ips`` the policy already grants for host:port: a new rule for the same destination keeps them,
     so approving a binary never needs (nor silently widens) the operator's address grant."""
     found: list[str] = []
@@ -149,20 +154,30 @@ def _endpoint(
     return ep
 
 
-def approve(log: str, policy_path: str, pid: str) -> dict[str, Any]:
-    """Add the rule for pending item ``pid`` to ``policy_path``; returns the rule added."""
+class ApproveError(Exception):
+    """The approval was not written; the message says why (nothing was changed)."""
+
+
+def approve(log: str, policy_path: str, pid: str, *, ledger: str | None = None, operator: str | None = None,
+            lock_timeout: float | None = None, group: str = "clawfleet") -> dict[str, Any]:  # fmt: skip
+    """Add the rule for pending item ``pid`` to ``policy_path``; returns the rule added. Raises KeyError (no such
+    item), PolicyError, OSError (LockTimeout: another change holds the policy directory) or ApproveError."""
     from ruamel.yaml import YAML
 
-    from clawfleet.policy import load_text
+    from . import apply as apply_mod
+    from .canonical import digest
+    from .loader import load_text
 
     match = [p for p in pending(log) if p.id == pid]
     if not match:
         raise KeyError(f"no pending approval with ID {pid!r} in {log}")
     p = match[0]
     requests = [(p.method, p.path)] if p.method and p.path and not any(c in p.path for c in "*?") else []
+    with open(policy_path, "rb") as f:
+        current = f.read()
+    base_digest = digest(load_text(current, policy_path))
     yaml = YAML()  # round-trip: keeps the operator's comments and layout
-    with open(policy_path, encoding="utf-8") as f:
-        doc = yaml.load(f)
+    doc = yaml.load(current.decode("utf-8"))
     endpoint = _endpoint(p.host, p.port, requests, _granted_ips(doc, p.host, p.port))
     rule = {"name": f"approved {p.id}: {p.binary} -> {p.host}:{p.port}",
             "endpoints": [endpoint], "binaries": [{"path": p.binary}]}  # fmt: skip
@@ -173,14 +188,22 @@ def approve(log: str, policy_path: str, pid: str) -> dict[str, Any]:
     yaml.dump(doc, buf)
     text = buf.getvalue()
     load_text(text, policy_path)  # refuse to write a policy the gateway would reject
-    st = os.stat(policy_path)
-    write_atomic(policy_path, text, st.st_mode & 0o7777)
+    directory, filename = os.path.split(os.path.abspath(policy_path))
+    opts = apply_mod.ApplyOptions(
+        name=filename.removesuffix(".yaml").removesuffix(".yml"), policy_dir=directory,
+        live=os.path.join(directory, filename),
+        ledger=ledger, operator=operator, source_commit=None, verify=False, group=group,
+        expect_previous=base_digest, keep_owner=True, lock_timeout=lock_timeout,
+    )  # fmt: skip
+    out = apply_mod.apply_bytes(text.encode("utf-8"), f"{policy_path} + approval {p.id}", opts)
+    if out["result"] != "applied":
+        raise ApproveError(out["error"] or f"policy not changed ({out['result']})")
     done = _approved(log) | {p.id}
     write_atomic(_approved_file(log), json.dumps(sorted(done)), 0o644)
     return rule
 
 
-def suggest(records: Iterable[dict], base: str | None = None) -> str:
+def suggest(records: Iterable[dict[str, Any]], base: str | None = None) -> str:
     """Minimal policy YAML allowing exactly the observed (binary, host, port[, method, path]) traffic."""
     from clawfleet.policy import load_text
     from clawfleet.policy.yamlio import dump_yaml
@@ -237,7 +260,7 @@ def suggest(records: Iterable[dict], base: str | None = None) -> str:
 # -- CLI ------------------------------------------------------------------------------------------------
 
 
-def _cmd_pending(args) -> int:
+def _cmd_pending(args: argparse.Namespace) -> int:
     items = pending(args.log)
     if args.json:
         print(json.dumps([p.to_dict() for p in items], indent=1))
@@ -251,11 +274,19 @@ def _cmd_pending(args) -> int:
     return 0
 
 
-def _cmd_approve(args) -> int:
-    from clawfleet.policy import PolicyError
+def _cmd_approve(args: argparse.Namespace) -> int:
+    from .apply import LockTimeout, default_operator
+    from .errors import PolicyError
 
     try:
-        rule = approve(args.log, args.policy, args.id)
+        rule = approve(args.log, args.policy, args.id, ledger=args.ledger or None,
+                       operator=args.operator or default_operator(), lock_timeout=args.lock_timeout)  # fmt: skip
+    except LockTimeout as exc:
+        print(f"clawfleet policy approve: {exc.filename}: {exc.strerror}; nothing written", file=sys.stderr)
+        return 1
+    except ApproveError as exc:
+        print(f"clawfleet policy approve: {exc}", file=sys.stderr)
+        return 1
     except (KeyError, PolicyError, OSError) as exc:
         print(f"clawfleet policy approve: {exc}", file=sys.stderr)
         return 2
@@ -263,7 +294,7 @@ def _cmd_approve(args) -> int:
     return 0
 
 
-def _cmd_suggest(args) -> int:
+def _cmd_suggest(args: argparse.Namespace) -> int:
     from clawfleet.policy import PolicyError
 
     try:
@@ -279,7 +310,7 @@ def _cmd_suggest(args) -> int:
     return 0
 
 
-def register_policy_subcommands(sub) -> None:
+def register_policy_subcommands(sub: Any) -> None:
     """Add ``pending``, ``approve``, ``suggest`` to the ``clawfleet policy`` subparsers."""
     p = sub.add_parser("pending", help="list denied connections awaiting approval (from a gateway log)")
     p.add_argument("--log", required=True, metavar="FILE", help="the gateway's JSON decision log")
@@ -289,6 +320,10 @@ def register_policy_subcommands(sub) -> None:
     a.add_argument("id", metavar="ID")
     a.add_argument("--log", required=True, metavar="FILE", help="the gateway's JSON decision log")
     a.add_argument("--policy", required=True, metavar="FILE", help="the policy file the gateway watches")
+    a.add_argument("--ledger", default=DEFAULT_LEDGER, help="audit ledger ('' for none), as for `policy apply`")
+    a.add_argument("--operator", help="who approves (default: $SUDO_USER or the login user)")
+    a.add_argument("--lock-timeout", type=float, metavar="SECONDS",
+                   help="give up when another policy change holds the lock this long (default: wait)")  # fmt: skip
     a.set_defaults(func=_cmd_approve)
     s = sub.add_parser("suggest", help="learn mode: a minimal policy allowing what a monitor-mode log observed")
     s.add_argument("--from-log", required=True, metavar="FILE")

@@ -1,0 +1,50 @@
+"""``clawfleet gateway check --config FILE``: everything the supervisor would refuse when it starts a sandbox,
+found now (nothing is started). Used as the Ansible gateway role's ``validate:`` command."""
+
+from __future__ import annotations
+
+import os
+
+from clawfleet.gateway.config import GatewayConfig
+from clawfleet.sandbox.definition import DefinitionError, SandboxDefinition, load_definition, load_mapping
+
+from .attach import gateway_config_for
+from .config import load_daemon_config
+
+__all__ = ["check_definition", "check_file"]
+
+
+def check_definition(path: str) -> SandboxDefinition:
+    """The sandbox's own checks (:meth:`SandboxDefinition.check`), then its gateway settings and secrets.
+    Raises ValueError (DefinitionError, ConfigError, EnvError), PolicyError or OSError."""
+    d = load_definition(path)
+    d.check()
+    config: GatewayConfig = gateway_config_for(d, state_dir=os.path.dirname(d.path))
+    for b in config.secrets:
+        if not os.path.isfile(b.file):
+            raise DefinitionError(f"{path}: secret {b.name}: no file {b.file}")
+    missing = set(d.credentials) - {b.name for b in config.secrets}
+    if missing:
+        raise DefinitionError(f"{path}: credentials without a secrets binding: {', '.join(sorted(missing))}")
+    return d
+
+
+def check_file(path: str) -> list[str]:
+    """Validate a daemon config (and every definition it lists) or a single definition file.
+
+    Returns the names of the sandboxes checked; raises ValueError/OSError/PolicyError with a message an operator
+    can act on.
+    """
+    data = load_mapping(path).data
+    if "name" in data or "command" in data:
+        return [check_definition(path).name]
+    config = load_daemon_config(path)
+    if config.problems:
+        raise DefinitionError("\n".join(config.problems))
+    names: list[str] = []
+    for item in config.sandboxes:
+        name = check_definition(item).name
+        if name in names:
+            raise DefinitionError(f"{path}: duplicate sandbox name {name!r}")
+        names.append(name)
+    return names

@@ -1,0 +1,147 @@
+"""The supervisor's commands: ``clawfleet sandbox run|list|status|logs|connect|stop`` and
+``clawfleet gateway serve|sandbox|check|run``. :mod:`clawfleet.cli` makes the ``sandbox`` and ``gateway``
+parsers and calls :func:`register_sandbox` / :func:`register_gateway` (the gateway package adds ``proxy``).
+
+Imports are deferred to the commands: `clawfleet sandbox run`'s start time is a benchmarked figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register_gateway", "register_sandbox", "run_command"]
+
+
+def register_sandbox(sub: Any) -> None:
+    """``run`` (the sandbox with its gateway) and the control socket's client commands."""
+    from clawfleet.sandbox.run_args import add_run_arguments
+
+    from .control_client import register_control_subcommands
+
+    run = sub.add_parser(
+        "run",
+        help="run CMD in a new sandbox (foreground; exits with CMD's status, 125 if the sandbox fails)",
+        description="Run CMD as the sandbox user in fresh namespaces under Landlock and seccomp.",
+    )
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
+    # list/status/logs/connect/stop talk to the gateway daemon's control socket.
+    register_control_subcommands(sub)
+
+
+def register_gateway(sub: Any) -> None:
+    """``serve`` (the daemon), ``sandbox`` (one sandbox of a daemon config), ``check`` and ``run``."""
+    from clawfleet.sandbox.run_args import add_run_arguments
+
+    serve = sub.add_parser("serve", help="run the sandboxes of a daemon config, with a control socket")
+    serve.add_argument("--config", required=True, metavar="FILE")
+    serve.set_defaults(func=_serve)
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run one sandbox of a daemon config; the daemon's gateway attaches to it (clawfleet-sandbox@NAME)",
+        description="The sandbox keeps running when the gateway restarts: offline (fail closed) until it is back.",
+    )
+    sandbox.add_argument("--config", required=True, metavar="FILE", help="the gateway daemon config")
+    sandbox.add_argument("name", metavar="NAME")
+    sandbox.set_defaults(func=_sandbox)
+    check = sub.add_parser(
+        "check",
+        help="validate a daemon config (and the sandbox definitions and policies it names) or one definition",
+        description="Exit 2 on any problem; starts nothing. Usable as Ansible's `validate:` command.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="daemon config or sandbox definition file")
+    check.set_defaults(func=_check)
+    run = sub.add_parser("run", help="the same as 'clawfleet sandbox run' (all traffic through the gateway)")
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
+
+
+def _fail(reason: str) -> int:
+    from clawfleet.sandbox.run_args import EXIT_SETUP
+
+    print(f"clawfleet sandbox: {reason}", file=sys.stderr)
+    return EXIT_SETUP
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``clawfleet sandbox run``: the sandbox, and (unless ``--no-gateway``) its gateway in the same process."""
+    import os
+
+    from clawfleet.policy import PolicyError
+    from clawfleet.sandbox.run_args import MAX_ABI_VARIABLE, spec_from_args
+
+    try:
+        spec = spec_from_args(args, dict(os.environ))
+    except (PolicyError, ValueError, OSError) as exc:  # SpecError and EnvError are ValueErrors
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        return _fail(lines[0] + (f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""))
+    if spec.landlock_max_abi is not None:
+        print(f"clawfleet sandbox: WARNING: {MAX_ABI_VARIABLE}={spec.landlock_max_abi} caps the Landlock ABI",
+              file=sys.stderr)  # fmt: skip
+    if args.no_gateway:
+        from clawfleet.sandbox.launcher import Launcher
+
+        launcher = Launcher(spec)
+        code = launcher.run()
+    else:
+        # The gateway is the sandbox's only door: its proxy listens inside the sandbox's network namespace.
+        from clawfleet.gateway.config import ConfigError, config_from_args
+
+        from .embedded import run_sandbox
+
+        try:
+            gateway = config_from_args(args.policy, args.gateway_config, args.mode, args.gateway_log)
+        except (ConfigError, OSError, ValueError) as exc:
+            return _fail(f"gateway: {exc}")
+        code, launcher = run_sandbox(spec, gateway)
+    if launcher.report.error:
+        print(f"clawfleet sandbox: {launcher.report.error}", file=sys.stderr)
+    return code
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .daemon import Daemon
+
+    try:
+        daemon = Daemon(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"clawfleet gateway: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(daemon.serve())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from clawfleet.sandbox.definition import load_definition
+
+    from .attach import run_attached_sandbox
+    from .config import load_daemon_config
+
+    try:
+        cfg = load_daemon_config(args.config)
+        for path in cfg.sandboxes:
+            if load_definition(path).name == args.name:
+                return run_attached_sandbox(path, cfg.runtime_dir)
+    except (OSError, ValueError) as exc:
+        print(f"clawfleet gateway sandbox: {exc}", file=sys.stderr)
+        return 2
+    print(f"clawfleet gateway sandbox: {args.config} defines no sandbox named {args.name!r}", file=sys.stderr)
+    return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    from clawfleet.policy import PolicyError
+
+    from .check import check_file
+
+    try:
+        names = check_file(args.config)
+    except (OSError, ValueError, PolicyError) as exc:  # EnvError, ConfigError and DefinitionError are ValueErrors
+        print(f"clawfleet gateway: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: ok ({', '.join(names) or 'no sandboxes'})")
+    return 0

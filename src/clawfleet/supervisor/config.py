@@ -1,0 +1,57 @@
+"""The daemon config file (``clawfleet gateway serve --config FILE``)::
+
+    state_dir: /var/lib/clawfleet/gateway        # per-sandbox output, decision logs, CA keys (ca/, 0700)
+    control_socket: /run/clawfleet/gateway.sock  # unix socket, root only (0600)
+    runtime_dir: /run/clawfleet                  # sandboxes/NAME.json (published pids), gateway/NAME/ (CA bundle)
+    launch_sandboxes: true                       # false: systemd runs them (clawfleet-sandbox@NAME.service)
+    sandboxes: [agents/coder.yaml, agents/researcher.yaml]   # sandbox definition files (clawfleet.sandbox.definition)
+
+Relative paths are relative to the file. Problems are reported as ``FILE:LINE:COL: key: message``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from clawfleet import paths
+from clawfleet.sandbox.definition import DefinitionError, load_mapping
+
+__all__ = ["DAEMON_KEYS", "DaemonConfig", "load_daemon_config"]
+
+DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes"})
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    path: str
+    state_dir: str
+    control_socket: str
+    runtime_dir: str
+    launch_sandboxes: bool
+    sandboxes: tuple[str, ...]  # definition files, absolute
+    problems: tuple[str, ...] = ()  # what the daemon tolerates and `gateway check` refuses (unknown keys)
+
+
+def load_daemon_config(path: str) -> DaemonConfig:
+    """Raises DefinitionError (positioned) or OSError."""
+    doc = load_mapping(path)
+    data = doc.data
+    base = os.path.dirname(os.path.abspath(path))
+    items = data.get("sandboxes") or []
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise DefinitionError.at(doc, ("sandboxes",), "expected a list of definition files")
+    unknown = sorted(set(data) - DAEMON_KEYS)
+    problems = ()
+    if unknown:
+        message = f"unknown keys: {', '.join(unknown)} (known: {', '.join(sorted(DAEMON_KEYS))})"
+        problems = (str(doc.problem((unknown[0],), message, at_key=True)),)
+    return DaemonConfig(
+        path=os.path.abspath(path),
+        state_dir=os.path.join(base, str(data.get("state_dir", paths.GATEWAY_STATE_DIR))),
+        control_socket=os.path.join(base, str(data.get("control_socket", paths.CONTROL_SOCKET))),
+        runtime_dir=os.path.join(base, str(data.get("runtime_dir", paths.RUNTIME_DIR))),
+        launch_sandboxes=bool(data.get("launch_sandboxes", True)),
+        sandboxes=tuple(os.path.join(base, item) for item in items),
+        problems=problems,
+    )

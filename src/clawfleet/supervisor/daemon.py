@@ -1,0 +1,165 @@
+"""``clawfleet gateway serve --config FILE``: the daemon that runs the sandboxes of a daemon config
+(:mod:`.config`) with their gateways.
+
+Each sandbox runs in a process of its own (``clawfleet gateway sandbox --config DAEMON NAME``: a systemd unit, or a
+child of the daemon when ``launch_sandboxes`` is true, restarted when it fails) that outlives the daemon; the
+daemon attaches a gateway to it (:mod:`.attach`). Output goes to ``state_dir/NAME.out``, decisions to
+``state_dir/NAME.decisions.jsonl``. The control socket is served by :mod:`.control_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from clawfleet.sandbox.definition import SandboxDefinition, load_definition
+
+from .attach import AttachedGateway, read_json, sandbox_alive
+from .config import load_daemon_config
+from .control_server import handle
+
+__all__ = ["Daemon", "Managed"]
+
+
+@dataclass
+class Managed:
+    name: str
+    definition: str
+    out: str
+    gateway: AttachedGateway | None = None
+    proc: subprocess.Popen | None = None  # when the daemon launches its sandboxes
+    stopped: bool = False  # stopped on request: not restarted
+    restarts: int = 0
+
+    def record(self) -> dict[str, Any] | None:
+        return read_json(self.gateway.paths.pidfile) if self.gateway else None
+
+    def info(self) -> dict[str, Any]:
+        record = self.record()
+        pid = sandbox_alive(record)
+        exit_code = self.proc.returncode if self.proc is not None and self.proc.poll() is not None else None
+        gw = self.gateway
+        return {"name": self.name, "state": "running" if pid else "exited", "pid": pid,
+                "started": record.get("started") if pid and record else None,
+                "uptime_s": round(time.time() - record["started"], 1) if pid and record else None,
+                "exit_code": exit_code, "restarts": self.restarts, "definition": self.definition,
+                "output": self.out, "decisions": gw.config.log if gw else None,
+                "gateway_attached": bool(pid and gw and gw.attached_pid == pid),
+                "policy_digest": gw.holder.digest if pid and gw else None}  # fmt: skip
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        """Raises ValueError (DefinitionError, positioned) or OSError."""
+        cfg = load_daemon_config(config_path)
+        self.config_path = cfg.path
+        self.state_dir = cfg.state_dir
+        self.socket_path = cfg.control_socket
+        self.runtime_dir = cfg.runtime_dir
+        self.launch = cfg.launch_sandboxes
+        self.restart_delay = 5.0
+        self.sandboxes: dict[str, Managed] = {}
+        self.definitions: dict[str, SandboxDefinition] = {}
+        for path in cfg.sandboxes:
+            d = load_definition(path)
+            if d.name in self.sandboxes:
+                raise ValueError(f"duplicate sandbox name {d.name!r}")
+            self.definitions[d.name] = d
+            self.sandboxes[d.name] = Managed(d.name, path, os.path.join(self.state_dir, f"{d.name}.out"))
+
+    def start(self, m: Managed) -> None:
+        """Launch the sandbox process unless one is already running (a restarted daemon adopts it)."""
+        if sandbox_alive(m.record()):
+            return
+        out = open(m.out, "ab")  # noqa: SIM115 - handed to the child
+        m.proc = subprocess.Popen(
+            [sys.executable, "-m", "clawfleet.supervisor", "run-sandbox", m.definition, self.runtime_dir],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        out.close()
+        m.stopped = False
+
+    def stop(self, m: Managed, timeout: float = 10.0) -> None:
+        """SIGTERM to the sandbox's supervisor (it forwards it to the command), SIGKILL after ``timeout``."""
+        m.stopped = True
+        pid = sandbox_alive(m.record()) or (m.proc.pid if m.proc is not None and m.proc.poll() is None else None)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _exists(pid) and time.monotonic() < deadline:
+            if m.proc is not None:
+                m.proc.poll()
+            time.sleep(0.05)
+        if _exists(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        if m.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                m.proc.wait(timeout)
+
+    async def _supervise(self) -> None:
+        """Restart launched sandboxes that failed (non-zero exit), after ``restart_delay``."""
+        while True:
+            await asyncio.sleep(self.restart_delay)
+            for m in self.sandboxes.values():
+                if m.stopped or m.proc is None or m.proc.poll() in (None, 0) or sandbox_alive(m.record()):
+                    continue
+                m.restarts += 1
+                self.start(m)
+
+    async def serve(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        for name, d in self.definitions.items():
+            self.sandboxes[name].gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        tasks = [asyncio.ensure_future(m.gateway.run()) for m in self.sandboxes.values() if m.gateway]
+        old = os.umask(0o077)
+        try:
+            server = await asyncio.start_unix_server(functools.partial(handle, self), path=self.socket_path)
+        finally:
+            os.umask(old)
+        if self.launch:
+            for m in self.sandboxes.values():
+                self.start(m)
+            tasks.append(asyncio.ensure_future(self._supervise()))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await stop.wait()
+        if self.launch:
+            for m in self.sandboxes.values():
+                await loop.run_in_executor(None, self.stop, m)
+        # Sandboxes run by systemd keep running, offline until the gateway is back (fail closed).
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

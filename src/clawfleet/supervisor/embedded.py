@@ -1,0 +1,102 @@
+"""Run one sandbox with its gateway in the same supervisor process (``clawfleet sandbox run``).
+
+The gateway's proxy listens inside the sandbox's network namespace (:func:`clawfleet.gateway.listen.listen_in_netns`)
+as soon as the launcher has made it; its asyncio loop runs on a thread of this process, in the host's namespace,
+where the upstream sockets are opened. See docs/gateway.md for the wiring::
+
+    from clawfleet.gateway.config import config_from_args
+    from clawfleet.supervisor.embedded import run_sandbox
+    code, launcher = run_sandbox(spec, config_from_args(policy, gateway_config, mode, gateway_log))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+
+from clawfleet import paths
+from clawfleet.atomicfile import write_atomic
+from clawfleet.gateway.assembly import assemble
+from clawfleet.gateway.config import GatewayConfig
+from clawfleet.gateway.ident import Identifier
+from clawfleet.gateway.listen import listen_in_netns, sandbox_env
+
+__all__ = ["EmbeddedGateway", "run_sandbox"]
+
+STATE_ROOT = paths.EMBEDDED_GATEWAY_ROOT
+
+
+class EmbeddedGateway:
+    """The gateway for one sandbox: policy holder, CA, asyncio loop thread, netns hook."""
+
+    def __init__(self, config: GatewayConfig, *, state_root: str = STATE_ROOT) -> None:
+        self.config = config
+        self.parts = assemble(config)
+        self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
+                                                                   self.parts.pins, self.parts.gateway)  # fmt: skip
+        os.makedirs(state_root, mode=0o755, exist_ok=True)
+        self.state_dir = tempfile.mkdtemp(prefix=f"{_safe(config.sandbox)}-", dir=state_root)
+        os.chmod(self.state_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is never here
+        self.ca_bundle = os.path.join(self.state_dir, "ca-bundle.pem")
+        write_atomic(self.ca_bundle, self.ca.bundle_text(extra_ca_file=config.extra_ca_file), 0o644)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
+        self._thread.start()
+        self._watch = asyncio.run_coroutine_threadsafe(self._start_watch(), self.loop).result(5)
+        self.identifier: Identifier | None = None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _start_watch(self) -> asyncio.Task:
+        return asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
+
+    def prepare(self, spec):
+        """The spec with the CA bundle mounted read-only and the proxy variables set."""
+        env = {**dict(spec.env), **sandbox_env(self.config.listen_port, self.ca_bundle)}
+        return dataclasses.replace(spec, read_only=(*spec.read_only, self.state_dir), env=env)
+
+    def hook(self, pid: int) -> None:
+        """``Launcher(on_netns_ready=...)``: listen inside the sandbox's namespace, identify callers there."""
+        sock = listen_in_netns(pid, self.config.listen_port)
+        self.identifier = Identifier(netns_pid=pid, pins=self.pins)
+        self.gateway.identify = self.identifier.identify_async
+        asyncio.run_coroutine_threadsafe(self.gateway.serve_socket(sock), self.loop).result(10)
+        self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
+                        "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._watch.cancel()
+            await self.gateway.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.parts.close_files()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "sandbox"
+
+
+def run_sandbox(spec, config: GatewayConfig, *, warn: Callable[[str], None] | None = None):
+    """Run ``spec`` (a SandboxSpec) with its traffic through a gateway; returns ``(exit code, launcher)``."""
+    from clawfleet.sandbox.launcher import Launcher
+
+    gw = EmbeddedGateway(config)
+    try:
+        launcher = Launcher(gw.prepare(spec), on_netns_ready=gw.hook, warn=warn)
+        code = launcher.run()
+    finally:
+        gw.close()
+    return code, launcher
