@@ -97,7 +97,11 @@ class Fleet:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        user = pwd.getpwnam(SANDBOX_USER)
+        try:
+            user = pwd.getpwnam(SANDBOX_USER)
+        except KeyError:  # a bare benchmark host (benchmarks/run-on-quiet-host.sh)
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", SANDBOX_USER], check=True)
+            user = pwd.getpwnam(SANDBOX_USER)
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-isolation-"))
         self.tmp.chmod(0o755)
         # Not under /tmp: the sandbox mounts a private /tmp over it, hiding the CA bundle directory.
@@ -189,6 +193,20 @@ class Fleet:
         attack.wait(timeout=300)
         return {p.stem: json.loads(p.read_text()) for p in sorted((self.work["a"] / "out").glob("*.json"))}
 
+    def drain(self) -> float | None:
+        """Seconds until a fresh request from A is answered (its gateway identifies A's connections in arrival
+        order, so this waits out every identification still queued from the attack); None past the timeout."""
+        t0 = time.monotonic()
+        proc = self.connect("a", "/usr/bin/python3", "/sandbox/isolation_sandbox.py", "probe", "1", str(self.port),
+                            "0", stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            out, _ = proc.communicate(timeout=self.args.drain_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+        return round(time.monotonic() - t0, 1) if proc.returncode == 0 and json.loads(out)["ms"] else None
+
     def cpu_seconds(self) -> float:
         """The daemon's CPU time (user + system), from /proc."""
         fields = Path(f"/proc/{self.daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -255,6 +273,9 @@ def describe(a: dict) -> str:
         done = f"after {c['identified_seconds']} s" if c["identified_seconds"] else "not by the stop"
         parts.append(f"conns held {c['held']}, refused(cap) {c['refused_503']}, closed {c['closed']},"
                      f" errors {errs}, opened in {c['open_seconds']} s, all identified {done}")  # fmt: skip
+    if "drain_s" in a:
+        parts.append(f"A's gateway idle again {a['drain_s']} s after the stop" if a["drain_s"] is not None
+                     else "A's gateway still busy at the drain timeout")  # fmt: skip
     return "; ".join(parts) or "-"
 
 
@@ -270,6 +291,7 @@ def main() -> int:
     ap.add_argument("--a-max-connections", type=int, default=8192, help="A's max_connections (gateway config)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between an attack being ready and B's probe")
     ap.add_argument("--ready-timeout", type=float, default=240.0)
+    ap.add_argument("--drain-timeout", type=float, default=300.0, help="wait for A's gateway after each attack")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     ap.add_argument("--profile", metavar="DIR", help="py-spy the daemon during each probe (raw stacks per scenario)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, decisions)")
@@ -312,8 +334,9 @@ def main() -> int:
                     cpu = fleet.cpu_seconds() - cpu0
             finally:
                 out = fleet.stop_attack(attack)
+            drained = fleet.drain()
             if ready:
-                rows.append(row(name, probe, idle["b_p99_ms"], summarize_attack(out), cpu))
+                rows.append(row(name, probe, idle["b_p99_ms"], {**summarize_attack(out), "drain_s": drained}, cpu))
         cpu0 = fleet.cpu_seconds()
         again = fleet.probe(args.requests, "idle again")
         rows.append(row("idle again", again, idle["b_p99_ms"], None, fleet.cpu_seconds() - cpu0))
