@@ -270,7 +270,8 @@ def describe(a: dict) -> str:
     parts = []
     for kind in ("busy", "redos", "fds"):
         if kind in a:
-            st = ",".join(f"{k}x{v}" for k, v in sorted(a[kind]["statuses"].items()))
+            # status 0: no HTTP answer (refused or reset before the request was sent, or the 60 s timeout)
+            st = ",".join(f"{k if k != '0' else 'none'}x{v}" for k, v in sorted(a[kind]["statuses"].items()))
             parts.append(f"{kind} {a[kind]['per_s']}/s [{st}]")
     if "conns" in a:
         c = a["conns"]
