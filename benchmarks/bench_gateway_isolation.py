@@ -143,6 +143,8 @@ class Fleet:
         deadline = time.monotonic() + 60
         while not all(self.status(n).get("gateway_attached") for n in ("a", "b")):
             if time.monotonic() > deadline or self.daemon.poll() is not None:
+                self.args.keep = True  # daemon.err says why
+                self.close()
                 raise SystemExit(f"bench_gateway_isolation: sandboxes not up; see {self.tmp}/daemon.err")
             time.sleep(0.3)
 
