@@ -9,13 +9,14 @@ guessing, e.g. ``router.yaml:14: routes[1].provider: unknown provider 'opneai'
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
@@ -23,6 +24,9 @@ from ruamel.yaml.error import YAMLError
 
 from clawfleet.router.classifier import BUILTIN_TYPES, GROUPS, UNSCANNED, CustomClass
 from clawfleet.router.classifier.custom import VALIDATORS
+
+if TYPE_CHECKING:
+    from clawfleet.router.limits_config import IdentityOptions, LimitsConfig, Price
 
 PROVIDER_TYPES = ("openai", "anthropic", "nvidia", "gemini", "vllm", "ollama")
 OPENAI_FAMILY = frozenset({"openai", "nvidia", "gemini", "vllm", "ollama"})
@@ -104,6 +108,13 @@ class RouterConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     decision_log: str = "stderr"
     source: str = ""
+    identity: IdentityOptions | None = None
+    limits: LimitsConfig | None = None
+    prices: Mapping[tuple[str, str], Price] = field(default_factory=dict)
+    state_dir: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9484  # None: no metrics listener
+    digest: str = ""
 
     def model_aliases(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -398,7 +409,21 @@ def parse_config(
     _check_keys(
         ctx,
         data,
-        {"version", "listen", "providers", "routes", "classifier", "custom_classes", "max_body_bytes", "decision_log"},
+        {
+            "version",
+            "listen",
+            "providers",
+            "routes",
+            "classifier",
+            "custom_classes",
+            "max_body_bytes",
+            "decision_log",
+            "identity",
+            "limits",
+            "prices",
+            "state_dir",
+            "metrics_listen",
+        },
         "",
     )
     if data.get("version", 1) != 1:
@@ -454,6 +479,35 @@ def parse_config(
     _expect(ctx, max_body, int, "max_body_bytes", data, "max_body_bytes")
     decision_log = data.get("decision_log", "stderr")
     _expect(ctx, decision_log, str, "decision_log", data, "decision_log")
+
+    from clawfleet.router import limits_config as lc
+
+    identity = lc.parse_identity(ctx, data.get("identity"), data, env, read_secrets)
+    limits = lc.parse_limits(ctx, data.get("limits"), data)
+    prices = lc.parse_prices(ctx, data.get("prices"), data, providers)
+    lc.check_priced(ctx, limits, prices, providers, data)
+    state_dir = data.get("state_dir")
+    if state_dir is not None:
+        _expect(ctx, state_dir, str, "state_dir", data, "state_dir")
+    elif limits.any:
+        raise ctx.fail(
+            "limits need a state_dir (e.g. /var/lib/clawfleet/router) so counts survive restarts",
+            "limits",
+            data,
+            "limits",
+        )
+    metrics = data.get("metrics_listen", {})
+    _expect(ctx, metrics, dict, "metrics_listen", data, "metrics_listen")
+    _check_keys(ctx, metrics, {"host", "port"}, "metrics_listen")
+    metrics_host = metrics.get("host", "127.0.0.1")
+    _expect(ctx, metrics_host, str, "metrics_listen.host", metrics, "host")
+    metrics_port = metrics.get("port", 9484)
+    if metrics_port is not None:
+        _expect(ctx, metrics_port, int, "metrics_listen.port", metrics, "port")
+        if not 0 <= metrics_port <= 65535 or (metrics_port == port and port != 0):
+            raise ctx.fail(
+                "metrics port must be 0..65535 and differ from listen.port", "metrics_listen.port", metrics, "port"
+            )
     return RouterConfig(
         host=host,
         port=port,
@@ -464,6 +518,12 @@ def parse_config(
         max_body_bytes=max_body,
         decision_log=decision_log,
         source=source,
+        identity=identity,
+        limits=limits,
+        prices=prices,
+        state_dir=state_dir,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
     )
 
 
@@ -484,7 +544,8 @@ def load_config(
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from None
-    return parse_config(data, source=source, env=env, read_secrets=read_secrets)
+    config = parse_config(data, source=source, env=env, read_secrets=read_secrets)
+    return replace(config, digest=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def default_config() -> RouterConfig:
