@@ -31,7 +31,7 @@ from clawfleet.router.classifier import UNSCANNED, Classifier
 from clawfleet.router.config import ConfigError, RouterConfig, load_config
 from clawfleet.router.extract import ExtractError
 from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, UNKNOWN, IdentityVerifier
-from clawfleet.router.limits import Limiter
+from clawfleet.router.limits import Limiter, Refusal
 from clawfleet.router.limits_config import LimitsConfig
 from clawfleet.router.logging import DecisionLog
 from clawfleet.router.metrics import Metrics
@@ -349,6 +349,14 @@ class RouterApp:
         self.metrics.tokens.labels(sandbox, provider, model, "output").inc(tokens_out)
         self.metrics.cost.labels(sandbox, provider, model).inc(cost)
 
+    def _over_limit(self, kind: str, record: dict[str, Any], t0: float, refusal: Refusal) -> Response:
+        record["limit"] = refusal.limit
+        self.metrics.limited.labels(record.get("sandbox", UNKNOWN), refusal.limit).inc()
+        code = "rate_limit_error" if kind == "messages" else "rate_limit_exceeded"
+        headers = {"retry-after": str(refusal.retry_after)}
+        response = _error(kind, 429, code, refusal.message(), headers, {"limit": refusal.limit})
+        return self._reply(record, t0, response, "over_limit")
+
     def _caller(self, request: Request, gen: Generation) -> tuple[str, str]:
         """(sandbox, how it is known): verified by the gateway's proof, else ``unknown``."""
         if gen.verifier is None:
@@ -396,21 +404,7 @@ class RouterApp:
             return self._reply(record, t0, _error(kind, 401, "identity_required", message), "identity_required")
         refusal = self.limiter.admit(sandbox)
         if refusal is not None:
-            record["limit"] = refusal.limit
-            self.metrics.limited.labels(sandbox, refusal.limit).inc()
-            return self._reply(
-                record,
-                t0,
-                _error(
-                    kind,
-                    429,
-                    "rate_limit_error" if kind == "messages" else "rate_limit_exceeded",
-                    refusal.message(),
-                    {"retry-after": str(refusal.retry_after)},
-                    {"limit": refusal.limit},
-                ),
-                "over_limit",
-            )
+            return self._over_limit(kind, record, t0, refusal)
         raw = await self._read_body(request, gen.config.max_body_bytes)
         if raw is None:
             limit = gen.config.max_body_bytes
@@ -502,6 +496,11 @@ class RouterApp:
             # providers that speak the caller's API natively first, translated ones after
             family = "anthropic" if kind == "messages" else "openai"
             chain.sort(key=lambda name: gen.upstreams[name].provider.family != family)
+        if any(not gen.config.providers[p].local for p in chain):
+            # out of money: 429 before anything is sent, never a cloud call past the budget
+            refusal = self.limiter.check_spend(record["sandbox"])
+            if refusal is not None:
+                return self._over_limit(kind, record, t0, refusal)
         tried: list[str] = []
         config_errors: list[tuple[str, str]] = []
         for index, pname in enumerate(chain):

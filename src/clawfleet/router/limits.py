@@ -59,27 +59,35 @@ class Limiter:
         self._clock = clock
         self._last_minute = ""
 
-    def _check(self, scope: str, subject: str, prefix: str, lim: LimitSet, now: float) -> Refusal | None:
+    def _check(
+        self, scope: str, subject: str, prefix: str, lim: LimitSet, now: float, *, spend: bool
+    ) -> Refusal | None:
         m, d, mo, m_left, d_left, mo_left = _windows(now)
-        minute = self.store.get(scope, m)
-        checks = (
-            ("requests_per_min", lim.requests_per_min, minute[0], m_left),
-            ("tokens_per_min", lim.tokens_per_min, minute[1], m_left),
-            ("usd_per_day", lim.usd_per_day, self.store.get(scope, d)[2], d_left),
-            ("usd_per_month", lim.usd_per_month, self.store.get(scope, mo)[2], mo_left),
-        )
+        if spend:
+            checks = (
+                ("usd_per_day", lim.usd_per_day, self.store.get(scope, d)[2], d_left),
+                ("usd_per_month", lim.usd_per_month, self.store.get(scope, mo)[2], mo_left),
+            )
+        else:
+            minute = self.store.get(scope, m)
+            checks = (
+                ("requests_per_min", lim.requests_per_min, minute[0], m_left),
+                ("tokens_per_min", lim.tokens_per_min, minute[1], m_left),
+            )
         for name, allowed, used, left in checks:
             if allowed is not None and used >= allowed:
                 return Refusal(f"{prefix}.{name}", subject, used, allowed, left)
         return None
 
+    def _first_refusal(self, sandbox: str, now: float, *, spend: bool) -> Refusal | None:
+        lim = self.config.for_sandbox(sandbox)
+        refusal = self._check(f"sandbox:{sandbox}", f"sandbox {sandbox!r}", "sandbox", lim, now, spend=spend)
+        return refusal or self._check("host", "the host", "host", self.config.host, now, spend=spend)
+
     def admit(self, sandbox: str) -> Refusal | None:
-        """None and the request counted, or the first limit it is over."""
+        """Rates (requests and tokens per minute): None and the request counted, or the first limit hit."""
         now = self._clock()
-        refusal = self._check(
-            f"sandbox:{sandbox}", f"sandbox {sandbox!r}", "sandbox", self.config.for_sandbox(sandbox), now
-        )
-        refusal = refusal or self._check("host", "the host", "host", self.config.host, now)
+        refusal = self._first_refusal(sandbox, now, spend=False)
         if refusal is not None:
             return refusal
         m = _windows(now)[0]
@@ -88,6 +96,11 @@ class Limiter:
             self._last_minute = m
         self.store.add([(f"sandbox:{sandbox}", m), ("host", m)], requests=1)
         return None
+
+    def check_spend(self, sandbox: str) -> Refusal | None:
+        """Spending budgets, checked only for requests routed to a cloud provider (local calls cost nothing,
+        so a sandbox out of money still reaches its local model)."""
+        return self._first_refusal(sandbox, self._clock(), spend=True)
 
     def record(self, sandbox: str, tokens: int, cost: float) -> None:
         if tokens <= 0 and cost <= 0:
