@@ -144,10 +144,17 @@ class RouterHandle:
         return self._log.getvalue()
 
 
+def write_yaml(path: Path, cfg: dict[str, Any]) -> None:
+    from ruamel.yaml import YAML
+
+    with path.open("w") as f:
+        YAML(typ="safe", pure=True).dump(cfg, f)
+
+
 def start_router(cfg: dict[str, Any], *, config_file: Path | None = None) -> RouterHandle:
     """The router on a loopback port; with ``config_file``, loaded from that file (hot reload watches it)."""
     if config_file is not None:
-        config_file.write_text(json.dumps(cfg))
+        write_yaml(config_file, cfg)
         config = load_config(config_file)
     else:
         config = parse_config(cfg, source="test")

@@ -115,6 +115,7 @@ class RouterConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = 9484  # None: no metrics listener
     digest: str = ""
+    watch_config: bool = True  # poll the file for changes (SIGHUP reloads either way)
 
     def model_aliases(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -423,6 +424,7 @@ def parse_config(
             "prices",
             "state_dir",
             "metrics_listen",
+            "watch_config",
         },
         "",
     )
@@ -508,6 +510,8 @@ def parse_config(
             raise ctx.fail(
                 "metrics port must be 0..65535 and differ from listen.port", "metrics_listen.port", metrics, "port"
             )
+    watch = data.get("watch_config", True)
+    _expect(ctx, watch, bool, "watch_config", data, "watch_config")
     return RouterConfig(
         host=host,
         port=port,
@@ -524,6 +528,7 @@ def parse_config(
         state_dir=state_dir,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        watch_config=watch,
     )
 
 

@@ -40,7 +40,8 @@ class ConfigWatcher:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signal.SIGHUP, lambda: self.app.reload("sighup"))
             self._hup = True
-        self._task = loop.create_task(self._poll())
+        if self.app.config.watch_config:
+            self._task = loop.create_task(self._poll())
 
     async def _poll(self) -> None:
         while True:
