@@ -50,6 +50,7 @@ def clean_fakes(fakes: dict[str, Any]) -> dict[str, FakeState]:
         st.chunk_size = 3
         st.chunk_delay = 0.0
         st.reset_after = None
+        st.fail_first = 0
     return fakes["states"]
 
 

@@ -30,6 +30,7 @@ from clawfleet.router import classify_pool, translate
 from clawfleet.router.classifier import UNSCANNED, Classifier
 from clawfleet.router.config import ConfigError, RouterConfig, load_config
 from clawfleet.router.extract import ExtractError
+from clawfleet.router.health import HealthChecker
 from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, UNKNOWN, IdentityVerifier
 from clawfleet.router.limits import Limiter, Refusal
 from clawfleet.router.limits_config import LimitsConfig
@@ -242,9 +243,12 @@ class RouterApp:
         watcher = ConfigWatcher(self) if Path(self.config.source).is_file() else None
         if watcher is not None:
             watcher.start()
+        health = HealthChecker(lambda: self.gen.upstreams)
+        health.start()
         try:
             yield
         finally:
+            await health.stop()
             if watcher is not None:
                 await watcher.stop()
             for gen in [self.gen, *self._retired]:
@@ -323,6 +327,9 @@ class RouterApp:
         self.log.write(record)
 
     def _release(self, record: dict[str, Any]) -> None:
+        replica = record.pop("_replica", None)
+        if replica is not None:
+            replica.outstanding -= 1
         gen = record.pop("_gen", None)
         if gen is not None:
             gen.active -= 1
@@ -503,77 +510,102 @@ class RouterApp:
                 return self._over_limit(kind, record, t0, refusal)
         tried: list[str] = []
         config_errors: list[tuple[str, str]] = []
-        for index, pname in enumerate(chain):
-            up = gen.upstreams[pname]
-            try:
-                path, needs_translation = up.plan(kind)
-            except RouteUnsupported as exc:
-                config_errors.append(("route_unsupported", str(exc)))
-                continue
-            real_model = up.provider.models.get(alias)
-            if real_model is None:
-                known = ", ".join(sorted(up.provider.models))
-                config_errors.append(
-                    ("model_not_found", f"model {alias!r} is not an alias of route {decision.rule!r} (known: {known})")
-                )
-                continue
-            try:
-                payload = (
-                    translate.messages_to_chat(body, real_model) if needs_translation else {**body, "model": real_model}
-                )
-            except (ValueError, TypeError, AttributeError):
-                message = "message content has a shape this route cannot translate"
-                return self._reply(record, t0, _error(kind, 400, "invalid_request_error", message), "untranslatable")
-            # the body goes out as it was classified, except where redaction or translation rewrote it:
-            # then the rewritten body is classified once more, and what a cloud route may not see stops here
-            if redactor is not None or (needs_translation and decision.action in ("cloud", "redact")):
-                residual = await self._residual_classes(gen, payload)
-                if residual:
-                    record["residual_classes"] = residual
-                    message = (
-                        f"the request still holds {', '.join(residual)} data after {decision.action!r} processing; "
-                        "it is not sent to a cloud route"
-                    )
-                    return self._reply(
-                        record,
-                        t0,
-                        _error(kind, 403, "policy_blocked", message, {"x-clawfleet-action": "block"}),
-                        "residual_sensitive",
-                    )
-            request_bytes = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-            headers = up.headers(
-                request.headers, translated=needs_translation, screen=lambda v: not gen.pool.classifier.classify(v)
-            )
-            upstream_req = up.build(path, request_bytes, headers)
-            record["overhead_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-            self.metrics.overhead.labels(kind).observe(time.perf_counter() - t0)
-            th = time.perf_counter()
-            tried.append(pname)
-            try:
-                resp = await up.client.send(upstream_req, stream=True)
-            except httpx.TimeoutException:
-                self.metrics.upstream_errors.labels(pname, "timeout").inc()
-                continue
-            except httpx.ConnectError:
-                self.metrics.upstream_errors.labels(pname, "connect").inc()
-                continue
-            except httpx.TransportError:
-                self.metrics.upstream_errors.labels(pname, "protocol").inc()
-                continue
-            self.metrics.upstream_latency.labels(pname).observe(time.perf_counter() - th)
-            record["upstream_ms"] = round((time.perf_counter() - th) * 1000, 3)
-            if resp.status_code >= 500:
-                self.metrics.upstream_errors.labels(pname, "status_5xx").inc()
-                if resp.status_code in _RETRYABLE_STATUS and index < len(chain) - 1:
-                    await resp.aclose()
+        # non-sensitive requests get retries with backoff; sensitive ones one pass over their local providers
+        non_sensitive = decision.action == "cloud" and not decision.sensitive
+        rounds = 1 + (gen.config.retry_attempts if non_sensitive else 0)
+        for round_no in range(rounds):
+            if round_no:
+                await asyncio.sleep(gen.config.retry_backoff_s * 2 ** (round_no - 1))
+            config_errors.clear()
+            for index, pname in enumerate(chain):
+                up = gen.upstreams[pname]
+                try:
+                    path, needs_translation = up.plan(kind)
+                except RouteUnsupported as exc:
+                    config_errors.append(("route_unsupported", str(exc)))
                     continue
-            elif resp.status_code >= 400:
-                self.metrics.upstream_errors.labels(pname, "status_4xx").inc()
-            record.update(
-                provider=pname, model=real_model, fallbacks_tried=len(tried) - 1, translated=needs_translation
-            )
-            record["_meter"] = UsageMeter()
-            return await self._respond(kind, resp, decision, redactor, needs_translation, alias, record, t0)
+                real_model = up.provider.models.get(alias)
+                if real_model is None:
+                    known = ", ".join(sorted(up.provider.models))
+                    config_errors.append(
+                        (
+                            "model_not_found",
+                            f"model {alias!r} is not an alias of route {decision.rule!r} (known: {known})",
+                        )
+                    )
+                    continue
+                try:
+                    payload = (
+                        translate.messages_to_chat(body, real_model)
+                        if needs_translation
+                        else {**body, "model": real_model}
+                    )
+                except (ValueError, TypeError, AttributeError):
+                    message = "message content has a shape this route cannot translate"
+                    return self._reply(
+                        record, t0, _error(kind, 400, "invalid_request_error", message), "untranslatable"
+                    )
+                # the body goes out as it was classified, except where redaction or translation rewrote it:
+                # then the rewritten body is classified once more, and what a cloud route may not see stops here
+                if redactor is not None or (needs_translation and decision.action in ("cloud", "redact")):
+                    residual = await self._residual_classes(gen, payload)
+                    if residual:
+                        record["residual_classes"] = residual
+                        message = (
+                            f"the request still holds {', '.join(residual)} data after {decision.action!r} "
+                            "processing; it is not sent to a cloud route"
+                        )
+                        return self._reply(
+                            record,
+                            t0,
+                            _error(kind, 403, "policy_blocked", message, {"x-clawfleet-action": "block"}),
+                            "residual_sensitive",
+                        )
+                request_bytes = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+                headers = up.headers(
+                    request.headers, translated=needs_translation, screen=lambda v: not gen.pool.classifier.classify(v)
+                )
+                replicas = up.pick(time.monotonic())
+                for r_index, replica in enumerate(replicas):
+                    more = round_no < rounds - 1 or index < len(chain) - 1 or r_index < len(replicas) - 1
+                    upstream_req = replica.build(path, request_bytes, headers)
+                    record["overhead_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                    self.metrics.overhead.labels(kind).observe(time.perf_counter() - t0)
+                    th = time.perf_counter()
+                    tried.append(pname)
+                    try:
+                        resp = await replica.client.send(upstream_req, stream=True)
+                    except httpx.TransportError as exc:
+                        kind_err = (
+                            "timeout"
+                            if isinstance(exc, httpx.TimeoutException)
+                            else "connect"
+                            if isinstance(exc, httpx.ConnectError)
+                            else "protocol"
+                        )
+                        self.metrics.upstream_errors.labels(pname, kind_err).inc()
+                        replica.cool_down(time.monotonic(), up.provider.cooldown_s)
+                        continue
+                    self.metrics.upstream_latency.labels(pname).observe(time.perf_counter() - th)
+                    record["upstream_ms"] = round((time.perf_counter() - th) * 1000, 3)
+                    if resp.status_code >= 500:
+                        self.metrics.upstream_errors.labels(pname, "status_5xx").inc()
+                        if resp.status_code in _RETRYABLE_STATUS:
+                            replica.cool_down(time.monotonic(), up.provider.cooldown_s)
+                            if more:
+                                await resp.aclose()
+                                continue
+                    elif resp.status_code >= 400:
+                        self.metrics.upstream_errors.labels(pname, "status_4xx").inc()
+                    record.update(
+                        provider=pname, model=real_model, fallbacks_tried=len(tried) - 1, translated=needs_translation
+                    )
+                    record["_meter"] = UsageMeter()
+                    replica.outstanding += 1
+                    record["_replica"] = replica
+                    return await self._respond(kind, resp, decision, redactor, needs_translation, alias, record, t0)
+            if not tried and config_errors:
+                break
 
         if not tried and config_errors:
             code, message = config_errors[0]

@@ -66,6 +66,13 @@ class Provider:
     connect_timeout: float = 5.0
     api_key: str | None = field(default=None, repr=False)
     anthropic_version: str = "2023-06-01"
+    replicas: tuple[str, ...] = ()  # every deployment's base URL (base_url alone: one)
+    cooldown_s: float = 0.0  # a failed deployment leaves the rotation this long
+    health_interval_s: float = 0.0  # 0: no health checks
+
+    def __post_init__(self) -> None:
+        if not self.replicas:
+            object.__setattr__(self, "replicas", (self.base_url,))
 
     @property
     def family(self) -> str:
@@ -116,6 +123,8 @@ class RouterConfig:
     metrics_port: int | None = 9484  # None: no metrics listener
     digest: str = ""
     watch_config: bool = True  # poll the file for changes (SIGHUP reloads either way)
+    retry_attempts: int = 0  # extra passes over a non-sensitive route's providers, after a backoff
+    retry_backoff_s: float = 0.25  # doubled after each pass
 
     def model_aliases(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -226,25 +235,46 @@ def _provider(
             "connect_timeout",
             "local",
             "anthropic_version",
+            "replicas",
+            "cooldown_s",
+            "health_interval_s",
         },
         path,
     )
     ptype = node.get("type")
     if ptype not in PROVIDER_TYPES:
         raise ctx.fail(f"type must be one of {', '.join(PROVIDER_TYPES)}, got {ptype!r}", f"{path}.type", node, "type")
-    base_url = str(node.get("base_url", DEFAULT_BASE_URLS[ptype])).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ctx.fail(f"base_url must be an http(s) URL, got {base_url!r}", f"{path}.base_url", node, "base_url")
+    if "replicas" in node and "base_url" in node:
+        raise ctx.fail("set base_url (one deployment) or replicas (several), not both", path, parent, name)
+    if "replicas" in node:
+        urls = [u.rstrip("/") for u in _str_list(ctx, node["replicas"], f"{path}.replicas", node, "replicas")]
+        if not urls:
+            raise ctx.fail("list at least one replica base URL", f"{path}.replicas", node, "replicas")
+        where = [(f"{path}.replicas[{i}]", node["replicas"], i) for i in range(len(urls))]
+    else:
+        urls = [str(node.get("base_url", DEFAULT_BASE_URLS[ptype])).rstrip("/")]
+        where = [(f"{path}.base_url", node, "base_url")]
     local = node.get("local", ptype in LOCAL_TYPES)
     _expect(ctx, local, bool, f"{path}.local", node, "local")
-    if not local and parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ctx.fail(
-            "a cloud provider must use https (plain http is accepted only for loopback test stand-ins)",
-            f"{path}.base_url",
-            node,
-            "base_url",
-        )
+    for url, (upath, unode, ukey) in zip(urls, where, strict=True):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ctx.fail(f"base_url must be an http(s) URL, got {url!r}", upath, unode, ukey)
+        if not local and parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ctx.fail(
+                "a cloud provider must use https (plain http is accepted only for loopback test stand-ins)",
+                upath,
+                unode,
+                ukey,
+            )
+    base_url = urls[0]
+    several = len(urls) > 1
+    cooldown = node.get("cooldown_s", 10.0 if several else 0.0)
+    _expect(ctx, cooldown, (int, float), f"{path}.cooldown_s", node, "cooldown_s")
+    health = node.get("health_interval_s", 5.0 if several else 0.0)
+    _expect(ctx, health, (int, float), f"{path}.health_interval_s", node, "health_interval_s")
+    if cooldown < 0 or health < 0:
+        raise ctx.fail("cooldown_s and health_interval_s are >= 0", path, parent, name)
     models = node.get("models", {})
     _expect(ctx, models, dict, f"{path}.models", node, "models")
     if not models:
@@ -288,6 +318,9 @@ def _provider(
         connect_timeout=float(connect_timeout),
         api_key=api_key,
         anthropic_version=str(node.get("anthropic_version", "2023-06-01")),
+        replicas=tuple(urls),
+        cooldown_s=float(cooldown),
+        health_interval_s=float(health),
     )
 
 
@@ -425,6 +458,7 @@ def parse_config(
             "state_dir",
             "metrics_listen",
             "watch_config",
+            "retries",
         },
         "",
     )
@@ -510,6 +544,15 @@ def parse_config(
             raise ctx.fail(
                 "metrics port must be 0..65535 and differ from listen.port", "metrics_listen.port", metrics, "port"
             )
+    retries = data.get("retries", {})
+    _expect(ctx, retries, dict, "retries", data, "retries")
+    _check_keys(ctx, retries, {"attempts", "backoff_ms"}, "retries")
+    attempts = retries.get("attempts", 0)
+    _expect(ctx, attempts, int, "retries.attempts", retries, "attempts")
+    backoff = retries.get("backoff_ms", 250)
+    _expect(ctx, backoff, int, "retries.backoff_ms", retries, "backoff_ms")
+    if not 0 <= attempts <= 5 or not 0 <= backoff <= 10_000:
+        raise ctx.fail("attempts must be 0..5 and backoff_ms 0..10000", "retries", data, "retries")
     watch = data.get("watch_config", True)
     _expect(ctx, watch, bool, "watch_config", data, "watch_config")
     return RouterConfig(
@@ -529,6 +572,8 @@ def parse_config(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         watch_config=watch,
+        retry_attempts=attempts,
+        retry_backoff_s=backoff / 1000,
     )
 
 
