@@ -177,3 +177,30 @@ def test_sighup_reloads_a_served_router(fakes, tmp_path, clean_fakes):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_sighup_rereads_a_rotated_identity_key(fakes, tmp_path, clean_fakes):
+    """The key file is not part of the config digest: SIGHUP rebuilds anyway, and the old key stops working."""
+    from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, sign
+
+    from .sandbox_gateways import write_identity_key
+
+    key_file = tmp_path / "identity.key"
+    old_key = write_identity_key(key_file)
+    cfg = router_config_dict(fakes, tmp_path)
+    cfg["identity"] = {"key_file": str(key_file), "unknown": "refuse"}
+    router = start_router(cfg, config_file=tmp_path / "router.yaml")
+    try:
+
+        def call(key: bytes) -> int:
+            headers = {HEADER_SANDBOX: "alpha", HEADER_PROOF: sign(key, "alpha")}
+            body = {"model": "default", "messages": [{"role": "user", "content": GENERAL}]}
+            return httpx.post(router.url + "/v1/chat/completions", json=body, headers=headers).status_code
+
+        assert call(old_key) == 200
+        new_key = write_identity_key(key_file, b"n" * 48)
+        assert router.app.reload("sighup") is True
+        assert call(old_key) == 401
+        assert call(new_key) == 200
+    finally:
+        router.stop()

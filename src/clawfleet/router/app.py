@@ -186,8 +186,8 @@ class RouterApp:
             self.log.write({"event": "reload", "ok": False, "digest": current.digest, "error": "config_error",
                             "message": str(exc), "trigger": reason})  # fmt: skip
             return False
-        if config.digest == current.digest:
-            return False
+        if config.digest == current.digest and reason != "sighup":
+            return False  # SIGHUP rebuilds even so: it is how rotated key files (not in the digest) are re-read
         try:
             gen = Generation(config, self._transport, previous=self.gen)
         except (ImportError, ValueError) as exc:
