@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "router"))
 
-from eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout  # noqa: E402
+from eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout  # noqa: E402
 
 from clawfleet.router.classifier import Classifier  # noqa: E402
 from clawfleet.router.classifier.findings import SECRETS, STRUCTURED_PII, UNSTRUCTURED_PII  # noqa: E402
@@ -43,6 +43,7 @@ SETS = {
     "holdout": ("held-out (holdout_cases.txt)", load_holdout),
     "fn-dev": ("false-negative kinds, development (fn_dev_cases.txt)", load_fn_dev),
     "fn-holdout": ("false-negative kinds, held-out (fnholdout_cases.txt)", load_fn_holdout),
+    "recall-holdout": ("issue 18 kinds, held-out (recall_holdout_cases.txt)", load_recall_holdout),
 }
 
 

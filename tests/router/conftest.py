@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from clawfleet.router.app import RouterApp
-from clawfleet.router.config import parse_config
+from clawfleet.router.config import load_config, parse_config
 from clawfleet.router.logging import DecisionLog
 
 from .fake_upstreams import FakeState, ServerThread, free_port, make_anthropic_app, make_openai_app
@@ -50,6 +50,7 @@ def clean_fakes(fakes: dict[str, Any]) -> dict[str, FakeState]:
         st.chunk_size = 3
         st.chunk_delay = 0.0
         st.reset_after = None
+        st.fail_first = 0
     return fakes["states"]
 
 
@@ -121,10 +122,20 @@ def router_config_dict(fakes: dict[str, Any], secrets: Path, *, local_url: str |
 class RouterHandle:
     def __init__(self, app: RouterApp, server: ServerThread, log: io.StringIO) -> None:
         self.app, self.server, self._log = app, server, log
+        # the metrics listener: the router's own port no longer serves /metrics
+        self.metrics_server = ServerThread(app.metrics_asgi).start()
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def metrics_url(self) -> str:
+        return self.metrics_server.url + "/metrics"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.metrics_server.stop()
 
     def decisions(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self._log.getvalue().splitlines() if line]
@@ -134,8 +145,20 @@ class RouterHandle:
         return self._log.getvalue()
 
 
-def start_router(cfg: dict[str, Any]) -> RouterHandle:
-    config = parse_config(cfg, source="test")
+def write_yaml(path: Path, cfg: dict[str, Any]) -> None:
+    from ruamel.yaml import YAML
+
+    with path.open("w") as f:
+        YAML(typ="safe", pure=True).dump(cfg, f)
+
+
+def start_router(cfg: dict[str, Any], *, config_file: Path | None = None) -> RouterHandle:
+    """The router on a loopback port; with ``config_file``, loaded from that file (hot reload watches it)."""
+    if config_file is not None:
+        write_yaml(config_file, cfg)
+        config = load_config(config_file)
+    else:
+        config = parse_config(cfg, source="test")
     log = io.StringIO()
     dlog = DecisionLog("off")
     dlog._stream = log  # capture the JSON lines
@@ -148,7 +171,7 @@ def router(fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     secrets = tmp_path_factory.mktemp("secrets")
     handle = start_router(router_config_dict(fakes, secrets))
     yield handle
-    handle.server.stop()
+    handle.stop()
 
 
 @pytest.fixture(scope="session")
@@ -156,4 +179,4 @@ def router_local_down(fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFa
     secrets = tmp_path_factory.mktemp("secrets-down")
     handle = start_router(router_config_dict(fakes, secrets, local_url=f"http://127.0.0.1:{free_port()}"))
     yield handle
-    handle.server.stop()
+    handle.stop()

@@ -46,6 +46,8 @@ class FakeState:
     fixed_chunks: int | None = None  # benchmark mode: this many fixed chunks, no echo
     chunk_delay: float = 0.0  # seconds between streamed chunks
     reset_after: int | None = None  # streams: drop the connection after this many text chunks
+    fail_first: int = 0  # answer this many requests with 503 first (transient failure)
+    probes: int = 0  # health-check GETs of /v1/models
 
     @property
     def bytes_received(self) -> int:
@@ -99,7 +101,14 @@ def make_openai_app(state: FakeState) -> Starlette:
         state.received.append(Received(request.url.path, dict(request.headers), raw))
         if state.fail_status:
             return JSONResponse({"error": {"message": "fake failure", "type": "server_error"}}, state.fail_status)
+        if state.fail_first > 0:
+            state.fail_first -= 1
+            return JSONResponse({"error": {"message": "fake transient failure", "type": "server_error"}}, 503)
         return json.loads(raw)
+
+    async def models(request: Request) -> Response:
+        state.probes += 1
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def reply_text(body: dict[str, Any]) -> str:
         if state.reply is not None:
@@ -350,6 +359,7 @@ def make_openai_app(state: FakeState) -> Starlette:
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
         ]
     )
 

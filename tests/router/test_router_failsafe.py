@@ -57,7 +57,7 @@ def test_a_stuck_classification_leaves_health_up_and_the_request_goes_local(fake
         health, r, still_stuck = _send_stalling_request(handle, started, release)
     finally:
         release.set()
-        handle.server.stop()
+        handle.stop()
     assert health.status_code == 200
     assert still_stuck  # the answer came on the budget, not when the engine let go
     assert r.status_code == 200, r.text
@@ -73,7 +73,7 @@ def test_a_stuck_classification_with_only_a_cloud_route_gets_503(fakes, clean_fa
         _, r, _ = _send_stalling_request(handle, started, release)
     finally:
         release.set()
-        handle.server.stop()
+        handle.stop()
     assert r.status_code == 503 and "not sent to a cloud route" in r.json()["error"]["message"]
     assert cloud_bytes(clean_fakes) == b""
 
@@ -85,7 +85,7 @@ def test_a_request_the_stuck_engine_does_not_touch_still_goes_to_the_cloud(fakes
         r = httpx.post(handle.url + "/v1/chat/completions", json=body, timeout=30)
     finally:
         release.set()
-        handle.server.stop()
+        handle.stop()
     assert r.status_code == 200 and clean_fakes["cloud"].received
 
 

@@ -43,6 +43,7 @@ from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .reload import PolicyHolder
+from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .upgrade import sanitize_upgrade, switch_accepted
 
@@ -323,6 +324,7 @@ class Gateway:
         self.active = 0
         self._tasks: set[asyncio.Task] = set()
         self.limits = ConnectionLimits(config.max_connections, config.idle_timeout, self.log.write)
+        self.router_identity = RouterIdentity.from_environment(config.sandbox)
 
     async def serve_socket(self, sock: socket.socket) -> asyncio.base_events.Server:
         sock.setblocking(False)
@@ -679,6 +681,7 @@ class Gateway:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
             return False
         headers, websocket = sanitize_upgrade([(k, v) for k, v in ev.headers if k not in _HOP], d.endpoint)
+        headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
             out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)

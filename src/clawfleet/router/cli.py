@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -130,17 +131,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or config.host
     port = args.port if args.port is not None else config.port
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app.asgi,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,  # the decision log is the access log, without the sensitive parts
-            lifespan="on",
-            server_header=False,
-            timeout_graceful_shutdown=10,
+
+    def server(asgi: Any, h: str, p: int, lifespan: str) -> Any:
+        return uvicorn.Server(
+            uvicorn.Config(
+                asgi,
+                host=h,
+                port=p,
+                log_level="warning",
+                access_log=False,  # the decision log is the access log, without the sensitive parts
+                lifespan=lifespan,
+                server_header=False,
+                timeout_graceful_shutdown=10,
+            )
         )
-    )
-    server.run()
+
+    main = server(app.asgi, host, port, "on")
+    servers = [main]
+    if config.metrics_port is not None:
+        # metrics on their own loopback port: agents reach only the main port through the gateway
+        servers.append(server(app.metrics_asgi, config.metrics_host, config.metrics_port, "off"))
+    asyncio.run(_serve_all(servers))
     return 0
+
+
+async def _serve_all(servers: list[Any]) -> None:
+    """Run the servers in one loop; when the main one stops (SIGTERM), stop the others."""
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    await tasks[0]
+    for s in servers[1:]:
+        s.should_exit = True
+    await asyncio.gather(*tasks[1:], return_exceptions=True)

@@ -9,13 +9,14 @@ guessing, e.g. ``router.yaml:14: routes[1].provider: unknown provider 'opneai'
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
@@ -23,6 +24,9 @@ from ruamel.yaml.error import YAMLError
 
 from clawfleet.router.classifier import BUILTIN_TYPES, GROUPS, UNSCANNED, CustomClass
 from clawfleet.router.classifier.custom import VALIDATORS
+
+if TYPE_CHECKING:
+    from clawfleet.router.limits_config import IdentityOptions, LimitsConfig, Price
 
 PROVIDER_TYPES = ("openai", "anthropic", "nvidia", "gemini", "vllm", "ollama")
 OPENAI_FAMILY = frozenset({"openai", "nvidia", "gemini", "vllm", "ollama"})
@@ -62,6 +66,13 @@ class Provider:
     connect_timeout: float = 5.0
     api_key: str | None = field(default=None, repr=False)
     anthropic_version: str = "2023-06-01"
+    replicas: tuple[str, ...] = ()  # every deployment's base URL (base_url alone: one)
+    cooldown_s: float = 0.0  # a failed deployment leaves the rotation this long
+    health_interval_s: float = 0.0  # 0: no health checks
+
+    def __post_init__(self) -> None:
+        if not self.replicas:
+            object.__setattr__(self, "replicas", (self.base_url,))
 
     @property
     def family(self) -> str:
@@ -104,6 +115,16 @@ class RouterConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     decision_log: str = "stderr"
     source: str = ""
+    identity: IdentityOptions | None = None
+    limits: LimitsConfig | None = None
+    prices: Mapping[tuple[str, str], Price] = field(default_factory=dict)
+    state_dir: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9484  # None: no metrics listener
+    digest: str = ""
+    watch_config: bool = True  # poll the file for changes (SIGHUP reloads either way)
+    retry_attempts: int = 0  # extra passes over a non-sensitive route's providers, after a backoff
+    retry_backoff_s: float = 0.25  # doubled after each pass
 
     def model_aliases(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -214,25 +235,46 @@ def _provider(
             "connect_timeout",
             "local",
             "anthropic_version",
+            "replicas",
+            "cooldown_s",
+            "health_interval_s",
         },
         path,
     )
     ptype = node.get("type")
     if ptype not in PROVIDER_TYPES:
         raise ctx.fail(f"type must be one of {', '.join(PROVIDER_TYPES)}, got {ptype!r}", f"{path}.type", node, "type")
-    base_url = str(node.get("base_url", DEFAULT_BASE_URLS[ptype])).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ctx.fail(f"base_url must be an http(s) URL, got {base_url!r}", f"{path}.base_url", node, "base_url")
+    if "replicas" in node and "base_url" in node:
+        raise ctx.fail("set base_url (one deployment) or replicas (several), not both", path, parent, name)
+    if "replicas" in node:
+        urls = [u.rstrip("/") for u in _str_list(ctx, node["replicas"], f"{path}.replicas", node, "replicas")]
+        if not urls:
+            raise ctx.fail("list at least one replica base URL", f"{path}.replicas", node, "replicas")
+        where = [(f"{path}.replicas[{i}]", node["replicas"], i) for i in range(len(urls))]
+    else:
+        urls = [str(node.get("base_url", DEFAULT_BASE_URLS[ptype])).rstrip("/")]
+        where = [(f"{path}.base_url", node, "base_url")]
     local = node.get("local", ptype in LOCAL_TYPES)
     _expect(ctx, local, bool, f"{path}.local", node, "local")
-    if not local and parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ctx.fail(
-            "a cloud provider must use https (plain http is accepted only for loopback test stand-ins)",
-            f"{path}.base_url",
-            node,
-            "base_url",
-        )
+    for url, (upath, unode, ukey) in zip(urls, where, strict=True):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ctx.fail(f"base_url must be an http(s) URL, got {url!r}", upath, unode, ukey)
+        if not local and parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ctx.fail(
+                "a cloud provider must use https (plain http is accepted only for loopback test stand-ins)",
+                upath,
+                unode,
+                ukey,
+            )
+    base_url = urls[0]
+    several = len(urls) > 1
+    cooldown = node.get("cooldown_s", 10.0 if several else 0.0)
+    _expect(ctx, cooldown, (int, float), f"{path}.cooldown_s", node, "cooldown_s")
+    health = node.get("health_interval_s", 5.0 if several else 0.0)
+    _expect(ctx, health, (int, float), f"{path}.health_interval_s", node, "health_interval_s")
+    if cooldown < 0 or health < 0:
+        raise ctx.fail("cooldown_s and health_interval_s are >= 0", path, parent, name)
     models = node.get("models", {})
     _expect(ctx, models, dict, f"{path}.models", node, "models")
     if not models:
@@ -276,6 +318,9 @@ def _provider(
         connect_timeout=float(connect_timeout),
         api_key=api_key,
         anthropic_version=str(node.get("anthropic_version", "2023-06-01")),
+        replicas=tuple(urls),
+        cooldown_s=float(cooldown),
+        health_interval_s=float(health),
     )
 
 
@@ -398,7 +443,23 @@ def parse_config(
     _check_keys(
         ctx,
         data,
-        {"version", "listen", "providers", "routes", "classifier", "custom_classes", "max_body_bytes", "decision_log"},
+        {
+            "version",
+            "listen",
+            "providers",
+            "routes",
+            "classifier",
+            "custom_classes",
+            "max_body_bytes",
+            "decision_log",
+            "identity",
+            "limits",
+            "prices",
+            "state_dir",
+            "metrics_listen",
+            "watch_config",
+            "retries",
+        },
         "",
     )
     if data.get("version", 1) != 1:
@@ -454,6 +515,46 @@ def parse_config(
     _expect(ctx, max_body, int, "max_body_bytes", data, "max_body_bytes")
     decision_log = data.get("decision_log", "stderr")
     _expect(ctx, decision_log, str, "decision_log", data, "decision_log")
+
+    from clawfleet.router import limits_config as lc
+
+    identity = lc.parse_identity(ctx, data.get("identity"), data, env, read_secrets)
+    limits = lc.parse_limits(ctx, data.get("limits"), data)
+    prices = lc.parse_prices(ctx, data.get("prices"), data, providers)
+    lc.check_priced(ctx, limits, prices, providers, data)
+    state_dir = data.get("state_dir")
+    if state_dir is not None:
+        _expect(ctx, state_dir, str, "state_dir", data, "state_dir")
+    elif limits.any:
+        raise ctx.fail(
+            "limits need a state_dir (e.g. /var/lib/clawfleet/router) so counts survive restarts",
+            "limits",
+            data,
+            "limits",
+        )
+    metrics = data.get("metrics_listen", {})
+    _expect(ctx, metrics, dict, "metrics_listen", data, "metrics_listen")
+    _check_keys(ctx, metrics, {"host", "port"}, "metrics_listen")
+    metrics_host = metrics.get("host", "127.0.0.1")
+    _expect(ctx, metrics_host, str, "metrics_listen.host", metrics, "host")
+    metrics_port = metrics.get("port", 9484)
+    if metrics_port is not None:
+        _expect(ctx, metrics_port, int, "metrics_listen.port", metrics, "port")
+        if not 0 <= metrics_port <= 65535 or (metrics_port == port and port != 0):
+            raise ctx.fail(
+                "metrics port must be 0..65535 and differ from listen.port", "metrics_listen.port", metrics, "port"
+            )
+    retries = data.get("retries", {})
+    _expect(ctx, retries, dict, "retries", data, "retries")
+    _check_keys(ctx, retries, {"attempts", "backoff_ms"}, "retries")
+    attempts = retries.get("attempts", 0)
+    _expect(ctx, attempts, int, "retries.attempts", retries, "attempts")
+    backoff = retries.get("backoff_ms", 250)
+    _expect(ctx, backoff, int, "retries.backoff_ms", retries, "backoff_ms")
+    if not 0 <= attempts <= 5 or not 0 <= backoff <= 10_000:
+        raise ctx.fail("attempts must be 0..5 and backoff_ms 0..10000", "retries", data, "retries")
+    watch = data.get("watch_config", True)
+    _expect(ctx, watch, bool, "watch_config", data, "watch_config")
     return RouterConfig(
         host=host,
         port=port,
@@ -464,6 +565,15 @@ def parse_config(
         max_body_bytes=max_body,
         decision_log=decision_log,
         source=source,
+        identity=identity,
+        limits=limits,
+        prices=prices,
+        state_dir=state_dir,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        watch_config=watch,
+        retry_attempts=attempts,
+        retry_backoff_s=backoff / 1000,
     )
 
 
@@ -484,7 +594,8 @@ def load_config(
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from None
-    return parse_config(data, source=source, env=env, read_secrets=read_secrets)
+    config = parse_config(data, source=source, env=env, read_secrets=read_secrets)
+    return replace(config, digest=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def default_config() -> RouterConfig:

@@ -33,6 +33,20 @@ ALLOWED_KEYS = frozenset(
         "bytes_in",
         "redacted",
         "translated",
+        "sandbox",
+        "identity",
+        "limit",
+        "model",
+        "tokens_in",
+        "tokens_out",
+        "cost_usd",
+        # reload events
+        "ok",
+        "digest",
+        "previous",
+        "trigger",
+        "message",
+        "needs_restart",
     }
 )
 

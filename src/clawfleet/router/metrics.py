@@ -61,5 +61,30 @@ class Metrics:
             registry=r,
         )
 
+        self.sandbox_requests = Counter(
+            "clawfleet_router_sandbox_requests",
+            "Requests by calling sandbox (as the gateway vouched for it; 'unknown' otherwise) and HTTP status",
+            ["sandbox", "status"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "clawfleet_router_tokens",
+            "Tokens by sandbox, provider, model and direction (input/output; estimated when no usage is sent)",
+            ["sandbox", "provider", "model", "direction"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "clawfleet_router_cost_usd",
+            "Spending in USD from the price table, by sandbox, provider and model (local models cost 0)",
+            ["sandbox", "provider", "model"],
+            registry=r,
+        )
+        self.limited = Counter(
+            "clawfleet_router_limited",
+            "Requests refused with 429, by sandbox and the limit they hit",
+            ["sandbox", "limit"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -50,17 +50,49 @@ class RouteUnsupported(Exception):
     """The provider cannot serve this endpoint, even with translation."""
 
 
-class Upstream:
-    def __init__(self, provider: Provider, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.provider = provider
+class Replica:
+    """One deployment of a provider (e.g. one vLLM per GPU): its own connection pool, its outstanding
+    requests, and the time until which it is out of rotation (a failure's cooldown or a failed health check)."""
+
+    def __init__(self, provider: Provider, base_url: str, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.base_url = base_url
         self.client = httpx.AsyncClient(
-            base_url=provider.base_url,
+            base_url=base_url,
             timeout=httpx.Timeout(provider.timeout, connect=provider.connect_timeout),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
             transport=transport,
             follow_redirects=False,
             trust_env=False,  # never pick up a proxy from the environment for sensitive traffic
         )
+        self.outstanding = 0
+        self.down_until = 0.0
+
+    def available(self, now: float) -> bool:
+        return now >= self.down_until
+
+    def cool_down(self, now: float, seconds: float) -> None:
+        if seconds > 0:
+            self.down_until = max(self.down_until, now + seconds)
+
+    def build(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Request:
+        return self.client.build_request("POST", path, content=body, headers=headers)
+
+
+class Upstream:
+    def __init__(self, provider: Provider, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.provider = provider
+        self.replicas = [Replica(provider, url, transport) for url in provider.replicas]
+        self.client = self.replicas[0].client
+        self._turn = 0
+
+    def pick(self, now: float) -> list[Replica]:
+        """Replicas in rotation, least outstanding requests first (ties rotate, so idle replicas share)."""
+        live = [r for r in self.replicas if r.available(now)]
+        if len(live) < 2:
+            return live
+        self._turn += 1
+        n = len(self.replicas)
+        return sorted(live, key=lambda r: (r.outstanding, (self.replicas.index(r) - self._turn) % n))
 
     def plan(self, kind: str) -> tuple[str, bool]:
         """Return (upstream path, translate) for an endpoint kind, or raise RouteUnsupported."""
@@ -105,7 +137,8 @@ class Upstream:
         return self.client.build_request("POST", path, content=body, headers=headers)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for r in self.replicas:
+            await r.client.aclose()
 
 
 class Upstreams:
@@ -114,6 +147,9 @@ class Upstreams:
 
     def __getitem__(self, name: str) -> Upstream:
         return self._by_name[name]
+
+    def values(self) -> list[Upstream]:
+        return list(self._by_name.values())
 
     async def aclose(self) -> None:
         for up in self._by_name.values():

@@ -57,3 +57,9 @@ def load_fn_dev() -> list[dict[str, Any]]:
 def load_fn_holdout() -> list[dict[str, Any]]:
     """Held-out cases for the same kinds, written with the development set and not used to tune."""
     return load_marked("fnholdout_cases.txt")
+
+
+def load_recall_holdout() -> list[dict[str, Any]]:
+    """Held-out cases for the issue 18 kinds (credential pairs, non-English street types, other card issuers),
+    written after the detectors changed and not used to tune them."""
+    return load_marked("recall_holdout_cases.txt")

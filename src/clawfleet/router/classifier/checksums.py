@@ -59,9 +59,12 @@ def card_network(digits: str) -> str | None:
     return None
 
 
-def card_ok(text: str) -> bool:
+def card_ok(text: str, *, any_issuer: bool = False) -> bool:
+    """A card number: Luhn and a known issuer range, or (``any_issuer``, after a card word) Luhn and 13 to
+    19 digits, for the networks outside the list (Mir, RuPay, Troy, Verve, Hipercard, UATP, ...)."""
     digits = digits_only(text)
-    if card_network(digits) is None or not luhn_ok(digits):
+    known = card_network(digits) is not None or (any_issuer and 13 <= len(digits) <= 19)
+    if not known or not luhn_ok(digits):
         return False
     # All-same-digit and trivially sequential strings are fillers, not cards.
     return len(set(digits)) > 1

@@ -6,7 +6,7 @@ import bisect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from clawfleet.router.classifier import health, names_addresses, patterns, secrets
+from clawfleet.router.classifier import credential_pairs, health, names_addresses, patterns, secrets
 from clawfleet.router.classifier.custom import CustomClass
 from clawfleet.router.classifier.decode import decoded_tokens
 from clawfleet.router.classifier.findings import BUILTIN_TYPES, NATIONAL_IDS, SECRETS, Doc, Finding
@@ -35,6 +35,7 @@ _DETECTORS: tuple[tuple[Detector, frozenset[str], Callable[[Doc], bool]], ...] =
     (patterns.detect_dob, frozenset({"date_of_birth"}), lambda d: d.has_digit),
     (secrets.detect_secrets, frozenset(SECRETS) - {"password"}, _always),
     (secrets.detect_passwords, frozenset({"password"}), _always),
+    (credential_pairs.detect_credential_pairs, frozenset({"password"}), lambda d: " /" in d.text),
     (names_addresses.detect_names, frozenset({"person_name"}), _always),
     (names_addresses.detect_addresses, frozenset({"street_address"}), _always),
     (health.detect_health, frozenset({"medical_record_number", "health_info"}), _always),

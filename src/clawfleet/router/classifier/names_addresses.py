@@ -408,7 +408,7 @@ _UP_X = "A-ZÀ-ÖØ-ÞĄĆĘŁŃŚŹŻŠŽČŘ"
 _LO_X = "a-zß-öø-ÿąćęłńśźżšžčř"
 _STREET_WORD = (
     r"(?:Calle|C/|Avda\.|Avenida|Av\.|Paseo|Pº|Plaza|Pza\.|Carrer|Camino|Ronda|Travesía|Via|Viale|Corso|Piazza|"
-    r"Piazzale|Largo|Vicolo|Rua|Travessa|Praça|Alameda|Estrada|ul\.|al\.|ulica|aleja|os\.)"
+    r"Piazzale|Largo|Vicolo|Rua|Travessa|Praça|Alameda|Estrada|ul\.|al\.|ulica|aleja|os\.|Rynek|plac|pl\.)"
 )
 _NAME_WORD = rf"(?:[{_UP_X}][{_LO_X}'’\-]{{1,24}}|[IVX]{{1,4}}|\d{{1,2}} de [{_UP_X}][{_LO_X}]{{2,12}})"
 _LINK = r"(?:de la|de las|de los|del|de|da|das|do|dos|della|delle|dei|degli|di|d'|y|e)"
@@ -420,7 +420,7 @@ _STREET_FIRST = re.compile(
 )
 _POSTCODE_IN = re.compile(r"\d{5} |\d{2}-\d{3} |\d{4}-\d{3} ")
 # words that are also ordinary English/Italian words: those need a postcode after the number
-_AMBIGUOUS_STREET = ("Via ", "Largo ", "Corso ", "Plaza ", "Alameda ", "Ronda ", "Camino ", "Av. ")
+_AMBIGUOUS_STREET = ("Via ", "Largo ", "Corso ", "Plaza ", "Alameda ", "Ronda ", "Camino ", "Av. ", "pl. ")
 _STREET_FIRST_WORDS = [
     "calle",
     "c/",
@@ -452,6 +452,9 @@ _STREET_FIRST_WORDS = [
     "ulica",
     "aleja",
     "os.",
+    "rynek",
+    "plac",
+    "pl.",
 ]
 # also with the space before: the shared scan would otherwise take " ave" (US suffix) at "… Avenida"
 register_cues("street_first", _STREET_FIRST_WORDS + [" " + w for w in _STREET_FIRST_WORDS])
@@ -492,7 +495,9 @@ _FR_WORDS = [
     "paseo",
     "rua",
 ]
-register_cues("fr_street", _FR_WORDS, right_boundary=True)
+# also with the space before: the shared scan would otherwise take " avenue" (US suffix) and never report
+# "avenue" here, so "27 avenue Victor Hugo" was missed
+register_cues("fr_street", _FR_WORDS + [" " + w for w in _FR_WORDS], right_boundary=True)
 
 
 def _around(
@@ -523,6 +528,8 @@ def detect_addresses(doc: Doc) -> Iterator[Finding]:
             last_end = m.end()
             yield Finding("street_address", m.start(), m.end(), 0.85, m.group(), 2)
     for h_start, h_end in doc.cues("fr_street"):
+        if lower[h_start] == " ":
+            h_start += 1
         if h_start == 0 or lower[h_start - 1] != " " or lower[h_end : h_end + 1] != " ":
             continue
         m = _around(text, _FR_ADDR, h_start - 1, h_end + 1, 12)

@@ -153,6 +153,9 @@ _CARD = re.compile(
     r"(?<!\d)(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})"
     r"(?![\w\-]|[./]\d)"
 )
+# a card word in the languages covered: with one, any Luhn-valid 13-19 digit number is a card (issuers
+# outside card_network's list); "paid"/"payment" are not enough there (Luhn-valid order numbers)
+_CARD_WORD = re.compile(r"card|\bkart|karte\b|tarjeta|\bcart(?:e|a|ão|ao)\b|kaart|カード|\bpan\b")
 _CARD_CTX = re.compile(r"card|visa|master|amex|american express|discover|credit|debit|\bcc\b|payment|\bpan\b|paid")
 
 
@@ -160,10 +163,12 @@ def detect_credit_card(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     for m_start, m_end, m in doc.digits.finditer(_CARD):
         value = m.group()
-        if not before_ok(text, m_start, "-./") or not checksums.card_ok(value):
+        if not before_ok(text, m_start, "-./"):
+            continue
+        ctx = context_around(lower, m_start, m_end, 40)
+        if not checksums.card_ok(value, any_issuer=_CARD_WORD.search(ctx) is not None):
             continue
         separated = not value.isdigit()
-        ctx = context_around(lower, m_start, m_end, 40)
         score = 0.99 if _CARD_CTX.search(ctx) else (0.9 if separated and m.group(1) != "." else 0.75)
         yield Finding("credit_card", m_start, m_end, score, value, 3)
 

@@ -196,6 +196,7 @@ _PROSE = frozenset(
     "field reset manager policy hash length strength input prompt protected required invalid incorrect "  # noqa: SIM905
     "expired changed updated sent stored saved hashed encrypted".split()
 )
+_PAIR_AFTER = re.compile(r"[ \t]{1,3}/[ \t]{1,3}\S")
 _WORD_ONLY = re.compile(r"^[A-Za-z]+[_\-.]?[A-Za-z]*$")
 
 
@@ -373,6 +374,8 @@ def detect_passwords(doc: Doc) -> Iterator[Finding]:
             continue
         if value.endswith("(") or ("(" in value and value.endswith(")")):
             continue  # a function call: password=get_password()
+        if _PAIR_AFTER.match(text, m.start(2) + len(value)):
+            continue  # "username/password: svc / S3cret!": the user name; credential_pairs reports the secret
         last_end = m.start(2) + len(value)
         yield Finding("password", m.start(2), last_end, 0.85, value, 2)
     if "://" in text:
