@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "gateway": ("clawfleet.gateway.cli",),
     "router": ("clawfleet.router.cli",),
     "fleet": ("clawfleet.fleet.cli",),
+    "agent": ("clawfleet.agent.cli",),
 }
 
 
