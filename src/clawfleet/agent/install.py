@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from clawfleet.agent.tree import unpack_tree
 from clawfleet.bundle.verify import MANIFEST, BundleError, read_sums, sha256_file, verify_bundle
 
 RECORD = "agent.json"
+PENDING = ".openclaw-lifecycle-pending"  # OpenClaw's marker: its install scripts have not run yet
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,27 @@ def _entry_script(prefix: Path) -> str:
     )
 
 
+def _complete_lifecycle(prefix: Path, entry: Path, progress: Progress) -> None:
+    """Run OpenClaw's own postinstall here, once, on the machine it will run on.
+
+    The tree is packed without install scripts (they would run on the build host, for another machine), so
+    OpenClaw finds its ``.openclaw-lifecycle-pending`` marker and completes its lifecycle on first start, which
+    needs its package directory writable: inside a sandbox it is read-only and OpenClaw refuses to start. Its
+    postinstall only prunes stale files and probes the native fs-safe module the tree already holds (offline).
+    """
+    marker = prefix / "openclaw" / "node_modules" / "openclaw" / PENDING
+    if not marker.exists():
+        return
+    progress("completing the OpenClaw package lifecycle (its postinstall)")
+    with tempfile.TemporaryDirectory(prefix="openclaw-home-") as home:
+        env = {"PATH": f"{prefix / 'node' / 'bin'}:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+        proc = subprocess.run([str(entry), "--version"], capture_output=True, text=True, env=env, timeout=300,
+                              check=False)  # fmt: skip
+    if proc.returncode != 0 or marker.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
+        raise AgentError(f"{entry} --version did not complete the OpenClaw package lifecycle:\n{tail}")
+
+
 def install(prefix: str | Path, version: str | None = None, bundle: str | Path | None = None,
             digest: str | None = None, cache: str | Path | None = None,
             progress: Progress = lambda _: None) -> Installed:  # fmt: skip
@@ -105,6 +129,7 @@ def install(prefix: str | Path, version: str | None = None, bundle: str | Path |
     entry.parent.mkdir(exist_ok=True)
     entry.write_text(_entry_script(prefix))
     entry.chmod(0o755)
+    _complete_lifecycle(prefix, entry, progress)
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(source.identity, indent=2) + "\n")
     os.replace(tmp, record)
