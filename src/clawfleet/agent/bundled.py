@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from clawfleet.agent import AgentError
 from clawfleet.agent.fetch import Progress, node_wheel, openclaw_tarball
 from clawfleet.agent.pins import AGENTS, NODE_VERSION, lock_digest, machine, openclaw_version
 
 
-def runtime_key(agents: list[str], machines: list[str]) -> dict:
+def runtime_key(agents: list[str], machines: list[str]) -> dict[str, Any]:
     """What the bundle's agent files depend on (part of the build's input key)."""
     for agent in agents:
         if agent not in AGENTS:
@@ -31,7 +32,9 @@ def _place(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def add_runtime(staging: Path, agents: list[str], machines: list[str], cache: Path, progress: Progress) -> dict:
+def add_runtime(
+    staging: Path, agents: list[str], machines: list[str], cache: Path, progress: Progress
+) -> dict[str, Any]:
     """Put the runtime files into ``staging``; return the manifest's ``agents`` section."""
     key = runtime_key(agents, machines)
     if not key:

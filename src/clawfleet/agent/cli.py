@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("agent", help="install and configure the agent runtime (OpenClaw)")
     sub = parser.add_subparsers(dest="agent_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -39,7 +41,7 @@ def register(subparsers) -> None:
     config.set_defaults(func=_config)
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool) -> Callable[[str], None]:
     def say(message: str) -> None:
         if enabled:
             print(f"clawfleet agent: {message}", file=sys.stderr, flush=True)

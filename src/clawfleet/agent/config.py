@@ -15,6 +15,7 @@ import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 from clawfleet.agent import AgentError
@@ -31,7 +32,7 @@ class Written:
     changed: bool
 
 
-def render(sandbox_home: str, base_url: str, model: str, api_key_env: str | None = None) -> dict:
+def render(sandbox_home: str, base_url: str, model: str, api_key_env: str | None = None) -> dict[str, Any]:
     home = PurePosixPath(sandbox_home)
     if not home.is_absolute() or ".." in home.parts:
         raise AgentError(f"--sandbox-home {sandbox_home!r}: must be an absolute path, as the sandbox sees it")

@@ -28,7 +28,7 @@ def cache_root() -> Path:
     return Path(base) / "clawfleet"
 
 
-def _tail(proc: subprocess.CompletedProcess) -> str:
+def _tail(proc: subprocess.CompletedProcess[str]) -> str:
     return "\n".join((proc.stdout + proc.stderr).splitlines()[-12:])
 
 

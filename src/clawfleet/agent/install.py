@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from clawfleet.agent import AgentError
 from clawfleet.agent.fetch import Progress, cache_root, node_wheel, openclaw_tarball
@@ -33,7 +34,7 @@ class Installed:
     entry: str
     changed: bool
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items()}
 
 
@@ -42,7 +43,7 @@ class Source:
     version: str
     node_wheel: Path
     tree: Path
-    identity: dict  # what the record compares: versions, machine and both files' sha256
+    identity: dict[str, Any]  # what the record compares: versions, machine and both files' sha256
 
 
 def from_bundle(bundle: Path, version: str | None, digest: str | None, progress: Progress) -> Source:
