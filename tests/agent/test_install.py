@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -122,3 +123,11 @@ def test_install_whose_package_lifecycle_does_not_complete_is_not_recorded(tmp_p
     with pytest.raises(AgentError, match="did not complete the OpenClaw package lifecycle"):
         install(tmp_path / "opt", bundle=bundle)
     assert not (tmp_path / "opt" / "agent.json").exists()
+
+
+def test_manifest_naming_an_unlisted_file_is_refused(bundle, tmp_path):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["agents"]["openclaw"]["machines"][machine().name]["tree"] = "../elsewhere.tar.gz"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AgentError, match=re.escape("'../elsewhere.tar.gz' is not listed in SHA256SUMS")):
+        install(tmp_path / "opt", bundle=bundle)

@@ -59,6 +59,10 @@ def from_bundle(bundle: Path, version: str | None, digest: str | None, progress:
     if not files:
         raise AgentError(f"{bundle / MANIFEST}: no OpenClaw runtime for {target.name} (build the bundle with "
                          f"'--agent openclaw' and a --target for {target.name})")  # fmt: skip
+    for key in ("node_wheel", "tree"):
+        # manifest.json is not itself in SHA256SUMS: it may only name files that are.
+        if files.get(key) not in sums:
+            raise AgentError(f"{bundle / MANIFEST}: {target.name} {key} {files.get(key)!r} is not listed in SHA256SUMS")
     bundled = check_version(version, str(entry["version"]), f"bundle {bundle}")
     identity = {"version": bundled, "node": entry.get("node"), "machine": target.name,
                 "node_wheel": sums[files["node_wheel"]], "tree": sums[files["tree"]]}  # fmt: skip
