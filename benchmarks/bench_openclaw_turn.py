@@ -57,8 +57,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     prefix = ROOT / ".cache" / "agent" / f"openclaw-{openclaw_version()}-{lock_digest()}"
-    inst = subprocess.run([*CLI, "agent", "install", "openclaw", "--prefix", str(prefix), "--cache-dir",
-                           str(prefix.parent / "downloads"), "--json"],
+    inst = subprocess.run([*CLI, "agent", "install", "openclaw", "--prefix", str(prefix), "--json"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     runtime = json.loads(inst.stdout)
     user = sandbox_user()

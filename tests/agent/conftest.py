@@ -1,6 +1,8 @@
 """The real OpenClaw runtime, installed once per test session with `clawfleet agent install` into the checkout's
-``.cache/agent/`` (git-ignored), keyed by the pinned version and lockfile digest: a second CI run finds it there
-and downloads nothing (the way tests/infra/base-images.sh keeps its images)."""
+``.cache/agent/`` (git-ignored), keyed by the pinned version and lockfile digest: a second run finds it there and
+does nothing. The downloads (Node wheel, packed tree) go to the user's build cache (``~/.cache/clawfleet``, as
+`clawfleet bundle build` uses), which outlives a fresh clone: a CI run on a new clone unpacks but downloads
+nothing (the way tests/infra/base-images.sh keeps its images outside the clone)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def openclaw_runtime() -> dict:
     cache = REPO / ".cache" / "agent"
     prefix = cache / f"openclaw-{openclaw_version()}-{lock_digest()}"
     proc = subprocess.run([sys.executable, "-m", "clawfleet.cli", "agent", "install", "openclaw", "--prefix",
-                           str(prefix), "--cache-dir", str(cache / "downloads"), "--json"],
+                           str(prefix), "--json"],
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
