@@ -40,6 +40,8 @@ def pack_tree(root: Path, dest: Path) -> None:
 
 def unpack_tree(tarball: Path, dest: Path) -> None:
     """Unpack ``tarball`` as ``dest`` (replaced whole), refusing members that would land outside it."""
+    if not hasattr(tarfile, "data_filter"):  # Python 3.10.12+, 3.11.4+: never unpack without it
+        raise AgentError(f"{tarball}: unpacking safely needs Python >= 3.10.12 (tarfile's data filter)")
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
