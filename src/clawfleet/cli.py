@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "gateway": ("clawfleet.supervisor.cli", "clawfleet.gateway.cli"),
     "router": ("clawfleet.router.cli",),
     "fleet": ("clawfleet.fleet.cli",),
+    "agent": ("clawfleet.agent.cli",),
 }
 
 # Shared commands: made here; each module of COMMANDS[name] offers ``register_<name>(subparsers)``.

@@ -15,6 +15,8 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+ANSWER = os.environ.get("FAKE_VLLM_ANSWER", "fake vllm answer")
+
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="fake-vllm")
@@ -71,13 +73,38 @@ def make_handler(args: argparse.Namespace, api_key: str | None):
                 return
             length = int(self.headers.get("Content-Length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
+            if request.get("stream"):
+                self._stream(request.get("model", names[0]))
+                return
             self._json(200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                 "model": request.get("model", names[0]),
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "fake vllm answer"}}],
+                             "message": {"role": "assistant", "content": ANSWER}}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
             })  # fmt: skip
+
+        def _stream(self, model: str) -> None:
+            # Server-sent events as vLLM streams them (agents such as OpenClaw always stream): a role delta, the
+            # answer in two content deltas, a finish chunk, a usage chunk, then [DONE]. Connection: close frames it.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": model}  # fmt: skip
+            half = len(ANSWER) // 2
+            deltas = [{"role": "assistant", "content": ""}, {"content": ANSWER[:half]}, {"content": ANSWER[half:]}]
+            chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+            chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            chunks.append({**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3,
+                                                             "total_tokens": 4}})  # fmt: skip
+            for chunk in chunks:
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            self.close_connection = True
 
     return Handler
 
@@ -89,6 +116,7 @@ def main(argv: list[str]) -> int:
         with open(record, "w", encoding="utf-8") as fh:
             json.dump({"argv": argv, "unparsed": rest}, fh)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args, os.environ.get("VLLM_API_KEY")))
+    print(f"fake-vllm: listening on {args.host}:{server.server_address[1]}", file=sys.stderr, flush=True)  # --port 0
     server.serve_forever()
     return 0
 

@@ -14,10 +14,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from clawfleet.agent import AgentError
+from clawfleet.agent.bundled import add_runtime, runtime_key
+from clawfleet.agent.fetch import cache_root
 from clawfleet.bundle.verify import MANIFEST, SUMS, BundleError, bundle_digest, sha256_file
 
 FORMAT = 1
@@ -104,10 +108,19 @@ def build_bundle(
     policies: str | Path | None = None,
     artifacts: list[str | Path] | None = None,
     force: bool = False,
+    agents: list[str] | None = None,
+    cache: str | Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> BuildResult:
     out, project = Path(out), Path(project).resolve()
     if not targets:
         raise BundleError("no targets: give at least one PYTHON[-MACHINE], e.g. 3.11-x86_64")
+    agents = agents or []
+    machines = sorted({t.machine for t in targets})
+    try:
+        agent_key = runtime_key(agents, machines)
+    except AgentError as exc:
+        raise BundleError(str(exc)) from exc
     requirements = runtime_requirements()
     artifact_paths = [Path(a).resolve() for a in artifacts or []]
     for path in artifact_paths:
@@ -119,6 +132,7 @@ def build_bundle(
         inputs.append(Path(policies).resolve())
     key = hashlib.sha256(
         json.dumps({"targets": sorted(t.name for t in targets), "requirements": requirements}).encode()
+        + (json.dumps(agent_key, sort_keys=True).encode() if agent_key else b"")
         + _tree_digest(inputs[:2], project).encode()
         + b"".join(_tree_digest([p], p.parent).encode() for p in inputs[2:])
     ).hexdigest()
@@ -149,6 +163,10 @@ def build_bundle(
             dest = staging / "artifacts" / path.name
             dest.parent.mkdir(exist_ok=True)
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, dest)
+        try:
+            agent_section = add_runtime(staging, agents, machines, Path(cache) if cache else cache_root(), progress)
+        except AgentError as exc:
+            raise BundleError(str(exc)) from exc
         count = _write_sums(staging)
         manifest = {
             "format": FORMAT,
@@ -158,6 +176,8 @@ def build_bundle(
             "requirements": requirements,
             "inputs": key,
         }
+        if agent_section:
+            manifest["agents"] = agent_section
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -21,6 +21,15 @@ def register(subparsers) -> None:
     build.add_argument("--policies", help="policy directory to include")
     build.add_argument("--artifact", action="append", default=[], help="file or directory to include")
     build.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    build.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        choices=("openclaw",),
+        help="include this agent's runtime (Node + the pinned tree) for every target machine",
+    )
+    build.add_argument("--cache-dir", metavar="DIR",
+                       help="where downloaded agent runtimes are kept between builds (~/.cache/clawfleet)")  # fmt: skip
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.set_defaults(func=_build)
 
@@ -39,7 +48,15 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         result = build_bundle(
-            args.out, args.project, [Target.parse(t) for t in args.target], args.policies, args.artifact, args.force
+            args.out,
+            args.project,
+            [Target.parse(t) for t in args.target],
+            args.policies,
+            args.artifact,
+            args.force,
+            args.agent,
+            args.cache_dir,
+            _progress(not args.json and sys.stderr.isatty()),
         )
     except BundleError as exc:
         print(f"clawfleet bundle build: {exc}", file=sys.stderr)
@@ -51,6 +68,14 @@ def _build(args: argparse.Namespace) -> int:
         state = "built" if result.rebuilt else "unchanged"
         print(f"{result.directory}: {state}, {result.files} files, {result.digest}")
     return 0
+
+
+def _progress(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(f"clawfleet bundle build: {message}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _verify(args: argparse.Namespace) -> int:
