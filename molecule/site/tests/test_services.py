@@ -262,7 +262,7 @@ def probe_from_sandbox(host, pid: int, url: str) -> dict:
     return json.loads(host.check_output(cmd))
 
 
-# Last in this file: it restarts the gateway (the tests above count its attachments).
+# Near the end: it restarts the gateway (the tests above count its attachments).
 def test_gateway_crash_fails_closed_then_systemd_restarts_it_and_traffic_resumes(host):
     sandbox_unit = "clawfleet-sandbox@my-assistant.service"
     before = show(host, sandbox_unit, "MainPID", "NRestarts")
