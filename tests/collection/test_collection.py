@@ -48,6 +48,8 @@ def test_tarball_holds_what_hosts_and_controller_need_and_nothing_else(installed
         "playbooks/policy_rollout.yml",
         "roles/gateway/tasks/main.yml",
         "roles/policy/meta/argument_specs.yml",
+        "roles/clawfleet/defaults/main.yml",
+        "roles/clawfleet/tasks/wait_for_policy.yml",
         "policies/base.yaml",
         "pyproject.toml",
         "src/clawfleet/__init__.py",
@@ -76,7 +78,7 @@ def _fqcn(installed: Path, playbook: str, tmp_path: Path) -> subprocess.Complete
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("playbook", ["site", "services", "verify", "policy_rollout", "policy_status"])
+@pytest.mark.parametrize("playbook", ["site", "services", "verify", "policy_rollout", "policy_status", "uninstall"])
 def test_playbooks_run_by_fqcn_from_the_installed_collection_alone(installed, tmp_path, playbook):
     proc = _fqcn(installed, f"clawfleet.fleet.{playbook}", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -31,7 +31,7 @@ def role_vars(tmp_path: Path):
             "clawfleet_runtime_bundle_build": False,
             "clawfleet_runtime_bundle_digest": digest,
             "clawfleet_runtime_bundles_dir": str(tmp_path / "host-bundles"),
-            "clawfleet_runtime_venv": str(tmp_path / "venv"),
+            "clawfleet_venv": str(tmp_path / "venv"),
         }
 
     return _vars

@@ -51,14 +51,14 @@ def _gateway_vars(tmp_path: Path, sandboxes: list[dict], user) -> dict:
     for sb in sandboxes:
         (policies / f"{sb['name']}.yaml").write_text(policy)
     return {
-        "gateway_sandboxes": [{**sb, "user": user.pw_name} for sb in sandboxes],
-        "gateway_venv": str(Path(sys.executable).parent.parent),
-        "gateway_policy_dir": str(policies),
+        "clawfleet_sandboxes": [{**sb, "user": user.pw_name} for sb in sandboxes],
+        "clawfleet_venv": str(Path(sys.executable).parent.parent),
+        "clawfleet_policy_dir": str(policies),
         "gateway_definitions_dir": str(tmp_path / "definitions"),
-        "gateway_secrets_dir": str(tmp_path / "secrets"),
-        "gateway_state_dir": str(tmp_path / "state"),
+        "clawfleet_secrets_dir": str(tmp_path / "secrets"),
+        "clawfleet_gateway_state_dir": str(tmp_path / "state"),
         "gateway_workdir_root": str(tmp_path / "workdirs"),
-        "gateway_config_path": str(tmp_path / "gateway.yaml"),
+        "clawfleet_gateway_config": str(tmp_path / "gateway.yaml"),
         "gateway_report_security": False,
     }
 
@@ -66,7 +66,7 @@ def _gateway_vars(tmp_path: Path, sandboxes: list[dict], user) -> dict:
 def test_gateway_secrets_are_written_root_only_and_never_printed(tmp_path, run_role):
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
-    run = run_role("gateway", {"gateway_sandboxes": _sandboxes(), "gateway_secrets_dir": str(secrets)},
+    run = run_role("gateway", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(secrets)},
                    tasks_from="secrets", verbosity=3)  # fmt: skip
     assert run.rc == 0, run.output
     assert run.changed == 1
@@ -80,7 +80,7 @@ def test_gateway_secrets_are_written_root_only_and_never_printed(tmp_path, run_r
 def test_gateway_secret_items_that_fail_do_not_print_their_values(tmp_path, run_role):
     # The secrets directory does not exist: every item of the loop fails.
     missing = tmp_path / "no-such-dir"
-    run = run_role("gateway", {"gateway_sandboxes": _sandboxes(), "gateway_secrets_dir": str(missing)},
+    run = run_role("gateway", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(missing)},
                    tasks_from="secrets", verbosity=3)  # fmt: skip
     assert run.rc != 0 and run.failed == 1, run.output
     assert "Store the sandboxes' secrets root-only" in run.output
@@ -111,7 +111,7 @@ def test_gateway_role_failed_sandbox_item_prints_no_value(tmp_path, run_role, us
 
 
 def test_policy_merge_item_that_fails_prints_no_value(run_role):
-    run = run_role("policy", {"policy_sandboxes": _sandboxes(presets=["no-such-preset"])}, tasks_from="merge",
+    run = run_role("policy", {"clawfleet_sandboxes": _sandboxes(presets=["no-such-preset"])}, tasks_from="merge",
                    verbosity=3)  # fmt: skip
     assert run.rc != 0 and run.failed == 1, run.output
     assert "no-such-preset" in run.output
@@ -119,7 +119,7 @@ def test_policy_merge_item_that_fails_prints_no_value(run_role):
 
 
 def test_policy_merge_prints_no_value(run_role):
-    run = run_role("policy", {"policy_sandboxes": _sandboxes()}, tasks_from="merge", verbosity=3)
+    run = run_role("policy", {"clawfleet_sandboxes": _sandboxes()}, tasks_from="merge", verbosity=3)
     assert run.rc == 0, run.output
     assert "agent-a: sha256:" in run.output and "agent-b: sha256:" in run.output
     _assert_no_value(run.output)

@@ -53,6 +53,8 @@ def test_vllm_api_key_stays_in_a_root_only_file(host):
     assert API_KEY not in cmdlines
     if _is_gpu_host(host):
         assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+        # The sandboxes' default policy reads /etc: the plan (model, GPUs) is root's only.
+        assert host.file("/etc/clawfleet/vllm").mode == 0o750
         assert f"VLLM_API_KEY={API_KEY}" in env.content_string
         assert API_KEY not in host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
 

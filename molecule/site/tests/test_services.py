@@ -234,6 +234,23 @@ def test_config_files_have_tight_modes(host):
     assert sock.user == "root" and sock.mode & 0o077 == 0  # root only (created under umask 077)
 
 
+def test_sandbox_cannot_read_clawfleet_configs_under_etc(host):
+    # The sandbox's policy reads /etc (allowed twin: /etc/hostname); clawfleet's own files there are kept out by mode.
+    router = host.file("/etc/clawfleet/router.yaml")
+    assert router.mode == 0o640 and router.user == "root" and router.group == "root"
+    pid = host.check_output("pgrep -f '^/usr/bin/python3 /sandbox/assistant[.]py'").split()[0]
+    uid, gid = host.user("sandbox").uid, host.user("sandbox").gid
+    inside = f"nsenter --target={pid} --mount --setuid={uid} --setgid={gid} -- /bin/cat"
+    assert host.run(f"{inside} /etc/hostname").rc == 0
+    for path in (
+        "/etc/clawfleet/router.yaml",
+        "/etc/clawfleet/gateway.yaml",
+        "/etc/clawfleet/policies/my-assistant.yaml",
+    ):
+        denied = host.run(f"{inside} {path}")
+        assert denied.rc != 0 and "Permission denied" in denied.stderr, path
+
+
 PROBE = (Path(__file__).parents[3] / "playbooks" / "files" / "sandbox_probe.py").read_text()
 
 
@@ -245,7 +262,7 @@ def probe_from_sandbox(host, pid: int, url: str) -> dict:
     return json.loads(host.check_output(cmd))
 
 
-# Last in this file: it restarts the gateway (the tests above count its attachments).
+# Near the end: it restarts the gateway (the tests above count its attachments).
 def test_gateway_crash_fails_closed_then_systemd_restarts_it_and_traffic_resumes(host):
     sandbox_unit = "clawfleet-sandbox@my-assistant.service"
     before = show(host, sandbox_unit, "MainPID", "NRestarts")
@@ -268,3 +285,18 @@ def test_gateway_crash_fails_closed_then_systemd_restarts_it_and_traffic_resumes
     assert show(host, sandbox_unit, "MainPID", "NRestarts") == before, "the sandbox was restarted"
     status = json.loads(host.check_output("clawfleet sandbox status my-assistant"))
     assert status["pid"] == pid and status["gateway_attached"] is True
+
+
+# After the gateway test: a forced rotation truncates the logs the tests above read from their start.
+def test_sandbox_output_and_decision_logs_rotate_and_keep_being_written(host):
+    conf = host.file("/etc/logrotate.d/clawfleet")
+    assert conf.exists and f"{STATE}/*.out" in conf.content_string and "copytruncate" in conf.content_string
+    host.run_expect([0], "logrotate --force /etc/logrotate.d/clawfleet")
+    assert host.file(f"{STATE}/my-assistant.out.1").exists
+    assert host.file(f"{STATE}/my-assistant.decisions.jsonl.1").exists
+    # copytruncate: the sandbox and the gateway go on appending to the same (now short) files.
+    deadline = time.time() + 30
+    while "secrets" not in host.file(f"{STATE}/my-assistant.out").content_string:
+        assert time.time() < deadline, "the sandbox's output did not resume after the rotation"
+        time.sleep(1)
+    assert host.file(f"{STATE}/my-assistant.decisions.jsonl").size > 0
