@@ -106,3 +106,38 @@ def test_targets_from_hosts_and_a_pyinfra_inventory(tmp_path):
     targets = transport.load_targets(["@local,web-2", "@local"], str(inv))
     assert [name for name, _ in targets] == ["@local", "web-2", "web-1", "@docker/db-1"]
     assert transport.load_targets([], str(inv))[1][1]["ssh_user"] == "deploy"
+
+
+def test_ssh_hosts_refuse_unknown_host_keys_unless_enrolling(tmp_path):
+    # pyinfra's own default (accept-new) would trust whatever key a host shows first: a first push would hand the
+    # policy and sudo to a machine nobody verified. Our targets carry "yes" (strict) unless the operator opts in.
+    import paramiko
+    from pyinfra.connectors.sshuserclient.client import get_missing_host_key_policy
+
+    inv = tmp_path / "inventory.py"
+    inv.write_text('web = ["web-1", ("web-2", {"ssh_strict_host_key_checking": "no"})]\nlocal = ["@local"]\n')
+    targets = dict(transport.load_targets(["new-host"], str(inv), known_hosts=str(tmp_path / "known")))
+    assert targets["new-host"]["ssh_strict_host_key_checking"] == "yes"
+    assert targets["new-host"]["ssh_known_hosts_file"] == str(tmp_path / "known")
+    assert targets["web-2"]["ssh_strict_host_key_checking"] == "no"  # the inventory's explicit choice stands
+    assert "ssh_strict_host_key_checking" not in targets["@local"]
+    policy = get_missing_host_key_policy(targets["new-host"]["ssh_strict_host_key_checking"])
+    with pytest.raises(paramiko.SSHException, match="No host key for new-host"):
+        policy.missing_host_key(paramiko.SSHClient(), "new-host", paramiko.RSAKey.generate(1024))
+    enrolling = dict(transport.load_targets(["new-host"], None, accept_new_host_keys=True))
+    assert enrolling["new-host"]["ssh_strict_host_key_checking"] == "accept-new"
+
+
+def test_push_cli_passes_the_host_key_choice(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_load(hosts, inventory, **kw):
+        seen.update(kw)
+        return []
+
+    monkeypatch.setattr(transport, "load_targets", fake_load)
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\n")
+    main(["fleet", "push", str(good), "--name", "agent", "--hosts", "h1", "--accept-new-host-keys",
+          "--known-hosts", str(tmp_path / "kh")])  # fmt: skip
+    assert seen == {"accept_new_host_keys": True, "known_hosts": str(tmp_path / "kh")}

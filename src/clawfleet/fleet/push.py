@@ -68,7 +68,9 @@ def _short(d: str | None) -> str:
 def _targets(args: argparse.Namespace):
     from .transport import load_targets
 
-    targets = load_targets(args.hosts or (), args.inventory)
+    targets = load_targets(
+        args.hosts or (), args.inventory, accept_new_host_keys=args.accept_new_host_keys, known_hosts=args.known_hosts
+    )
     if not targets:
         raise ValueError("no hosts: give --hosts and/or --inventory")
     return targets
@@ -242,6 +244,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hosts", action="append", metavar="H1,H2",
                    help="hosts (repeatable, comma-separated): NAME (SSH), @docker/CONTAINER, @local")  # fmt: skip
     p.add_argument("--inventory", metavar="FILE", help="pyinfra inventory file")
+    p.add_argument("--known-hosts", metavar="FILE", help="known_hosts file SSH host keys are checked against")
+    p.add_argument("--accept-new-host-keys", action="store_true",
+                   help="trust the key an SSH host shows the first time (enrolling new hosts); default: refuse")  # fmt: skip
     p.add_argument("--clawfleet", default=DEFAULT_REMOTE_CLAWFLEET, metavar="PATH", help="clawfleet on the hosts")
     p.add_argument("--policy-dir", default=DEFAULT_POLICY_DIR, metavar="DIR")
     p.add_argument("--socket", default=DEFAULT_SOCKET)

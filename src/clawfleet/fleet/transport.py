@@ -52,9 +52,20 @@ def _inventory_groups(path: str) -> list[tuple[list[Any], dict[str, Any]]]:
     return groups
 
 
-def load_targets(hosts: Sequence[str], inventory: str | None) -> list[Target]:
+def load_targets(
+    hosts: Sequence[str],
+    inventory: str | None,
+    *,
+    accept_new_host_keys: bool = False,
+    known_hosts: str | None = None,
+) -> list[Target]:
     """``--hosts`` entries (comma-separated lists allowed), then the hosts of a pyinfra inventory file, in order,
-    without duplicates. A host's data: its own, over its groups' (earlier groups win)."""
+    without duplicates. A host's data: its own, over its groups' (earlier groups win).
+
+    SSH hosts get strict host key checking unless their data says otherwise: pyinfra's default, ``accept-new``,
+    trusts whatever key a host shows the first time, so a first push to a new host (or to a name an attacker
+    answers for) would hand the policy and sudo to an unverified machine. ``accept_new_host_keys`` is the explicit
+    opt-in for enrolling hosts; ``known_hosts`` names the file to check against."""
     targets: dict[str, dict[str, Any]] = {}
     for entry in hosts:
         for name in (n.strip() for n in entry.split(",")):
@@ -68,6 +79,12 @@ def load_targets(hosts: Sequence[str], inventory: str | None) -> list[Target]:
                 for k, v in {**group_data, **data}.items():
                     if k in data or k not in merged:
                         merged[k] = v
+    for name, data in targets.items():
+        if name.startswith("@"):
+            continue  # @local, @docker/...: no SSH, no host key
+        data.setdefault("ssh_strict_host_key_checking", "accept-new" if accept_new_host_keys else "yes")
+        if known_hosts:
+            data.setdefault("ssh_known_hosts_file", known_hosts)
     return list(targets.items())
 
 
