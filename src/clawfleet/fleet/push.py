@@ -246,7 +246,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inventory", metavar="FILE", help="pyinfra inventory file")
     p.add_argument("--known-hosts", metavar="FILE", help="known_hosts file SSH host keys are checked against")
     p.add_argument("--accept-new-host-keys", action="store_true",
-                   help="trust the key an SSH host shows the first time (enrolling new hosts); default: refuse")  # fmt: skip
+                   help="trust a new SSH host's first key (enrolling hosts); default: refuse")  # fmt: skip
     p.add_argument("--clawfleet", default=DEFAULT_REMOTE_CLAWFLEET, metavar="PATH", help="clawfleet on the hosts")
     p.add_argument("--policy-dir", default=DEFAULT_POLICY_DIR, metavar="DIR")
     p.add_argument("--socket", default=DEFAULT_SOCKET)
