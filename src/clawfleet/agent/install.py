@@ -20,7 +20,7 @@ from clawfleet.agent.fetch import Progress, cache_root, node_wheel, openclaw_tar
 from clawfleet.agent.nodewheel import unpack_node
 from clawfleet.agent.pins import NODE_VERSION, check_version, machine, openclaw_version
 from clawfleet.agent.tree import unpack_tree
-from clawfleet.bundle.verify import MANIFEST, BundleError, read_sums, sha256_file, verify_bundle
+from clawfleet.bundle_format import MANIFEST, BundleError, read_sums, sha256_file, verify_bundle
 
 RECORD = "agent.json"
 PENDING = ".openclaw-lifecycle-pending"  # OpenClaw's marker: its install scripts have not run yet

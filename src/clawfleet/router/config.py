@@ -156,14 +156,14 @@ def _line(node: Any, key: Any = None) -> int | None:
         return lc.line + 1 if getattr(lc, "line", None) is not None else None
 
 
-def _check_keys(ctx: _Ctx, node: Mapping[str, Any], allowed: set[str], path: str) -> None:
+def check_keys(ctx: _Ctx, node: Mapping[str, Any], allowed: set[str], path: str) -> None:
     for key in node:
         if key not in allowed:
             hint = ", ".join(sorted(allowed))
             raise ctx.fail(f"unknown key {key!r} (allowed: {hint})", f"{path}.{key}" if path else str(key), node, key)
 
 
-def _expect(ctx: _Ctx, value: Any, typ: type | tuple[type, ...], path: str, node: Any, key: Any) -> Any:
+def expect(ctx: _Ctx, value: Any, typ: type | tuple[type, ...], path: str, node: Any, key: Any) -> Any:
     if isinstance(value, bool) and typ in (int, float, (int, float)):
         raise ctx.fail(f"expected a number, got {value!r}", path, node, key)
     if not isinstance(value, typ):
@@ -174,7 +174,7 @@ def _expect(ctx: _Ctx, value: Any, typ: type | tuple[type, ...], path: str, node
 
 
 def _str_list(ctx: _Ctx, value: Any, path: str, node: Any, key: Any) -> tuple[str, ...]:
-    _expect(ctx, value, list, path, node, key)
+    expect(ctx, value, list, path, node, key)
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
             raise ctx.fail("expected a non-empty string", f"{path}[{i}]", value, i)
@@ -221,8 +221,8 @@ def _provider(
     path = f"providers.{name}"
     if not _NAME.match(name):
         raise ctx.fail("provider names use lowercase letters, digits, '-' and '_'", path, parent, name)
-    _expect(ctx, node, dict, path, parent, name)
-    _check_keys(
+    expect(ctx, node, dict, path, parent, name)
+    check_keys(
         ctx,
         node,
         {
@@ -255,7 +255,7 @@ def _provider(
         urls = [str(node.get("base_url", DEFAULT_BASE_URLS[ptype])).rstrip("/")]
         where = [(f"{path}.base_url", node, "base_url")]
     local = node.get("local", ptype in LOCAL_TYPES)
-    _expect(ctx, local, bool, f"{path}.local", node, "local")
+    expect(ctx, local, bool, f"{path}.local", node, "local")
     for url, (upath, unode, ukey) in zip(urls, where, strict=True):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -270,13 +270,13 @@ def _provider(
     base_url = urls[0]
     several = len(urls) > 1
     cooldown = node.get("cooldown_s", 10.0 if several else 0.0)
-    _expect(ctx, cooldown, (int, float), f"{path}.cooldown_s", node, "cooldown_s")
+    expect(ctx, cooldown, (int, float), f"{path}.cooldown_s", node, "cooldown_s")
     health = node.get("health_interval_s", 5.0 if several else 0.0)
-    _expect(ctx, health, (int, float), f"{path}.health_interval_s", node, "health_interval_s")
+    expect(ctx, health, (int, float), f"{path}.health_interval_s", node, "health_interval_s")
     if cooldown < 0 or health < 0:
         raise ctx.fail("cooldown_s and health_interval_s are >= 0", path, parent, name)
     models = node.get("models", {})
-    _expect(ctx, models, dict, f"{path}.models", node, "models")
+    expect(ctx, models, dict, f"{path}.models", node, "models")
     if not models:
         raise ctx.fail(
             "map at least one model alias, e.g. {default: real-model-name}", f"{path}.models", node, "models"
@@ -285,16 +285,16 @@ def _provider(
         if not isinstance(alias, str) or not isinstance(real, str) or not real:
             raise ctx.fail("model aliases map a name to a real model name", f"{path}.models.{alias}", models, alias)
     timeout = node.get("timeout", 120.0)
-    _expect(ctx, timeout, (int, float), f"{path}.timeout", node, "timeout")
+    expect(ctx, timeout, (int, float), f"{path}.timeout", node, "timeout")
     connect_timeout = node.get("connect_timeout", 5.0)
-    _expect(ctx, connect_timeout, (int, float), f"{path}.connect_timeout", node, "connect_timeout")
+    expect(ctx, connect_timeout, (int, float), f"{path}.connect_timeout", node, "connect_timeout")
     key_file, cred = node.get("api_key_file"), node.get("credential")
     if key_file is not None and cred is not None:
         raise ctx.fail("set api_key_file or credential, not both", path, parent, name)
     api_key = None
     if key_file is not None or cred is not None:
         which = "api_key_file" if key_file is not None else "credential"
-        _expect(ctx, node[which], str, f"{path}.{which}", node, which)
+        expect(ctx, node[which], str, f"{path}.{which}", node, which)
         if read_secrets:
             try:
                 api_key = read_secret(key_file, cred, env)
@@ -330,8 +330,8 @@ def _custom(ctx: _Ctx, name: str, node: Any, parent: Any) -> CustomClass:
         raise ctx.fail("class names use lowercase letters, digits, '-' and '_'", path, parent, name)
     if name in BUILTIN_TYPES or name in GROUPS or name in ("any", UNSCANNED):
         raise ctx.fail(f"{name!r} is a built-in class or group name; pick another", path, parent, name)
-    _expect(ctx, node, dict, path, parent, name)
-    _check_keys(ctx, node, {"keywords", "regexes", "markers", "case_sensitive", "validate", "score"}, path)
+    expect(ctx, node, dict, path, parent, name)
+    check_keys(ctx, node, {"keywords", "regexes", "markers", "case_sensitive", "validate", "score"}, path)
     kw = _str_list(ctx, node.get("keywords", []), f"{path}.keywords", node, "keywords")
     markers = _str_list(ctx, node.get("markers", []), f"{path}.markers", node, "markers")
     regexes = _str_list(ctx, node.get("regexes", []), f"{path}.regexes", node, "regexes")
@@ -348,14 +348,14 @@ def _custom(ctx: _Ctx, name: str, node: Any, parent: Any) -> CustomClass:
     if validate is not None and validate not in VALIDATORS:
         raise ctx.fail(f"validate must be one of {', '.join(VALIDATORS)}", f"{path}.validate", node, "validate")
     score = node.get("score", 0.9)
-    _expect(ctx, score, (int, float), f"{path}.score", node, "score")
+    expect(ctx, score, (int, float), f"{path}.score", node, "score")
     case = node.get("case_sensitive", False)
-    _expect(ctx, case, bool, f"{path}.case_sensitive", node, "case_sensitive")
+    expect(ctx, case, bool, f"{path}.case_sensitive", node, "case_sensitive")
     return CustomClass(name, kw, regexes, markers, case, validate, float(score))
 
 
 def _rules(ctx: _Ctx, node: Any, root: Any, providers: Mapping[str, Provider], known: set[str]) -> tuple[Rule, ...]:
-    _expect(ctx, node, list, "routes", root, "routes")
+    expect(ctx, node, list, "routes", root, "routes")
     if not node:
         raise ctx.fail(
             "add at least one route; the last one without 'classes' is the default", "routes", root, "routes"
@@ -364,10 +364,10 @@ def _rules(ctx: _Ctx, node: Any, root: Any, providers: Mapping[str, Provider], k
     names: set[str] = set()
     for i, item in enumerate(node):
         path = f"routes[{i}]"
-        _expect(ctx, item, dict, path, node, i)
-        _check_keys(ctx, item, {"name", "classes", "action", "provider", "fallback"}, path)
+        expect(ctx, item, dict, path, node, i)
+        check_keys(ctx, item, {"name", "classes", "action", "provider", "fallback"}, path)
         name = item.get("name", f"route-{i}")
-        _expect(ctx, name, str, f"{path}.name", item, "name")
+        expect(ctx, name, str, f"{path}.name", item, "name")
         if name in names:
             raise ctx.fail(f"duplicate route name {name!r}", f"{path}.name", item, "name")
         names.add(name)
@@ -440,7 +440,7 @@ def parse_config(
     ctx = _Ctx(source)
     if not isinstance(data, dict):
         raise ctx.fail("the config must be a mapping", "")
-    _check_keys(
+    check_keys(
         ctx,
         data,
         {
@@ -465,26 +465,26 @@ def parse_config(
     if data.get("version", 1) != 1:
         raise ctx.fail("only version 1 is supported", "version", data, "version")
     listen = data.get("listen", {})
-    _expect(ctx, listen, dict, "listen", data, "listen")
-    _check_keys(ctx, listen, {"host", "port"}, "listen")
+    expect(ctx, listen, dict, "listen", data, "listen")
+    check_keys(ctx, listen, {"host", "port"}, "listen")
     host = listen.get("host", "127.0.0.1")
-    _expect(ctx, host, str, "listen.host", listen, "host")
+    expect(ctx, host, str, "listen.host", listen, "host")
     port = listen.get("port", 8484)
-    _expect(ctx, port, int, "listen.port", listen, "port")
+    expect(ctx, port, int, "listen.port", listen, "port")
     if not 0 <= port <= 65535:
         raise ctx.fail("port must be 0..65535", "listen.port", listen, "port")
 
     providers_node = data.get("providers")
     if providers_node is None:
         raise ctx.fail("missing 'providers'", "providers")
-    _expect(ctx, providers_node, dict, "providers", data, "providers")
+    expect(ctx, providers_node, dict, "providers", data, "providers")
     providers = {n: _provider(ctx, n, p, providers_node, env, read_secrets) for n, p in providers_node.items()}
 
     cl = data.get("classifier", {})
-    _expect(ctx, cl, dict, "classifier", data, "classifier")
-    _check_keys(ctx, cl, {"min_score", "disable", "engines", "time_budget_ms"}, "classifier")
+    expect(ctx, cl, dict, "classifier", data, "classifier")
+    check_keys(ctx, cl, {"min_score", "disable", "engines", "time_budget_ms"}, "classifier")
     min_score = cl.get("min_score", 0.5)
-    _expect(ctx, min_score, (int, float), "classifier.min_score", cl, "min_score")
+    expect(ctx, min_score, (int, float), "classifier.min_score", cl, "min_score")
     if not 0 <= min_score <= 1:
         raise ctx.fail("min_score must be between 0 and 1", "classifier.min_score", cl, "min_score")
     disable = _str_list(ctx, cl.get("disable", []), "classifier.disable", cl, "disable")
@@ -498,12 +498,12 @@ def parse_config(
     if "builtin" not in engines:
         raise ctx.fail("the 'builtin' engine cannot be turned off", "classifier.engines", cl, "engines")
     budget = cl.get("time_budget_ms", 2000)
-    _expect(ctx, budget, int, "classifier.time_budget_ms", cl, "time_budget_ms")
+    expect(ctx, budget, int, "classifier.time_budget_ms", cl, "time_budget_ms")
     if not 10 <= budget <= 60_000:
         raise ctx.fail("time_budget_ms must be between 10 and 60000", "classifier.time_budget_ms", cl, "time_budget_ms")
 
     custom_node = data.get("custom_classes", {})
-    _expect(ctx, custom_node, dict, "custom_classes", data, "custom_classes")
+    expect(ctx, custom_node, dict, "custom_classes", data, "custom_classes")
     custom = tuple(_custom(ctx, n, c, custom_node) for n, c in custom_node.items())
 
     known = set(BUILTIN_TYPES) | set(GROUPS) | {"any", UNSCANNED} | {c.name for c in custom}
@@ -512,9 +512,9 @@ def parse_config(
     rules = _rules(ctx, data["routes"], data, providers, known)
 
     max_body = data.get("max_body_bytes", 32 * 1024 * 1024)
-    _expect(ctx, max_body, int, "max_body_bytes", data, "max_body_bytes")
+    expect(ctx, max_body, int, "max_body_bytes", data, "max_body_bytes")
     decision_log = data.get("decision_log", "stderr")
-    _expect(ctx, decision_log, str, "decision_log", data, "decision_log")
+    expect(ctx, decision_log, str, "decision_log", data, "decision_log")
 
     from clawfleet.router import limits_config as lc
 
@@ -524,7 +524,7 @@ def parse_config(
     lc.check_priced(ctx, limits, prices, providers, data)
     state_dir = data.get("state_dir")
     if state_dir is not None:
-        _expect(ctx, state_dir, str, "state_dir", data, "state_dir")
+        expect(ctx, state_dir, str, "state_dir", data, "state_dir")
     elif limits.any:
         raise ctx.fail(
             "limits need a state_dir (e.g. /var/lib/clawfleet/router) so counts survive restarts",
@@ -533,28 +533,28 @@ def parse_config(
             "limits",
         )
     metrics = data.get("metrics_listen", {})
-    _expect(ctx, metrics, dict, "metrics_listen", data, "metrics_listen")
-    _check_keys(ctx, metrics, {"host", "port"}, "metrics_listen")
+    expect(ctx, metrics, dict, "metrics_listen", data, "metrics_listen")
+    check_keys(ctx, metrics, {"host", "port"}, "metrics_listen")
     metrics_host = metrics.get("host", "127.0.0.1")
-    _expect(ctx, metrics_host, str, "metrics_listen.host", metrics, "host")
+    expect(ctx, metrics_host, str, "metrics_listen.host", metrics, "host")
     metrics_port = metrics.get("port", 9484)
     if metrics_port is not None:
-        _expect(ctx, metrics_port, int, "metrics_listen.port", metrics, "port")
+        expect(ctx, metrics_port, int, "metrics_listen.port", metrics, "port")
         if not 0 <= metrics_port <= 65535 or (metrics_port == port and port != 0):
             raise ctx.fail(
                 "metrics port must be 0..65535 and differ from listen.port", "metrics_listen.port", metrics, "port"
             )
     retries = data.get("retries", {})
-    _expect(ctx, retries, dict, "retries", data, "retries")
-    _check_keys(ctx, retries, {"attempts", "backoff_ms"}, "retries")
+    expect(ctx, retries, dict, "retries", data, "retries")
+    check_keys(ctx, retries, {"attempts", "backoff_ms"}, "retries")
     attempts = retries.get("attempts", 0)
-    _expect(ctx, attempts, int, "retries.attempts", retries, "attempts")
+    expect(ctx, attempts, int, "retries.attempts", retries, "attempts")
     backoff = retries.get("backoff_ms", 250)
-    _expect(ctx, backoff, int, "retries.backoff_ms", retries, "backoff_ms")
+    expect(ctx, backoff, int, "retries.backoff_ms", retries, "backoff_ms")
     if not 0 <= attempts <= 5 or not 0 <= backoff <= 10_000:
         raise ctx.fail("attempts must be 0..5 and backoff_ms 0..10000", "retries", data, "retries")
     watch = data.get("watch_config", True)
-    _expect(ctx, watch, bool, "watch_config", data, "watch_config")
+    expect(ctx, watch, bool, "watch_config", data, "watch_config")
     return RouterConfig(
         host=host,
         port=port,

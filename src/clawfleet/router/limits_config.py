@@ -79,17 +79,17 @@ class IdentityOptions:
 def parse_identity(
     ctx: Any, node: Any, root: Any, env: Mapping[str, str] | None, read_secrets: bool
 ) -> IdentityOptions:
-    from clawfleet.router.config import _check_keys, _expect
+    from clawfleet.router.config import check_keys, expect
 
     if node is None:
         return IdentityOptions()
-    _expect(ctx, node, dict, "identity", root, "identity")
-    _check_keys(ctx, node, {"key_file", "credential", "unknown", "max_skew_s"}, "identity")
+    expect(ctx, node, dict, "identity", root, "identity")
+    check_keys(ctx, node, {"key_file", "credential", "unknown", "max_skew_s"}, "identity")
     unknown = node.get("unknown", "allow")
     if unknown not in UNKNOWN_POLICIES:
         raise ctx.fail(f"unknown must be one of {', '.join(UNKNOWN_POLICIES)}", "identity.unknown", node, "unknown")
     skew = node.get("max_skew_s", 30)
-    _expect(ctx, skew, (int, float), "identity.max_skew_s", node, "max_skew_s")
+    expect(ctx, skew, (int, float), "identity.max_skew_s", node, "max_skew_s")
     if not 1 <= skew <= 600:
         raise ctx.fail("max_skew_s must be between 1 and 600", "identity.max_skew_s", node, "max_skew_s")
     key_file, cred = node.get("key_file"), node.get("credential")
@@ -98,7 +98,7 @@ def parse_identity(
             "set one of key_file or credential (the per-host key the gateway signs with)", "identity", root, "identity"
         )
     which = "key_file" if key_file is not None else "credential"
-    _expect(ctx, node[which], str, f"identity.{which}", node, which)
+    expect(ctx, node[which], str, f"identity.{which}", node, which)
     key = None
     if read_secrets:
         env = os.environ if env is None else env
@@ -122,16 +122,16 @@ def parse_identity(
 
 
 def _limit_set(ctx: Any, node: Any, path: str, parent: Any, key: Any) -> LimitSet:
-    from clawfleet.router.config import _check_keys, _expect
+    from clawfleet.router.config import check_keys, expect
 
-    _expect(ctx, node, dict, path, parent, key)
-    _check_keys(ctx, node, set(LIMIT_KEYS), path)
+    expect(ctx, node, dict, path, parent, key)
+    check_keys(ctx, node, set(LIMIT_KEYS), path)
     values: dict[str, Any] = {}
     for name in LIMIT_KEYS:
         if name not in node:
             continue
         typ = int if name.endswith("_per_min") else (int, float)
-        value = _expect(ctx, node[name], typ, f"{path}.{name}", node, name)
+        value = expect(ctx, node[name], typ, f"{path}.{name}", node, name)
         if value < 0:
             raise ctx.fail("limits are >= 0 (0 refuses everything)", f"{path}.{name}", node, name)
         values[name] = float(value) if name.startswith("usd_") else value
@@ -139,33 +139,33 @@ def _limit_set(ctx: Any, node: Any, path: str, parent: Any, key: Any) -> LimitSe
 
 
 def parse_limits(ctx: Any, node: Any, root: Any) -> LimitsConfig:
-    from clawfleet.router.config import _check_keys, _expect
+    from clawfleet.router.config import check_keys, expect
 
     if node is None:
         return LimitsConfig()
-    _expect(ctx, node, dict, "limits", root, "limits")
-    _check_keys(ctx, node, {"sandbox", "sandboxes", "host"}, "limits")
+    expect(ctx, node, dict, "limits", root, "limits")
+    check_keys(ctx, node, {"sandbox", "sandboxes", "host"}, "limits")
     sandbox = _limit_set(ctx, node["sandbox"], "limits.sandbox", node, "sandbox") if "sandbox" in node else LimitSet()
     host = _limit_set(ctx, node["host"], "limits.host", node, "host") if "host" in node else LimitSet()
     per = node.get("sandboxes", {})
-    _expect(ctx, per, dict, "limits.sandboxes", node, "sandboxes")
+    expect(ctx, per, dict, "limits.sandboxes", node, "sandboxes")
     sandboxes = {str(n): _limit_set(ctx, v, f"limits.sandboxes.{n}", per, n) for n, v in per.items()}
     return LimitsConfig(sandbox, sandboxes, host)
 
 
 def parse_prices(ctx: Any, node: Any, root: Any, providers: Mapping[str, Any]) -> dict[tuple[str, str], Price]:
     """``prices: {provider: {real-model: {input: USD/1M tokens, output: USD/1M tokens}}}``."""
-    from clawfleet.router.config import _check_keys, _expect
+    from clawfleet.router.config import check_keys, expect
 
     if node is None:
         return {}
-    _expect(ctx, node, dict, "prices", root, "prices")
+    expect(ctx, node, dict, "prices", root, "prices")
     out: dict[tuple[str, str], Price] = {}
     for pname, models in node.items():
         path = f"prices.{pname}"
         if pname not in providers:
             raise ctx.fail(f"unknown provider {pname!r} (known: {', '.join(providers)})", path, node, pname)
-        _expect(ctx, models, dict, path, node, pname)
+        expect(ctx, models, dict, path, node, pname)
         served = set(providers[pname].models.values())
         for model, price in models.items():
             mpath = f"{path}.{model}"
@@ -176,13 +176,13 @@ def parse_prices(ctx: Any, node: Any, root: Any, providers: Mapping[str, Any]) -
                     models,
                     model,
                 )
-            _expect(ctx, price, dict, mpath, models, model)
-            _check_keys(ctx, price, {"input", "output"}, mpath)
+            expect(ctx, price, dict, mpath, models, model)
+            check_keys(ctx, price, {"input", "output"}, mpath)
             vals = []
             for side in ("input", "output"):
                 if side not in price:
                     raise ctx.fail(f"missing {side!r} (USD per million tokens)", mpath, models, model)
-                v = _expect(ctx, price[side], (int, float), f"{mpath}.{side}", price, side)
+                v = expect(ctx, price[side], (int, float), f"{mpath}.{side}", price, side)
                 if v < 0:
                     raise ctx.fail("prices are >= 0", f"{mpath}.{side}", price, side)
                 vals.append(float(v))
