@@ -56,7 +56,7 @@ if [ "$what" = all ]; then
   tests/infra/base-images.sh
   # Presidio (with a blank spaCy pipeline) in its own venv: the router's optional engine is tested against it.
   bash benchmarks/setup-bench-venv.sh
-  step pytest pytest
+  step pytest env CLAWFLEET_FORBID_SKIPS=1 pytest
   step molecule molecule_all
 fi
 
