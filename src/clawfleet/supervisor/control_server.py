@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from clawfleet.control_protocol import encode
 
 from .attach import sandbox_alive
+from .logtail import MAX_LINE, follow_chunk, tail_lines
 
 if TYPE_CHECKING:
     from .daemon import Daemon, Managed
@@ -50,18 +51,23 @@ async def handle(daemon: Daemon, reader: asyncio.StreamReader, writer: asyncio.S
 
 
 async def _logs(m: Managed, writer: asyncio.StreamWriter, lines: int, follow: bool) -> None:
+    loop = asyncio.get_running_loop()
     try:
         with open(m.out, "rb") as f:
-            tail = f.read().splitlines()[-lines:] if lines > 0 else []
+            # Off the event loop: one slow disk read must not stall every other sandbox's control requests.
+            tail = await loop.run_in_executor(None, tail_lines, f, lines)
             for t in tail:
                 writer.write(encode({"line": t.decode("utf-8", "replace")}))
             await writer.drain()
             while follow:
-                chunk = f.readline()
-                if chunk:
-                    writer.write(encode({"line": chunk.decode("utf-8", "replace").rstrip("\n")}))
+                chunk = follow_chunk(f)
+                if chunk is not None:
+                    writer.write(encode({"line": chunk.decode("utf-8", "replace")}))
                     await writer.drain()
                 elif not sandbox_alive(m.record()):
+                    rest = f.read(MAX_LINE)  # a last line the sandbox never ended with a newline
+                    if rest:
+                        writer.write(encode({"line": rest.decode("utf-8", "replace")}))
                     break
                 else:
                     await asyncio.sleep(0.2)
