@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,41 @@ def test_ledger_append_is_chained_and_survives_a_torn_line(tmp_path):
     assert len(raw) == 4 and json.loads(raw[3])["prev_hash"] == ledger.line_hash(raw[2])
     _count, breaks = ledger.verify(str(path))
     assert [b.line for b in breaks] == [3]  # the torn line is named; the chain goes on after it
+
+
+@needs_root
+def test_a_static_change_is_not_in_sync_until_the_sandbox_restarts(daemon, tmp_path):
+    # Twin: a network change is hot-reloaded, nothing waits for a restart.
+    net = tmp_path / "net.yaml"
+    net.write_text(policy_text(port=9443))
+    code, out = _apply(daemon, net)
+    assert (code, out["result"], out["needs_restart"]) == (0, "applied", False)
+    assert daemon.status()["restart_pending"] is False
+
+    # A filesystem change: the gateway reports the new digest (its network part is live), but the running sandbox
+    # keeps the mounts it started with. Status must not call that "in sync".
+    static = tmp_path / "static.yaml"
+    old_ro = "read_only: [/usr, /lib, /lib64, /bin, /etc, /proc]"
+    static.write_text(policy_text(port=9443).replace(old_ro, old_ro[:-1] + ", /sbin]"))
+    code, out = _apply(daemon, static)
+    assert (code, out["result"], out["needs_restart"]) == (0, "applied", True)
+    running = daemon.status()
+    assert running["policy_digest"] == out["digest"] and running["restart_pending"] is True
+    proc = clawfleet("policy", "status", "--policy-dir", str(daemon.policy_dir), "--socket", str(daemon.socket),
+                     "--ledger", str(daemon.ledger), "--json", "--fail-on-drift")  # fmt: skip
+    [row] = json.loads(proc.stdout)
+    assert (proc.returncode, row["in_sync"], row["restart_pending"]) == (1, False, True)
+
+    # The sandbox exits (as a restart would stop it); the daemon starts it again with the new static sections.
+    os.kill(running["pid"], 9)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = daemon.status()
+        if st and st["state"] == "running" and st["pid"] != running["pid"]:
+            break
+        time.sleep(0.2)
+    assert st["state"] == "running" and st["pid"] != running["pid"], st
+    assert st["restart_pending"] is False
+    [row] = json.loads(clawfleet("policy", "status", "--policy-dir", str(daemon.policy_dir), "--socket",
+                                 str(daemon.socket), "--json").stdout)  # fmt: skip
+    assert (row["in_sync"], row["restart_pending"]) == (True, False)

@@ -48,6 +48,7 @@ _EXPORTS = {
     "merge": "merging",
     "normalize": "canonical",
     "ssrf_verdict": "engine",
+    "static_digest": "canonical",
 }
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "merge",
     "normalize",
     "ssrf_verdict",
+    "static_digest",
 ]
 
 
@@ -102,7 +104,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static checkers and IDEs see the real names
-    from .canonical import canonical_json, digest, normalize
+    from .canonical import canonical_json, digest, normalize, static_digest
     from .differ import Change, Diff, diff
     from .engine import Decision, Engine, compile_policy, ssrf_verdict
     from .errors import PolicyError, Problem

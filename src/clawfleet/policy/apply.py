@@ -403,7 +403,8 @@ def policy_status(policy_dir: str, socket_path: str, ledger: str | None) -> list
     for filename in names:
         name = filename[: -len(".yaml")]
         row: dict[str, Any] = {"name": name, "file": os.path.join(policy_dir, filename), "file_digest": None,
-                               "enforced_digest": None, "state": None, "in_sync": False, "error": None}  # fmt: skip
+                               "enforced_digest": None, "state": None, "in_sync": False, "restart_pending": False,
+                               "error": None}  # fmt: skip
         try:
             row["file_digest"] = policy_digest(load_file(row["file"]))
         except PolicyError as exc:
@@ -414,10 +415,14 @@ def policy_status(policy_dir: str, socket_path: str, ledger: str | None) -> list
         if status is not None:
             row["state"] = status.get("state")
             row["enforced_digest"] = status.get("policy_digest")
+            row["restart_pending"] = bool(status.get("restart_pending"))
         else:
             row["state"] = "unknown"
             row["error"] = row["error"] or why
-        row["in_sync"] = row["file_digest"] is not None and row["file_digest"] == row["enforced_digest"]
+        # The gateway hot-reloads the network part only: a sandbox still running the filesystem, Landlock or process
+        # sections it started with is not in sync, whatever digest the gateway reports.
+        row["in_sync"] = (row["file_digest"] is not None and row["file_digest"] == row["enforced_digest"]
+                          and not row["restart_pending"])  # fmt: skip
         row["last_ledger"] = last.get(name)
         rows.append(row)
     return rows
@@ -458,7 +463,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             change = f"{led['time']} {led['result']} by {led['operator']}" if led else "-"
             print(f"{r['name']:<20} {r['state'] or '-':<8} {_short(r['file_digest']):<13} "
                   f"{_short(r['enforced_digest']):<13} {'yes' if r['in_sync'] else 'NO':<5} {change}"
-                  + (f"  ({r['error']})" if r["error"] else ""))  # fmt: skip
+                  + (f"  ({r['error']})" if r["error"] else "")
+                  + ("  (static sections changed: restart the sandbox)" if r["restart_pending"] else ""))  # fmt: skip
     return 1 if args.fail_on_drift and not all(r["in_sync"] for r in rows) else 0
 
 

@@ -12,9 +12,9 @@ import hashlib
 import json
 from typing import Any
 
-from .model import Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
+from .model import STATIC_SECTIONS, Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
 
-__all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize"]
+__all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize", "static_digest"]
 
 
 def _selector(rule: L7Rule) -> dict[str, Any]:
@@ -138,3 +138,14 @@ def canonical_json(obj: Policy | Preset | dict[str, Any]) -> str:
 def digest(obj: Policy | Preset | dict[str, Any]) -> str:
     """``sha256:<hex>`` of :func:`canonical_json`: equal for policies that mean the same thing."""
     return "sha256:" + hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def static_digest(obj: Policy) -> str:
+    """``sha256:<hex>`` of the sections a sandbox takes at start only (filesystem, Landlock, process, version).
+
+    The gateway hot-reloads the network part, so the whole-policy digest it reports says nothing about what the
+    running sandbox was started with; comparing this digest (recorded at start) with the current file's shows a
+    static change that still waits for a restart."""
+    data = normalize(obj)
+    static = {k: v for k, v in data.items() if k in STATIC_SECTIONS}
+    return "sha256:" + hashlib.sha256(canonical_json(static).encode("utf-8")).hexdigest()

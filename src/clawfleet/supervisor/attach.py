@@ -27,6 +27,7 @@ from clawfleet.atomicfile import write_atomic
 from clawfleet.gateway.assembly import assemble
 from clawfleet.gateway.ca import SandboxCA
 from clawfleet.gateway.config import GatewayConfig, load_gateway_section
+from clawfleet.policy import load_file, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
 __all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json", "run_attached_sandbox",
@@ -180,6 +181,9 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
         print(f"clawfleet sandbox {d.name}: no CA bundle at {paths.ca_bundle} after {bundle_timeout:.0f} s: "
               "is the gateway daemon (clawfleet-gateway.service) running?", file=sys.stderr)  # fmt: skip
         return EX_TEMPFAIL
+    # Before to_spec reads the policy again: if the file changes in between, the record names the older static
+    # sections and `policy status` reports a pending restart, never a false "in sync".
+    started_static = static_digest(load_file(d.policy))
     spec = d.to_spec(dict(os.environ))
     spec = dataclasses.replace(spec, read_only=(*spec.read_only, paths.bundle_dir),
                                env={**dict(spec.env), **sandbox_env(port, paths.ca_bundle)})  # fmt: skip
@@ -188,7 +192,8 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
 
     def publish(pid: int) -> None:
         published.append(pid)
-        record = {"pid": pid, "netns": _netns_inode(pid), "started": time.time(), "definition": definition}
+        record = {"pid": pid, "netns": _netns_inode(pid), "started": time.time(), "definition": definition,
+                  "static_digest": started_static}  # fmt: skip
         write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
         # Give the gateway a moment so the command's first request finds it; without it the sandbox still starts
         # and stays offline (fail closed) until the gateway attaches.

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clawfleet.policy import static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
 from .attach import AttachedGateway, read_json, sandbox_alive
@@ -53,7 +54,15 @@ class Managed:
                 "exit_code": exit_code, "restarts": self.restarts, "definition": self.definition,
                 "output": self.out, "decisions": gw.config.log if gw else None,
                 "gateway_attached": bool(pid and gw and gw.attached_pid == pid),
-                "policy_digest": gw.holder.digest if pid and gw else None}  # fmt: skip
+                "policy_digest": gw.holder.digest if pid and gw else None,
+                **self._static(record if pid else None)}  # fmt: skip
+
+    def _static(self, record: dict[str, Any] | None) -> dict[str, Any]:
+        """The static sections (filesystem, Landlock, process) the running sandbox started with, against the
+        policy the gateway holds now: ``restart_pending`` is true when only a restart can apply the difference."""
+        started = record.get("static_digest") if record else None
+        current = static_digest(self.gateway.holder.policy) if self.gateway and record else None
+        return {"static_digest": started, "restart_pending": bool(started and current and started != current)}
 
 
 class Daemon:
