@@ -227,3 +227,55 @@ def test_connect_refuses_an_unknown_or_stopped_sandbox(fleetlet):
     stopped = subprocess.run([*base, "--socket", fleetlet.socket, "looper", "--", "/bin/true"], capture_output=True,
                              text=True, timeout=30)  # fmt: skip
     assert stopped.returncode == 1 and "not running" in stopped.stderr
+
+
+def test_sighup_remakes_only_the_changed_sandbox_and_keeps_the_last_good_set(fleetlet, origin, user):
+    # A second sandbox with its own workdir, next to the looper, in the same daemon.
+    other_work = fleetlet.tmp / "other-work"
+    other_work.mkdir()
+    os.chown(other_work, user.pw_uid, user.pw_gid)
+    looper = json.loads((fleetlet.tmp / "looper.yaml").read_text())
+    (fleetlet.tmp / "other.yaml").write_text(json.dumps({**looper, "name": "other", "workdir": str(other_work)}))
+    config = json.loads(fleetlet.config.read_text())
+    fleetlet.config.write_text(json.dumps({**config, "sandboxes": ["looper.yaml", "other.yaml"]}))
+    other_results = other_work / "results.log"
+
+    def other() -> dict:
+        return next(request({"cmd": "status", "name": "other"}, fleetlet.socket))
+
+    fleetlet.start()
+    until(lambda: fleetlet.results()[-1:] == ["200"], 60, "the looper through the gateway")
+    until(lambda: other_results.exists() and other_results.read_text().split()[-1:] == ["200"], 60, "the other")
+    looper_before, other_before = fleetlet.status(), other()
+
+    # Change the looper's definition only, then SIGHUP (what `systemctl reload clawfleet-gateway` sends).
+    (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "env": {"EDITED": "1"}}))
+    seen_other = len(other_results.read_text().split())
+    fleetlet.daemon.send_signal(signal.SIGHUP)
+    attached: list[bool] = []
+
+    def looper_remade() -> bool:
+        attached.append(other()["gateway_attached"])
+        st = fleetlet.status()
+        return st["state"] == "running" and st["pid"] != looper_before["pid"] and st["gateway_attached"]
+
+    until(looper_remade, 60, "the changed sandbox to be remade")
+    until(lambda: fleetlet.results()[-1:] == ["200"], 60, "the remade looper through its new gateway")
+    # The other sandbox was never touched: same process, its gateway attached at every look, no refused request.
+    assert other()["pid"] == other_before["pid"] and all(attached), attached
+    assert "000" not in other_results.read_text().split()[seen_other:]
+
+    # A broken edit: nothing changes, the last good set stays (the looper keeps running as it is).
+    remade = fleetlet.status()
+    (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "no_such_key": 1}))
+    fleetlet.daemon.send_signal(signal.SIGHUP)
+    time.sleep(2)
+    assert fleetlet.status()["pid"] == remade["pid"] and other()["pid"] == other_before["pid"]
+
+    # Removing a sandbox from the configuration stops it and its gateway; the looper is untouched.
+    (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "env": {"EDITED": "1"}}))
+    fleetlet.config.write_text(json.dumps({**config, "sandboxes": ["looper.yaml"]}))
+    fleetlet.daemon.send_signal(signal.SIGHUP)
+    until(lambda: "error" in other(), 30, "the removed sandbox to be forgotten")
+    assert not alive(other_before["pid"])
+    assert fleetlet.status()["pid"] == remade["pid"]

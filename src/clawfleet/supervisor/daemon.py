@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from clawfleet.policy import static_digest
+from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
 from .attach import AttachedGateway, read_json, sandbox_alive
@@ -39,6 +40,7 @@ class Managed:
     proc: subprocess.Popen | None = None  # when the daemon launches its sandboxes
     stopped: bool = False  # stopped on request: not restarted
     restarts: int = 0
+    task: asyncio.Future[None] | None = None  # the gateway's run() in the daemon's loop
 
     def record(self) -> dict[str, Any] | None:
         return read_json(self.gateway.paths.pidfile) if self.gateway else None
@@ -126,14 +128,73 @@ class Daemon:
                 m.restarts += 1
                 self.start(m)
 
+    def _run_gateway(self, m: Managed, d: SandboxDefinition) -> None:
+        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        m.task = asyncio.ensure_future(m.gateway.run())
+
+    async def _end_gateway(self, m: Managed) -> None:
+        """Stop one sandbox's gateway (its listener closes; the others keep theirs)."""
+        if m.task is not None:
+            m.task.cancel()
+            await asyncio.gather(m.task, return_exceptions=True)
+            m.task = None
+
+    async def reload(self) -> dict[str, Any]:
+        """SIGHUP: read the configuration and definitions again and apply the difference sandbox by sandbox.
+
+        Only a sandbox whose definition was added, removed or changed has its gateway (re)made; every other sandbox
+        keeps its gateway, its connections and its listener, so editing one definition no longer interrupts every
+        sandbox on the host. Nothing changes when any file is invalid: the error is logged with its position and
+        the running set stays. Daemon-wide settings (state dir, sockets, launch mode) need a restart."""
+        loop = asyncio.get_running_loop()
+        try:
+            cfg = load_daemon_config(self.config_path)
+            new: dict[str, SandboxDefinition] = {}
+            for path in cfg.sandboxes:
+                d = load_definition(path)
+                d.check()  # what the sandbox would refuse at start (keys, policy, environment): refused now
+                if d.name in new:
+                    raise ValueError(f"duplicate sandbox name {d.name!r}")
+                new[d.name] = d
+        except (ValueError, OSError, PolicyError) as exc:
+            outcome: dict[str, Any] = {"event": "reload_failed", "error": str(exc), "kept": sorted(self.definitions)}
+            print(json.dumps(outcome), file=sys.stderr, flush=True)
+            return outcome
+        daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes)
+        needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch)
+        added = sorted(set(new) - set(self.definitions))
+        removed = sorted(set(self.definitions) - set(new))
+        changed = sorted(n for n in set(new) & set(self.definitions) if new[n] != self.definitions[n])
+        for name in removed + changed:
+            m = self.sandboxes[name]
+            if self.launch:
+                await loop.run_in_executor(None, self.stop, m)
+            await self._end_gateway(m)
+            if name in removed:
+                del self.sandboxes[name], self.definitions[name]
+        for name in added + changed:
+            d = new[name]
+            m = self.sandboxes.get(name) or Managed(name, d.path, os.path.join(self.state_dir, f"{name}.out"))
+            m.definition = d.path
+            self.sandboxes[name], self.definitions[name] = m, d
+            self._run_gateway(m, d)
+            if self.launch:
+                self.start(m)
+        outcome = {"event": "reloaded", "added": added, "removed": removed, "changed": changed,
+                   "unchanged": sorted(set(new) - set(added) - set(changed)),
+                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes" if needs_restart
+                   else None}  # fmt: skip
+        print(json.dumps(outcome), file=sys.stderr, flush=True)
+        return outcome
+
     async def serve(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         for name, d in self.definitions.items():
-            self.sandboxes[name].gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
-        tasks = [asyncio.ensure_future(m.gateway.run()) for m in self.sandboxes.values() if m.gateway]
+            self._run_gateway(self.sandboxes[name], d)
+        tasks: list[asyncio.Future[None]] = []
         old = os.umask(0o077)
         try:
             server = await asyncio.start_unix_server(functools.partial(handle, self), path=self.socket_path)
@@ -147,12 +208,21 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Future[None]] = set()
+
+        def on_hup() -> None:
+            t = asyncio.ensure_future(self.reload())
+            reloads.add(t)
+            t.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         async with server:
             await stop.wait()
         if self.launch:
             for m in self.sandboxes.values():
                 await loop.run_in_executor(None, self.stop, m)
         # Sandboxes run by systemd keep running, offline until the gateway is back (fail closed).
+        tasks += [m.task for m in self.sandboxes.values() if m.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
