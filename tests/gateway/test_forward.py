@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from clawfleet.control_protocol import request
+from clawfleet.sandbox.namespaces import run_in_netns
 from clawfleet.supervisor.forward import ForwardError, is_loopback, parse_listen
 from policy_daemon import GatewayDaemon
 
@@ -312,7 +313,7 @@ TUI = textwrap.dedent(
     rows, cols = struct.unpack("hh", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\\0" * 4))
     old = termios.tcgetattr(0)
     tty.setraw(0)
-    os.write(1, b"RAW %d %d %d\\r\\n" % (os.isatty(0), rows, cols))
+    os.write(1, b"RAW %d %d %d %s\\r\\n" % (os.isatty(0), rows, cols, os.environ.get("TERM", "-").encode()))
     key = os.read(0, 1)  # raw mode: one key, no Enter needed, no echo
     termios.tcsetattr(0, termios.TCSADRAIN, old)
     print("KEY", key.hex(), flush=True)
@@ -331,7 +332,8 @@ def test_connect_passes_a_terminal_through_for_a_tui(echo):
 
     proc = subprocess.Popen([*CLI, "sandbox", "connect", "--socket", str(echo.socket), echo.name, "--",
                              "/usr/bin/python3", "/sandbox/tui.py"], stdin=slave, stdout=slave, stderr=slave,
-                            start_new_session=True, preexec_fn=controlling_tty)  # fmt: skip
+                            env={**os.environ, "TERM": "xterm-operator"}, start_new_session=True,
+                            preexec_fn=controlling_tty)  # fmt: skip
     os.close(slave)
     out = b""
     try:
@@ -353,5 +355,18 @@ def test_connect_passes_a_terminal_through_for_a_tui(echo):
             proc.wait()
         os.close(master)
     text = out.decode(errors="replace")
-    assert "RAW 1 40 132" in text, text  # a terminal, with the operator's window size
+    # a terminal, with the operator's window size and terminal type (not the service's TERM, none under systemd)
+    assert "RAW 1 40 132 xterm-operator" in text, text
     assert "KEY 71" in text and "qKEY" not in text, text  # raw mode: the key came alone and was not echoed
+
+
+@root_only
+def test_run_in_netns_refuses_a_namespace_other_than_the_recorded_one():
+    # The forward records the sandbox's namespace once; a pid reused by another process (here: ours, in the host's
+    # namespace) must not receive the connection.
+    own = os.stat("/proc/self/ns/net").st_ino
+    ran = []
+    with pytest.raises(ProcessLookupError):
+        run_in_netns(os.getpid(), lambda: ran.append(1), netns_inode=own + 1)
+    assert ran == []
+    assert run_in_netns(os.getpid(), lambda: os.stat("/proc/thread-self/ns/net").st_ino, netns_inode=own) == own
