@@ -211,6 +211,10 @@ class Forwarder:
             await asyncio.gather(_pipe(reader, inner_writer), _pipe(inner_reader, writer))
         except (OSError, asyncio.TimeoutError) as exc:
             self._log(f"{self.name} {SANDBOX_HOST}:{self.target_port}: {exc or type(exc).__name__}")
+        except asyncio.CancelledError:
+            # Only our own shutdown cancels a relay; ending normally keeps asyncio's stream callback from
+            # reporting the cancellation as an error.
+            pass
         finally:
             for w in (writer, inner_writer):
                 if w is not None:
