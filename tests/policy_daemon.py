@@ -51,7 +51,8 @@ def policy_text(port: int = 8443, host: str = "api.example.com") -> str:
 class GatewayDaemon:
     """``root/policies/NAME.yaml`` is the sandbox's policy; ``root/gateway.sock`` the control socket."""
 
-    def __init__(self, root: Path, name: str = "agent") -> None:
+    def __init__(self, root: Path, name: str = "agent", command: list[str] | None = None) -> None:
+        """``command`` replaces the default idle command; it must print ``ready`` once it is up."""
         user = sandbox_user()
         self.root, self.name = root, name
         root.chmod(0o755)
@@ -66,7 +67,7 @@ class GatewayDaemon:
         os.chown(work, user.pw_uid, user.pw_gid)
         self.socket = root / "gateway.sock"
         (root / f"{name}.def.yaml").write_text(json.dumps({
-            "name": name, "command": ["/bin/sh", "-c", READY_COMMAND], "policy": str(self.policy),
+            "name": name, "command": command or ["/bin/sh", "-c", READY_COMMAND], "policy": str(self.policy),
             "workdir": "work", "limits": {"pids_max": 64},
         }))  # fmt: skip
         self.config = root / "daemon.yaml"
@@ -100,8 +101,12 @@ class GatewayDaemon:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
         self.stop()
-        raise AssertionError(f"gateway daemon did not come up: {self.proc.stderr.read().decode()[-2000:]}")
+        raise AssertionError(f"gateway daemon did not come up: {err}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

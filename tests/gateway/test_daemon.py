@@ -212,9 +212,15 @@ def test_connect_runs_a_command_inside_the_running_sandbox_confined_like_it(flee
     assert lines[lines.index("sees-workdir") + 1] not in ("systemd", "init", "process_api")  # its PID namespace
     assert "landlock-denied" in lines and "shadow-denied" in lines, lines
     assert "curl 200" in lines, lines  # through the sandbox's gateway, with its CA
-    records = [r for r in map(json.loads, (fleetlet.tmp / "state" / "looper.decisions.jsonl").read_text().splitlines())
-               if r.get("path") == "/ok/connect"]  # fmt: skip
-    assert records and records[-1]["binary"] == "/usr/bin/curl" and records[-1]["decision"] == "allow"
+    log = fleetlet.tmp / "state" / "looper.decisions.jsonl"
+
+    def connect_records() -> list[dict]:
+        return [r for r in map(json.loads, log.read_text().splitlines()) if r.get("path") == "/ok/connect"]
+
+    # allow records are batched: they reach the file within the log's flush interval, not with the response
+    until(connect_records, 30, "the connect request's decision record")
+    records = connect_records()
+    assert records[-1]["binary"] == "/usr/bin/curl" and records[-1]["decision"] == "allow"
 
 
 def test_connect_refuses_an_unknown_or_stopped_sandbox(fleetlet):

@@ -55,6 +55,17 @@ def test_environment_is_an_allowlist_with_placeholders():
     assert ok["GITHUB_TOKEN"].startswith("openshell:")
 
 
+def test_display_env_carries_terminal_and_locale_only():
+    # `sandbox connect` lays the operator's display settings over the agent's environment: nothing that changes
+    # where traffic goes, what is trusted, what is loaded or who the caller is may come along.
+    caller = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "LANG": "C.UTF-8", "LC_CTYPE": "C", "TZ": "UTC",
+              "NO_COLOR": "1", "HTTPS_PROXY": "http://evil:1", "SSL_CERT_FILE": "/evil.pem", "LD_PRELOAD": "/x.so",
+              "PATH": "/evil", "HOME": "/root", "SSH_AUTH_SOCK": "/s", "OPENAI_API_KEY": "sk-real"}  # fmt: skip
+    shown = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "LANG": "C.UTF-8", "LC_CTYPE": "C", "TZ": "UTC",
+             "NO_COLOR": "1"}  # fmt: skip
+    assert environment.display_env(caller) == shown
+
+
 def _pfc(machine: str | None = None) -> str:
     f = seccomp_filter.build(machine)
     with tempfile.TemporaryFile("w+") as out:

@@ -31,6 +31,11 @@ def looks_like_credential(name: str) -> bool:
     return bool(_CREDENTIAL_NAME.search(name))
 
 
+def display_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The locale and terminal settings of ``env`` (:data:`PASSTHROUGH`, ``LC_*``): how to display text."""
+    return {k: v for k, v in env.items() if k in PASSTHROUGH or k.startswith(_PASSTHROUGH_PREFIXES)}
+
+
 def build(
     supervisor_env: Mapping[str, str],
     user: str,
@@ -45,9 +50,7 @@ def build(
     ``credentials``: names that get a placeholder value.
     """
     env = {"PATH": DEFAULT_PATH, "HOME": home, "USER": user, "LOGNAME": user, "SHELL": "/bin/sh"}
-    for name, value in supervisor_env.items():
-        if name in PASSTHROUGH or name.startswith(_PASSTHROUGH_PREFIXES):
-            env[name] = value
+    env.update(display_env(supervisor_env))
     for name, value in (explicit or {}).items():
         if looks_like_credential(name) and not value.startswith(PLACEHOLDER_PREFIX):
             raise EnvError(

@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 
 from . import landlock, seccomp_filter, syscalls
+from .environment import display_env
 from .launcher import SetupError, confine_and_exec
 from .spec import SANDBOX_WORKDIR, SandboxSpec
 
@@ -73,8 +75,12 @@ def _cgroup_procs(pid: int) -> str | None:
     return None
 
 
-def join(target: int, spec: SandboxSpec) -> int:
-    """Run ``spec.argv`` inside the sandbox whose command is ``target``; returns its exit status."""
+def join(target: int, spec: SandboxSpec, display: Mapping[str, str] | None = None) -> int:
+    """Run ``spec.argv`` inside the sandbox whose command is ``target``; returns its exit status.
+
+    The environment is the sandboxed command's, with the caller's terminal and locale settings on top
+    (``display``, from :func:`clawfleet.sandbox.environment.display_env`): a TUI run through ``connect`` draws for
+    the operator's terminal, not for whatever TERM the service had (none under systemd)."""
     if os.geteuid() != 0:
         raise SetupError("clawfleet sandbox connect must run as root (it drops to the sandbox user itself)")
     plan = landlock.negotiate(spec.landlock_max_abi)
@@ -82,7 +88,7 @@ def join(target: int, spec: SandboxSpec) -> int:
     if refusal:
         raise SetupError(refusal)
     sc_filter = seccomp_filter.build()
-    env = environ(target)
+    env = {**environ(target), **display_env(display or {})}
     spec = dataclasses.replace(spec, env=env)
     procs = _cgroup_procs(target)
     fds = [(os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), flag) for ns, flag in _NAMESPACES]

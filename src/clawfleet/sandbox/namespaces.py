@@ -340,17 +340,24 @@ def _build_dev() -> None:
     os.chmod("/dev/shm", 0o1777)  # noqa: S103 - sticky and world-writable like /dev/shm everywhere
 
 
-def run_in_netns(pid: int, fn: Callable[[], T]) -> T:
+def run_in_netns(pid: int, fn: Callable[[], T], netns_inode: int | None = None) -> T:
     """Run ``fn`` in the network namespace of process ``pid`` and return its result (root only).
 
-    The one setns helper of clawfleet (the gateway listens in a sandbox's namespace with it): a socket created by
-    ``fn`` stays in that namespace after we leave it. setns changes only the calling thread, so ``fn`` runs on a
-    short-lived helper thread and the caller's own namespace is never touched.
+    The one setns helper of clawfleet (the gateway listens in a sandbox's namespace with it, ``sandbox forward``
+    connects into it): a socket created by ``fn`` stays in that namespace after we leave it. setns changes only the
+    calling thread, so ``fn`` runs on a short-lived helper thread and the caller's own namespace is never touched.
+
+    ``netns_inode``: the namespace the caller recorded earlier. A pid can be reused once its process exits; the
+    namespace entered is checked on the opened fd itself (the one setns uses), so a reused pid raises ESRCH
+    instead of entering some other process's namespace - possibly the host's.
     """
     import threading
 
     result: dict[str, Any] = {}
     ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    if netns_inode is not None and os.fstat(ns_fd).st_ino != netns_inode:
+        os.close(ns_fd)
+        raise ProcessLookupError(errno.ESRCH, f"process {pid} no longer holds network namespace {netns_inode}")
 
     def helper() -> None:
         try:

@@ -1,4 +1,4 @@
-"""The supervisor's commands: ``clawfleet sandbox run|list|status|logs|connect|stop`` and
+"""The supervisor's commands: ``clawfleet sandbox run|list|status|logs|connect|forward|stop`` and
 ``clawfleet gateway serve|sandbox|check|run``. :mod:`clawfleet.cli` makes the ``sandbox`` and ``gateway``
 parsers and calls :func:`register_sandbox` / :func:`register_gateway` (the gateway package adds ``proxy``).
 
@@ -29,6 +29,37 @@ def register_sandbox(sub: Any) -> None:
     run.set_defaults(func=run_command)
     # list/status/logs/connect/stop talk to the gateway daemon's control socket.
     register_control_subcommands(sub)
+    _register_forward(sub)
+
+
+def _register_forward(sub: Any) -> None:
+    from clawfleet.paths import CONTROL_SOCKET
+
+    forward = sub.add_parser(
+        "forward",
+        help="expose one TCP port of a running sandbox on the host's loopback (for an SSH tunnel)",
+        description="Listen on a host loopback address (127.0.0.0/8 or ::1 only) and relay each connection to "
+        "127.0.0.1:PORT inside the sandbox's network namespace. Stops (exit 1) when the sandbox stops. "
+        "From a laptop: ssh -L PORT:127.0.0.1:PORT HOST.",
+    )
+    forward.add_argument("name", metavar="NAME")
+    forward.add_argument("port", metavar="PORT", help="the port a server listens on at 127.0.0.1 in the sandbox")
+    forward.add_argument(
+        "--listen",
+        metavar="ADDR[:PORT]",
+        help="host loopback address to listen on (default 127.0.0.1:PORT; 0: any free port)",
+    )
+    forward.add_argument("--max-connections", type=int, default=32, metavar="N",
+                         help="connections relayed at once (default 32)")  # fmt: skip
+    forward.add_argument("--json", action="store_true", help="print the listening address as one JSON line")
+    forward.add_argument("--socket", default=CONTROL_SOCKET, help=f"control socket (default {CONTROL_SOCKET})")
+    forward.set_defaults(func=_forward)
+
+
+def _forward(args: argparse.Namespace) -> int:
+    from .forward import forward_command
+
+    return forward_command(args)
 
 
 def register_gateway(sub: Any) -> None:

@@ -93,7 +93,7 @@ def connect_command(args: argparse.Namespace) -> int:
         ca_bundle = environ(target).get("SSL_CERT_FILE")
         if ca_bundle:  # the gateway's CA bundle directory, mounted read-only at the sandbox's own start
             spec = dataclasses.replace(spec, read_only=(*spec.read_only, os.path.dirname(ca_bundle)))
-        return join(target, dataclasses.replace(spec, argv=tuple(argv or ["/bin/sh"])))
+        return join(target, dataclasses.replace(spec, argv=tuple(argv or ["/bin/sh"])), display=os.environ)
     except SetupError as exc:
         print(f"clawfleet sandbox connect: {exc}", file=sys.stderr)
         return exc.code
