@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clawfleet import paths
@@ -159,7 +160,7 @@ class AttachedGateway:
             os.unlink(self.paths.attached)
 
 
-def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() >= deadline:

@@ -42,7 +42,7 @@ def load_daemon_config(path: str) -> DaemonConfig:
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise DefinitionError.at(doc, ("sandboxes",), "expected a list of definition files")
     unknown = sorted(set(data) - DAEMON_KEYS)
-    problems = ()
+    problems: tuple[str, ...] = ()
     if unknown:
         message = f"unknown keys: {', '.join(unknown)} (known: {', '.join(sorted(DAEMON_KEYS))})"
         problems = (str(doc.problem((unknown[0],), message, at_key=True)),)

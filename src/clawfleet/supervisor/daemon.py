@@ -37,7 +37,7 @@ class Managed:
     definition: str
     out: str
     gateway: AttachedGateway | None = None
-    proc: subprocess.Popen | None = None  # when the daemon launches its sandboxes
+    proc: subprocess.Popen[bytes] | None = None  # when the daemon launches its sandboxes
     stopped: bool = False  # stopped on request: not restarted
     restarts: int = 0
     task: asyncio.Future[None] | None = None  # the gateway's run() in the daemon's loop
@@ -208,7 +208,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        reloads: set[asyncio.Future[None]] = set()
+        reloads: set[asyncio.Future[dict[str, Any]]] = set()
 
         def on_hup() -> None:
             t = asyncio.ensure_future(self.reload())

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clawfleet import paths
 from clawfleet.atomicfile import write_atomic
@@ -26,6 +27,10 @@ from clawfleet.gateway.assembly import assemble
 from clawfleet.gateway.config import GatewayConfig
 from clawfleet.gateway.ident import Identifier
 from clawfleet.gateway.listen import listen_in_netns, sandbox_env
+
+if TYPE_CHECKING:
+    from clawfleet.sandbox.launcher import Launcher
+    from clawfleet.sandbox.spec import SandboxSpec
 
 __all__ = ["EmbeddedGateway", "run_sandbox"]
 
@@ -55,10 +60,10 @@ class EmbeddedGateway:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    async def _start_watch(self) -> asyncio.Task:
+    async def _start_watch(self) -> asyncio.Task[None]:
         return asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
 
-    def prepare(self, spec):
+    def prepare(self, spec: SandboxSpec) -> SandboxSpec:
         """The spec with the CA bundle mounted read-only and the proxy variables set."""
         env = {**dict(spec.env), **sandbox_env(self.config.listen_port, self.ca_bundle)}
         return dataclasses.replace(spec, read_only=(*spec.read_only, self.state_dir), env=env)
@@ -89,7 +94,8 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "sandbox"
 
 
-def run_sandbox(spec, config: GatewayConfig, *, warn: Callable[[str], None] | None = None):
+def run_sandbox(spec: SandboxSpec, config: GatewayConfig, *,
+                warn: Callable[[str], None] | None = None) -> tuple[int, Launcher]:  # fmt: skip
     """Run ``spec`` (a SandboxSpec) with its traffic through a gateway; returns ``(exit code, launcher)``."""
     from clawfleet.sandbox.launcher import Launcher
 

@@ -26,7 +26,9 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from clawfleet.sandbox.namespaces import run_in_netns
 
@@ -142,11 +144,12 @@ class Forwarder:
     """
 
     def __init__(self, name: str, pid: int, netns_inode: int, pidfd: int, target_port: int, listen: Listen, *,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS, on_ready=None) -> None:  # fmt: skip
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 on_ready: Callable[[Forwarder], None] | None = None) -> None:  # fmt: skip
         self.name, self.pid, self.netns_inode, self.pidfd = name, pid, netns_inode, pidfd
         self.target_port, self.listen, self.max_connections = target_port, listen, max_connections
         self.on_ready = on_ready
-        self.active: set[asyncio.Task] = set()
+        self.active: set[asyncio.Task[None]] = set()
         self.bound: tuple[str, int] | None = None
         self.served = 0
 
@@ -234,7 +237,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()  # a reset on one side ends both directions
 
 
-def _status(name: str, socket_path: str) -> dict:
+def _status(name: str, socket_path: str) -> dict[str, Any]:
     from clawfleet.control_protocol import request
 
     answer = next(iter(request({"cmd": "status", "name": name}, socket_path)))
