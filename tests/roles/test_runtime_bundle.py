@@ -32,6 +32,7 @@ def role_vars(tmp_path: Path):
             "clawfleet_runtime_bundle_digest": digest,
             "clawfleet_runtime_bundles_dir": str(tmp_path / "host-bundles"),
             "clawfleet_venv": str(tmp_path / "venv"),
+            "clawfleet_runtime_venvs_dir": str(tmp_path / "venvs"),
         }
 
     return _vars
@@ -77,3 +78,18 @@ def test_intact_bundle_passes_verification(run_role, role_vars, tmp_path):
     host_copy = tmp_path / "host-bundles" / digest[7:23]
     assert (host_copy / "SHA256SUMS").read_bytes() == (bundle / "SHA256SUMS").read_bytes()
     assert "clawfleet==0.1.0" in run.output  # it went on to the pip install step
+
+
+def test_failed_install_leaves_the_runtime_link_and_names_host_and_step(run_role, role_vars, tmp_path):
+    # The install goes into a venv of its own beside the live one: a failure there never touches what runs.
+    bundle = tmp_path / "bundle"
+    digest = _make_bundle(bundle)
+    (tmp_path / "venvs" / "live").mkdir(parents=True)
+    (tmp_path / "venv").symlink_to(tmp_path / "venvs" / "live")
+    run = run_role("clawfleet_runtime", role_vars(bundle, digest))
+    assert run.rc != 0
+    step = "Install the runtime from the verified bundle"
+    assert f'localhost: runtime upgrade to {digest} failed at "{step}"' in run.output
+    assert f"The runtime link was not switched: {tmp_path / 'venv'} is unchanged." in run.output
+    assert (tmp_path / "venv").readlink() == tmp_path / "venvs" / "live"
+    assert not (tmp_path / "venvs" / digest[7:23] / ".clawfleet-complete").exists()
