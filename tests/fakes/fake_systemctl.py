@@ -2,9 +2,10 @@
 """FAKE systemctl, for tests only: the few verbs restart-stale.py uses, over a JSON state file.
 
 State ($FAKE_SYSTEMCTL_STATE): {"units": {NAME: {"active": bool, "started": USEC, "fail": "" | "restart" |
-"start"}}, "log": [...]}. "started" is ActiveEnterTimestampMonotonic (CLOCK_MONOTONIC, usec), as systemd reports
-it. fail="restart": `restart` exits 1 and the unit is failed; fail="start": `restart` exits 0 but the unit fails
-right after (is-active says "failed"). Every restart is appended to "log", so tests see the order.
+"start", "failed": bool}}, "log": [...]}; a unit neither active nor failed is stopped (inactive). "started" is
+ActiveEnterTimestampMonotonic (CLOCK_MONOTONIC, usec), as systemd reports it. fail="restart": `restart` exits 1 and
+the unit is failed; fail="start": `restart` exits 0 but the unit fails right after (is-active says "failed").
+Every restart is appended to "log", so tests see the order.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ def main(argv: list[str]) -> int:
     if verb == "list-units":
         pattern = argv[-1]
         for name in sorted(units):
-            if fnmatch.fnmatchcase(name, pattern) and units[name]["active"]:
-                print(f"{name} loaded active running fake unit")
+            unit = units[name]
+            if fnmatch.fnmatchcase(name, pattern) and (unit["active"] or unit.get("failed")):
+                state = "active running" if unit["active"] else "failed failed"
+                print(f"{name} loaded {state} fake unit")
     elif verb == "show":
-        print(units[argv[-1]]["started"] if units[argv[-1]]["active"] else 0)
+        print(units[argv[-1]]["started"])
     elif verb == "is-active":
         unit = units.get(argv[-1])
         print("active" if unit and unit["active"] else "failed")
@@ -40,6 +43,7 @@ def main(argv: list[str]) -> int:
         unit = units[name]
         unit["started"] = int(time.monotonic() * 1_000_000)
         unit["active"] = unit.get("fail", "") == ""
+        unit["failed"] = not unit["active"]
         if unit.get("fail") == "restart":
             print(f"Job for {name} failed.", file=sys.stderr)
             rc = 1

@@ -97,6 +97,20 @@ def test_units_started_after_the_switch_are_left_alone(systemd, link):
     assert read_state()["log"] == ["restart clawfleet-gateway.service"]
 
 
+def test_failed_unit_is_restarted_but_a_stopped_one_is_not(systemd, link):
+    # After a rollback the gateway that failed on the new code must come back on the old one; a unit an operator
+    # stopped stays stopped.
+    write_units, read_state, env = systemd
+    old = _now_usec() - 3_600_000_000
+    write_units({
+        "clawfleet-gateway.service": {"active": False, "failed": True, "started": old},
+        "clawfleet-sandbox@stopped.service": {"active": False, "started": old},
+    })  # fmt: skip
+    rc, report = _restart_stale(link, env)
+    assert (rc, report["restarted"]) == (0, ["clawfleet-gateway.service"])
+    assert read_state()["log"] == ["restart clawfleet-gateway.service"]
+
+
 def test_second_run_restarts_nothing(systemd, link):
     # Idempotence: after one pass every unit started after the link changed.
     write_units, read_state, env = systemd

@@ -7,7 +7,8 @@ A GROUP is a unit name or a systemctl pattern (``clawfleet-sandbox@*.service``).
 given (router, then gateway, then sandboxes): a gateway must not come up against a router that still runs the old
 code, and a sandbox talks to its gateway. Within a group, every active unit whose start (ActiveEnterTimestampMonotonic)
 is older than LINK's own mtime (the symlink, not its target) is restarted and waited for until it is active again;
-units that are not running are left alone (they pick up the new code when they next start).
+so is a failed or auto-restarting unit (its last start is older too). Units stopped on purpose (inactive) are left
+alone: they pick up the new code when they next start.
 
 Prints one JSON object: {"changed", "restarted", "current", "failed"?, "error"?}. Exit 0 on success, 1 when a unit
 did not come back (the caller rolls the link back and runs this again), 2 on bad usage.
@@ -34,7 +35,10 @@ def _systemctl(*args: str) -> str:
 
 
 def active_units(pattern: str) -> list[str]:
-    out = _systemctl("list-units", "--type=service", "--state=active", "--plain", "--no-legend", "--no-pager", pattern)
+    # Failed and auto-restarting units too: after a rollback, a gateway that failed on the new code must come back
+    # on the old one. A unit stopped on purpose (inactive) stays stopped.
+    states = "--state=active,activating,failed"
+    out = _systemctl("list-units", "--type=service", states, "--plain", "--no-legend", "--no-pager", pattern)
     return sorted(line.split()[0] for line in out.splitlines() if line.strip())
 
 
