@@ -29,8 +29,8 @@ def main(argv: list[str]) -> int:
         for name in sorted(units):
             unit = units[name]
             if fnmatch.fnmatchcase(name, pattern) and (unit["active"] or unit.get("failed")):
-                state = "active running" if unit["active"] else "failed failed"
-                print(f"{name} loaded {state} fake unit")
+                shown = "active running" if unit["active"] else "failed failed"
+                print(f"{name} loaded {shown} fake unit")
     elif verb == "show":
         print(units[argv[-1]]["started"])
     elif verb == "is-active":
