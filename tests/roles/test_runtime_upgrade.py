@@ -223,3 +223,30 @@ def test_switch_to_a_missing_venv_leaves_the_link(tmp_path):
     assert rc == 1
     assert "no such venv" in result["error"]
     assert os.readlink(link) == str(tmp_path / "venvs" / "aaaa")
+
+
+def test_prune_keeps_the_newest_and_always_the_live_and_previous_venvs(run_role, tmp_path):
+    # Five digests, oldest first; the live one is the oldest (a rollback happened) and the previous one the next.
+    venvs, bundles = tmp_path / "venvs", tmp_path / "bundles"
+    names = ["aaaa", "bbbb", "cccc", "dddd", "eeee"]
+    for age, name in enumerate(reversed(names)):
+        for root in (venvs, bundles):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            os.utime(root / name, (time.time() - 3600 * (age + 1),) * 2)
+    link = tmp_path / "venv"
+    link.symlink_to(venvs / "aaaa")
+    (venvs / ".previous").write_text(f"{venvs / 'bbbb'}\n")
+    run = run_role(
+        "clawfleet_runtime",
+        {
+            "clawfleet_venv": str(link),
+            "clawfleet_runtime_venvs_dir": str(venvs),
+            "clawfleet_runtime_bundles_dir": str(bundles),
+            "clawfleet_runtime__venv": str(venvs / "aaaa"),
+        },
+        tasks_from="prune.yml",
+    )
+    assert run.rc == 0, run.output
+    for root in (venvs, bundles):
+        assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["aaaa", "bbbb", "dddd", "eeee"], root
+    assert (venvs / ".previous").exists()
