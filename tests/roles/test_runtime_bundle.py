@@ -48,6 +48,7 @@ def test_tampered_wheel_stops_the_play_and_names_the_file(run_role, role_vars, t
     assert "bundle verification failed, nothing installed" in run.output
     assert "wheels/example-1.0-py3-none-any.whl: FAILED" in run.output
     assert not (tmp_path / "venv").exists()
+    assert not (tmp_path / "host-bundles" / digest[7:23]).exists()  # the bad copy is not left to block the good one
 
 
 def test_bundle_other_than_the_pinned_digest_is_refused(run_role, role_vars, tmp_path):
