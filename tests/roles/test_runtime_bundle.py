@@ -94,3 +94,13 @@ def test_failed_install_leaves_the_runtime_link_and_names_host_and_step(run_role
     assert f"The runtime link was not switched: {tmp_path / 'venv'} is unchanged." in run.output
     assert (tmp_path / "venv").readlink() == tmp_path / "venvs" / "live"
     assert not (tmp_path / "venvs" / digest[7:23] / ".clawfleet-complete").exists()
+
+
+def test_check_mode_on_a_fresh_host_fails_nothing_and_installs_nothing(run_role, role_vars, tmp_path):
+    bundle = tmp_path / "bundle"
+    digest = _make_bundle(bundle)
+    run = run_role("clawfleet_runtime", role_vars(bundle, digest), check=True)
+    assert run.rc == 0, run.output
+    assert "runtime upgrade to" not in run.output
+    assert not (tmp_path / "venv").exists() and not (tmp_path / "venv").is_symlink()
+    assert not (tmp_path / "venvs").exists()
