@@ -68,3 +68,34 @@ def test_token_in_k3s_config_is_refused(tmp_path, run_role):
     result = run_role("k3s", _vars(d, k3s_config={"token": "x" * 20}), check=True)
     assert result.rc != 0
     assert "k3s_config holds no token keys" in result.output
+
+
+UNENCRYPTED = "sends pod traffic between nodes unencrypted"
+
+
+@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
+def test_unencrypted_flannel_between_nodes_on_a_public_network_is_refused(tmp_path, run_role, backend):
+    d = _artifact_dir(tmp_path)
+    result = run_role("k3s", _vars(d, k3s_servers=["localhost", "server-2"], k3s_flannel_backend=backend), check=True)
+    assert result.rc != 0
+    assert f"k3s_flannel_backend is {backend} in a multi-node cluster, which {UNENCRYPTED}" in result.output
+
+
+def test_vxlan_on_a_private_network_is_allowed(tmp_path, run_role):
+    # The twin: the same cluster, declared private, gets past the network check (the run goes on to the
+    # artifacts, which is all check mode on this machine can show).
+    d = _artifact_dir(tmp_path)
+    result = run_role(
+        "k3s",
+        _vars(d, k3s_servers=["localhost", "server-2"], k3s_flannel_backend="vxlan", k3s_network_is_private=True),
+        check=True,
+    )
+    assert UNENCRYPTED not in result.output
+    assert "Fetch and verify the k3s release files" in result.output
+
+
+def test_default_backend_encrypts_between_nodes(tmp_path, run_role):
+    d = _artifact_dir(tmp_path)
+    result = run_role("k3s", _vars(d, k3s_servers=["localhost", "server-2"]), check=True)
+    assert UNENCRYPTED not in result.output
+    assert "Fetch and verify the k3s release files" in result.output

@@ -32,6 +32,7 @@ def role_vars(tmp_path: Path):
             "clawfleet_runtime_bundle_digest": digest,
             "clawfleet_runtime_bundles_dir": str(tmp_path / "host-bundles"),
             "clawfleet_venv": str(tmp_path / "venv"),
+            "clawfleet_runtime_venvs_dir": str(tmp_path / "venvs"),
         }
 
     return _vars
@@ -47,6 +48,7 @@ def test_tampered_wheel_stops_the_play_and_names_the_file(run_role, role_vars, t
     assert "bundle verification failed, nothing installed" in run.output
     assert "wheels/example-1.0-py3-none-any.whl: FAILED" in run.output
     assert not (tmp_path / "venv").exists()
+    assert not (tmp_path / "host-bundles" / digest[7:23]).exists()  # the bad copy is not left to block the good one
 
 
 def test_bundle_other_than_the_pinned_digest_is_refused(run_role, role_vars, tmp_path):
@@ -77,3 +79,28 @@ def test_intact_bundle_passes_verification(run_role, role_vars, tmp_path):
     host_copy = tmp_path / "host-bundles" / digest[7:23]
     assert (host_copy / "SHA256SUMS").read_bytes() == (bundle / "SHA256SUMS").read_bytes()
     assert "clawfleet==0.1.0" in run.output  # it went on to the pip install step
+
+
+def test_failed_install_leaves_the_runtime_link_and_names_host_and_step(run_role, role_vars, tmp_path):
+    # The install goes into a venv of its own beside the live one: a failure there never touches what runs.
+    bundle = tmp_path / "bundle"
+    digest = _make_bundle(bundle)
+    (tmp_path / "venvs" / "live").mkdir(parents=True)
+    (tmp_path / "venv").symlink_to(tmp_path / "venvs" / "live")
+    run = run_role("clawfleet_runtime", role_vars(bundle, digest))
+    assert run.rc != 0
+    step = "Install the runtime from the verified bundle"
+    assert f'localhost: runtime upgrade to {digest} failed at "{step}"' in run.output
+    assert f"The runtime link was not switched: {tmp_path / 'venv'} is unchanged." in run.output
+    assert (tmp_path / "venv").readlink() == tmp_path / "venvs" / "live"
+    assert not (tmp_path / "venvs" / digest[7:23] / ".clawfleet-complete").exists()
+
+
+def test_check_mode_on_a_fresh_host_fails_nothing_and_installs_nothing(run_role, role_vars, tmp_path):
+    bundle = tmp_path / "bundle"
+    digest = _make_bundle(bundle)
+    run = run_role("clawfleet_runtime", role_vars(bundle, digest), check=True)
+    assert run.rc == 0, run.output
+    assert "runtime upgrade to" not in run.output
+    assert not (tmp_path / "venv").exists() and not (tmp_path / "venv").is_symlink()
+    assert not (tmp_path / "venvs").exists()

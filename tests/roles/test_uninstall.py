@@ -24,6 +24,7 @@ VENV_BIN = Path(sys.executable).parent
 def _layout(root: Path) -> dict[str, Path]:
     paths = {
         "venv": root / "opt/clawfleet/venv",
+        "venvs": root / "opt/clawfleet/venvs",
         "vllm_venv": root / "opt/clawfleet/vllm",
         "probe": root / "usr/local/lib/clawfleet-probe",
         "config": root / "etc/clawfleet",
@@ -39,6 +40,10 @@ def _layout(root: Path) -> dict[str, Path]:
         if key == "logrotate":
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("# test\n")
+        elif key == "venv":
+            # The runtime link to one digest's venv, as clawfleet_runtime leaves it.
+            (root / "opt/clawfleet/venvs/0123456789abcdef").mkdir(parents=True)
+            path.symlink_to(root / "opt/clawfleet/venvs/0123456789abcdef")
         else:
             path.mkdir(parents=True, exist_ok=True)
     (paths["config"] / "secrets").mkdir()
@@ -53,6 +58,7 @@ def _layout(root: Path) -> dict[str, Path]:
 def _run(paths: dict[str, Path], tmp_path: Path, names: dict[str, str], **extra) -> subprocess.CompletedProcess:
     variables = {
         "clawfleet_venv": str(paths["venv"]),
+        "clawfleet_runtime_venvs_dir": str(paths["venvs"]),
         "vllm_venv_dir": str(paths["vllm_venv"]),
         "probe_dir": str(paths["probe"]),
         "clawfleet_config_dir": str(paths["config"]),
@@ -104,8 +110,8 @@ def test_removes_what_the_roles_installed_and_keeps_the_state(tmp_path, names):
     paths = _layout(tmp_path / "host")
     proc = _run(paths, tmp_path, names, clawfleet_uninstall_confirm=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for gone in ("venv", "vllm_venv", "probe", "config", "run", "logrotate"):
-        assert not paths[gone].exists(), gone
+    for gone in ("venv", "venvs", "vllm_venv", "probe", "config", "run", "logrotate"):
+        assert not paths[gone].exists() and not paths[gone].is_symlink(), gone
     assert not (paths["units"] / "clawfleet-gateway.service").exists()
     assert not (paths["units"] / "clawfleet-sandbox@.service").exists()
     assert (paths["units"] / "unrelated.service").exists()

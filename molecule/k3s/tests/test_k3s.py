@@ -85,10 +85,18 @@ def test_config_yaml_matches_the_node_role(host):
             "server": f"https://{FIRST}:6443",
             "node-label": ["nvidia.com/gpu.present=true"],
         }
-    elif _name(host) == FIRST:
-        assert config == {"cluster-init": True, "write-kubeconfig-mode": "0600"}
     else:
-        assert config == {"server": f"https://{FIRST}:6443", "write-kubeconfig-mode": "0600"}
+        # Servers: no ingress or service load balancer on the node's addresses, pod traffic between nodes over
+        # WireGuard (the network is not declared private).
+        server = {
+            "write-kubeconfig-mode": "0600",
+            "disable": ["traefik", "servicelb"],
+            "flannel-backend": "wireguard-native",
+        }
+        if _name(host) == FIRST:
+            assert config == {"cluster-init": True, **server}
+        else:
+            assert config == {"server": f"https://{FIRST}:6443", **server}
 
 
 def test_token_only_in_a_root_only_environment_file(host):

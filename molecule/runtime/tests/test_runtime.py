@@ -3,8 +3,9 @@
 
 def test_runtime_runs_from_its_own_venv(host):
     out = host.check_output("/usr/local/bin/clawfleet --version")
-    assert out.startswith("clawfleet 0.1.0")
-    assert host.file("/usr/local/bin/clawfleet").linked_to == "/opt/clawfleet/venv/bin/clawfleet"
+    assert out.startswith("clawfleet 0.1.")  # 0.1.1 after side_effect.yml's upgrade
+    # Through the runtime link, so the command follows every switch.
+    assert host.check_output("readlink /usr/local/bin/clawfleet") == "/opt/clawfleet/venv/bin/clawfleet"
     system_python = host.check_output("/usr/bin/python3 -c 'import sys; print(sys.version_info[:2])'")
     venv_python = host.check_output("/opt/clawfleet/venv/bin/python -c 'import sys; print(sys.version_info[:2])'")
     assert venv_python == system_python
