@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from clawfleet.atomicfile import write_atomic
-
 from clawfleet.sandbox.namespaces import run_in_netns
 
 from .fdtables import FdTables

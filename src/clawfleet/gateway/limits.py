@@ -8,9 +8,11 @@ refused since the last one). Refusals are rate-limited per sandbox: a client at 
 would otherwise turn into a connect/refuse spin that keeps the daemon's one loop busy for every sandbox. The first
 ``REFUSAL_BURST`` refusals per second are answered at once; later ones wait ``REFUSAL_DELAY`` before their 503
 (a sleeping task costs no CPU, and a client that waits for its answer reconnects at that pace), and beyond
-``MAX_HELD_REFUSALS`` waiting at once a refused connection is reset without an answer. A connection on which no byte arrived from either side for
-``idle_timeout`` seconds is aborted. Activity is stamped on every read (:func:`touch`) through a context
-variable, so the byte paths need no extra argument; one sweeper task per gateway checks the stamps.
+``MAX_HELD_REFUSALS`` waiting at once a refused connection is reset without an answer.
+
+A connection on which no byte arrived from either side for ``idle_timeout`` seconds is aborted. Activity is
+stamped on every read (:func:`touch`) through a context variable, so the byte paths need no extra argument; one
+sweeper task per gateway checks the stamps.
 """
 
 from __future__ import annotations

@@ -88,4 +88,3 @@ class SockDiag:
         # struct inet_diag_msg {u8 family, state, timer, retrans; sockid (48); u32 expires, rqueue, wqueue,
         # uid, inode}
         return int(struct.unpack_from("=I", data, 16 + 68)[0])
-
