@@ -146,7 +146,8 @@ def _counting_identify(gw) -> list:
 def test_refusal_spin_at_the_cap_is_rate_limited_unidentified_and_logged_in_aggregate(make_gateway, monkeypatch):
     """Attack: a sandbox at its cap reconnects at once, over and over, so that refusing it keeps the daemon's
     shared loop busy. Refused connections are never identified, the first REFUSAL_BURST are answered at once,
-    the next MAX_HELD_REFUSALS wait REFUSAL_DELAY for their 503, the rest are closed unanswered; two log lines in all."""
+    the next MAX_HELD_REFUSALS wait REFUSAL_DELAY for their 503, the rest are closed unanswered;
+    two log lines in all."""
     _refusal_clock(monkeypatch, delay=3.0, held=10)
     gw = make_gateway(max_connections=2)
     calls = _counting_identify(gw)
