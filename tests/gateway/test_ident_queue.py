@@ -51,6 +51,7 @@ def test_burst_of_closed_connections_queues_no_identification_work(make_gateway)
         assert ident.dropped_closed == 30
         assert ident.identified == 0
         assert ident.tables.reads == 0
+        assert ident.diag is not None and ident.diag.queries == 30  # one sock_diag lookup each, no /proc/net/tcp
     finally:
         proc.stdin.close()
         proc.wait()
