@@ -93,3 +93,18 @@ def test_sock_diag_finds_the_same_inode_as_the_fd_table():
         assert diag.inode(("127.0.0.1", 1), ("127.0.0.1", 2)) is None
     finally:
         diag.close()
+
+
+def test_ipv4_client_of_a_dual_stack_listener_is_found():
+    """A dual-stack listener reports an IPv4 client as ::ffff:127.0.0.1; its socket is keyed by IPv4."""
+    with socket.socket(socket.AF_INET6) as srv:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        srv.bind(("::", 0))
+        srv.listen()
+        with socket.create_connection(("127.0.0.1", srv.getsockname()[1])) as client:
+            conn, peer = srv.accept()
+            with conn:
+                assert peer[0] == "::ffff:127.0.0.1"
+                want = int(os.readlink(f"/proc/self/fd/{client.fileno()}")[8:-1])
+                ident = Identifier(stop_at_ns_init=False)
+                assert ident.inode_for(peer[:2], conn.getsockname()[:2]) == want

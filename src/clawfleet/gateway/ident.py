@@ -73,6 +73,13 @@ def _hex_addr(ip: str, port: int) -> str:
     return f"{word:08X}:{port:04X}"
 
 
+def _unmapped(addr: tuple[str, int]) -> tuple[str, int]:
+    ip = addr[0]
+    if ip.lower().startswith("::ffff:") and "." in ip:
+        return ip[7:], addr[1]
+    return addr
+
+
 def _exe(pid: int) -> str:
     path = os.readlink(f"/proc/{pid}/exe")
     return path.removesuffix(" (deleted)")
@@ -180,6 +187,8 @@ class Identifier:
     def inode_for(self, peer: tuple[str, int], local: tuple[str, int]) -> int:
         """Inode of the client's socket: local address = our peer, remote = our local address.
         :class:`ConnectionClosed` when the client no longer holds it."""
+        # an IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d; the kernel keys its socket by IPv4
+        peer, local = _unmapped(peer), _unmapped(local)
         inode = self._diag_inode(peer, local) if self.diag is not None else None
         if inode is None:
             inode = self._proc_inode(peer, local)
