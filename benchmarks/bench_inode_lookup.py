@@ -1,6 +1,6 @@
 """Socket inode lookup for caller identification: reading ``/proc/<pid>/net/tcp`` (what clawfleet.gateway.ident
-does) vs an exact 4-tuple query through sock_diag (a prototype here, not product code), while another network
-namespace holds N connections.
+did, and still does where the kernel has no sock_diag) vs an exact 4-tuple query through sock_diag
+(:mod:`clawfleet.gateway.sockdiag`, what it does now), while another network namespace holds N connections.
 
     sudo .venv/bin/python benchmarks/bench_inode_lookup.py [--conns 0,5000] [-n 100]
 
@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 
-NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST = 4, 20, 1
+from clawfleet.gateway.sockdiag import SockDiag
+
 HOLDER = r"""
 import resource, socket, subprocess, sys
 n = int(sys.argv[1])
@@ -52,19 +53,6 @@ def proc_inode(local: tuple[str, int], remote: tuple[str, int]) -> int:
     return int(data[i : data.find(b"\n", i)].split()[8])
 
 
-def diag_inode(nl: socket.socket, local: tuple[str, int], remote: tuple[str, int]) -> int:
-    # struct inet_diag_req_v2 {family, protocol, ext, pad, states; inet_diag_sockid {sport, dport (be16),
-    # src[4], dst[4] (be32), if, cookie[2]}}; cookie INET_DIAG_NOCOOKIE
-    src, dst = socket.inet_aton(local[0]) + bytes(12), socket.inet_aton(remote[0]) + bytes(12)
-    sockid = struct.pack("!HH16s16s", local[1], remote[1], src, dst) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)
-    req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
-    nl.send(struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + req)
-    data = nl.recv(65536)
-    if struct.unpack_from("=H", data, 4)[0] != SOCK_DIAG_BY_FAMILY:
-        raise OSError(f"sock_diag answered error {struct.unpack_from('=i', data, 16)[0]}")
-    return struct.unpack_from("=I", data, 16 + 68)[0]  # inet_diag_msg: 4 bytes, sockid (48), 4 x u32, inode
-
-
 def timed(fn, n: int) -> float:
     times = []
     for _ in range(n):
@@ -88,7 +76,7 @@ def main() -> int:
     client = socket.create_connection(srv.getsockname())
     peer = srv.accept()[0]
     local, remote = client.getsockname(), client.getpeername()
-    nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    diag = SockDiag()
     want = int(os.readlink(f"/proc/self/fd/{client.fileno()}")[8:-1])
     print(f"{'other namespace':>16} {'/proc/net/tcp us':>17} {'sock_diag us':>13} {'ratio':>7}")
     for count in (int(c) for c in args.conns.split(",")):
@@ -96,9 +84,9 @@ def main() -> int:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
         try:
             assert holder.stdout.readline().strip() == "ready"
-            assert proc_inode(local, remote) == diag_inode(nl, local, remote) == want
+            assert proc_inode(local, remote) == diag.inode(local, remote) == want
             a = timed(lambda: proc_inode(local, remote), args.n)
-            b = timed(lambda: diag_inode(nl, local, remote), args.n)
+            b = timed(lambda: diag.inode(local, remote), args.n)
         finally:
             holder.stdin.close()
             holder.wait()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from clawfleet.gateway import limits
 from clawfleet.gateway.config import ConfigError, GatewayConfig, load_gateway_section
 
 from .support import SwitchingOrigin, connect, https, request, tls_over
@@ -120,3 +121,75 @@ def test_limit_settings_defaults_and_load():
     assert (GatewayConfig("p").max_connections, GatewayConfig("p").idle_timeout) == (256, 300.0)
     c = load_gateway_section({"policy": "p.yaml", "max_connections": 32, "idle_timeout": 60})
     assert (c.max_connections, c.idle_timeout) == (32, 60)
+
+
+def _refusal_clock(monkeypatch, delay: float, held: int) -> None:
+    """Freeze the limits' clock (no token refill: the counts below do not depend on the machine's speed)."""
+    frozen = time.monotonic()
+    monkeypatch.setattr(limits, "_monotonic", lambda: frozen)
+    monkeypatch.setattr(limits, "REFUSAL_DELAY", delay)
+    monkeypatch.setattr(limits, "MAX_HELD_REFUSALS", held)
+
+
+def _counting_identify(gw) -> list:
+    calls: list = []
+    inner = gw.gateway.identify
+
+    def identify(peer, local):
+        calls.append(peer)
+        return inner(peer, local)
+
+    gw.gateway.identify = identify
+    return calls
+
+
+def test_refusal_spin_at_the_cap_is_rate_limited_unidentified_and_logged_in_aggregate(make_gateway, monkeypatch):
+    """Attack: a sandbox at its cap reconnects at once, over and over, so that refusing it keeps the daemon's
+    shared loop busy. Refused connections are never identified, the first REFUSAL_BURST are answered at once,
+    the next MAX_HELD_REFUSALS wait REFUSAL_DELAY for their 503, the rest are closed unanswered;
+    two log lines in all."""
+    _refusal_clock(monkeypatch, delay=3.0, held=10)
+    gw = make_gateway(max_connections=2)
+    calls = _counting_identify(gw)
+    held = [_idle_socket(gw) for _ in range(2)]
+    assert gw.wait_for(lambda: len(gw.gateway.limits.open) == 2 and len(calls) == 2)
+    spin = [_idle_socket(gw) for _ in range(40)]
+    lim = gw.gateway.limits
+    assert gw.wait_for(lambda: lim.refused_total == 40)
+    answers = []
+    for s in spin:
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            data = b""
+        answers.append(data[:12])
+        s.close()
+    assert answers.count(b"HTTP/1.1 503") == limits.REFUSAL_BURST + 10
+    assert answers.count(b"") == 40 - limits.REFUSAL_BURST - 10
+    assert (lim.refusals_delayed, lim.refusals_reset) == (10, 40 - limits.REFUSAL_BURST - 10)
+    assert len(calls) == 2  # no identification for any refused connection
+    assert gw.wait_for(lambda: sum(r.get("refused", 0) for r in gw.records()) == 40)
+    lines = [r for r in gw.records() if r.get("event") == "connection_refused"]
+    assert len(lines) == 2, lines  # the first refusal at once, the other 39 in one line a second later
+    for s in held:
+        s.close()
+
+
+def test_refusals_under_the_burst_are_answered_at_once(make_gateway, origins, monkeypatch):
+    """Allowed twin: a few connections over the cap get their 503 at once (none delayed or reset), and the
+    sandbox's requests go through as soon as it is under its cap again."""
+    _refusal_clock(monkeypatch, delay=3.0, held=10)
+    gw = make_gateway(max_connections=1)
+    held = _idle_socket(gw)
+    assert gw.wait_for(lambda: len(gw.gateway.limits.open) == 1)
+    for _ in range(3):
+        extra = _idle_socket(gw)
+        assert extra.recv(12) == b"HTTP/1.1 503"
+        extra.close()
+    lim = gw.gateway.limits
+    assert (lim.refused_total, lim.refusals_delayed, lim.refusals_reset) == (3, 0, 0)
+    held.close()
+    assert gw.wait_for(lambda: len(gw.gateway.limits.open) == 0)
+    assert https(gw, origins, "GET", "/ok/under-cap")[0] == 200

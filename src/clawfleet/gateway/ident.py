@@ -1,7 +1,8 @@
 """Who is calling: the kernel's answer, never the caller's.
 
-connection 4-tuple -> ``/proc/<netns pid>/net/tcp{,6}`` (the sandbox's network-namespace view) -> socket
-inode -> the processes holding ``socket:[inode]`` in the fd table of any of their tasks (only processes in
+connection 4-tuple -> socket inode, looked up by the exact 4-tuple through sock_diag in the sandbox's network
+namespace (:mod:`.sockdiag`; ``/proc/<netns pid>/net/tcp{,6}`` only where the kernel has no sock_diag) -> the
+processes holding ``socket:[inode]`` in the fd table of any of their tasks (only processes in
 that network namespace; :mod:`.fdtables`) -> ``/proc/<pid>/exe`` and the ancestor chain up to, not
 including, the sandbox's init (PID 1 of its PID namespace: the clawfleet supervisor stage).
 
@@ -10,6 +11,10 @@ the request, so no single identity is true for it. Holders running the same exec
 ancestors they all share. Identification runs off the event loop, one at a time per sandbox, in the
 identifier's own thread (:meth:`Identifier.identify_async`), so a slow scan in one sandbox delays only that
 sandbox's new connections.
+
+A connection whose client socket is already closed when its turn comes (the kernel reports no socket, or one
+that no file refers to: inode 0) is dropped before any fd table is read, so a sandbox that opens and closes
+connections in a burst queues no scans for them (:attr:`Identifier.dropped_closed` counts them).
 
 Binaries can be pinned by SHA-256 (trust on first use): the first hash seen for a path is remembered
 (optionally in a JSON file); a different hash for the same path later is reported as a mismatch.
@@ -28,16 +33,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from clawfleet.atomicfile import write_atomic
+from clawfleet.sandbox.namespaces import run_in_netns
 
 from .fdtables import FdTables
+from .sockdiag import CLOSED, SockDiag, SockDiagUnavailable
 
-__all__ = ["Caller", "HashPins", "Identifier", "IdentityError"]
+__all__ = ["Caller", "ConnectionClosed", "HashPins", "Identifier", "IdentityError"]
 
 _MAX_ANCESTORS = 32
 
 
 class IdentityError(Exception):
     """The caller could not be identified (it exited, or passed the socket on): deny."""
+
+
+class ConnectionClosed(IdentityError):
+    """The client's socket was closed before its identification started: nothing to serve, no scan made."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,13 @@ def _hex_addr(ip: str, port: int) -> str:
         return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
     (word,) = struct.unpack("<I", socket.inet_aton(ip))
     return f"{word:08X}:{port:04X}"
+
+
+def _unmapped(addr: tuple[str, int]) -> tuple[str, int]:
+    ip = addr[0]
+    if ip.lower().startswith("::ffff:") and "." in ip:
+        return ip[7:], addr[1]
+    return addr
 
 
 def _exe(pid: int) -> str:
@@ -151,10 +169,46 @@ class Identifier:
         # sandbox's (the loop's default executor is shared, and DNS uses it). The thread ends when the
         # identifier is dropped (ThreadPoolExecutor's workers exit once their executor is collected).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawfleet-ident")
+        self.diag: SockDiag | None = None
+        try:
+            # opened in the sandbox's namespace and kept: sock_diag answers for the namespace of its socket
+            self.diag = run_in_netns(self.netns_pid, SockDiag) if self.netns_pid else SockDiag()
+        except SockDiagUnavailable:
+            self.diag = None  # /proc/net/tcp: correct, but its cost grows with every TCP socket on the host
+        self.identified = 0  # callers identified (fd tables scanned for their socket)
+        self.dropped_closed = 0  # connections found closed before any scan
+
+    def close(self) -> None:
+        if self.diag is not None:
+            self.diag.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- socket inode ------------------------------------------------------------------------------
     def inode_for(self, peer: tuple[str, int], local: tuple[str, int]) -> int:
-        """Inode of the client's socket: local address = our peer, remote = our local address."""
+        """Inode of the client's socket: local address = our peer, remote = our local address.
+        :class:`ConnectionClosed` when the client no longer holds it."""
+        # an IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d; the kernel keys its socket by IPv4
+        peer, local = _unmapped(peer), _unmapped(local)
+        inode = self._diag_inode(peer, local) if self.diag is not None else None
+        if inode is None:
+            inode = self._proc_inode(peer, local)
+        if inode == CLOSED:
+            raise ConnectionClosed(f"the client closed {peer[0]}:{peer[1]} before it was identified")
+        return inode
+
+    def _diag_inode(self, peer: tuple[str, int], local: tuple[str, int]) -> int | None:
+        assert self.diag is not None
+        try:
+            inode = self.diag.inode(peer, local)
+        except SockDiagUnavailable:
+            self.diag = None
+            return None
+        if inode is None:
+            # no socket with this 4-tuple in the namespace: the client is gone (reset, or its TIME_WAIT ended)
+            raise ConnectionClosed(f"no socket {peer[0]}:{peer[1]} -> {local[0]}:{local[1]} (client gone)")
+        return inode
+
+    def _proc_inode(self, peer: tuple[str, int], local: tuple[str, int]) -> int:
         v4 = ":" not in peer[0]
         want_l = _hex_addr(peer[0], peer[1])
         want_r = _hex_addr(local[0], local[1])
@@ -164,7 +218,7 @@ class Identifier:
             data = f.read()
         i = data.find(needle)
         if i < 0:
-            raise IdentityError(f"no socket {peer[0]}:{peer[1]} -> {local[0]}:{local[1]} in {path}")
+            raise ConnectionClosed(f"no socket {peer[0]}:{peer[1]} -> {local[0]}:{local[1]} in {path}")
         line = data[i : data.find(b"\n", i)].split()
         # after the two addresses: st tx:rx tr:when retrnsmt uid timeout inode
         return int(line[8])
@@ -226,7 +280,11 @@ class Identifier:
 
     def identify(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
         try:
-            inode = self.inode_for(peer, local)
+            try:
+                inode = self.inode_for(peer, local)
+            except ConnectionClosed:
+                self.dropped_closed += 1
+                raise
             pids = self.owners_of(inode)
             if not pids:
                 raise IdentityError(f"no process holds socket inode {inode} (caller exited or hid it)")
@@ -257,4 +315,5 @@ class Identifier:
                 sha, err = self.pins.check(pid, exe)
             except OSError as exc:
                 raise IdentityError(f"cannot hash {exe}: {exc}") from None
+        self.identified += 1
         return Caller(pid, exe, anc, owners, sha, err)

@@ -462,9 +462,8 @@ class Gateway:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         adm = self.limits.admit(task, writer.transport)
-        if adm is None:
-            writer.write(_BUSY)
-            writer.close()
+        if adm is None:  # at the cap: no identification, a rate-limited 503 (see .limits)
+            await self.limits.refuse(writer.transport, _BUSY)
             return
         self.active += 1
         if task is not None:
