@@ -9,8 +9,9 @@ what=${1:-all}
 
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-# Tools the tests drive for real: bubblewrap (sandbox baseline), curl and git (clients in the sandbox/gateway tests).
-tests/infra/apt-install.sh bubblewrap curl git iproute2 util-linux procps python3 libseccomp2 passwd
+# Tools the tests drive for real: bubblewrap (sandbox baseline), curl, git, node and the system pip (clients in the
+# sandbox/gateway tests). With CLAWFLEET_FORBID_SKIPS a missing one would fail the run, so they are installed here.
+tests/infra/apt-install.sh bubblewrap curl git iproute2 util-linux procps python3 python3-pip nodejs libseccomp2 passwd
 
 results=()
 failed=0
