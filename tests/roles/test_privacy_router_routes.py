@@ -166,3 +166,12 @@ def test_local_replicas_replace_the_single_base_url(tmp_path):
     assert config.providers["local"].replicas == tuple(urls)
     assert "base_url" not in YAML(typ="safe").load(path.read_text())["providers"]["local"]
     assert classify_input(config, PII)["action"] == "local"
+
+
+def test_vllm_replicas_become_the_local_providers_replicas(tmp_path):
+    path = build(tmp_path, {**CLOUD, "vllm_enabled": True, "vllm_replicas": 3, "vllm_port": 8100})
+    config = load_config(path, read_secrets=False)
+    assert config.providers["local"].replicas == tuple(f"http://127.0.0.1:{p}/v1" for p in (8100, 8101, 8102))
+    (tmp_path / "one").mkdir()
+    one = load_config(build(tmp_path / "one", {**CLOUD, "vllm_enabled": True}), read_secrets=False)
+    assert one.providers["local"].replicas == ("http://127.0.0.1:8000/v1",)
