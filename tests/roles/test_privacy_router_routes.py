@@ -136,3 +136,42 @@ def test_cloud_provider_without_a_key_is_refused_with_a_clear_message(tmp_path):
 def test_local_model_default_follows_vllm(tmp_path, host_vars, action):
     config = load_config(build(tmp_path, {**CLOUD, **host_vars}), read_secrets=False)
     assert classify_input(config, PII)["action"] == action
+
+
+def test_identity_limits_state_and_metrics_come_from_the_inventory(tmp_path):
+    limits = {"sandbox": {"requests_per_min": 60}, "sandboxes": {"alpha": {"tokens_per_min": 5000}}}
+    path = build(tmp_path, {**CLOUD, "privacy_router_limits": limits, "privacy_router_identity_unknown": "refuse"})
+    config = load_config(path, read_secrets=False)
+    assert config.state_dir == "/var/lib/clawfleet-router"  # the unit's StateDirectory=clawfleet-router
+    assert (config.metrics_host, config.metrics_port) == ("127.0.0.1", 9484)
+    assert config.identity is not None and config.identity.configured and config.identity.unknown == "refuse"
+    assert config.limits is not None
+    assert config.limits.for_sandbox("alpha").requests_per_min == 60
+    assert config.limits.for_sandbox("alpha").tokens_per_min == 5000
+    assert config.limits.for_sandbox("beta").tokens_per_min is None
+    data = YAML(typ="safe").load(path.read_text())
+    assert data["identity"] == {"unknown": "refuse", "credential": "router-identity"}  # a credential, no key inside
+
+
+def test_file_delivery_points_the_router_at_its_own_copy_of_the_identity_key(tmp_path):
+    path = build(tmp_path, {**CLOUD, "privacy_router_key_delivery": "file"})
+    data = YAML(typ="safe").load(path.read_text())
+    assert data["identity"] == {"unknown": "allow", "key_file": "/etc/clawfleet/router-keys/identity"}
+
+
+def test_local_replicas_replace_the_single_base_url(tmp_path):
+    urls = [f"http://127.0.0.1:{8000 + i}/v1" for i in range(3)]
+    path = build(tmp_path, {**CLOUD, "vllm_enabled": True, "privacy_router_local_replicas": urls})
+    config = load_config(path, read_secrets=False)
+    assert config.providers["local"].replicas == tuple(urls)
+    assert "base_url" not in YAML(typ="safe").load(path.read_text())["providers"]["local"]
+    assert classify_input(config, PII)["action"] == "local"
+
+
+def test_vllm_replicas_become_the_local_providers_replicas(tmp_path):
+    path = build(tmp_path, {**CLOUD, "vllm_enabled": True, "vllm_replicas": 3, "vllm_port": 8100})
+    config = load_config(path, read_secrets=False)
+    assert config.providers["local"].replicas == tuple(f"http://127.0.0.1:{p}/v1" for p in (8100, 8101, 8102))
+    (tmp_path / "one").mkdir()
+    one = load_config(build(tmp_path / "one", {**CLOUD, "vllm_enabled": True}), read_secrets=False)
+    assert one.providers["local"].replicas == ("http://127.0.0.1:8000/v1",)

@@ -98,3 +98,15 @@ def test_vllm_user_owns_and_reaches_its_own_tree(host):
     unit = host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
     assert "--revision 0123456789abcdef0123456789abcdef01234567" in unit
     assert "ReadWritePaths=/var/lib/clawfleet-vllm /var/lib/clawfleet-vllm/models" in unit
+
+
+def test_one_replica_by_default_on_the_planned_gpus(host):
+    # vllm_replicas (default 1): the single server keeps its unit name and port; its GPUs are set in the unit, so
+    # further replicas (clawfleet-vllm-1 ...) can each get their own.
+    assert not host.file("/etc/systemd/system/clawfleet-vllm-1.service").exists
+    if not _is_gpu_host(host):
+        return
+    unit = host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
+    assert "Environment=CUDA_VISIBLE_DEVICES=0" in unit and "--port 8000" in unit
+    assert "Replica 1 of 1: GPU(s) 0, port 8000." in unit
+    assert "CUDA_VISIBLE_DEVICES" not in host.file("/etc/clawfleet/vllm/vllm.env").content_string

@@ -300,3 +300,88 @@ def test_sandbox_output_and_decision_logs_rotate_and_keep_being_written(host):
         assert time.time() < deadline, "the sandbox's output did not resume after the rotation"
         time.sleep(1)
     assert host.file(f"{STATE}/my-assistant.decisions.jsonl").size > 0
+
+
+def router_lines(host) -> list[dict]:
+    """The router's decision and reload lines (decision_log: stderr, so the journal)."""
+    out = host.check_output("journalctl -u clawfleet-router.service -o cat --no-pager")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_router_identity_key_is_root_only_and_reaches_both_services_as_a_credential(host):
+    key = host.file("/etc/clawfleet/secrets/router-identity")
+    assert key.exists and key.mode == 0o600 and key.user == "root" and key.group == "root"
+    value = key.content_string.strip()
+    assert len(value) >= 32
+    for path in ("/etc/clawfleet/router.yaml", "/etc/systemd/system/clawfleet-router.service",
+                 "/etc/systemd/system/clawfleet-gateway.service"):  # fmt: skip
+        assert value not in host.file(path).content_string
+    assert "credential: router-identity" in host.file("/etc/clawfleet/router.yaml").content_string
+    for unit in ("clawfleet-router.service", "clawfleet-gateway.service"):
+        text = host.file(f"/etc/systemd/system/{unit}").content_string
+        assert "LoadCredential=router-identity:/etc/clawfleet/secrets/router-identity" in text
+    gateway = show(host, "clawfleet-gateway.service", "MainPID")["MainPID"]
+    environ = host.file(f"/proc/{gateway}/environ").content_string
+    assert "CLAWFLEET_ROUTER_IDENTITY_KEY=/run/credentials/clawfleet-gateway.service/router-identity" in environ
+    # Never on a command line or in an environment: the gateway gets the credential's path, not the key.
+    for unit in ("clawfleet-router.service", "clawfleet-gateway.service"):
+        pid = show(host, unit, "MainPID")["MainPID"]
+        assert value not in host.file(f"/proc/{pid}/cmdline").content_string
+        assert value not in host.file(f"/proc/{pid}/environ").content_string
+
+
+def test_sandbox_requests_reach_the_router_attributed_to_the_sandbox(host):
+    assistant_steps(host, wait_for=1)  # at least one cycle (router calls) since now
+    mine = [r for r in router_lines(host) if r.get("sandbox") == "my-assistant"]
+    assert mine and all(r["identity"] == "verified" for r in mine)
+
+
+def test_identity_header_written_by_a_caller_without_the_key_is_ignored(host):
+    # Allowed twin: the gateway's signed proof (test above). Attack: the same header, unsigned, on loopback.
+    body = json.dumps({"model": "default", "messages": [{"role": "user", "content": "spoof-probe 7e1c: hello"}]})
+    host.check_output(
+        "curl -s -o /dev/null -H 'Content-Type: application/json' -H 'x-clawfleet-sandbox: my-assistant' "
+        "-H 'x-clawfleet-identity: v1.1.abc.00' "
+        f"--data {shlex.quote(body)} http://127.0.0.1:8484/v1/chat/completions"
+    )
+    deadline = time.time() + 10
+    while True:
+        spoofed = [r for r in router_lines(host) if r.get("identity") not in (None, "verified")]
+        if spoofed or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert spoofed and spoofed[-1]["sandbox"] == "unknown"
+
+
+def test_router_reloads_in_place_with_systemctl_reload(host):
+    before = show(host, "clawfleet-router.service", "MainPID", "NRestarts")
+    reloads_before = len([r for r in router_lines(host) if r.get("event") == "reload"])
+    host.check_output("systemctl reload clawfleet-router.service")
+    deadline = time.time() + 10
+    while True:
+        reloads = [r for r in router_lines(host) if r.get("event") == "reload"]
+        if len(reloads) > reloads_before or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(reloads) > reloads_before and reloads[-1]["ok"] is True
+    assert show(host, "clawfleet-router.service", "MainPID", "NRestarts") == before  # same process
+    assert host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8484/healthz").stdout == "200"
+
+
+def test_metrics_listen_on_loopback_only_apart_from_the_agents_port(host):
+    listeners = host.check_output(
+        "python3 -c \"import sys; [print(l.split()[1]) for f in ('/proc/net/tcp', '/proc/net/tcp6') "
+        "for l in open(f).readlines()[1:] if l.split()[3] == '0A']\""
+    ).split()
+    on_9484 = [a for a in listeners if a.endswith(f":{9484:04X}")]
+    assert on_9484 and all(a.split(":")[0] in ("0100007F", "00000000000000000000000001000000") for a in on_9484)
+    metrics = host.run("curl -s http://127.0.0.1:9484/metrics").stdout
+    assert "clawfleet_router" in metrics
+    assert host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8484/metrics").stdout != "200"
+
+
+def test_limits_state_lives_in_the_units_state_directory(host):
+    assert show(host, "clawfleet-router.service", "StateDirectory")["StateDirectory"] == "clawfleet-router"
+    assert "state_dir: /var/lib/clawfleet-router" in host.file("/etc/clawfleet/router.yaml").content_string
+    # DynamicUser: systemd keeps it under /var/lib/private, reached through the /var/lib symlink.
+    assert host.file("/var/lib/private/clawfleet-router/usage.sqlite").exists
