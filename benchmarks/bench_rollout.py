@@ -4,7 +4,7 @@
 
 Creates HOSTS systemd containers (Debian 12, the shared test image) running the clawfleet gateway with one
 sandbox ("agent", the sample assistant, loopback traffic only), all from one image this script converges once with
-the repository's roles (runtime + policy + gateway) and commits (``clawfleet/bench-rollout``, rebuilt with
+the repository's roles (runtime + policy + sandbox + gateway) and commits (``clawfleet/bench-rollout``, rebuilt with
 ``--rebuild``). Then, per round and path, it rolls out one new policy (canary 1, 10 %, 50 %, 100 %) and runs the
 same rollout again (a no-op), timing each wall to wall:
 
@@ -74,6 +74,7 @@ GROUP_VARS = {
         },
     },
     "gateway_report_security": False,
+    "sandbox_report_security": False,
 }
 
 DEFAULTS_CFG = """[defaults]
@@ -137,12 +138,17 @@ def build_image(tmp: Path, rebuild: bool) -> None:
         log(f"{IMAGE} cached (--rebuild to converge it again)")
         return
     name = f"{PREFIX}-golden"
-    log(f"converging {name} (runtime + policy + gateway) for {IMAGE}")
+    log(f"converging {name} (runtime + policy + sandbox + gateway) for {IMAGE}")
     start_container(name, BASE_IMAGE)
     inv = tmp / "golden.json"
     write_inventory(inv, [name])
     play = tmp / "golden.yml"
-    play.write_text("- hosts: all\n  become: true\n  roles: [base, clawfleet_runtime, policy, gateway]\n")
+    # Same order as playbooks/services.yml: the sandboxes start once the gateway runs with their definitions.
+    play.write_text(
+        "- hosts: all\n  become: true\n  roles: [base, clawfleet_runtime, policy, sandbox, gateway]\n"
+        "  tasks:\n    - name: Start the sandboxes\n"
+        "      ansible.builtin.include_role: {name: sandbox, tasks_from: start}\n"
+    )
     cfg = tmp / "golden.cfg"
     cfg.write_text(TUNED_CFG.format(repo=REPO, forks=5, tmp=tmp).replace("gathering = explicit", "gathering = smart"))
     run = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inv), str(play),

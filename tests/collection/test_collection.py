@@ -47,6 +47,7 @@ def test_tarball_holds_what_hosts_and_controller_need_and_nothing_else(installed
         "playbooks/services.yml",
         "playbooks/policy_rollout.yml",
         "roles/gateway/tasks/main.yml",
+        "roles/sandbox/tasks/start.yml",
         "roles/policy/meta/argument_specs.yml",
         "roles/clawfleet/defaults/main.yml",
         "roles/clawfleet/tasks/wait_for_policy.yml",

@@ -2,8 +2,8 @@
 its whole item, so the roles loop over sandboxes without their values and only no_log tasks read a value.
 
 Each attack (a loop item made to fail, output at -vvv) sits next to its twin where the same task works: the secret
-file is written with the value (gateway), the policy is merged (policy), and the value is still not printed. The
-gateway role runs in check mode against temporary directories (it would install units), its secrets task for real."""
+file is written with the value (sandbox), the policy is merged (policy), and the value is still not printed. The
+sandbox role runs in check mode against temporary directories (it would install units), its secrets task for real."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _assert_no_value(output: str) -> None:
     assert TOKEN not in output and PASSWORD not in output, "a secret value was printed"
 
 
-def _gateway_vars(tmp_path: Path, sandboxes: list[dict], user) -> dict:
+def _sandbox_vars(tmp_path: Path, sandboxes: list[dict], user) -> dict:
     policies = tmp_path / "policies"
     policies.mkdir(exist_ok=True)
     policy = (
@@ -54,19 +54,19 @@ def _gateway_vars(tmp_path: Path, sandboxes: list[dict], user) -> dict:
         "clawfleet_sandboxes": [{**sb, "user": user.pw_name} for sb in sandboxes],
         "clawfleet_venv": str(Path(sys.executable).parent.parent),
         "clawfleet_policy_dir": str(policies),
-        "gateway_definitions_dir": str(tmp_path / "definitions"),
+        "clawfleet_sandbox_definitions_dir": str(tmp_path / "definitions"),
         "clawfleet_secrets_dir": str(tmp_path / "secrets"),
         "clawfleet_gateway_state_dir": str(tmp_path / "state"),
-        "gateway_workdir_root": str(tmp_path / "workdirs"),
+        "sandbox_workdir_root": str(tmp_path / "workdirs"),
         "clawfleet_gateway_config": str(tmp_path / "gateway.yaml"),
-        "gateway_report_security": False,
+        "sandbox_report_security": False,
     }
 
 
-def test_gateway_secrets_are_written_root_only_and_never_printed(tmp_path, run_role):
+def test_sandbox_secrets_are_written_root_only_and_never_printed(tmp_path, run_role):
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
-    run = run_role("gateway", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(secrets)},
+    run = run_role("sandbox", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(secrets)},
                    tasks_from="secrets", verbosity=3)  # fmt: skip
     assert run.rc == 0, run.output
     assert run.changed == 1
@@ -77,10 +77,10 @@ def test_gateway_secrets_are_written_root_only_and_never_printed(tmp_path, run_r
     _assert_no_value(run.output)
 
 
-def test_gateway_secret_items_that_fail_do_not_print_their_values(tmp_path, run_role):
+def test_sandbox_secret_items_that_fail_do_not_print_their_values(tmp_path, run_role):
     # The secrets directory does not exist: every item of the loop fails.
     missing = tmp_path / "no-such-dir"
-    run = run_role("gateway", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(missing)},
+    run = run_role("sandbox", {"clawfleet_sandboxes": _sandboxes(), "clawfleet_secrets_dir": str(missing)},
                    tasks_from="secrets", verbosity=3)  # fmt: skip
     assert run.rc != 0 and run.failed == 1, run.output
     assert "Store the sandboxes' secrets root-only" in run.output
@@ -88,8 +88,8 @@ def test_gateway_secret_items_that_fail_do_not_print_their_values(tmp_path, run_
     _assert_no_value(run.output)
 
 
-def test_gateway_role_check_run_prints_no_value(tmp_path, run_role, user):
-    run = run_role("gateway", _gateway_vars(tmp_path, _sandboxes(), user), check=True, verbosity=3)
+def test_sandbox_role_check_run_prints_no_value(tmp_path, run_role, user):
+    run = run_role("sandbox", _sandbox_vars(tmp_path, _sandboxes(), user), check=True, verbosity=3)
     assert run.rc == 0, run.output
     # The loops over the sandboxes ran and printed their items (names only); the secrets task ran for both.
     assert "(item=agent-a)" in run.output and "(item=agent-b)" in run.output
@@ -97,12 +97,12 @@ def test_gateway_role_check_run_prints_no_value(tmp_path, run_role, user):
     _assert_no_value(run.output)
 
 
-def test_gateway_role_failed_sandbox_item_prints_no_value(tmp_path, run_role, user):
+def test_sandbox_role_failed_sandbox_item_prints_no_value(tmp_path, run_role, user):
     # agent-a's workdir is a regular file: its item of "Create each sandbox's working directory" fails, and a
     # failed item is printed whole.
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    run = run_role("gateway", _gateway_vars(tmp_path, _sandboxes(workdir=str(blocker)), user), check=True, verbosity=3)
+    run = run_role("sandbox", _sandbox_vars(tmp_path, _sandboxes(workdir=str(blocker)), user), check=True, verbosity=3)
     assert run.rc != 0 and run.failed == 1, run.output
     failed = [line for line in run.output.splitlines() if line.startswith("failed: [localhost]")]
     assert failed and all("agent-a" in line for line in failed), run.output

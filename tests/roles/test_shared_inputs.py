@@ -24,6 +24,7 @@ PUBLIC_FACTS = {
     "nvidia_gpu_facts",
     "nvidia_gpu_reboot_required",
     "policy_set",
+    "sandbox_definitions_changed",
     "policy_learned",
     "policy_status_report",
     "probe_dir",
