@@ -132,12 +132,13 @@ def test_a_second_prefix_when_configured(make_tg, telegram):
     assert _received(telegram) == f"/v2/bot{TOKEN}/getMe"
 
 
-def test_reflecting_redirect_returns_the_placeholder(make_tg, telegram):
-    """The fake's redirectMe quotes the path it received in Location: the sandbox gets the placeholder back."""
+@pytest.mark.parametrize("placeholder", [PH, OPENSHELL_PH])
+def test_reflecting_redirect_returns_the_placeholder(make_tg, telegram, placeholder):
+    """The fake's redirectMe quotes the path it received in Location: the sandbox gets its placeholder back."""
     gw = make_tg()
-    status, head, _ = tg(gw, telegram, "GET", f"/bot{PH}/redirectMe")
+    status, head, _ = tg(gw, telegram, "GET", f"/bot{placeholder}/redirectMe")
     assert status == 302 and _received(telegram) == f"/bot{TOKEN}/redirectMe"
-    assert head["location"] == f"/bot{PH}/redirectMe/"
+    assert head["location"] == f"/bot{placeholder}/redirectMe/"
 
 
 # -- attacks: the placeholder reaches the fake unchanged, or the request is refused ---------------------------

@@ -192,19 +192,25 @@ class Secrets:
             parts.append(part)
         return path + b"?" + b"&".join(parts)
 
-    def scrub(self, used: set[str], headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """Response headers with the real values of ``used`` (raw or as placed in a path) put back to their
-        placeholders: a redirect or a header quoting the request (``Location: /bot<token>/``) returns the
-        placeholder to the sandbox, never the value. Bodies are not scrubbed (docs/gateway.md, Known gaps)."""
+    def scrub(self, used: set[str], headers: list[tuple[bytes, bytes]], sent: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """Response headers with the real values of ``used`` (raw or percent-encoded, as a path carries them) put
+        back to their placeholders: a redirect or a header quoting the request (``Location: /bot<token>/``) gives
+        the sandbox its placeholder back, never the value. ``sent`` (the request as the sandbox sent it) picks
+        the placeholder's form (``openshell:resolve:env:`` when the sandbox used that one). Bodies are not
+        scrubbed (docs/gateway.md, Known gaps)."""
         if not used:
             return headers
         forms = []
-        for name in used:
+        for name in sorted(used):
             value = self._value(name)
-            if value:
+            if not value:
+                continue
+            placeholder = b"openshell:resolve:env:" + name.encode()
+            if placeholder not in sent:
                 placeholder = b"clawfleet:secret:" + name.encode()
-                forms += [(value, placeholder), (quote(value, safe=_SEGMENT_SAFE).encode(), placeholder)]
-                forms.append((quote(value, safe="").encode(), placeholder))
+            for real in {value, quote(value, safe=_SEGMENT_SAFE).encode(), quote(value, safe="").encode()}:
+                forms.append((real, placeholder))
+        forms.sort(key=lambda f: -len(f[0]))  # the longest spelling first: one may contain another
         out = []
         for key, val in headers:
             for real, placeholder in forms:

@@ -694,7 +694,7 @@ class Gateway:
         try:
             return await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
-                websocket, used)  # fmt: skip
+                websocket, used, ev.target + b"\n" + b"\n".join(v for _, v in ev.headers))  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()
@@ -735,7 +735,8 @@ class Gateway:
         return up
 
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
-                        websocket: bool = False, used: set[str] | frozenset[str] = frozenset()) -> bool:  # fmt: skip
+                        websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
+                        sent: bytes = b"") -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         out = [uconn.send(req)]
         # request body (a GET's EndOfMessage goes out in the same write as its headers)
@@ -780,7 +781,7 @@ class Gateway:
             if isinstance(ev, h11.Response):
                 headers = [(k, v) for k, v in ev.headers if k not in _HOP]
                 if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
-                    headers = self.secrets.scrub(set(used), headers)
+                    headers = self.secrets.scrub(set(used), headers, sent)
                 out.append(cconn.send(h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)))
                 continue
             if isinstance(ev, h11.Data):
