@@ -199,3 +199,27 @@ def test_definition_binds_the_channel_tokens_and_passes_gateway_check(tmp_path):
     assert bindings["DISCORD_BOT_TOKEN"].schemes == ("bot",)
     quiet = load_yaml_text((out / "quiet.yaml").read_text())
     assert "secrets" not in quiet and "credentials" not in quiet
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_policy_merge_adds_the_channel_presets_and_prints_no_value(run_role):
+    run = run_role("policy", {"clawfleet_sandboxes": _sandboxes()}, tasks_from="merge", verbosity=3)
+    assert run.rc == 0, run.output
+    assert "chat: sha256:" in run.output and "quiet: sha256:" in run.output
+    # The merge report names the layers it merged: the channels' presets are among chat's.
+    for preset in ("telegram", "slack", "discord"):
+        assert f"presets/{preset}.yaml" in run.output
+    # ... and their endpoints are in the merged policy (set_fact's result, printed at -vvv)
+    assert "api.telegram.org" in run.output and "wss-primary.slack.com" in run.output
+    _assert_no_value(run.output)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_policy_merge_item_with_a_bad_channel_fails_without_printing_a_value(run_role):
+    sandboxes = _sandboxes()
+    sandboxes[0]["channels"]["irc"] = {"bot_token": TG}
+    run = run_role("policy", {"clawfleet_sandboxes": sandboxes}, tasks_from="merge", verbosity=3)
+    assert run.rc != 0 and "unknown channel 'irc'" in run.output, run.output
+    _assert_no_value(run.output)
