@@ -265,3 +265,17 @@ def test_discord_binding_fills_only_the_bot_scheme(make_gateway, origins, value)
     gw = make_gateway(binding={"schemes": ("bot",)})
     received, echoed = _echoed_auth(gw, origins, value)
     assert received == value and "<REAL>" not in echoed
+
+
+def test_scrub_puts_placeholders_back_in_headers_but_never_touches_framing(tmp_path):
+    from clawfleet.gateway.config import Secrets
+
+    f = tmp_path / "tok"
+    f.write_text("1:a/b\n")  # a short value with characters a path would carry percent-encoded
+    s = Secrets([SecretBinding("TOK", str(f), ("h",), path=("/bot",))])
+    headers = [(b"content-length", b"1"), (b"location", b"/bot1:a%2Fb/x"), (b"x-echo", b"raw 1:a/b")]
+    out = dict(s.scrub({"TOK"}, headers, b"/botopenshell:resolve:env:TOK/x"))
+    assert out[b"content-length"] == b"1"
+    assert out[b"location"] == b"/botopenshell:resolve:env:TOK/x"
+    assert out[b"x-echo"] == b"raw openshell:resolve:env:TOK"
+    assert s.scrub(set(), headers) == headers  # nothing was put in: nothing to take out
