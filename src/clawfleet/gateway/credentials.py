@@ -20,7 +20,9 @@ may go, and the placeholder must fill that place entirely (no text of the sandbo
 The policy engine judges, and the decision log records, the target as the sandbox sent it (placeholder
 included); the real value is put in afterwards, only on the wire to the bound host.
 
-Anywhere else the placeholder passes unchanged, so it is what an echoing host would return.
+Anywhere else the placeholder passes unchanged, so it is what an echoing host would return. On the way back,
+the response headers of a request that had a value put in get the placeholder again in place of the value
+(``scrub``): a redirect quoting the path returns the placeholder. Response bodies are not rewritten.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 token: header names, auth schemes
 _PARAM = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # A path prefix: "/" then segments of unreserved characters; the last one may be empty ("/v1/") or the literal
-# start of the placeholder's segment ("/bot"). Dot segments are refused by _path_prefix.
+# start of the placeholder's segment ("/bot"). parse_binding refuses "//" and dot segments.
 _PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]*){1,16}")
 # What a value placed in a path segment keeps unescaped: pchar minus "%" (so nothing is decoded twice). "/", "?",
 # "#" and ";" are always escaped, so the value stays inside its segment.
