@@ -683,7 +683,10 @@ class Gateway:
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
-            out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)
+            # the raw target too: a path binding fills only a path the sandbox sent in canonical form
+            out_target, headers, used = self.secrets.inject(target.host, out_target, headers, ev.target)
+        else:
+            used = set()
         expect = _hdr(headers, b"expect")
         if expect is not None and expect.lower() == b"100-continue":
             headers = [(k, v) for k, v in headers if k != b"expect"]
@@ -691,7 +694,7 @@ class Gateway:
         try:
             return await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
-                websocket)  # fmt: skip
+                websocket, used, ev.target + b"\n" + b"\n".join(v for _, v in ev.headers))  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()
@@ -732,7 +735,8 @@ class Gateway:
         return up
 
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
-                        websocket: bool = False) -> bool:  # fmt: skip
+                        websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
+                        sent: bytes = b"") -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         out = [uconn.send(req)]
         # request body (a GET's EndOfMessage goes out in the same write as its headers)
@@ -776,6 +780,8 @@ class Gateway:
                 continue
             if isinstance(ev, h11.Response):
                 headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+                if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
+                    headers = self.secrets.scrub(set(used), headers, sent)
                 out.append(cconn.send(h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)))
                 continue
             if isinstance(ev, h11.Data):
