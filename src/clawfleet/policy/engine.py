@@ -179,7 +179,7 @@ class _CompiledEndpoint:
         self.deny = tuple(_Selector(r) for r in ep.deny_rules)
 
     def covers(self, path: str) -> bool:
-        return self.path_rx is None or self.path_rx.match(path) is not None
+        return self.path_rx is None or bool(self.path_rx.match(path))
 
     def vote(
         self, method: str, path: str, query: dict[str, list[str]], payload: tuple[bytes, str | None] | None = None
@@ -207,6 +207,11 @@ class _CompiledEndpoint:
             if sel.matches(method, path, query):
                 return "allow", sel.rule, f"{method} {path} allowed by rule {sel.rule.describe()}"
         return "nomatch", None, f"no rule on {ep.describe()} allows {method} {path}"
+
+
+def _rank(c: _CompiledEndpoint, path: str) -> int:
+    """How much an endpoint's "no match" explains a denial: a covering body endpoint, then any covering one."""
+    return (2 if c.body else 1) if c.covers(path) else 0
 
 
 _Bucket = dict[int, tuple[_CompiledEndpoint, ...]]
@@ -420,8 +425,8 @@ class Engine:
             elif c.audit:
                 if audit_nomatch is None:
                     audit_nomatch = (c, rule, detail)
-            elif first_nomatch is None or (c.body and not first_nomatch[0].body):
-                first_nomatch = (c, rule, detail)  # a body endpoint's reason says more than a REST one's
+            elif first_nomatch is None or _rank(c, cpath) > _rank(first_nomatch[0], cpath):
+                first_nomatch = (c, rule, detail)  # the reason of the endpoint that covers the path says most
         if audit_deny is not None:
             c, rule, detail = audit_deny
             return Decision(

@@ -100,6 +100,13 @@ def _int(text: str) -> int:
     return int(text)
 
 
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BodyError(f"JSON number {text[:32]} is out of range (origins differ: infinity, error or bignum)")
+    return value
+
+
 def _constant(name: str) -> Any:
     raise BodyError(f"JSON has {name}, which is not JSON")
 
@@ -113,7 +120,7 @@ def parse_json_strict(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_int, parse_constant=_constant)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except BodyError:
         raise
     except (ValueError, RecursionError) as exc:
