@@ -134,20 +134,29 @@ def test_upstream_mcp_example_decides(engine):
         ("protocol: mcp\n        rules: [{allow: {method: '*'}}]", "MCP method globs are accepted only for the tools/"),
         ("protocol: mcp\n        rules: [{allow: {tool: x}}]", "an MCP allow rule needs 'method'"),
         ("protocol: mcp\n        rules: [{allow: {method: initialize, tool: x}}]", "set method: tools/call"),
-        ("protocol: mcp\n        rules: [{allow: {method: tools/call, params: {arguments: x}}}]",
-         "tool argument matching is not supported"),  # fmt: skip
-        ("protocol: mcp\n        rules: [{allow: {method: tools/call}}, {allow: {method: tools/call, tool: a}}]",
-         "cannot be combined with tool-specific"),  # fmt: skip
-        ("protocol: mcp\n        mcp: {strict_tool_names: false}\n        rules: [{allow: {method: tools/call,"
-         " tool: 'a*'}}]", "wildcard 'tool' matchers need mcp.strict_tool_names"),  # fmt: skip
+        (
+            "protocol: mcp\n        rules: [{allow: {method: tools/call, params: {arguments: x}}}]",
+            "tool argument matching is not supported",
+        ),
+        (
+            "protocol: mcp\n        rules: [{allow: {method: tools/call}}, {allow: {method: tools/call, tool: a}}]",
+            "cannot be combined with tool-specific",
+        ),
+        (
+            "protocol: mcp\n        mcp: {strict_tool_names: false}\n        rules: [{allow: {method: tools/call,"
+            " tool: 'a*'}}]",
+            "wildcard 'tool' matchers need mcp.strict_tool_names",
+        ),
         ("protocol: mcp\n        access: full", "'access' presets are HTTP methods"),
         ("protocol: json-rpc\n        rules: [{allow: {method: 'eth_*'}}]", "exact name or '*'"),
         ("protocol: json-rpc\n        rules: [{allow: {method: x, path: /a}}]", "'path' does not apply"),
         ("protocol: graphql\n        rules: [{allow: {method: POST}}]", "'method' does not apply"),
         ("protocol: graphql\n        rules: [{allow: {operation_type: delete}}]", "expected one of"),
         ("protocol: rest\n        mcp: {max_body_bytes: 10}", "applies only to protocol: mcp"),
-        ("protocol: mcp\n        mcp: {max_body_bytes: 999999999}\n        rules: [{allow: {method: ping}}]",
-         "body limit"),  # fmt: skip
+        (
+            "protocol: mcp\n        mcp: {max_body_bytes: 999999999}\n        rules: [{allow: {method: ping}}]",
+            "body limit",
+        ),
     ],
 )
 def test_invalid_body_selectors_are_refused_with_file_line_col(snippet, message):
@@ -188,8 +197,10 @@ def test_mcp_batch_every_call_must_pass(engine):
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_status","name":"delete_resource"}}',
-         "duplicate JSON key"),  # fmt: skip
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_status","name":"delete_resource"}}',
+            "duplicate JSON key",
+        ),
         (b'{"jsonrpc":"2.0","id":1,"method":"initialize","method":"tools/call"}', "duplicate JSON key"),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_status\\u0000x"}}', "strict_tool"),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_status"}} // c', "not JSON"),
@@ -282,7 +293,7 @@ def gql(engine, query=None, name=None, method="POST", raw=None, ctype="applicati
 
 def test_graphql_query_allowed_mutation_denied(engine):
     assert gql(engine, "query { viewer { login } }").decision == "allow"
-    assert gql(engine, "{ repository(owner: \"a\", name: \"b\") { id } viewer { id } }").decision == "allow"
+    assert gql(engine, '{ repository(owner: "a", name: "b") { id } viewer { id } }').decision == "allow"
     d = gql(engine, "mutation Kill { deleteRepository(input: {}) { clientMutationId } }")
     assert d.decision == "deny" and "deny rule mutation fields=deleteRepository" in d.reason
     assert gql(engine, "mutation IssueNew { createIssue(input: {}) { issue { id } } }").decision == "allow"
@@ -291,7 +302,7 @@ def test_graphql_query_allowed_mutation_denied(engine):
 
 
 def test_graphql_root_field_outside_the_allowed_list_is_denied(engine):
-    d = gql(engine, "query { viewer { id } organization(login: \"x\") { id } }")
+    d = gql(engine, 'query { viewer { id } organization(login: "x") { id } }')
     assert d.decision == "deny"
 
 

@@ -120,7 +120,9 @@ def parse_json_strict(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_int=_int, parse_float=_float, parse_constant=_constant
+        )
     except BodyError:
         raise
     except (ValueError, RecursionError) as exc:
