@@ -33,7 +33,8 @@ class McpHandler(EchoHandler):
                           "text": f"ran {msg['params']['name']}"}]}}  # fmt: skip
                 ctype, out = "text/event-stream", f"event: message\ndata: {json.dumps(result)}\n\n".encode()
             else:
-                out = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": {"capabilities": {"tools": {}}}}).encode()
+                result = {"jsonrpc": "2.0", "id": msg["id"], "result": {"capabilities": {"tools": {}}}}
+                out = json.dumps(result).encode()
         self.send_response(status)
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(len(out)))

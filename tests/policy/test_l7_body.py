@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from clawfleet.policy import PolicyError, compile_policy
 from clawfleet.policy.canonical import normalize
+from clawfleet.policy.json_schema import JSON_SCHEMA
 from clawfleet.policy.loader import load_file, load_text
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "upstream-l7body"
@@ -382,3 +385,10 @@ def test_graphql_rest_rules_cannot_grant_what_the_graphql_endpoint_covers(engine
     d = gql(engine, raw=b"not graphql at all", ctype="text/plain")
     assert d.decision == "deny"
     assert engine.decide(PY, (), "api.github.com", 443, method="POST", path="/repos/a/b/issues").decision == "allow"
+
+
+@pytest.mark.parametrize(
+    "name", ["github-graphql.yaml", "github-rest-and-graphql.yaml", "mcp-server.yaml", "mcp-conformance-policy.yaml"]
+)
+def test_json_schema_accepts_the_upstream_body_selector_examples(name):
+    jsonschema.validate(YAML(typ="safe").load((CORPUS / name).read_text()), JSON_SCHEMA)
