@@ -392,3 +392,13 @@ def test_graphql_rest_rules_cannot_grant_what_the_graphql_endpoint_covers(engine
 )
 def test_json_schema_accepts_the_upstream_body_selector_examples(name):
     jsonschema.validate(YAML(typ="safe").load((CORPUS / name).read_text()), JSON_SCHEMA)
+
+
+def test_graphql_fragment_bombs_and_deep_chains_are_bounded(engine):
+    # each fragment spreads the next one twice: expanded naively, 2**40 root fields
+    frags = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40))
+    doc = "query { ...F0 } " + frags + " fragment F40 on Query { viewer { id } }"
+    assert gql(engine, doc).decision == "allow"
+    deep = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} }}" for i in range(200))
+    d = gql(engine, "query { ...F0 } " + deep + " fragment F200 on Query { viewer { id } }")
+    assert d.decision == "deny" and "nested too deep" in d.reason

@@ -304,19 +304,32 @@ class _GraphqlParser:
         return ops, frags
 
 
-def _root_fields(items: list[tuple[str, Any]], frags: Mapping[str, list[Any]], seen: tuple[str, ...] = ()) -> list[str]:
+def _root_fields(
+    items: list[tuple[str, Any]],
+    frags: Mapping[str, list[Any]],
+    seen: tuple[str, ...] = (),
+    memo: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """Root field names, fragments expanded; each fragment once (``memo``), so ``F1 {...F2 ...F2}`` chains stay
+    linear instead of doubling per level."""
+    memo = {} if memo is None else memo
     out: list[str] = []
     for kind, val in items:
         if kind == "field":
             out.append(val)
         elif kind == "inline":
-            out.extend(_root_fields(val, frags, seen))
+            out.extend(_root_fields(val, frags, seen, memo))
+        elif val in memo:
+            out.extend(memo[val])
         else:
             if val in seen:
                 raise BodyError(f"GraphQL fragment cycle through {val!r}")
             if val not in frags:
                 raise BodyError(f"GraphQL fragment {val!r} is not defined")
-            out.extend(_root_fields(frags[val], frags, (*seen, val)))
+            if len(seen) >= _MAX_GRAPHQL_DEPTH:
+                raise BodyError("GraphQL fragments nested too deep")
+            memo[val] = list(dict.fromkeys(_root_fields(frags[val], frags, (*seen, val), memo)))
+            out.extend(memo[val])
     return out
 
 
