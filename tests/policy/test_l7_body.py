@@ -155,6 +155,7 @@ def test_upstream_mcp_example_decides(engine):
         ("protocol: json-rpc\n        rules: [{allow: {method: x, path: /a}}]", "'path' does not apply"),
         ("protocol: graphql\n        rules: [{allow: {method: POST}}]", "'method' does not apply"),
         ("protocol: graphql\n        rules: [{allow: {operation_type: delete}}]", "expected one of"),
+        ("protocol: graphql\n        rules: [{allow: {fields: [viewer]}}]", "needs 'operation_type'"),
         ("protocol: rest\n        mcp: {max_body_bytes: 10}", "applies only to protocol: mcp"),
         (
             "protocol: mcp\n        mcp: {max_body_bytes: 999999999}\n        rules: [{allow: {method: ping}}]",

@@ -893,6 +893,14 @@ class _Validator:
             self.err((*path, "access"), f"'access' presets are HTTP methods; a protocol: {protocol} endpoint judges"
                      " request bodies: use rules", at_key=True)  # fmt: skip
             bad = True
+        if protocol == "graphql":
+            for i, r in enumerate(rules):
+                if r.operation_type is None:
+                    self.err(
+                        (*path, "rules", i, "allow"),
+                        "a GraphQL allow rule needs 'operation_type' (query, mutation, subscription or '*')",
+                    )
+                    bad = True
         if protocol == "json-rpc":
             for i, r in enumerate(rules):
                 if r.method is None:
