@@ -1,13 +1,23 @@
 """Body selectors through a real sandbox (Launcher: namespaces, Landlock, seccomp) with real clients: curl and
 Python's urllib speaking MCP Streamable HTTP (JSON-RPC POSTs, an SSE response), generic JSON-RPC and GraphQL
-(POST and GET) to a real HTTPS origin on the host. Root only (CI runs as root, so nothing skips there)."""
+(POST and GET) to a real HTTPS origin on the host; and the MCP Python SDK's client in the sandbox against the SDK's
+own Streamable HTTP server on the host. Root only (CI runs as root, so nothing skips there)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
 
 import pytest
+
+from policy_daemon import SANDBOX_USER
 
 from .support import EchoHandler, Origin, make_ca_and_leaf
 from .test_sandbox import NAMES, Box
@@ -188,3 +198,137 @@ print(json.dumps(out))
     bodies = [s["body"] for s in mworld["origin"].seen]
     assert any('"submit_report"' in b for b in bodies)
     assert not any("delete_resource" in b for b in bodies)
+
+
+# -- the MCP Python SDK on both sides ----------------------------------------------------------------------
+
+# The SDK comes from this test's environment; the sandbox runs the system interpreter with the same site-packages,
+# read-only (as tests/router/test_kernel_sandboxes.py does for the openai and anthropic SDKs).
+SITE = sysconfig.get_paths()["purelib"]
+
+MCP_SERVER = """\
+import sys
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+app = MCPServer("clawfleet-test")
+
+
+def ran(name: str) -> None:  # the test reads which tools really ran
+    with open(sys.argv[2], "a") as f:
+        f.write(name + "\\n")
+
+
+@app.tool()
+def read_status() -> str:
+    ran("read_status")
+    return "all green"
+
+
+@app.tool()
+def delete_resource(name: str) -> str:
+    ran("delete_resource")
+    return f"deleted {name}"
+
+
+# SSE responses (json_response=False), stateless: each POST stands alone
+asgi = app.streamable_http_app(
+    stateless_http=True, transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
+)
+uvicorn.run(asgi, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+MCP_CLIENT = """\
+import asyncio, json, sys
+
+import httpx2
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+
+async def main(url):
+    out = {}
+    async with httpx2.AsyncClient(timeout=20) as http:  # HTTP_PROXY from the sandbox's environment
+        async with streamable_http_client(url, http_client=http, terminate_on_close=False) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                out["server"] = init.server_info.name
+                r = await session.call_tool("read_status", {})
+                out["read_status"] = [c.text for c in r.content]
+                try:
+                    r = await session.call_tool("delete_resource", {"name": "prod"})
+                    out["delete_resource"] = [c.text for c in r.content]
+                except Exception as exc:
+                    out["delete_resource_error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(out))
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def mcp_server(tmp_path):
+    script = tmp_path / "mcp_server.py"
+    script.write_text(MCP_SERVER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ran = tmp_path / "ran.txt"
+    log_path = tmp_path / "mcp_server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), str(ran)], stdout=log, stderr=log)
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, log_path.read_text()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield port, ran
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+def test_mcp_sdk_client_and_server_through_the_sandbox(tmp_path, mworld, user, mcp_server):
+    port, ran = mcp_server
+    box = Box(tmp_path, mworld, user)
+    (box.work / "client.py").write_text(MCP_CLIENT)
+    box.policy.write_text(textwrap.dedent(f"""\
+        version: 1
+        filesystem_policy:
+          include_workdir: true
+          read_only: [/usr, /lib, /lib64, /bin, /etc, /proc, /dev/urandom, {SITE}]
+          read_write: [/sandbox, /tmp, /dev/null]
+        process:
+          run_as_user: {SANDBOX_USER}
+        network_policies:
+          mcp:
+            name: mcp
+            endpoints:
+              - host: plain.test
+                port: {port}
+                path: /mcp
+                protocol: mcp
+                allowed_ips: [127.0.0.1/32]
+                rules:
+                  - allow: {{method: initialize}}
+                  - allow: {{method: notifications/initialized}}
+                  - allow: {{method: tools/list}}
+                  - allow: {{method: tools/call, tool: read_status}}
+                deny_rules:
+                  - {{method: tools/call, tool: delete_resource}}
+            binaries: [{{path: "/usr/bin/python3*"}}]
+        """))  # fmt: skip
+    proc = box.sh(f"PYTHONPATH={SITE} /usr/bin/python3 /sandbox/client.py http://plain.test:{port}/mcp")
+    assert proc.returncode == 0, (proc.stderr[-2000:], (tmp_path / "mcp_server.log").read_text()[-2000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["server"] == "clawfleet-test" and out["read_status"] == ["all green"]
+    # the SDK surfaces the gateway's 403 as an error response; the server never ran the tool
+    assert "delete_resource" not in out and "error" in out["delete_resource_error"], out
+    assert ran.read_text().split() == ["read_status"]
+    denied = [r for r in box.records() if r.get("action") == "deny" and r.get("path") == "/mcp"]
+    assert denied and "deny rule tools/call tool=delete_resource" in denied[0]["reason"]

@@ -454,6 +454,14 @@ def _rpc_rule_matches(rule: L7Rule, call: RpcCall, endpoint: Endpoint) -> bool:
     return True
 
 
+def _rule_text(rule: L7Rule) -> str:
+    """A body rule as the file wrote it (``L7Rule.describe`` reads a bare method as an HTTP rule)."""
+    if rule.operation_type or rule.operation_name or rule.fields:
+        return rule.describe()
+    text = rule.method or "(method profile)"
+    return f"{text} tool={'|'.join(rule.tool)}" if rule.tool else text
+
+
 def _describe_call(call: RpcCall) -> str:
     return f"{call.method} {call.tool}" if call.tool is not None else call.method
 
@@ -512,7 +520,7 @@ def body_verdict(
     for item in items:
         for rule in endpoint.deny_rules:
             if match(rule, item, True):
-                return "denyrule", rule, f"deny rule {rule.describe()} matches {describe(item)}"
+                return "denyrule", rule, f"deny rule {_rule_text(rule)} matches {describe(item)}"
     if not endpoint.rules:
         if endpoint.protocol == "mcp" and not endpoint.mcp_allow_all_known_methods:
             return "nomatch", None, f"MCP endpoint {where} has no method rules (mcp.allow_all_known_mcp_methods)"
@@ -528,4 +536,4 @@ def body_verdict(
             return "nomatch", None, f"no rule on {where} allows {describe(item)}"
         first = first or hit
     detail = ", ".join(describe(i) for i in items[:4]) + (", ..." if len(items) > 4 else "")
-    return "allow", first, f"{detail} allowed by rule {first.describe() if first else ''}"
+    return "allow", first, f"{detail} allowed by rule {_rule_text(first) if first else ''}"
