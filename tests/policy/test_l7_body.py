@@ -403,3 +403,20 @@ def test_graphql_fragment_bombs_and_deep_chains_are_bounded(engine):
     deep = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} }}" for i in range(200))
     d = gql(engine, "query { ...F0 } " + deep + " fragment F200 on Query { viewer { id } }")
     assert d.decision == "deny" and "nested too deep" in d.reason
+
+
+def test_policy_check_cli_judges_a_body(tmp_path, capsys):
+    from clawfleet.cli import main
+
+    policy = CORPUS / "mcp-server.yaml"
+    ok, bad = tmp_path / "ok.json", tmp_path / "bad.json"
+    ok.write_bytes(json.dumps(tool("read_status")).encode())
+    bad.write_bytes(json.dumps(tool("delete_resource")).encode())
+    base = ["policy", "check", "--policy", str(policy), "--binary", PY, "--host", "mcp.example.com", "--port", "443",
+            "--method", "POST", "--path", "/mcp", "--json"]  # fmt: skip
+    assert main([*base, "--body", str(ok)]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "allow"
+    assert main([*base, "--body", str(bad)]) == 1
+    assert "delete_resource" in json.loads(capsys.readouterr().out)["reason"]
+    assert main(base) == 1  # no body: not JSON, denied
+    capsys.readouterr()
