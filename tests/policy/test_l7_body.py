@@ -420,3 +420,16 @@ def test_policy_check_cli_judges_a_body(tmp_path, capsys):
     assert "delete_resource" in json.loads(capsys.readouterr().out)["reason"]
     assert main(base) == 1  # no body: not JSON, denied
     capsys.readouterr()
+
+
+def test_audit_enforcement_on_a_body_endpoint_logs_instead_of_denying():
+    text = (CORPUS / "mcp-server.yaml").read_text().replace("enforcement: enforce", "enforcement: audit")
+    e = compile_policy(load_text(text, "audit.yaml"))
+    d = e.decide(PY, (), "mcp.example.com", 443, method="POST", path="/mcp",
+                 body=json.dumps(tool("delete_resource")).encode())  # fmt: skip
+    assert d.decision == "audit" and "would be denied" in d.reason and "delete_resource" in d.reason
+    d = e.decide(PY, (), "mcp.example.com", 443, method="POST", path="/mcp", body=b"not json")
+    assert d.decision == "audit"
+    d = e.decide(PY, (), "mcp.example.com", 443, method="POST", path="/mcp",
+                 body=json.dumps(tool("read_status")).encode())  # fmt: skip
+    assert d.decision == "allow"
