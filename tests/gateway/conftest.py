@@ -40,7 +40,7 @@ def origins(pki):
 
 class LiveGateway:
     def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True,
-                 binding: dict | None = None, bindings: tuple = (), **settings) -> None:  # fmt: skip
+                 binding: dict | None = None, bindings: tuple = (), metrics=None, **settings) -> None:  # fmt: skip
         self.tmp = tmp
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy_text or unit_policy(origins))
@@ -58,7 +58,7 @@ class LiveGateway:
                                     static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05,
                                     **settings)  # fmt: skip
         # The same assembly as the supervisor's embedded and attached modes and `gateway proxy`.
-        self.parts = assemble(self.config, identify=self._identify)
+        self.parts = assemble(self.config, identify=self._identify, metrics=metrics)
         self.log, self.holder, self.ca, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
                                                         self.parts.gateway)  # fmt: skip
         self.ca_file = tmp / "gateway-ca.pem"

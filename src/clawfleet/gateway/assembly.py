@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from .ca import SandboxCA
 from .config import DecisionLog, GatewayConfig
 from .ident import Caller, HashPins
+from .metrics import GatewayMetrics
+from .ocsf import OcsfContext, OcsfLog
 from .proxy import Gateway
 from .reload import PolicyHolder
 
@@ -29,38 +31,49 @@ class AssembledGateway:
     pins: HashPins | None
     gateway: Gateway
 
+    metrics: GatewayMetrics | None = None
+
     async def aclose(self) -> None:
         """Stop serving (open connections are cancelled), then close the CA and the log."""
         await self.gateway.close()
         self.close_files()
 
     def close_files(self) -> None:
+        if self.metrics is not None:
+            self.metrics.remove(self.config.sandbox, self.gateway)
         self.ca.close()
         self.log.close()
 
 
-def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None,
-             identify: Identify | None = None) -> AssembledGateway:  # fmt: skip
+def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Identify | None = None,
+             metrics: GatewayMetrics | None = None) -> AssembledGateway:  # fmt: skip
     """The parts of one gateway. ``ca``: a CA to present (default: a fresh one named after ``config.sandbox``);
-    ``identify``: how callers are identified (None until a namespace is known). Raises PolicyError when the
-    policy does not load (nothing is left open)."""
+    ``identify``: how callers are identified (None until a namespace is known); ``metrics``: the process's
+    Prometheus registry to count into (see :mod:`.metrics`). Raises PolicyError when the policy does not load
+    (nothing is left open)."""
     log = DecisionLog(config.log, sandbox=config.sandbox)
     try:
+        if config.ocsf_log:
+            log.observers.append(OcsfLog(config.ocsf_log, OcsfContext(config.sandbox, config.listen_port)))
         holder = PolicyHolder(config.policy, log)
     except BaseException:
         log.close()
         raise
     ca = ca if ca is not None else SandboxCA(config.sandbox)
     pins = HashPins(config.pins_file) if config.pin_binaries else None
-    return AssembledGateway(config, log, holder, ca, pins, Gateway(config, holder, log, identify, ca))
+    gateway = Gateway(config, holder, log, identify, ca)
+    if metrics is not None:
+        gateway.metrics = metrics
+        log.observers.append(metrics.add(config.sandbox, gateway, holder))
+    return AssembledGateway(config, log, holder, ca, pins, gateway, metrics)
 
 
 @contextlib.contextmanager
-def assembled(config: GatewayConfig, *, ca: SandboxCA | None = None,
-              identify: Identify | None = None) -> Iterator[AssembledGateway]:  # fmt: skip
+def assembled(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Identify | None = None,
+              metrics: GatewayMetrics | None = None) -> Iterator[AssembledGateway]:  # fmt: skip
     """:func:`assemble` for a ``with`` block; the caller stops serving (``await parts.gateway.close()``) inside
     it, the CA and the log are closed on the way out."""
-    parts = assemble(config, ca=ca, identify=identify)
+    parts = assemble(config, ca=ca, identify=identify, metrics=metrics)
     try:
         yield parts
     finally:

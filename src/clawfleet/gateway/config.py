@@ -5,6 +5,7 @@ A gateway section (in a sandbox definition file or a stand-alone YAML file)::
     policy: /etc/clawfleet/policies/agent.yaml   # OpenShell-compatible policy (hot-reloaded)
     mode: enforce                                # or: monitor (log what would be denied, allow it)
     log: /var/log/clawfleet/agent.decisions.jsonl
+    ocsf_log: /var/log/clawfleet/agent.ocsf.jsonl  # optional: the same events as OCSF 1.8.0 JSON lines (.ocsf)
     extra_ca_file: /etc/clawfleet/internal-ca.pem  # trusted for upstream TLS, besides the system store
     pin_binaries: true                           # sha256 trust-on-first-use per binary path
     static_hosts: {ollama.internal: 127.0.0.1}   # names the gateway resolves itself (no DNS query)
@@ -33,14 +34,14 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .credentials import PLACEHOLDER_PREFIXES, SecretBinding, Secrets, parse_binding
 
-__all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "GatewayConfig", "SecretBinding", "Secrets",
-           "config_from_args", "current_digest", "load_gateway_section"]  # fmt: skip
+__all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "DecisionObserver", "GatewayConfig",
+           "SecretBinding", "Secrets", "config_from_args", "current_digest", "load_gateway_section"]  # fmt: skip
 
 ENFORCE, MONITOR = "enforce", "monitor"
 
@@ -55,6 +56,7 @@ class GatewayConfig:
     mode: str = ENFORCE
     sandbox: str = "sandbox"
     log: str | None = None
+    ocsf_log: str | None = None  # the decision log's events as OCSF JSON lines too (see .ocsf); off by default
     extra_ca_file: str | None = None
     pin_binaries: bool = False
     pins_file: str | None = None
@@ -87,8 +89,8 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
             raise ConfigError(f"expected a path, got {value!r}")
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
-    known = {"policy", "mode", "sandbox", "log", "extra_ca_file", "pin_binaries", "pins_file", "static_hosts",
-             "secrets", "listen_port", "reload_interval", "connect_timeout", "max_connections",
+    known = {"policy", "mode", "sandbox", "log", "ocsf_log", "extra_ca_file", "pin_binaries", "pins_file",
+             "static_hosts", "secrets", "listen_port", "reload_interval", "connect_timeout", "max_connections",
              "idle_timeout"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
@@ -108,6 +110,7 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         mode=str(data.get("mode", defaults.get("mode", ENFORCE))),
         sandbox=str(data.get("sandbox", defaults.get("sandbox", "sandbox"))),
         log=path(data.get("log", defaults.get("log"))),
+        ocsf_log=path(data.get("ocsf_log", defaults.get("ocsf_log"))),
         extra_ca_file=path(data.get("extra_ca_file")),
         pin_binaries=bool(data.get("pin_binaries", False)),
         pins_file=path(data.get("pins_file")),
@@ -167,6 +170,11 @@ def current_digest(decisions: str, tail_bytes: int = 262144) -> str | None:
     return None
 
 
+#: ``(record, time in ms since the epoch, flush now)``: sees every record the log is given (the OCSF file, the
+#: metrics), problems-only stderr or not; it must not raise and must be cheap (it runs on the gateway's loop).
+DecisionObserver = Callable[[dict[str, Any], int, bool], None]
+
+
 class DecisionLog:
     """One JSON object per line: every decision and every reload. Thread-safe.
 
@@ -198,9 +206,15 @@ class DecisionLog:
         self.counts: dict[str, int] = {}
         self.flush_interval = flush_interval
         self._last_flush = time.monotonic()
+        self.observers: list[DecisionObserver] = []
 
     def write(self, record: dict[str, Any]) -> None:
         now = datetime.datetime.now(datetime.timezone.utc)
+        if self.observers:
+            ms = int(now.timestamp() * 1000)
+            through = record.get("decision", record.get("event")) != "allow"
+            for observe in self.observers:
+                observe(record, ms, through)
         line = json.dumps(
             {"time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "sandbox": self.sandbox,
              **record},
@@ -224,8 +238,16 @@ class DecisionLog:
             if not self._fh.closed:
                 self._fh.flush()
             self._last_flush = time.monotonic()
+        for observer in self.observers:
+            flush = getattr(observer, "flush", None)
+            if flush is not None:
+                flush()
 
     def close(self) -> None:
         if self._own:
             with self._lock:
                 self._fh.close()
+        for observer in self.observers:
+            close = getattr(observer, "close", None)
+            if close is not None:
+                close()

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import re
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import h11
 
@@ -47,6 +50,9 @@ from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .upgrade import sanitize_upgrade, switch_accepted
+
+if TYPE_CHECKING:
+    from .metrics import GatewayMetrics
 
 __all__ = ["Denied", "Gateway"]
 
@@ -249,6 +255,7 @@ class _Relay:
         self.eofs = 0
         self.done = asyncio.get_running_loop().create_future()
         self.activity = current()  # protocol callbacks run outside the connection's task: stamp it directly
+        self.before_close: Callable[[], None] | None = None
 
     def finish(self) -> None:
         if not self.done.done():
@@ -278,6 +285,8 @@ class _Relay:
         try:
             await self.done
         finally:
+            if self.before_close is not None:
+                self.before_close()
             for side in (self.client, self.upstream):
                 if side.transport is not None and not side.transport.is_closing():
                     side.transport.close()
@@ -333,6 +342,7 @@ class Gateway:
         self._tasks: set[asyncio.Task] = set()
         self.limits = ConnectionLimits(config.max_connections, config.idle_timeout, self.log.write)
         self.router_identity = RouterIdentity.from_environment(config.sandbox)
+        self.metrics: GatewayMetrics | None = None  # set by assembly.assemble when the process exports metrics
 
     async def serve_socket(self, sock: socket.socket) -> asyncio.base_events.Server:
         sock.setblocking(False)
@@ -511,7 +521,15 @@ class Gateway:
         finally:
             self.active -= 1
             self.limits.release(adm)
+            if self.metrics is not None:
+                self._tally(client)
             client.close()
+
+    def _tally(self, client: Stream) -> None:
+        """Count one ended connection and its bytes (the kernel's count; once, before its socket closes)."""
+        if self.metrics is not None and not getattr(client, "tallied", False):
+            client.tallied = True  # type: ignore[attr-defined]
+            self.metrics.connection_done(self.config.sandbox, client.writer.get_extra_info("socket"))
 
     async def _serve(self, client: Stream, caller: Caller | None, why: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
@@ -583,6 +601,8 @@ class Gateway:
         client.write(conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection established")))
         pre, _closed = conn.trailing_data
         if relay is not None:  # L4 passthrough: transport-to-transport, no coroutine per chunk
+            if self.metrics is not None:  # the relay closes the client's socket: count its bytes first
+                relay.before_close = functools.partial(self._tally, client)
             await relay.attach(client.writer.transport, pre + bytes(client.reader._buffer), client.reader.at_eof())
             return
         await client.drain()
@@ -634,6 +654,7 @@ class Gateway:
 
     # -- one HTTP request ------------------------------------------------------------------------------
     async def _forward(self, conn, client: Stream, ev: h11.Request, caller, why, upstreams, tunnel) -> bool:
+        started = time.perf_counter()
         method = ev.method.decode("ascii", "replace")
         raw_target = ev.target.decode("ascii", "replace")
         host_hdr = _hdr(ev.headers, b"host")
@@ -711,9 +732,12 @@ class Gateway:
             headers = [(k, v) for k, v in headers if k != b"expect"]
             client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         try:
-            return await self._exchange(conn, client, up, h11.Request(
+            keep = await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
                 websocket, used, _sent(ev) if used else b"", body)  # fmt: skip
+            if self.metrics is not None and not websocket:  # a WebSocket's time is the session's, not a request's
+                self.metrics.request_done(self.config.sandbox, kind, time.perf_counter() - started)
+            return keep
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()

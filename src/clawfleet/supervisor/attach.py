@@ -28,6 +28,7 @@ from clawfleet.atomicfile import write_atomic
 from clawfleet.gateway.assembly import assemble
 from clawfleet.gateway.ca import SandboxCA
 from clawfleet.gateway.config import GatewayConfig, load_gateway_section
+from clawfleet.gateway.metrics import GatewayMetrics
 from clawfleet.policy import load_file, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -86,13 +87,17 @@ def sandbox_alive(record: dict[str, Any] | None) -> int | None:
     return pid if inode is not None and inode == record.get("netns") else None
 
 
-def gateway_config_for(d: SandboxDefinition, state_dir: str) -> GatewayConfig:
-    """The gateway settings of one sandbox definition (its ``gateway:`` section, see docs/gateway.md)."""
+def gateway_config_for(d: SandboxDefinition, state_dir: str, ocsf_logs: bool = False) -> GatewayConfig:
+    """The gateway settings of one sandbox definition (its ``gateway:`` section, see docs/gateway.md);
+    ``ocsf_logs`` (the daemon config's): OCSF lines in ``state_dir/NAME.ocsf.jsonl`` unless the section names a
+    file."""
     section = dict(d.gateway)
     section.setdefault("policy", d.policy)
     section.setdefault("mode", d.mode)
     section.setdefault("sandbox", d.name)
     section.setdefault("log", os.path.join(state_dir, f"{d.name}.decisions.jsonl"))
+    if ocsf_logs:
+        section.setdefault("ocsf_log", os.path.join(state_dir, f"{d.name}.ocsf.jsonl"))
     if d.secrets:
         section["secrets"] = dict(d.secrets)
     return load_gateway_section(section, d.base)
@@ -101,13 +106,15 @@ def gateway_config_for(d: SandboxDefinition, state_dir: str) -> GatewayConfig:
 class AttachedGateway:
     """The gateway of one defined sandbox inside the daemon: follows the sandbox's published namespace."""
 
-    def __init__(self, d: SandboxDefinition, state_dir: str, runtime_dir: str) -> None:
+    def __init__(self, d: SandboxDefinition, state_dir: str, runtime_dir: str, *, ocsf_logs: bool = False,
+                 metrics: GatewayMetrics | None = None) -> None:  # fmt: skip
         self.name = d.name
         self.paths = RuntimePaths(runtime_dir, self.name)
-        self.config = gateway_config_for(d, state_dir)
+        self.config = gateway_config_for(d, state_dir, ocsf_logs)
+        self._command = [str(c) for c in d.command]
         # The CA key is kept (root only) so that a restarted gateway presents the CA the sandbox already trusts.
         ca = SandboxCA.persistent(os.path.join(state_dir, "ca", f"{self.name}.pem"), self.name)
-        self.parts = assemble(self.config, ca=ca)
+        self.parts = assemble(self.config, ca=ca, metrics=metrics)
         self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
                                                                    self.parts.pins, self.parts.gateway)  # fmt: skip
         os.makedirs(self.paths.bundle_dir, mode=0o755, exist_ok=True)
@@ -116,12 +123,16 @@ class AttachedGateway:
         write_atomic(self.paths.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
         self.attached_pid: int | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._born = time.time()
+        self._running: dict[str, Any] | None = None  # the published record of the sandbox seen running
 
     async def run(self, interval: float = 0.2) -> None:
         watch = asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
         try:
             while True:
-                pid = sandbox_alive(read_json(self.paths.pidfile))
+                record = read_json(self.paths.pidfile)
+                pid = sandbox_alive(record)
+                self._process_events(record if pid else None)
                 if pid != self.attached_pid:
                     await self._detach()
                     if pid is not None:
@@ -131,6 +142,22 @@ class AttachedGateway:
             watch.cancel()
             await self._detach()
             await self.parts.aclose()
+
+    def _process_events(self, record: dict[str, Any] | None) -> None:
+        """Process events for the sandbox's supervisor process: a launch when a sandbox started after this gateway
+        (one that a restarted gateway adopts was not launched now), an exit when it is gone. The sandbox is not
+        this process's child, so its exit code is not known here (``sandbox status`` has it when the daemon
+        launched it)."""
+        seen = self._running
+        if seen is not None and (record is None or record.get("pid") != seen.get("pid")):
+            self._running = None
+            self.log.write({"event": "process_exit", "pid": seen.get("pid"), "command": self._command,
+                            "exit_code": None})  # fmt: skip
+        if record is not None and self._running is None:
+            self._running = record
+            started = record.get("started")
+            if isinstance(started, (int, float)) and started >= self._born - 1:
+                self.log.write({"event": "process_start", "pid": record.get("pid"), "command": self._command})
 
     async def _attach(self, pid: int) -> None:
         from clawfleet.gateway.ident import Identifier

@@ -5,6 +5,8 @@
     runtime_dir: /run/clawfleet                  # sandboxes/NAME.json (published pids), gateway/NAME/ (CA bundle)
     launch_sandboxes: true                       # false: systemd runs them (clawfleet-sandbox@NAME.service)
     sandboxes: [agents/coder.yaml, agents/researcher.yaml]   # sandbox definition files (clawfleet.sandbox.definition)
+    ocsf_logs: false                             # true: OCSF JSON lines in state_dir/NAME.ocsf.jsonl as well
+    metrics_listen: 127.0.0.1:9464               # or unix:/run/clawfleet/gateway-metrics.sock; default: none
 
 Relative paths are relative to the file. Problems are reported as ``FILE:LINE:COL: key: message``.
 """
@@ -15,11 +17,13 @@ import os
 from dataclasses import dataclass
 
 from clawfleet import paths
+from clawfleet.gateway.metrics import MetricsError, parse_listen
 from clawfleet.sandbox.definition import DefinitionError, load_mapping
 
 __all__ = ["DAEMON_KEYS", "DaemonConfig", "load_daemon_config"]
 
-DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes"})
+DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes", "ocsf_logs",
+                         "metrics_listen"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class DaemonConfig:
     runtime_dir: str
     launch_sandboxes: bool
     sandboxes: tuple[str, ...]  # definition files, absolute
+    ocsf_logs: bool = False  # every sandbox's gateway also writes OCSF lines (docs/gateway.md "OCSF events")
+    metrics_listen: str | None = None  # Prometheus metrics (docs/gateway.md "Metrics"): loopback or unix socket
     problems: tuple[str, ...] = ()  # what the daemon tolerates and `gateway check` refuses (unknown keys)
 
 
@@ -41,6 +47,15 @@ def load_daemon_config(path: str) -> DaemonConfig:
     items = data.get("sandboxes") or []
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise DefinitionError.at(doc, ("sandboxes",), "expected a list of definition files")
+    ocsf_logs = data.get("ocsf_logs", False)
+    if not isinstance(ocsf_logs, bool):
+        raise DefinitionError.at(doc, ("ocsf_logs",), "expected true or false")
+    metrics_listen = data.get("metrics_listen")
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except MetricsError as exc:
+            raise DefinitionError.at(doc, ("metrics_listen",), str(exc)) from None
     unknown = sorted(set(data) - DAEMON_KEYS)
     problems: tuple[str, ...] = ()
     if unknown:
@@ -54,4 +69,6 @@ def load_daemon_config(path: str) -> DaemonConfig:
         launch_sandboxes=bool(data.get("launch_sandboxes", True)),
         sandboxes=tuple(os.path.join(base, item) for item in items),
         problems=problems,
+        ocsf_logs=ocsf_logs,
+        metrics_listen=metrics_listen,
     )

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clawfleet.gateway.metrics import GatewayMetrics, serve_metrics
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -29,6 +30,8 @@ from .config import load_daemon_config
 from .control_server import handle
 
 __all__ = ["Daemon", "Managed"]
+
+_DAEMON_WIDE = "state_dir/control_socket/runtime_dir/launch_sandboxes/ocsf_logs/metrics_listen"
 
 
 @dataclass
@@ -76,6 +79,10 @@ class Daemon:
         self.socket_path = cfg.control_socket
         self.runtime_dir = cfg.runtime_dir
         self.launch = cfg.launch_sandboxes
+        self.ocsf_logs = cfg.ocsf_logs
+        self.metrics_listen = cfg.metrics_listen
+        # one registry for every sandbox's gateway in this process (label `sandbox`)
+        self.metrics = GatewayMetrics() if cfg.metrics_listen else None
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
@@ -132,7 +139,8 @@ class Daemon:
                 self.start(m)
 
     def _run_gateway(self, m: Managed, d: SandboxDefinition) -> None:
-        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir, ocsf_logs=self.ocsf_logs,
+                                    metrics=self.metrics)  # fmt: skip
         m.task = asyncio.ensure_future(m.gateway.run())
 
     async def _end_gateway(self, m: Managed) -> None:
@@ -167,8 +175,10 @@ class Daemon:
             outcome: dict[str, Any] = {"event": "reload_failed", "error": str(exc), "kept": sorted(self.definitions)}
             print(json.dumps(outcome), file=sys.stderr, flush=True)
             return outcome
-        daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes)
-        needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch)
+        daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes, cfg.ocsf_logs,
+                       cfg.metrics_listen)  # fmt: skip
+        needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch,
+                                        self.ocsf_logs, self.metrics_listen)  # fmt: skip
         added = sorted(set(new) - set(self.definitions))
         removed = sorted(set(self.definitions) - set(new))
         changed = sorted(n for n in set(new) & set(self.definitions) if new[n] != self.definitions[n])
@@ -189,8 +199,7 @@ class Daemon:
                 self.start(m)
         outcome = {"event": "reloaded", "added": added, "removed": removed, "changed": changed,
                    "unchanged": sorted(set(new) - set(added) - set(changed)),
-                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes" if needs_restart
-                   else None}  # fmt: skip
+                   "restart_needed_for": _DAEMON_WIDE if needs_restart else None}  # fmt: skip
         print(json.dumps(outcome), file=sys.stderr, flush=True)
         return outcome
 
@@ -207,6 +216,9 @@ class Daemon:
             server = await asyncio.start_unix_server(functools.partial(handle, self), path=self.socket_path)
         finally:
             os.umask(old)
+        metrics_server = None
+        if self.metrics is not None and self.metrics_listen:
+            metrics_server = await serve_metrics(self.metrics, self.metrics_listen)
         if self.launch:
             for m in self.sandboxes.values():
                 self.start(m)
@@ -225,6 +237,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         async with server:
             await stop.wait()
+        if metrics_server is not None:
+            metrics_server.close()
+            if self.metrics_listen and self.metrics_listen.startswith("unix:"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.metrics_listen[5:])
         if self.launch:
             for m in self.sandboxes.values():
                 await loop.run_in_executor(None, self.stop, m)

@@ -55,6 +55,8 @@ class EmbeddedGateway:
         self._thread.start()
         self._watch = asyncio.run_coroutine_threadsafe(self._start_watch(), self.loop).result(5)
         self.identifier: Identifier | None = None
+        self.argv: tuple[str, ...] = ()
+        self.pid: int | None = None
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -66,6 +68,7 @@ class EmbeddedGateway:
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
         """The spec with the CA bundle mounted read-only and the proxy variables set."""
         env = {**dict(spec.env), **sandbox_env(self.config.listen_port, self.ca_bundle)}
+        self.argv = tuple(spec.argv)
         return dataclasses.replace(spec, read_only=(*spec.read_only, self.state_dir), env=env)
 
     def hook(self, pid: int) -> None:
@@ -76,6 +79,15 @@ class EmbeddedGateway:
         asyncio.run_coroutine_threadsafe(self.gateway.serve_socket(sock), self.loop).result(10)
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
+        self.pid = pid
+        self.log.write({"event": "process_start", "pid": pid, "command": list(self.argv),
+                        "supervisor_pid": os.getpid()})  # fmt: skip
+
+    def exited(self, code: int) -> None:
+        """The sandboxed command ended with ``code`` (a process event for the decision log and the OCSF file)."""
+        if self.pid is not None:
+            self.log.write({"event": "process_exit", "pid": self.pid, "command": list(self.argv), "exit_code": code,
+                            "supervisor_pid": os.getpid()})  # fmt: skip
 
     def close(self) -> None:
         async def stop() -> None:
@@ -103,6 +115,7 @@ def run_sandbox(spec: SandboxSpec, config: GatewayConfig, *,
     try:
         launcher = Launcher(gw.prepare(spec), on_netns_ready=gw.hook, warn=warn)
         code = launcher.run()
+        gw.exited(code)
     finally:
         gw.close()
     return code, launcher

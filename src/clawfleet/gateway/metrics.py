@@ -1,0 +1,235 @@
+"""Prometheus metrics of the gateways of one process (the daemon's, or one ``sandbox run``), label ``sandbox``.
+
+Counted from what the gateway already produces, so the proxy's hot path gains almost nothing:
+
+- decisions and reload results: a :class:`~.config.DecisionLog` observer (every record the log is given);
+- latency: one histogram observation per forwarded request (``Gateway._forward``);
+- bytes: the kernel's own count for each sandbox connection (``TCP_INFO`` ``tcpi_bytes_received`` /
+  ``tcpi_bytes_acked``), read once when the connection ends: L4 relays, TLS tunnels and plain HTTP alike, with
+  no counting per chunk;
+- active connections, policy digest and generation: read from the live gateways when scraped.
+
+Served by :func:`serve_metrics` on a loopback TCP port or a root-only unix socket, never on the sandbox side
+(docs/gateway.md "Metrics"). ``prometheus_client`` is already the router's (a runtime dependency): its text
+format and registry are the reference implementation, and it is pure Python with no further dependencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import h11
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .config import DecisionObserver
+    from .proxy import Gateway
+    from .reload import PolicyHolder
+
+__all__ = ["GatewayMetrics", "MetricsError", "parse_listen", "serve_metrics", "tcp_bytes"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_REQUEST_KINDS = frozenset({"http", "tunnel_request", "tls_request"})
+# struct tcp_info (linux/tcp.h): 8 bytes of u8 fields, 24 u32, then u64 pacing_rate, max_pacing_rate,
+# bytes_acked (offset 120, since 4.1), bytes_received (offset 128, since 4.1)
+_TCP_INFO_LEN = 136
+_BYTES_AT = 120
+
+
+class MetricsError(ValueError):
+    pass
+
+
+def tcp_bytes(sock: Any) -> tuple[int, int] | None:
+    """``(bytes received from the peer, bytes sent to it and acknowledged)`` of a TCP socket, from the kernel."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if len(info) < _TCP_INFO_LEN:
+        return None  # a kernel before 4.1: no byte counts
+    acked, received = struct.unpack_from("=QQ", info, _BYTES_AT)
+    return received, acked
+
+
+class _Live(Collector):
+    """Gauges read from the live gateways at scrape time."""
+
+    def __init__(self) -> None:
+        self.gateways: dict[str, tuple[Gateway, PolicyHolder]] = {}
+
+    def collect(self) -> Iterator[Any]:
+        active = GaugeMetricFamily("clawfleet_gateway_active_connections", "Client connections open now",
+                                   labels=["sandbox"])  # fmt: skip
+        generation = GaugeMetricFamily("clawfleet_gateway_policy_generation",
+                                       "Policies applied since the gateway started (0: the one it started with)",
+                                       labels=["sandbox"])  # fmt: skip
+        info = InfoMetricFamily("clawfleet_gateway_policy", "The policy the gateway applies now",
+                                labels=["sandbox"])  # fmt: skip
+        for name, (gateway, holder) in sorted(self.gateways.items()):
+            active.add_metric([name], gateway.active)
+            generation.add_metric([name], holder.generation)
+            info.add_metric([name], {"digest": holder.digest, "mode": gateway.config.mode})
+        yield active
+        yield generation
+        yield info
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # collected anew on every scrape; nothing to check at registration
+
+
+class GatewayMetrics:
+    """One registry for all the gateways of a process; each gateway registers itself (:meth:`add`)."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter("clawfleet_gateway_decisions",
+                                 "Decisions by sandbox, kind (connect, http, tunnel_request, tls_request), policy rule "
+                                 "('-' when none matched), action taken and the policy's decision",
+                                 ["sandbox", "kind", "rule", "action", "decision"], registry=r)  # fmt: skip
+        self.latency = Histogram("clawfleet_gateway_request_duration_seconds",
+                                 "Forwarded requests: time from the request head to the response's last byte",
+                                 ["sandbox", "kind"], buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.bytes = Counter("clawfleet_gateway_bytes",
+                             "Bytes on sandbox connections (from_sandbox: sent by the sandbox; to_sandbox: delivered "
+                             "to it), counted by the kernel when a connection ends",
+                             ["sandbox", "direction"], registry=r)  # fmt: skip
+        self.connections = Counter("clawfleet_gateway_connections", "Client connections ended",
+                                   ["sandbox"], registry=r)  # fmt: skip
+        self.refused = Counter("clawfleet_gateway_connections_refused",
+                               "Connections refused over max_connections", ["sandbox"], registry=r)  # fmt: skip
+        self.reloads = Counter("clawfleet_gateway_policy_reloads",
+                               "Policy reloads by result (ok: applied; failed: invalid file, last good policy kept)",
+                               ["sandbox", "result"], registry=r)  # fmt: skip
+        self.reload_ok = Gauge("clawfleet_gateway_policy_last_reload_ok",
+                               "1 when the last reload applied, 0 when it failed (the last good policy is kept)",
+                               ["sandbox"], registry=r)  # fmt: skip
+        self.events = Counter("clawfleet_gateway_events", "Other gateway events (idle_timeout, bad_request, ...)",
+                              ["sandbox", "event"], registry=r)  # fmt: skip
+        self._live = _Live()
+        r.register(self._live)
+
+    def add(self, sandbox: str, gateway: Gateway, holder: PolicyHolder) -> DecisionObserver:
+        """Register a gateway; returns the observer its decision log feeds."""
+        self._live.gateways[sandbox] = (gateway, holder)
+        self.reload_ok.labels(sandbox).set(1)
+
+        def observe(record: dict[str, Any], _time_ms: int, _flush: bool) -> None:
+            event = record.get("event")
+            if event is None and "decision" in record:
+                rule = record.get("rule")
+                self.decisions.labels(sandbox, str(record.get("kind")), rule if isinstance(rule, str) else "-",
+                                      str(record.get("action")), str(record.get("decision"))).inc()  # fmt: skip
+            elif event == "reload":
+                ok = bool(record.get("ok"))
+                self.reloads.labels(sandbox, "ok" if ok else "failed").inc()
+                self.reload_ok.labels(sandbox).set(1 if ok else 0)
+            elif event == "connection_refused":
+                self.refused.labels(sandbox).inc(int(record.get("refused") or 1))
+            elif isinstance(event, str):
+                self.events.labels(sandbox, event).inc()
+
+        return observe
+
+    def remove(self, sandbox: str, gateway: Gateway) -> None:
+        if self._live.gateways.get(sandbox, (None,))[0] is gateway:
+            del self._live.gateways[sandbox]
+
+    def request_done(self, sandbox: str, kind: str, seconds: float) -> None:
+        if kind in _REQUEST_KINDS:
+            self.latency.labels(sandbox, kind).observe(seconds)
+
+    def connection_done(self, sandbox: str, sock: Any) -> None:
+        self.connections.labels(sandbox).inc()
+        counted = tcp_bytes(sock) if sock is not None else None
+        if counted is not None:
+            received, acked = counted
+            self.bytes.labels(sandbox, "from_sandbox").inc(received)
+            self.bytes.labels(sandbox, "to_sandbox").inc(acked)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def parse_listen(value: str) -> tuple[str, Any]:
+    """``unix:/PATH`` (a root-only socket) or a loopback ``HOST:PORT`` (127.0.0.0/8 or [::1]); anything else is
+    refused: the metrics name sandboxes, rules and digests, and are never offered beyond the host."""
+    if not isinstance(value, str) or not value:
+        raise MetricsError(f"metrics_listen must be 'unix:/PATH' or a loopback HOST:PORT, not {value!r}")
+    if value.startswith("unix:"):
+        path = value[5:]
+        if not os.path.isabs(path):
+            raise MetricsError(f"metrics_listen {value!r}: the socket path must be absolute")
+        return "unix", path
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        addr = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise MetricsError(f"metrics_listen {value!r}: expected an IP address and a port (127.0.0.1:9464)") from None
+    if not sep or not addr.is_loopback:
+        raise MetricsError(f"metrics_listen {value!r}: only a loopback address (127.0.0.0/8, ::1) or a unix socket")
+    if not 1 <= number <= 65535:
+        raise MetricsError(f"metrics_listen {value!r}: port out of range")
+    return "tcp", (str(addr), number)
+
+
+async def serve_metrics(metrics: GatewayMetrics, listen: str) -> asyncio.base_events.Server:
+    """Answer ``GET /metrics`` on ``listen`` (see :func:`parse_listen`); other paths get 404."""
+    kind, where = parse_listen(listen)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await asyncio.wait_for(reader.read(8192), 10)
+                    conn.receive_data(data)
+                    if not data:
+                        return
+                    continue
+                if not isinstance(event, h11.Request):
+                    return
+                break
+            path = event.target.split(b"?", 1)[0]
+            if event.method in (b"GET", b"HEAD") and path == b"/metrics":
+                status, ctype, body = 200, metrics.content_type.encode(), metrics.render()
+            else:
+                status, ctype, body = 404, b"text/plain", b"only GET /metrics here\n"
+            headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]  # fmt: skip
+            out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+            if event.method != b"HEAD":
+                out += conn.send(h11.Data(data=body)) or b""
+            writer.write(out + (conn.send(h11.EndOfMessage()) or b""))
+            await writer.drain()
+        except (h11.ProtocolError, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    if kind == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(where)
+        os.makedirs(os.path.dirname(where) or "/", mode=0o755, exist_ok=True)
+        old = os.umask(0o177)  # 0600 from the start: no moment where another user could connect
+        try:
+            return await asyncio.start_unix_server(handle, path=where)
+        finally:
+            os.umask(old)
+    host, port = where
+    return await asyncio.start_server(handle, host=host, port=port, reuse_address=True)
