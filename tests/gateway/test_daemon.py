@@ -6,10 +6,12 @@ The restart here is done by hand (SIGKILL, start again); molecule/site proves th
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -312,3 +314,86 @@ def test_sighup_remakes_only_the_changed_sandbox_and_keeps_the_last_good_set(fle
     assert "error" in other()
     assert not alive(other_before["pid"])
     assert fleetlet.status()["pid"] == remade["pid"]
+
+
+OBSERVED_LOOP = """while true; do
+  curl -s -o /dev/null -w '%{http_code}\\n' --max-time 2 https://origin.test:PORT/ok/ping >> /sandbox/results.log
+  curl -s -o /dev/null -w '%{http_code}\\n' -m 2 -X POST https://origin.test:PORT/ok/post >> /sandbox/results.log
+  sleep 0.2
+done"""
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ocsf_logs_and_metrics_of_the_daemon(fleetlet, origin):
+    """``ocsf_logs: true`` and ``metrics_listen`` in the daemon config: the sandbox's process events, its policy
+    load and reload, its decisions as OCSF lines that validate against the pinned schema; a scrape over loopback
+    TCP after real traffic from inside the sandbox."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .ocsf_schema import problems
+
+    port = _free_loopback_port()
+    config = json.loads(fleetlet.config.read_text())
+    fleetlet.config.write_text(json.dumps({**config, "ocsf_logs": True, "metrics_listen": f"127.0.0.1:{port}"}))
+    looper = json.loads((fleetlet.tmp / "looper.yaml").read_text())
+    command = ["/bin/sh", "-c", OBSERVED_LOOP.replace("PORT", str(origin["origin"].port))]
+    (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "command": command}))
+    ocsf = fleetlet.tmp / "state" / "looper.ocsf.jsonl"
+
+    def scrape() -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        text = resp.read().decode()
+        conn.close()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+    def metric(name: str, found: dict | None = None, **labels) -> float:
+        return (found or scrape()).get((name, tuple(sorted(labels.items()))), 0)
+
+    def lines() -> list[dict]:
+        return [json.loads(x) for x in ocsf.read_text().splitlines()] if ocsf.exists() else []
+
+    fleetlet.start()
+    until(lambda: {"200", "403"} <= set(fleetlet.results()), 60, "an allowed GET and a denied POST")
+    status = fleetlet.status()
+    found = scrape()
+    tls = {"sandbox": "looper", "kind": "tls_request", "rule": "origin"}
+    assert metric("clawfleet_gateway_decisions_total", found, **tls, action="allow", decision="allow") >= 1, found
+    assert metric("clawfleet_gateway_policy_info", found, sandbox="looper", digest=status["policy_digest"],
+                  mode="enforce") == 1  # fmt: skip
+    assert ("clawfleet_gateway_active_connections", (("sandbox", "looper"),)) in found
+    decisions = "clawfleet_gateway_decisions_total"
+    until(lambda: metric(decisions, **tls, action="deny", decision="deny") >= 1, 10, "a counted denial")
+    sent = "clawfleet_gateway_bytes_total"
+    until(lambda: metric(sent, sandbox="looper", direction="from_sandbox") > 0, 10, "counted bytes")
+
+    # a policy change (POST allowed from now on): one successful reload, counted and logged as a config change
+    (fleetlet.tmp / "policy.yaml").write_text((fleetlet.tmp / "policy.yaml").read_text().replace(
+        "access: read-only", "access: read-write"))  # fmt: skip
+    reloads = "clawfleet_gateway_policy_reloads_total"
+    until(lambda: metric(reloads, sandbox="looper", result="ok") == 1, 30, "the reload to be counted")
+    next(request({"cmd": "stop", "name": "looper"}, fleetlet.socket))
+    until(lambda: any(ev["class_uid"] == 1007 and ev["activity_id"] == 2 for ev in lines()), 30, "the exit event")
+
+    events = lines()
+    bad = [(ev, p) for ev in events if (p := problems(ev))]
+    assert not bad, bad[:3]
+    launch = [ev for ev in events if ev["class_uid"] == 1007 and ev["activity_id"] == 1]
+    assert len(launch) == 1 and launch[0]["process"]["pid"] == status["pid"]
+    assert launch[0]["process"]["cmd_line"].startswith("/bin/sh -c while true")
+    config_events = [ev for ev in events if ev["class_uid"] == 5019]
+    assert config_events[0]["message"].startswith("Policy loaded")
+    assert config_events[0]["unmapped"]["digest"] == status["policy_digest"]
+    assert any(ev["message"].startswith("Policy reloaded successfully") for ev in config_events[1:])
+    assert any(ev["class_uid"] == 4001 and ev["activity_name"] == "Listen" for ev in events)
+    http_events = [(ev["activity_name"], ev["action"]) for ev in events if ev["class_uid"] == 4002]
+    assert ("Get", "Allowed") in http_events and ("Post", "Denied") in http_events
+    assert all(ev["device"]["container"]["name"] == "looper" for ev in events)
