@@ -562,3 +562,35 @@ print(json.dumps([ask("CONNECT localhost:{p} HTTP/1.1\\r\\nHost: localhost:{p}\\
     assert len(refused) == 2 and all("is not granted (allowed_ips)" in r["reason"] for r in refused)
     assert all("127.0.0.1" in r["addresses"] for r in refused)
     assert {r["binary"] for r in refused} == {os.path.realpath("/usr/bin/python3")}
+
+
+def test_ocsf_log_of_sandbox_run_has_the_command_and_its_exit_code(box, world):
+    """``ocsf_log`` in the gateway config of ``gateway run``: the command's launch and exit (with its exit code,
+    which the embedded supervisor knows), the policy load and curl's decisions, all valid OCSF 1.8.0."""
+    from .ocsf_schema import problems
+
+    box.write_policy(std_policy(world))
+    ocsf = box.tmp / "ocsf.jsonl"
+    box.gwconf.write_text(json.dumps({**json.loads(box.gwconf.read_text()), "ocsf_log": str(ocsf)}))
+    e = world["echo"].port
+    proc = box.sh(f"""
+        curl -s -o /dev/null -w '%{{http_code}}\\n' https://origin.test:{e}/ok/a
+        curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE https://origin.test:{e}/ok/a
+        exit 5
+    """)
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout.split() == ["200", "403"], proc.stdout
+    events = [json.loads(x) for x in ocsf.read_text().splitlines()]
+    bad = [(ev, p) for ev in events if (p := problems(ev))]
+    assert not bad, bad[:3]
+    launch = [ev for ev in events if ev["class_uid"] == 1007 and ev["activity_id"] == 1]
+    exits = [ev for ev in events if ev["class_uid"] == 1007 and ev["activity_id"] == 2]
+    assert len(launch) == 1 and len(exits) == 1
+    assert launch[0]["process"]["cmd_line"].startswith("/bin/sh -c")
+    assert launch[0]["actor"]["process"]["pid"] > 0  # the supervisor that launched it
+    assert exits[0]["exit_code"] == 5 and exits[0]["status"] == "Failure"
+    assert exits[0]["process"]["pid"] == launch[0]["process"]["pid"]
+    http = {(ev["activity_name"], ev["action"]) for ev in events if ev["class_uid"] == 4002}
+    assert http == {("Get", "Allowed"), ("Delete", "Denied")}
+    assert events[0]["class_uid"] == 5019 and events[0]["message"].startswith("Policy loaded")
+    assert events.index(launch[0]) < events.index(exits[0])
