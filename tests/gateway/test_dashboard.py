@@ -36,7 +36,7 @@ def _sample_labels(metric) -> dict[str, set[str]]:
     return out
 
 
-def exported() -> dict[str, set[str]]:
+def exported(log: Path) -> dict[str, set[str]]:
     known: dict[str, set[str]] = dict(VLLM)
     for owner in (GatewayMetrics(), RouterMetrics()):
         for value in vars(owner).values():
@@ -45,9 +45,10 @@ def exported() -> dict[str, set[str]]:
     metrics = GatewayMetrics()  # the families read from live gateways at scrape time
     metrics.add(
         "box",
-        SimpleNamespace(active=0, config=SimpleNamespace(mode="enforce")),  # type: ignore[arg-type]
+        SimpleNamespace(active=0, config=SimpleNamespace(mode="enforce")),
         SimpleNamespace(generation=0, digest="d"),
-    )  # type: ignore[arg-type]
+        str(log),
+    )
     for family in metrics.registry.collect():
         for sample in family.samples:
             known.setdefault(sample.name, set()).update(sample.labels)
@@ -59,8 +60,8 @@ def queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in dash["panels"] for t in p.get("targets", [])]
 
 
-def test_every_queried_metric_and_label_is_exported():
-    known = exported()
+def test_every_queried_metric_and_label_is_exported(tmp_path):
+    known = exported(tmp_path / "decisions.jsonl")
     seen = set()
     for title, expr in queries():
         for name, selector in re.findall(r"((?:clawfleet_|vllm:)[a-z_:]+)(\{[^}]*\})?", expr):
@@ -72,8 +73,9 @@ def test_every_queried_metric_and_label_is_exported():
             for label in (g.strip() for g in group.split(",")):
                 names = re.findall(r"(?:clawfleet_|vllm:)[a-z_:]+", expr)
                 assert any(label in known[n] | EXTERNAL for n in names), f"{title}: no metric has label {label}"
-    # the panels: denials, policy digests, reloads per host; the router's and vLLM's metrics
+    # the panels: denials, approvals pending, policy digests, reloads per host; the router's and vLLM's metrics
     for needed in ("clawfleet_gateway_decisions_total", "clawfleet_gateway_policy_info",
+                   "clawfleet_gateway_approvals_pending",
                    "clawfleet_gateway_policy_reloads_total", "clawfleet_router_requests_total",
                    "vllm:num_requests_running"):  # fmt: skip
         assert needed in seen

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clawfleet.gateway.metrics import GatewayMetrics, MetricsError, parse_listen, serve_metrics
+from clawfleet.policy import approvals
 
 from .support import connect, https, request, tls_over
 
@@ -158,3 +159,29 @@ def test_metrics_never_listen_beyond_the_host(listen):
                                                 ("unix:/run/m.sock", ("unix", "/run/m.sock"))])  # fmt: skip
 def test_loopback_and_unix_listeners_are_accepted(listen, parsed):
     assert parse_listen(listen) == parsed
+
+
+def test_approvals_pending_is_what_policy_pending_lists(make_gateway, origins):
+    metrics = GatewayMetrics()
+    gw = make_gateway(metrics=metrics)
+
+    def pending_now(m: GatewayMetrics) -> float:
+        return value(samples(m.render().decode()), "clawfleet_gateway_approvals_pending", sandbox="unit")
+
+    gw.binary = "/usr/bin/git"
+    assert https(gw, origins, "GET", "/ok/x")[0] == 403  # git is not listed
+    gw.binary = "/usr/bin/curl"
+    for _ in range(2):
+        assert https(gw, origins, "PUT", "/ok/y")[0] == 403  # twice: one pending approval
+    items = approvals.pending(str(gw.log_path))
+    assert len(items) == 2
+    assert pending_now(metrics) == 2
+
+    approvals.approve(str(gw.log_path), str(gw.policy), items[0].id)
+    assert len(approvals.pending(str(gw.log_path))) == 1
+    assert pending_now(metrics) == 1
+
+    # a gateway started later over the same log (a restarted daemon) counts what the file already holds
+    later = GatewayMetrics()
+    make_gateway(metrics=later)
+    assert gw.wait_for(lambda: pending_now(later) == 1)

@@ -64,7 +64,7 @@ def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Id
     gateway = Gateway(config, holder, log, identify, ca)
     if metrics is not None:
         gateway.metrics = metrics
-        log.observers.append(metrics.add(config.sandbox, gateway, holder))
+        log.observers.append(metrics.add(config.sandbox, gateway, holder, config.log))
     return AssembledGateway(config, log, holder, ca, pins, gateway, metrics)
 
 

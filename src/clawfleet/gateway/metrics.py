@@ -22,6 +22,7 @@ import ipaddress
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+from clawfleet.policy.approvals import approved_ids, pending_entry, read_log
 
 if TYPE_CHECKING:
     from .config import DecisionObserver
@@ -44,6 +47,7 @@ _REQUEST_KINDS = frozenset({"http", "tunnel_request", "tls_request"})
 # bytes_acked (offset 120, since 4.1), bytes_received (offset 128, since 4.1)
 _TCP_INFO_LEN = 136
 _BYTES_AT = 120
+_MAX_PENDING = 100_000  # distinct pending ids remembered per sandbox (a bound on memory, far above any real list)
 
 
 class MetricsError(ValueError):
@@ -62,11 +66,50 @@ def tcp_bytes(sock: Any) -> tuple[int, int] | None:
     return received, acked
 
 
+class _Pending:
+    """The ids ``clawfleet policy pending`` lists for one decision log, kept up to date from the records as they are
+    written (seeded once from the file in a thread, so a large log never holds up the gateway's loop); approvals
+    are read from the log's ``.approved`` ledger when it changed."""
+
+    def __init__(self, sandbox: str, log: str | None) -> None:
+        self.sandbox, self.log = sandbox, log
+        self.ids: set[str] = set()
+        self._approved: set[str] = set()
+        self._approved_sig: tuple[int, int] | None = None
+        if log is not None and os.path.exists(log):
+            threading.Thread(target=self._seed, name=f"pending-{sandbox}", daemon=True).start()
+
+    def _seed(self) -> None:
+        assert self.log is not None
+        try:
+            for rec in read_log(self.log):
+                self.add(rec)
+        except OSError:
+            pass
+
+    def add(self, rec: dict[str, Any]) -> None:
+        entry = pending_entry(rec)
+        if entry is not None and len(self.ids) < _MAX_PENDING:
+            self.ids.add(entry[1])
+
+    def count(self) -> int:
+        assert self.log is not None
+        try:
+            st = os.stat(self.log + ".approved")
+            sig: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            sig = None
+        if sig != self._approved_sig:
+            self._approved, self._approved_sig = approved_ids(self.log), sig
+        return len(self.ids - self._approved)
+
+
 class _Live(Collector):
     """Gauges read from the live gateways at scrape time."""
 
     def __init__(self) -> None:
         self.gateways: dict[str, tuple[Gateway, PolicyHolder]] = {}
+        self.pending: dict[str, _Pending] = {}
 
     def collect(self) -> Iterator[Any]:
         active = GaugeMetricFamily("clawfleet_gateway_active_connections", "Client connections open now",
@@ -76,13 +119,20 @@ class _Live(Collector):
                                        labels=["sandbox"])  # fmt: skip
         info = InfoMetricFamily("clawfleet_gateway_policy", "The policy the gateway applies now",
                                 labels=["sandbox"])  # fmt: skip
+        pending = GaugeMetricFamily("clawfleet_gateway_approvals_pending",
+                                    "Denials a policy rule could approve, not approved yet (clawfleet policy pending); "
+                                    "for a gateway with a decision log file", labels=["sandbox"])  # fmt: skip
         for name, (gateway, holder) in sorted(self.gateways.items()):
             active.add_metric([name], gateway.active)
             generation.add_metric([name], holder.generation)
             info.add_metric([name], {"digest": holder.digest, "mode": gateway.config.mode})
+            waiting = self.pending.get(name)
+            if waiting is not None and waiting.log is not None:
+                pending.add_metric([name], waiting.count())
         yield active
         yield generation
         yield info
+        yield pending
 
     def describe(self) -> Iterator[Any]:
         return iter(())  # collected anew on every scrape; nothing to check at registration
@@ -121,9 +171,11 @@ class GatewayMetrics:
         self._live = _Live()
         r.register(self._live)
 
-    def add(self, sandbox: str, gateway: Gateway, holder: PolicyHolder) -> DecisionObserver:
-        """Register a gateway; returns the observer its decision log feeds."""
+    def add(self, sandbox: str, gateway: Gateway, holder: PolicyHolder, log: str | None = None) -> DecisionObserver:
+        """Register a gateway (``log``: its decision log file, for the pending approvals); returns the observer its
+        decision log feeds."""
         self._live.gateways[sandbox] = (gateway, holder)
+        waiting = self._live.pending[sandbox] = _Pending(sandbox, log)
         self.reload_ok.labels(sandbox).set(1)
 
         def observe(record: dict[str, Any], _time_ms: int, _flush: bool) -> None:
@@ -132,6 +184,8 @@ class GatewayMetrics:
                 rule = record.get("rule")
                 self.decisions.labels(sandbox, str(record.get("kind")), rule if isinstance(rule, str) else "-",
                                       str(record.get("action")), str(record.get("decision"))).inc()  # fmt: skip
+                if record.get("action") == "deny" and waiting.log is not None:
+                    waiting.add({**record, "sandbox": sandbox})
             elif event == "reload":
                 ok = bool(record.get("ok"))
                 self.reloads.labels(sandbox, "ok" if ok else "failed").inc()
@@ -146,6 +200,7 @@ class GatewayMetrics:
     def remove(self, sandbox: str, gateway: Gateway) -> None:
         if self._live.gateways.get(sandbox, (None,))[0] is gateway:
             del self._live.gateways[sandbox]
+            self._live.pending.pop(sandbox, None)
 
     def request_done(self, sandbox: str, kind: str, seconds: float) -> None:
         if kind in _REQUEST_KINDS:

@@ -31,7 +31,8 @@ from clawfleet.paths import POLICY_LEDGER as DEFAULT_LEDGER
 
 from .request_target import TargetRefused, canonicalize_target
 
-__all__ = ["ApproveError", "Pending", "approve", "pending", "read_log", "register_policy_subcommands", "suggest"]
+__all__ = ["ApproveError", "Pending", "approve", "approved_ids", "pending", "pending_entry", "read_log",
+           "register_policy_subcommands", "suggest"]  # fmt: skip
 
 _REQUEST_KINDS = ("http", "tls_request", "tunnel_request")
 
@@ -102,19 +103,33 @@ def _approved(log: str) -> set[str]:
         return set()
 
 
+def pending_entry(rec: dict[str, Any]) -> tuple[tuple[Any, ...], str] | None:
+    """``(key, id)`` of the pending approval a decision record stands for, or None when it is not a denial a policy
+    rule could approve (also what the gateway's ``clawfleet_gateway_approvals_pending`` metric counts)."""
+    if not _is_decision(rec) or rec.get("action") != "deny" or rec.get("decision") != "deny":
+        return None
+    if str(rec.get("reason", "")).startswith(("caller not identified", "destination guard")):
+        return None  # nothing a policy rule could approve
+    key = _pending_key(rec)
+    return key, hashlib.sha256(json.dumps(key).encode()).hexdigest()[:10]
+
+
+def approved_ids(log: str) -> set[str]:
+    """The ids already approved for the decision log ``log`` (its ``.approved`` ledger)."""
+    return _approved(log)
+
+
 def pending(log: str, records: Iterable[dict[str, Any]] | None = None) -> list[Pending]:
     done = _approved(log)
     out: dict[tuple[Any, ...], Pending] = {}
     for rec in records if records is not None else read_log(log):
-        if not _is_decision(rec) or rec.get("action") != "deny" or rec.get("decision") != "deny":
+        entry = pending_entry(rec)
+        if entry is None:
             continue
-        reason = str(rec.get("reason", ""))
-        if reason.startswith(("caller not identified", "destination guard")):
-            continue  # nothing a policy rule could approve
-        key = _pending_key(rec)
-        pid = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:10]
+        key, pid = entry
         if pid in done:
             continue
+        reason = str(rec.get("reason", ""))
         p = out.get(key)
         if p is None:
             p = out[key] = Pending(pid, key[0], key[1], key[2], key[3], key[4], key[5], first=rec.get("time", ""))
