@@ -185,3 +185,19 @@ def test_approvals_pending_is_what_policy_pending_lists(make_gateway, origins):
     later = GatewayMetrics()
     make_gateway(metrics=later)
     assert gw.wait_for(lambda: pending_now(later) == 1)
+
+
+def test_daemon_config_refuses_a_metrics_listener_beyond_the_host(tmp_path):
+    from clawfleet.sandbox.definition import DefinitionError
+    from clawfleet.supervisor.config import load_daemon_config
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text("state_dir: state\nsandboxes: []\nocsf_logs: true\nmetrics_listen: 0.0.0.0:9464\n")
+    with pytest.raises(DefinitionError, match=r"gateway\.yaml:4:\d+: metrics_listen: .*only a loopback address"):
+        load_daemon_config(str(config))
+    config.write_text("state_dir: state\nsandboxes: []\nocsf_logs: true\nmetrics_listen: 127.0.0.1:9464\n")
+    loaded = load_daemon_config(str(config))  # the twin: loopback is accepted
+    assert (loaded.ocsf_logs, loaded.metrics_listen, loaded.problems) == (True, "127.0.0.1:9464", ())
+    config.write_text("state_dir: state\nsandboxes: []\nocsf_logs: 'yes'\n")
+    with pytest.raises(DefinitionError, match=r"ocsf_logs: expected true or false"):
+        load_daemon_config(str(config))
