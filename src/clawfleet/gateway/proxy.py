@@ -81,6 +81,7 @@ class Stream:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pre: bytes = b"") -> None:
         self.reader, self.writer, self.pre = reader, writer, pre
+        self.tallied = False  # its bytes were counted (metrics)
 
     async def read(self) -> bytes:
         if self.pre:
@@ -527,8 +528,8 @@ class Gateway:
 
     def _tally(self, client: Stream) -> None:
         """Count one ended connection and its bytes (the kernel's count; once, before its socket closes)."""
-        if self.metrics is not None and not getattr(client, "tallied", False):
-            client.tallied = True  # type: ignore[attr-defined]
+        if self.metrics is not None and not client.tallied:
+            client.tallied = True
             self.metrics.connection_done(self.config.sandbox, client.writer.get_extra_info("socket"))
 
     async def _serve(self, client: Stream, caller: Caller | None, why: str) -> None:
@@ -654,7 +655,7 @@ class Gateway:
 
     # -- one HTTP request ------------------------------------------------------------------------------
     async def _forward(self, conn, client: Stream, ev: h11.Request, caller, why, upstreams, tunnel) -> bool:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.metrics is not None else 0.0
         method = ev.method.decode("ascii", "replace")
         raw_target = ev.target.decode("ascii", "replace")
         host_hdr = _hdr(ev.headers, b"host")
