@@ -22,6 +22,8 @@ the pinned OCSF 1.8.0 schema (``tests/data/ocsf-1.8.0``).
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import socket
 import stat
@@ -62,6 +64,19 @@ class OcsfContext:
         self.listen_port = listen_port
         self.hostname = hostname or socket.gethostname()
         self.product = {"name": "clawfleet gateway", "vendor_name": "clawfleet", "version": __version__}
+        # The parts every event of this gateway shares, built once (events refer to them; never mutated).
+        self._metadata = {tuple(p): {"version": OCSF_VERSION, "product": self.product, "profiles": p,
+                                     "log_name": "decisions"} for p in (_NET_PROFILES, _HOST_PROFILES)}  # fmt: skip
+        # type_id 0: the gateway cannot tell a server from a laptop; OS type 200 is Linux. The sandbox is the
+        # device's container (OCSF 1.8.0 has no top-level `container`, where upstream writes it).
+        self._device = {
+            "hostname": self.hostname,
+            "type_id": 0,
+            "type": "Unknown",
+            "os": {"name": "Linux", "type_id": 200, "type": "Linux"},
+            "container": {"name": sandbox},
+        }
+        self._proxy = {"ip": "127.0.0.1", "port": listen_port}
 
     def base(self, class_uid: int, class_name: str, category_uid: int, category_name: str, activity_id: int,
              activity_name: str, severity_id: int, time_ms: int, profiles: list[str]) -> dict[str, Any]:  # fmt: skip
@@ -70,16 +85,11 @@ class OcsfContext:
             "category_name": category_name, "activity_id": activity_id, "activity_name": activity_name,
             "type_uid": class_uid * 100 + activity_id, "type_name": f"{class_name}: {activity_name}",
             "time": time_ms, "severity_id": severity_id, "severity": _SEVERITY[severity_id],
-            "metadata": {"version": OCSF_VERSION, "product": self.product, "profiles": profiles,
-                         "log_name": "decisions"},
-            # type_id 0: the gateway cannot tell a server from a laptop; OS type 200 is Linux. The sandbox is the
-            # device's container (OCSF 1.8.0 has no top-level `container`, where upstream writes it).
-            "device": {"hostname": self.hostname, "type_id": 0, "type": "Unknown",
-                       "os": {"name": "Linux", "type_id": 200, "type": "Linux"}, "container": {"name": self.sandbox}},
+            "metadata": self._metadata[tuple(profiles)], "device": self._device,
         }  # fmt: skip
 
     def proxy_endpoint(self) -> dict[str, Any]:
-        return {"ip": "127.0.0.1", "port": self.listen_port}
+        return self._proxy
 
 
 def _status(ev: dict[str, Any], ok: bool, detail: str | None = None) -> None:
@@ -130,10 +140,13 @@ def _dst(host: str | None, port: int | None) -> dict[str, Any]:
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
+    # A name never has ':' and is never all digits and dots (the gateway refuses other IPv4 spellings): only those
+    # hosts pay for ipaddress, which is slow on the common case, a name (it raises).
+    bare = host.strip("[]")
+    if ":" not in bare and not bare.replace(".", "").isdigit():
+        return False
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(bare)
     except ValueError:
         return False
     return True
@@ -321,8 +334,6 @@ class OcsfLog:
     """The OCSF JSON-lines file of one gateway (``ocsf_log``): a :class:`~.config.DecisionLog` observer."""
 
     def __init__(self, path: str, ctx: OcsfContext) -> None:
-        import json
-
         self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         self.ctx = ctx
         # as the decision log: never follow a link or block on a FIFO planted where the file goes
