@@ -380,6 +380,12 @@ def test_ocsf_logs_and_metrics_of_the_daemon(fleetlet, origin):
         "access: read-only", "access: read-write"))  # fmt: skip
     reloads = "clawfleet_gateway_policy_reloads_total"
     until(lambda: metric(reloads, sandbox="looper", result="ok") == 1, 30, "the reload to be counted")
+    # the daemon's own config change (its definitions, `gateway reload`): an event of its own file
+    assert reload_cli(fleetlet.socket).returncode == 0
+    daemon_events = [json.loads(x) for x in (fleetlet.tmp / "state" / "daemon.ocsf.jsonl").read_text().splitlines()]
+    assert [(ev["class_uid"], ev["status"]) for ev in daemon_events] == [(5019, "Success")]
+    assert daemon_events[0]["message"].startswith("Sandbox definitions reloaded") and not problems(daemon_events[0])
+    assert "container" not in daemon_events[0]["device"]
     next(request({"cmd": "stop", "name": "looper"}, fleetlet.socket))
     until(lambda: any(ev["class_uid"] == 1007 and ev["activity_id"] == 2 for ev in lines()), 30, "the exit event")
 

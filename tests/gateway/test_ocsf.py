@@ -150,6 +150,18 @@ def test_every_projected_record_kind_validates():
     assert "http_method" not in out[-1]["http_request"]
 
 
+def test_the_daemons_definition_reloads_validate():
+    ctx = OcsfContext(None, 3128, "host-1")  # the daemon's own events concern no one sandbox
+    ok = list(events(ctx, {"event": "reloaded", "added": ["a"], "removed": [], "changed": ["b"], "unchanged": [],
+                           "restart_needed_for": None}, 1))  # fmt: skip
+    failed = list(events(ctx, {"event": "reload_failed", "error": "x.yaml:3:1: no_such_key: unknown key",
+                               "kept": ["a"]}, 2))  # fmt: skip
+    _valid(ok + failed)
+    assert ok[0]["status"] == "Success" and "added:1" in ok[0]["message"] and ok[0]["unmapped"]["changed"] == ["b"]
+    assert failed[0]["status"] == "Failure" and failed[0]["status_detail"].startswith("x.yaml:3:1")
+    assert "container" not in ok[0]["device"]
+
+
 def test_the_validator_refuses_what_the_schema_forbids():
     """The check is not vacuous: each mutation of a valid event is caught, the event itself passes."""
     ctx = OcsfContext("box", 3128, "host-1")

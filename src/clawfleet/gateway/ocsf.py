@@ -14,6 +14,7 @@ tools (``policy pending/approve/suggest``, ``sandbox status``'s digest); the OCS
 | ``tls_handshake_failed``, ``bad_request`` | Network Activity [4001] | Fail (4) |
 | ``listening`` | Device Config State Change [5019] + Network Activity [4001] Listen (7) | Log (1) |
 | ``reload`` (ok / failed) | Device Config State Change [5019] | Log (1) |
+| the daemon's ``reloaded`` / ``reload_failed`` (definitions) | Device Config State Change [5019] | Log (1) |
 | ``process_start`` / ``process_exit`` | Process Activity [1007] | Launch (1) / Terminate (2) |
 
 docs/gateway.md "OCSF events" has the field list; ``tests/gateway/test_ocsf.py`` validates every event against
@@ -55,9 +56,10 @@ ENGINE_POLICY, ENGINE_GUARD, ENGINE_LIMITS, ENGINE_IDENTITY = "policy", "destina
 
 
 class OcsfContext:
-    """What every event of one gateway carries: product, host (``device``) and sandbox (``container``)."""
+    """What every event of one gateway carries: product, host (``device``) and sandbox (``device.container``;
+    ``sandbox=None`` for the daemon's own events, which concern no one sandbox)."""
 
-    def __init__(self, sandbox: str, listen_port: int = 3128, hostname: str | None = None) -> None:
+    def __init__(self, sandbox: str | None, listen_port: int = 3128, hostname: str | None = None) -> None:
         from clawfleet import __version__
 
         self.sandbox = sandbox
@@ -69,13 +71,14 @@ class OcsfContext:
                                      "log_name": "decisions"} for p in (_NET_PROFILES, _HOST_PROFILES)}  # fmt: skip
         # type_id 0: the gateway cannot tell a server from a laptop; OS type 200 is Linux. The sandbox is the
         # device's container (OCSF 1.8.0 has no top-level `container`, where upstream writes it).
-        self._device = {
+        self._device: dict[str, Any] = {
             "hostname": self.hostname,
             "type_id": 0,
             "type": "Unknown",
             "os": {"name": "Linux", "type_id": 200, "type": "Linux"},
-            "container": {"name": sandbox},
         }
+        if sandbox is not None:
+            self._device["container"] = {"name": sandbox}
         self._proxy = {"ip": "127.0.0.1", "port": listen_port}
 
     def base(self, class_uid: int, class_name: str, category_uid: int, category_name: str, activity_id: int,
@@ -303,6 +306,14 @@ def events(ctx: OcsfContext, record: dict[str, Any], time_ms: int) -> Iterator[d
             detail = "; ".join(error) if isinstance(error, list) else str(error)
             yield _config(ctx, time_ms, False, "Policy reload failed, keeping the last good policy", 3, 99,
                           _unmapped(record, "kept_digest"), detail[:2000])  # fmt: skip
+    elif event == "reloaded":  # the daemon's definitions (SIGHUP / `gateway reload`)
+        what = {k: record.get(k) or [] for k in ("added", "removed", "changed")}
+        counts = " ".join(f"{k}:{len(v)}" for k, v in what.items())
+        yield _config(ctx, time_ms, True, f"Sandbox definitions reloaded [{counts}]", 1, 2,
+                      _unmapped(record, "added", "removed", "changed", "restart_needed_for"))  # fmt: skip
+    elif event == "reload_failed":
+        yield _config(ctx, time_ms, False, "Sandbox definitions reload failed, keeping the running set", 3, 99,
+                      _unmapped(record, "kept"), str(record.get("error"))[:2000])  # fmt: skip
     elif event in ("process_start", "process_exit"):
         start = event == "process_start"
         activity = 1 if start else 2

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawfleet.gateway.metrics import GatewayMetrics, serve_metrics
+from clawfleet.gateway.ocsf import OcsfContext, OcsfLog
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -83,6 +84,7 @@ class Daemon:
         self.metrics_listen = cfg.metrics_listen
         # one registry for every sandbox's gateway in this process (label `sandbox`)
         self.metrics = GatewayMetrics() if cfg.metrics_listen else None
+        self.ocsf: OcsfLog | None = None  # the daemon's own config changes (state_dir/daemon.ocsf.jsonl), in serve()
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
@@ -174,6 +176,7 @@ class Daemon:
         except (ValueError, OSError, PolicyError) as exc:
             outcome: dict[str, Any] = {"event": "reload_failed", "error": str(exc), "kept": sorted(self.definitions)}
             print(json.dumps(outcome), file=sys.stderr, flush=True)
+            self._ocsf(outcome)
             return outcome
         daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes, cfg.ocsf_logs,
                        cfg.metrics_listen)  # fmt: skip
@@ -201,7 +204,12 @@ class Daemon:
                    "unchanged": sorted(set(new) - set(added) - set(changed)),
                    "restart_needed_for": _DAEMON_WIDE if needs_restart else None}  # fmt: skip
         print(json.dumps(outcome), file=sys.stderr, flush=True)
+        self._ocsf(outcome)
         return outcome
+
+    def _ocsf(self, outcome: dict[str, Any]) -> None:
+        if self.ocsf is not None:
+            self.ocsf(outcome, int(time.time() * 1000), True)
 
     async def serve(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
@@ -216,6 +224,8 @@ class Daemon:
             server = await asyncio.start_unix_server(functools.partial(handle, self), path=self.socket_path)
         finally:
             os.umask(old)
+        if self.ocsf_logs:
+            self.ocsf = OcsfLog(os.path.join(self.state_dir, "daemon.ocsf.jsonl"), OcsfContext(None))
         metrics_server = None
         if self.metrics is not None and self.metrics_listen:
             metrics_server = await serve_metrics(self.metrics, self.metrics_listen)
@@ -252,6 +262,8 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+        if self.ocsf is not None:
+            self.ocsf.close()
 
 
 def _exists(pid: int) -> bool:
