@@ -74,6 +74,7 @@ class _Pending:
     def __init__(self, sandbox: str, log: str | None) -> None:
         self.sandbox, self.log = sandbox, log
         self.ids: set[str] = set()
+        self._lock = threading.Lock()  # the seeding thread adds while the loop adds and counts
         self._approved: set[str] = set()
         self._approved_sig: tuple[int, int] | None = None
         if log is not None and os.path.exists(log):
@@ -89,8 +90,10 @@ class _Pending:
 
     def add(self, rec: dict[str, Any]) -> None:
         entry = pending_entry(rec)
-        if entry is not None and len(self.ids) < _MAX_PENDING:
-            self.ids.add(entry[1])
+        if entry is not None:
+            with self._lock:
+                if len(self.ids) < _MAX_PENDING:
+                    self.ids.add(entry[1])
 
     def count(self) -> int:
         assert self.log is not None
@@ -101,7 +104,8 @@ class _Pending:
             sig = None
         if sig != self._approved_sig:
             self._approved, self._approved_sig = approved_ids(self.log), sig
-        return len(self.ids - self._approved)
+        with self._lock:
+            return len(self.ids - self._approved)
 
 
 class _Live(Collector):
