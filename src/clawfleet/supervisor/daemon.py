@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clawfleet.gateway.privsep import parser_user
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -76,6 +77,8 @@ class Daemon:
         self.socket_path = cfg.control_socket
         self.runtime_dir = cfg.runtime_dir
         self.launch = cfg.launch_sandboxes
+        # (uid, gid) the sandboxes' proxies run as (clawfleet.gateway.privsep); None: in this process
+        self.parser_user = parser_user(cfg.gateway_user) if cfg.gateway_user else None
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
@@ -129,7 +132,7 @@ class Daemon:
                 self.start(m)
 
     def _run_gateway(self, m: Managed, d: SandboxDefinition) -> None:
-        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir, parser_user=self.parser_user)
         m.task = asyncio.ensure_future(m.gateway.run())
 
     async def _end_gateway(self, m: Managed) -> None:
