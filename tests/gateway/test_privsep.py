@@ -23,8 +23,10 @@ from clawfleet.gateway.ident import Identifier
 from clawfleet.gateway.listen import listen_in_netns
 from clawfleet.gateway.privsep import IdentifyClient, IdentifyService, check_unprivileged, parser_user
 from clawfleet.sandbox.namespaces import run_in_netns
+from clawfleet.supervisor.check import check_file
 from clawfleet.supervisor.config import load_daemon_config
 
+from .test_check_and_digest import definition, write
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 
@@ -126,6 +128,20 @@ def test_config_refuses_root_or_an_unknown_parser_user(tmp_path):
         parser_user("clawfleet-no-such-user")
     (tmp_path / "g.yaml").write_text(json.dumps({"gateway_user": PARSER_USER, "sandboxes": []}))
     assert load_daemon_config(str(tmp_path / "g.yaml")).gateway_user == PARSER_USER
+
+
+def test_gateway_check_refuses_a_root_or_sandbox_parser_user_and_passes_its_own(tmp_path):
+    d = definition(tmp_path, user="daemon")  # the sandbox's user
+
+    def config(user: str) -> str:
+        return str(write(tmp_path / "gw.yaml", {"state_dir": str(tmp_path / "s"), "sandboxes": [str(d)],
+                                                "gateway_user": user}))  # fmt: skip
+
+    for user, message in (("root", "must not be root"), ("clawfleet-no-such-user", "no such user"),
+                          ("daemon", "runs as gateway_user")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            check_file(config(user))
+    assert check_file(config(PARSER_USER)) == ["agent"]
 
 
 def test_check_unprivileged_refuses_root_and_passes_a_dropped_process():
