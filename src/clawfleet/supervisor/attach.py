@@ -36,6 +36,7 @@ __all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json",
            "sandbox_alive"]  # fmt: skip
 
 DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
+_PARSER_RESTART_DELAY = 1.0  # seconds between a sandbox's parser dying and its replacement (privsep)
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
 
 
@@ -132,6 +133,9 @@ class AttachedGateway:
                     self.log.write({"event": "parser_exited", "netns_pid": self.attached_pid,
                                     "status": self.parser.exit_status})  # fmt: skip
                     await self._detach()  # listened again below, with a new parser
+                    # one that dies at once (a bad setup) is not restarted in a loop: offline meanwhile
+                    await asyncio.sleep(_PARSER_RESTART_DELAY)
+                    continue
                 if self.parser is not None:
                     self.parser.update(self.holder, self.gateway.secrets)
                 if pid != self.attached_pid:
