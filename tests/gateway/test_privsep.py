@@ -121,6 +121,39 @@ def test_a_policy_change_reaches_the_parser_and_a_dead_parser_is_replaced(separa
     assert separated.status()["gateway_attached"] is True
 
 
+SECRET_LOOP = """while true; do
+  curl -s -o /dev/null --max-time 2 -H 'Authorization: Bearer clawfleet:secret:TOKEN' https://origin.test:PORT/ok/s
+  sleep 0.2
+done"""
+
+
+def test_secret_values_reach_the_parser_from_the_daemon_and_follow_a_rotation(tmp_path, origin, user):
+    """The secret file is root-only: the parser (nobody) cannot read it, the daemon hands it the value."""
+    port = origin["origin"].port
+    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", SECRET_LOOP.replace("PORT", str(port))])
+    try:
+        secret = tmp_path / "token"
+        secret.write_text("first-value\n")
+        secret.chmod(0o600)
+        definition = json.loads((tmp_path / "looper.yaml").read_text())
+        definition["secrets"] = {"TOKEN": {"file": str(secret), "hosts": ["origin.test"]}}
+        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
+        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+
+        def authorizations() -> list[str]:
+            return [r["headers"].get("authorization", "") for r in origin["origin"].seen if r["path"] == "/ok/s"]
+
+        f.start()
+        until(lambda: "Bearer first-value" in authorizations(), 60, "the injected value at the origin")
+        secret.write_text("second-value\n")
+        until(lambda: "Bearer second-value" in authorizations(), 30, "the rotated value at the origin")
+        assert all(a in ("Bearer first-value", "Bearer second-value") for a in authorizations()), authorizations()
+        (parser,) = _parsers(f.daemon.pid)
+        assert _status(parser)["Uid"].split()[0] == str(parser_user(PARSER_USER)[0])
+    finally:
+        f.close()
+
+
 def test_config_refuses_root_or_an_unknown_parser_user(tmp_path):
     with pytest.raises(ValueError, match="must not be root"):
         parser_user("root")

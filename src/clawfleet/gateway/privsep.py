@@ -352,12 +352,20 @@ def _drop(uid: int, gid: int, daemon_pid: int) -> None:
     check_unprivileged()
 
 
-def _read_frame(f: Any) -> Any:
-    head = f.read(4)
-    if len(head) < 4:
-        raise EOFError("no setup from the daemon")
-    (size,) = struct.unpack("!I", head)
-    return pickle.loads(f.read(size))  # noqa: S301 - written by the daemon, our parent
+def _read_exact(fd: int, size: int) -> bytes:
+    """Unbuffered: a buffered reader could swallow the pushes that follow the setup on the same pipe."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError("the daemon closed the parser's stdin")
+        data += chunk
+    return data
+
+
+def _read_frame(fd: int) -> Any:
+    (size,) = struct.unpack("!I", _read_exact(fd, 4))
+    return pickle.loads(_read_exact(fd, size))  # noqa: S301 - written by the daemon, our parent
 
 
 def _frame(kind: str, value: Any) -> bytes:
@@ -367,7 +375,7 @@ def _frame(kind: str, value: Any) -> bytes:
 
 def parser_main() -> int:
     """``python -m clawfleet.supervisor gateway-parser``: started by :func:`start_parser`, setup on stdin."""
-    kind, setup = _read_frame(sys.stdin.buffer)
+    kind, setup = _read_frame(0)
     if kind != "setup" or not isinstance(setup, ParserSetup):
         raise RuntimeError("expected the parser's setup")
     _preload()
@@ -429,12 +437,13 @@ async def _serve_parser(setup: ParserSetup) -> None:
 class Parser:
     """The daemon's handle on one sandbox's parser process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], service: IdentifyService, task: asyncio.Future[None]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], service: IdentifyService, task: asyncio.Future[None],
+                 generation: int) -> None:  # fmt: skip
         self.proc, self.service, self.task = proc, service, task
         self.pid = proc.pid
         assert proc.stdin is not None
         self.push = proc.stdin.fileno()
-        self._generation = 0
+        self._generation = generation  # of the policy in the setup
         self._secrets: dict[str, bytes] | None = None
 
     @property
@@ -510,6 +519,7 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
         parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, pins_file=None)
         values = secrets.snapshot() if secrets else {}
+        generation = holder.generation
         setup = ParserSetup(parser_config, ca_pem, holder.policy, values, router_identity, extra, user, os.getpid(),
                             listener.fileno(), theirs.fileno(), log_fd)  # fmt: skip
         proc = subprocess.Popen(
@@ -532,6 +542,6 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         raise
     os.set_blocking(proc.stdin.fileno(), False)
     service = IdentifyService(ours, identifier, listen)
-    parser = Parser(proc, service, asyncio.ensure_future(service.serve()))
+    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation)
     parser.update(holder, secrets)
     return parser
