@@ -318,6 +318,9 @@ class Gateway:
         self.holder = holder
         self.log = log
         self.identify = identify
+        # Set in an unprivileged parser process (:mod:`.privsep`): the connected socket itself is handed to the
+        # privileged process, which identifies its caller; takes precedence over ``identify``.
+        self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
         self.upstream_ctx = upstream_context(config.extra_ca_file)
@@ -482,7 +485,12 @@ class Gateway:
         caller: Caller | None = None
         why = ""
         try:
-            if self.identify is not None:
+            if self.identify_socket is not None and sock is not None:
+                try:
+                    caller = await self.identify_socket(sock.fileno())
+                except IdentityError as exc:
+                    why = str(exc)
+            elif self.identify is not None:
                 try:
                     found = self.identify(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2])
                     # an identifier that reads /proc runs off the loop (Identifier.identify_async)

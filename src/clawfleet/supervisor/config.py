@@ -5,6 +5,8 @@
     runtime_dir: /run/clawfleet                  # sandboxes/NAME.json (published pids), gateway/NAME/ (CA bundle)
     launch_sandboxes: true                       # false: systemd runs them (clawfleet-sandbox@NAME.service)
     sandboxes: [agents/coder.yaml, agents/researcher.yaml]   # sandbox definition files (clawfleet.sandbox.definition)
+    gateway_user: clawfleet-gateway              # each sandbox's proxy runs as this user, without privileges
+                                                 # (clawfleet.gateway.privsep); absent: in the daemon (root)
 
 Relative paths are relative to the file. Problems are reported as ``FILE:LINE:COL: key: message``.
 """
@@ -19,7 +21,7 @@ from clawfleet.sandbox.definition import DefinitionError, load_mapping
 
 __all__ = ["DAEMON_KEYS", "DaemonConfig", "load_daemon_config"]
 
-DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes"})
+DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes", "gateway_user"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class DaemonConfig:
     runtime_dir: str
     launch_sandboxes: bool
     sandboxes: tuple[str, ...]  # definition files, absolute
+    gateway_user: str | None = None  # the user of the unprivileged parser processes (None: parse in the daemon)
     problems: tuple[str, ...] = ()  # what the daemon tolerates and `gateway check` refuses (unknown keys)
 
 
@@ -41,6 +44,9 @@ def load_daemon_config(path: str) -> DaemonConfig:
     items = data.get("sandboxes") or []
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise DefinitionError.at(doc, ("sandboxes",), "expected a list of definition files")
+    user = data.get("gateway_user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise DefinitionError.at(doc, ("gateway_user",), "expected a user name")
     unknown = sorted(set(data) - DAEMON_KEYS)
     problems: tuple[str, ...] = ()
     if unknown:
@@ -53,5 +59,6 @@ def load_daemon_config(path: str) -> DaemonConfig:
         runtime_dir=os.path.join(base, str(data.get("runtime_dir", paths.RUNTIME_DIR))),
         launch_sandboxes=bool(data.get("launch_sandboxes", True)),
         sandboxes=tuple(os.path.join(base, item) for item in items),
+        gateway_user=user,
         problems=problems,
     )

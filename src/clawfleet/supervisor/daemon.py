@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clawfleet.gateway.privsep import parser_user
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -76,6 +77,9 @@ class Daemon:
         self.socket_path = cfg.control_socket
         self.runtime_dir = cfg.runtime_dir
         self.launch = cfg.launch_sandboxes
+        # (uid, gid) the sandboxes' proxies run as (clawfleet.gateway.privsep); None: in this process
+        self.gateway_user = cfg.gateway_user  # daemon-wide: a reload that changes it asks for a restart
+        self.parser_user = parser_user(cfg.gateway_user) if cfg.gateway_user else None
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
@@ -132,7 +136,7 @@ class Daemon:
                 self.start(m)
 
     def _run_gateway(self, m: Managed, d: SandboxDefinition) -> None:
-        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir)
+        m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir, parser_user=self.parser_user)
         m.task = asyncio.ensure_future(m.gateway.run())
 
     async def _end_gateway(self, m: Managed) -> None:
@@ -167,8 +171,9 @@ class Daemon:
             outcome: dict[str, Any] = {"event": "reload_failed", "error": str(exc), "kept": sorted(self.definitions)}
             print(json.dumps(outcome), file=sys.stderr, flush=True)
             return outcome
-        daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes)
-        needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch)
+        daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes, cfg.gateway_user)
+        needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch,
+                                        self.gateway_user)  # fmt: skip
         added = sorted(set(new) - set(self.definitions))
         removed = sorted(set(self.definitions) - set(new))
         changed = sorted(n for n in set(new) & set(self.definitions) if new[n] != self.definitions[n])
@@ -189,7 +194,7 @@ class Daemon:
                 self.start(m)
         outcome = {"event": "reloaded", "added": added, "removed": removed, "changed": changed,
                    "unchanged": sorted(set(new) - set(added) - set(changed)),
-                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes" if needs_restart
+                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes/gateway_user" if needs_restart
                    else None}  # fmt: skip
         print(json.dumps(outcome), file=sys.stderr, flush=True)
         return outcome
