@@ -194,8 +194,8 @@ class Daemon:
                 self.start(m)
         outcome = {"event": "reloaded", "added": added, "removed": removed, "changed": changed,
                    "unchanged": sorted(set(new) - set(added) - set(changed)),
-                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes/gateway_user" if needs_restart
-                   else None}  # fmt: skip
+                   "restart_needed_for": "state_dir/control_socket/runtime_dir/launch_sandboxes/gateway_user"
+                   if needs_restart else None}  # fmt: skip
         print(json.dumps(outcome), file=sys.stderr, flush=True)
         return outcome
 
