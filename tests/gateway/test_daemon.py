@@ -105,6 +105,20 @@ network_policies:
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             self.daemon.wait(60)
+        # A test that killed the daemon leaves its sandboxes running (they outlive the gateway by design): stop them
+        # here, or their processes and cgroups outlive the test (tests/sandbox checks that none are left).
+        for record in (self.run_dir / "sandboxes").glob("*.json"):
+            try:
+                pid = json.loads(record.read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if isinstance(pid, int) and alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 20
+                while alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
