@@ -370,3 +370,31 @@ def test_the_parser_exits_when_the_daemon_dies(separated):
     while _running(parser) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(parser), "an orphaned parser would keep the sandbox's listener without identification"
+
+
+def test_a_reload_that_remakes_a_sandboxs_gateway_leaves_one_parser(separated):
+    """A definition change (SIGHUP / `gateway reload`) remakes the sandbox's gateway: its old parser is stopped, not
+    left holding a listener in the namespace. The twin: traffic flows through the new parser."""
+    import signal
+
+    separated.start()
+    until(lambda: separated.results()[-1:] == ["200"], 60, "the first request through the separated gateway")
+    (before,) = _parsers(separated.daemon.pid)
+    looper = json.loads((separated.tmp / "looper.yaml").read_text())
+    (separated.tmp / "looper.yaml").write_text(json.dumps({**looper, "env": {"EDITED": "1"}}))
+    separated.daemon.send_signal(signal.SIGHUP)
+    until(lambda: separated.status()["gateway_attached"] and before not in _parsers(separated.daemon.pid)
+          and len(_parsers(separated.daemon.pid)) == 1, 60, "one new parser")  # fmt: skip
+    seen = len(separated.results())
+    until(lambda: "200" in separated.results()[seen:], 60, "traffic through the remade gateway")
+    # Then the sandbox restarts (under systemd the role restarts its unit): the parser follows it, still one.
+    (after_reload,) = _parsers(separated.daemon.pid)
+    old_pid = separated.status()["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    until(lambda: separated.status()["pid"] not in (None, old_pid) and separated.status()["gateway_attached"], 60,
+          "the restarted sandbox attached")  # fmt: skip
+    seen = len(separated.results())
+    until(lambda: "200" in separated.results()[seen:], 60, "traffic through the restarted sandbox's parser")
+    time.sleep(2)  # nothing else starts later
+    parsers = _parsers(separated.daemon.pid)
+    assert len(parsers) == 1 and after_reload not in parsers, parsers
