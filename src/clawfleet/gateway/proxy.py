@@ -288,6 +288,12 @@ def _peer_ip(stream: Stream) -> str | None:
     return str(peer[0]) if peer else None
 
 
+def _sent(ev: h11.Request) -> bytes:
+    """The request as the sandbox sent it (target and header values): which placeholder form it used, for
+    :meth:`Secrets.scrub`. Built only for a request that had a value put in, not on every request."""
+    return ev.target + b"\n" + b"\n".join(v for _, v in ev.headers)
+
+
 def _hdr(headers, name: bytes) -> bytes | None:
     for k, v in headers:
         if k == name:
@@ -715,7 +721,7 @@ class Gateway:
         try:
             return await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
-                websocket, used, ev.target + b"\n" + b"\n".join(v for _, v in ev.headers), body)  # fmt: skip
+                websocket, used, _sent(ev) if used else b"", body)  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()

@@ -238,6 +238,8 @@ class Engine:
         bin_exact: dict[str, set[int]] = {}
         bin_glob: dict[str, set[int]] = {}
         self.keys: list[str] = []
+        # body_limit is asked on every request: a policy without body-inspecting endpoints answers at once
+        self._inspects_bodies = False
         for rule_idx, (key, rule) in enumerate(policy.network_policies.items()):
             self.keys.append(key)
             for b in rule.binaries:
@@ -246,6 +248,7 @@ class Engine:
                 continue  # a rule without binaries matches no process: nothing to index
             for ep_idx, ep in enumerate(rule.endpoints):
                 cep = _CompiledEndpoint(rule_idx, ep_idx, key, ep)
+                self._inspects_bodies = self._inspects_bodies or cep.body
                 first, _, rest = ep.host.partition(".")
                 if first == "**":
                     _add(multi.setdefault(rest, {}), cep)
@@ -378,6 +381,8 @@ class Engine:
         """How many body bytes to buffer before :meth:`decide` can judge this request (``None``: it judges without
         the body). The largest limit of the body-inspecting endpoints that may judge it; each endpoint denies a
         body over its own limit."""
+        if not self._inspects_bodies:
+            return None
         h = normalize_request_host(host) if isinstance(host, str) else None
         if h is None or type(port) is not int or not 0 < port < 65536:
             return None

@@ -23,32 +23,7 @@ from .schema import (
 
 _STR = {"type": "string", "minLength": 1}
 _ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
-_SELECTOR = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "method": {
-            "type": "string",
-            "minLength": 1,
-            "description": "HTTP method or '*' (protocol mcp / json-rpc: the JSON-RPC method name)",
-        },
-        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
-        "query": {
-            "type": "object",
-            "additionalProperties": {
-                "oneOf": [
-                    _STR,
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["any"],
-                        "properties": {"any": {"type": "array", "minItems": 1, "items": _STR}},
-                    },
-                ]
-            },
-        },
-    },
-}
+# A glob, or {any: [globs]}: query values, MCP tool names, params names.
 _GLOB_MATCHER = {
     "oneOf": [
         _STR,
@@ -59,6 +34,19 @@ _GLOB_MATCHER = {
             "properties": {"any": {"type": "array", "minItems": 1, "items": _STR}},
         },
     ]
+}
+_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "method": {
+            "type": "string",
+            "minLength": 1,
+            "description": "HTTP method or '*' (protocol mcp / json-rpc: the JSON-RPC method name)",
+        },
+        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
+        "query": {"type": "object", "additionalProperties": _GLOB_MATCHER},
+    },
 }
 _GRAPHQL_OPERATION = {
     "operation_type": {"enum": ["query", "mutation", "subscription", "*"]},
