@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -85,8 +86,9 @@ network_policies:
         self.config.write_text(json.dumps(config))
         self.daemon: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "clawfleet.cli", "gateway", "serve", "--config", str(self.config)]
+    def start(self, wrap: Sequence[str] = ()) -> None:
+        """``wrap`` runs the daemon under a command that execs it (e.g. setpriv with the unit's capability set)."""
+        argv = [*wrap, sys.executable, "-m", "clawfleet.cli", "gateway", "serve", "--config", str(self.config)]
         self.daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         until(lambda: os.path.exists(self.socket), 30, "control socket")
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -372,6 +373,15 @@ def test_the_parser_exits_when_the_daemon_dies(separated):
     assert not _running(parser), "an orphaned parser would keep the sandbox's listener without identification"
 
 
+def _unit_bounding_set() -> list[str]:
+    """The gateway unit's CapabilityBoundingSet, as setpriv takes it: the daemon under systemd has these and no
+    other capability (the pytest daemon, run by root, has all of them, which hid a missing CAP_KILL)."""
+    unit = Path(__file__).parents[2] / "roles/gateway/templates/clawfleet-gateway.service.j2"
+    (line,) = [ln for ln in unit.read_text().splitlines() if ln.startswith("CapabilityBoundingSet=")]
+    caps = line.split("=", 1)[1].split()
+    return ["setpriv", "--no-new-privs", "--bounding-set", ",".join(["-all", *(f"+{c[4:].lower()}" for c in caps)])]
+
+
 def test_a_reload_that_remakes_a_sandboxs_gateway_leaves_one_parser(separated):
     """A definition change (SIGHUP / `gateway reload`) remakes the sandbox's gateway: its old parser is stopped, not
     left holding a listener in the namespace. The twin: traffic flows through the new parser."""
@@ -398,3 +408,37 @@ def test_a_reload_that_remakes_a_sandboxs_gateway_leaves_one_parser(separated):
     time.sleep(2)  # nothing else starts later
     parsers = _parsers(separated.daemon.pid)
     assert len(parsers) == 1 and after_reload not in parsers, parsers
+
+
+def test_under_the_units_capabilities_a_reload_and_a_sandbox_restart_leave_one_parser(separated):
+    """The systemd shape: the daemon has only the gateway unit's bounding set (no_new_privs too) and does not launch
+    the sandbox; the sandbox runs beside it (`gateway sandbox`, as clawfleet-sandbox@NAME does) and is restarted
+    after the definition edit, as the role does. Stopping the old parser (another uid) needs CAP_KILL: without it
+    the daemon's terminate() failed and the old parser kept its listener (two parsers, found by Molecule `site`)."""
+    import signal
+
+    config = json.loads(separated.config.read_text())
+    separated.config.write_text(json.dumps({**config, "launch_sandboxes": False}))
+    argv = [sys.executable, "-m", "clawfleet.cli", "gateway", "sandbox", "--config", str(separated.config), "looper"]
+    unit = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        separated.start(_unit_bounding_set())
+        assert _status(separated.daemon.pid)["CapBnd"] != _status(os.getpid())["CapBnd"]  # the set really applies
+        until(lambda: separated.results()[-1:] == ["200"], 90, "the first request through the separated gateway")
+        (before,) = _parsers(separated.daemon.pid)
+        looper = json.loads((separated.tmp / "looper.yaml").read_text())
+        (separated.tmp / "looper.yaml").write_text(json.dumps({**looper, "env": {"EDITED": "1"}}))
+        separated.daemon.send_signal(signal.SIGHUP)
+        until(lambda: before not in _parsers(separated.daemon.pid) and len(_parsers(separated.daemon.pid)) == 1, 60,
+              "the old parser stopped and one new parser")  # fmt: skip
+        unit.send_signal(signal.SIGTERM)  # the role restarts the sandbox's unit for its new definition
+        unit.wait(60)
+        unit = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen = len(separated.results())
+        until(lambda: "200" in separated.results()[seen:], 90, "traffic through the restarted sandbox's parser")
+        time.sleep(2)  # nothing else starts later
+        assert len(_parsers(separated.daemon.pid)) == 1, _parsers(separated.daemon.pid)
+    finally:
+        if unit.poll() is None:
+            unit.send_signal(signal.SIGTERM)
+            unit.wait(60)
