@@ -264,7 +264,12 @@ def test_detect_logs_and_forwards_unchanged(mgw, origins):
 
 
 def test_body_over_the_stage_limit_is_refused_and_a_smaller_one_passes(mgw, origins):
-    status, _, out = post(mgw, origins, b"a" * BIG)
+    port = origins["https"].port
+    sock, status, _ = connect(mgw, f"origin.test:{port}")
+    assert status == 200
+    with tls_over(mgw, sock, "origin.test") as tls:  # refused on the declared length, before a byte is read
+        tls.sendall(f"POST /api/x HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Length: {BIG}\r\n\r\n".encode())
+        status, _, out = _response(tls)
     assert status == 413 and "262144-byte limit" in json.loads(out)["detail"]
     status, _, out = post(mgw, origins, b"a" * (200 * 1024))
     assert status == 200 and len(json.loads(out)["body"]) == 200 * 1024
@@ -361,3 +366,73 @@ def test_head_response_keeps_its_length(mgw, content):
         resp = http.client.HTTPResponse(tls, method="HEAD")
         resp.begin()
         assert resp.status == 200 and resp.getheader("content-length") == str(len(f"your token is {GHP} (keep it)"))
+
+
+# -- body selectors see what the origin will see ----------------------------------------------------------------
+
+
+def test_a_rewritten_body_is_judged_again_by_the_body_selectors(make_gateway, origins):
+    hp = origins["https"].port
+    gw = make_gateway(secrets=False, policy_text=f"""\
+version: 1
+network_policies:
+  tools:
+    name: tools
+    endpoints:
+      - host: origin.test
+        port: {hp}
+        path: /mcp
+        protocol: mcp
+        allowed_ips: [127.0.0.1/32]
+        rules:
+          - allow: {{method: tools/call, tool: "sk-*"}}
+          - allow: {{method: tools/call, tool: read_status}}
+    binaries:
+      - path: /usr/bin/curl
+network_middlewares:
+  redact-tokens:
+    middleware: openshell/regex
+    endpoints: {{include: [origin.test]}}
+""")  # fmt: skip
+
+    def call(name: str, arg: str) -> tuple[int, bytes]:
+        msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": {"k": arg}}}
+        status, _, out = https(gw, origins, "POST", "/mcp", headers={"Content-Type": "application/json"},
+                               body=json.dumps(msg).encode())  # fmt: skip
+        return status, out
+
+    status, out = call("read_status", TOKEN)  # allowed twin: the token in an argument is redacted, the call passes
+    assert status == 200 and '\\"k\\": \\"[REDACTED]\\"' in out.decode() and TOKEN not in out.decode()
+    status, out = call(TOKEN, "x")  # the rewrite turns the allowed tool name into one no rule allows
+    body = json.loads(out)
+    assert status == 403 and body["error"] == "policy_denied" and "after middleware rewrote the body" in body["reason"]
+    assert TOKEN not in json.dumps(origins["https"].seen)
+
+
+def test_fail_open_chain_lets_a_compressed_body_stream_past(make_gateway, origins):
+    hp = origins["https"].port
+    gw = make_gateway(secrets=False, policy_text=f"""\
+version: 1
+network_policies:
+  p:
+    endpoints:
+      - host: origin.test
+        port: {hp}
+        allowed_ips: [127.0.0.1/32]
+        protocol: rest
+        access: full
+    binaries:
+      - path: /usr/bin/curl
+network_middlewares:
+  soft:
+    middleware: openshell/regex
+    on_error: fail_open
+    endpoints: {{include: [origin.test]}}
+""")  # fmt: skip
+    zipped = gzip.compress(TOKEN.encode())
+    status, _, out = post(gw, origins, zipped, headers={"Content-Encoding": "gzip"})
+    assert status == 200 and json.loads(out)["body"].encode("latin-1") == zipped
+    (ev,) = events(gw, "soft")
+    assert ev["outcome"] == "bypassed" and "fail_open" in ev["reason"]
+    status, _, out = post(gw, origins, TOKEN.encode())  # the inspectable twin is still redacted
+    assert status == 200 and json.loads(out)["body"] == "[REDACTED]"
