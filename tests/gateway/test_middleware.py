@@ -5,10 +5,12 @@ WebSocket upgrade, a ``tls: skip`` tunnel) either inspected or refused. Each att
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
 import socket
+import threading
 
 import pytest
 
@@ -436,3 +438,76 @@ network_middlewares:
     assert ev["outcome"] == "bypassed" and "fail_open" in ev["reason"]
     status, _, out = post(gw, origins, TOKEN.encode())  # the inspectable twin is still redacted
     assert status == 200 and json.loads(out)["body"] == "[REDACTED]"
+
+
+# -- a tunnel that is not HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tcp_echo():
+    """A raw TCP server on 127.0.0.1 that echoes what it reads, prefixed (an SSH- or database-like protocol)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = conn.recv(4096)
+                conn.sendall(b"echo:" + data)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    srv.close()
+
+
+def tcp_policy(port: int, on_error: str) -> str:
+    return f"""\
+version: 1
+network_policies:
+  db:
+    endpoints:
+      - host: other.test
+        port: {port}
+        allowed_ips: [127.0.0.1/32]
+    binaries:
+      - path: /usr/bin/curl
+network_middlewares:
+  guard:
+    middleware: openshell/regex
+    on_error: {on_error}
+    endpoints: {{include: [other.test]}}
+"""
+
+
+def through_tunnel(gw, port: int, payload: bytes) -> bytes:
+    sock, status, _ = connect(gw, f"other.test:{port}")
+    assert status == 200
+    sock.sendall(payload)
+    got = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(4096):
+            got += chunk
+    sock.close()
+    return got
+
+
+def test_non_http_tunnel_is_closed_under_fail_closed(make_gateway, tcp_echo):
+    gw = make_gateway(secrets=False, policy_text=tcp_policy(tcp_echo, "fail_closed"))
+    assert through_tunnel(gw, tcp_echo, b"SSH-2.0-OpenSSH_9.6\r\n") == b""
+    (ev,) = events(gw, "guard")
+    assert ev["outcome"] == "failed" and "other than HTTP" in ev["reason"]
+
+
+def test_non_http_tunnel_is_relayed_and_logged_under_fail_open(make_gateway, tcp_echo):
+    gw = make_gateway(secrets=False, policy_text=tcp_policy(tcp_echo, "fail_open"))
+    assert through_tunnel(gw, tcp_echo, b"SSH-2.0-OpenSSH_9.6\r\n") == b"echo:SSH-2.0-OpenSSH_9.6\r\n"
+    (ev,) = events(gw, "guard")
+    assert ev["outcome"] == "bypassed" and "fail_open" in ev["reason"]

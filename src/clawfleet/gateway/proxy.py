@@ -56,6 +56,7 @@ READ_SIZE = 65536
 _HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
 _VERSION = b"clawfleet-gateway"
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
+_HTTP_START = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}(?: |\Z)")  # a request line's method, or the start of one
 _ERROR_KINDS = {403: "policy_denied", 413: "body_too_large", 415: "unsupported_content_encoding"}
 _BUSY_BODY = (b'{"error":"gateway_busy","detail":"too many connections from this sandbox",'
               b'"reason":"connection cap (gateway max_connections) reached"}\n')  # fmt: skip
@@ -486,10 +487,11 @@ class Gateway:
                 last = exc
         raise Denied(502, f"cannot connect to {host}:{port}", f"upstream: {last}")
 
-    def needs_interception(self, d: Decision, host: str, port: int) -> bool:
+    def needs_interception(self, d: Decision, host: str, port: int, middleware: bool = True) -> bool:
         """Terminate TLS when ANY endpoint for host:port has L7 rules (deny_rules of a second endpoint must not
-        be skipped because the first one is L4), or when a credential is bound to the host. In monitor mode
-        the same holds for callers the policy does not list, so the log shows their requests."""
+        be skipped because the first one is L4), when a middleware selects the host (``middleware=False``: leave
+        that reason out), or when a credential is bound to the host. In monitor mode the same holds for callers
+        the policy does not list, so the log shows their requests."""
         if d.endpoint is None and not self.monitor:
             return False
         h = normalize_request_host(host)
@@ -500,7 +502,7 @@ class Gateway:
             return False
         if any(ep.inspects_l7 and ep.tls != "skip" for ep in cands):
             return True
-        if self.holder.engine.middlewares(host):  # a middleware sees bodies only of traffic the gateway parses
+        if middleware and self.holder.engine.middlewares(host):  # it sees only traffic the gateway parses
             return True
         return bool(self.secrets) and self.secrets.bound(host)
 
@@ -657,9 +659,37 @@ class Gateway:
             inner: Stream = tls
             is_tls = True
         else:
+            if _HTTP_START.match(first) is None and not self.needs_interception(d, target.host, target.port, False):
+                await self._not_http(client, caller, d, target, ips, first)
+                return
             client.pre = first
             inner, sni, is_tls = client, None, False
         await self._tunnel(inner, caller, why, target, ips, sni, is_tls)
+
+    async def _not_http(self, client: Stream, caller, d: Decision, target: Target, ips, first: bytes) -> None:
+        """Plain bytes that are not HTTP (SSH, a database protocol) in a tunnel intercepted only because a middleware
+        selects its host: no stage can inspect them. Upstream's gate: closed when a stage is fail_closed, relayed
+        with a logged bypass when every stage is fail_open."""
+        hooks = self.holder.engine.middlewares(target.host)
+        ctx = _MwContext(caller, "connect", target, "CONNECT", "", d)
+        why = "the tunnel carries a protocol other than HTTP, which no middleware stage can inspect"
+        closed = [h for h in hooks if not h.fail_open]
+        for h in closed or hooks:
+            outcome, reason = ("failed", why) if closed else ("bypassed", f"{why} (on_error: fail_open)")
+            self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
+                                       "outcome": outcome, "reason": reason}))  # fmt: skip
+        if closed:
+            return
+        try:
+            upstream = await self.open_upstream(target.host, target.port, ips, False)
+        except Denied as exc:
+            self.log.write({"event": "error", "error": f"{exc.detail}: {exc.reason}"})
+            return
+        client.pre = first
+        try:
+            await splice(client, upstream)
+        finally:
+            upstream.close()
 
     async def _tunnel(self, inner: Stream, caller, why, target: Target, ips, sni, is_tls) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
@@ -1028,6 +1058,7 @@ class Gateway:
                                                        reason=held.reason)))  # fmt: skip
                     if new:
                         out.append(cconn.send(h11.Data(data=new)))
+                    ev = h11.EndOfMessage()  # trailers cannot follow a Content-Length body: they are dropped
                 out.append(cconn.send(ev))
                 break
             if isinstance(ev, h11.ConnectionClosed):
