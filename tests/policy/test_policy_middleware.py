@@ -6,7 +6,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from clawfleet.policy import PolicyError, compile_policy, load_text
+from clawfleet.policy import PolicyError, compile_policy, digest, load_text
 from clawfleet.policy.json_schema import JSON_SCHEMA
 from clawfleet.policy.middleware import MAX_PAYLOAD_BYTES, RegexHook
 from clawfleet.policy.yamlio import load_document
@@ -202,3 +202,13 @@ def test_pathological_input_is_matched_without_backtracking():
 def test_direction_selects_request_response_or_both():
     assert (hook("{direction: response}").request, hook("{direction: response}").response) == (False, True)
     assert (hook("{direction: both}").request, hook("{direction: both}").response) == (True, True)
+
+
+def test_default_config_values_do_not_change_the_digest():
+    def one(config: str) -> str:
+        return digest(load_text(policy(f"  m:\n    middleware: openshell/regex\n    config: {config}\n"
+                                       "    endpoints: {include: [x.com]}\n")))  # fmt: skip
+
+    same = one("{}")
+    assert one("{mode: redact, direction: request, replacement: '[REDACTED]'}") == same
+    assert one("{mode: detect}") != same and one("{direction: both}") != same and one("{replacement: '*'}") != same

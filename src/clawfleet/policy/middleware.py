@@ -36,6 +36,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MODES",
     "REGEX",
+    "REGEX_DEFAULTS",
     "HookResult",
     "RegexHook",
     "check_regex_config",
@@ -50,6 +51,8 @@ MODES = ("redact", "detect", "block")
 DIRECTIONS = ("request", "response", "both")
 DEFAULT_PATTERNS: tuple[tuple[str, str], ...] = (("openai", r"sk-[A-Za-z0-9_-]{16,}"),)
 DEFAULT_REPLACEMENT = "[REDACTED]"
+#: The config values a stage takes when the field is left out (the canonical form drops them).
+REGEX_DEFAULTS = {"mode": "redact", "direction": "request", "replacement": DEFAULT_REPLACEMENT}
 MAX_PATTERNS = 32
 MAX_PATTERN_LEN = 1024
 MAX_REPLACEMENT_LEN = 256
