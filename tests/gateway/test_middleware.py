@@ -80,6 +80,12 @@ network_policies:
     endpoints:
       - host: origin.test
         port: {hp}
+        path: /ws
+        allowed_ips: [127.0.0.1/32]
+        protocol: websocket
+        access: full
+      - host: origin.test
+        port: {hp}
         allowed_ips: [127.0.0.1/32]
         protocol: rest
         rules:
@@ -310,6 +316,9 @@ def test_websocket_upgrade_is_refused_where_a_stage_is_fail_closed(mgw, origins)
     assert status == 403 and body["error"] == "middleware_failed" and "WebSocket" in body["reason"]
     status, _, _ = https(mgw, origins, "GET", "/ws")  # the twin: the same request without the upgrade
     assert status == 200
+    # an offer on a REST endpoint is stripped (gateway/upgrade.py): a plain GET, inspected as usual
+    status, _, out = https(mgw, origins, "GET", "/other", headers=headers)
+    assert status == 200 and "Upgrade" not in json.loads(out)["headers"]
 
 
 def test_tls_skip_tunnel_to_a_selected_host_is_refused(mgw, origins, content):
@@ -386,6 +395,7 @@ network_policies:
         path: /mcp
         protocol: mcp
         allowed_ips: [127.0.0.1/32]
+        mcp: {{max_body_bytes: 1048576}}
         rules:
           - allow: {{method: tools/call, tool: "sk-*"}}
           - allow: {{method: tools/call, tool: read_status}}
@@ -409,6 +419,12 @@ network_middlewares:
     body = json.loads(out)
     assert status == 403 and body["error"] == "policy_denied" and "after middleware rewrote the body" in body["reason"]
     assert TOKEN not in json.dumps(origins["https"].seen)
+    # the endpoint buffers up to 1 MiB, the stage inspects 256 KiB: a body between the two is not let past it
+    status, out = call("read_status", "a" * BIG)
+    body = json.loads(out)
+    assert status == 413 and body["error"] == "middleware_failed" and body["middleware"] == "redact-tokens"
+    status, _ = call("read_status", "a" * (200 * 1024))
+    assert status == 200
 
 
 def test_fail_open_chain_lets_a_compressed_body_stream_past(make_gateway, origins):

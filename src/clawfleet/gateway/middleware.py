@@ -29,9 +29,11 @@ __all__ = ["MiddlewareStop", "event", "run_chain"]
 class MiddlewareStop(Exception):
     """The chain refuses the body: ``error`` is ``middleware_denied`` (a block) or ``middleware_failed``."""
 
-    def __init__(self, error: str, hook: RegexHook, reason: str, events: list[dict[str, Any]]) -> None:
+    def __init__(self, error: str, hook: RegexHook, reason: str, events: list[dict[str, Any]],
+                 status: int | None = None) -> None:  # fmt: skip
         super().__init__(reason)
         self.error, self.hook, self.reason, self.events = error, hook, reason, events
+        self.status = status  # the HTTP status when not the direction's default (413 for a body over the limit)
 
 
 def event(hook: RegexHook, direction: str, outcome: str, **extra: Any) -> dict[str, Any]:
@@ -46,9 +48,11 @@ def run_chain(hooks: Sequence[RegexHook], body: bytes, direction: str) -> tuple[
     Raises :class:`MiddlewareStop` when a stage blocks or fails closed (its ``events`` include that stage's)."""
     events: list[dict[str, Any]] = []
     for hook in hooks:
-        failure = None
-        if len(body) > hook.limit:
-            failure = f"body of {len(body)} bytes is over the {hook.limit}-byte limit of middleware {hook.key}"
+        status = None
+        if len(body) > hook.limit:  # a body read for body selectors, whose limit may be larger
+            failure: str | None = f"body of {len(body)} bytes is over the {hook.limit}-byte limit of middleware" \
+                                  f" {hook.key}"  # fmt: skip
+            status = 413
         else:
             result = hook.apply(body)
             failure = result.error
@@ -57,7 +61,7 @@ def run_chain(hooks: Sequence[RegexHook], body: bytes, direction: str) -> tuple[
                 events.append(event(hook, direction, "bypassed", reason=f"{failure} (on_error: fail_open)"))
                 continue
             events.append(event(hook, direction, "failed", reason=failure))
-            raise MiddlewareStop("middleware_failed", hook, failure, events)
+            raise MiddlewareStop("middleware_failed", hook, failure, events, status)
         if not result.matches:
             continue
         found = dict(result.matches)

@@ -861,7 +861,9 @@ class Gateway:
         the stages' limit). Raises :class:`Denied` for a block, a fail-closed failure, or a rewritten body the
         body selectors no longer allow (upstream re-checks the policy after every rewrite, too)."""
         req_hooks = tuple(h for h in hooks if h.request)
-        if offers_websocket(ev.headers):  # frames after the upgrade are relayed uninspected (docs/policy.md)
+        ep = ctx.decision.endpoint
+        if ep is not None and ep.protocol == "websocket" and offers_websocket(ev.headers):
+            # an upgrade the gateway lets through (.upgrade): the frames after it are relayed uninspected
             closed = [h for h in hooks if not h.fail_open]
             if closed:
                 stop = MiddlewareStop("middleware_failed", closed[0], "the clawfleet gateway does not inspect"
@@ -905,7 +907,7 @@ class Gateway:
         try:
             out, events = run_chain(req_hooks, body, "request")
         except MiddlewareStop as stop:
-            raise self._middleware_stop(ctx, stop, "request", 403) from None
+            raise self._middleware_stop(ctx, stop, "request", stop.status or 403) from None
         for rec in events:
             self.log.write(ctx.record(rec))
         if out is body:
