@@ -14,7 +14,9 @@ import threading
 
 import pytest
 
-from .support import EchoHandler, Origin, _response, connect, https, tls_over
+from clawfleet.policy import compile_policy, load_preset_text, load_text, merge
+
+from .support import EchoHandler, Origin, _response, connect, https, request, tls_over
 
 TOKEN = "sk-ABCDEFGHIJKLMNOPQRSTUVWX"  # upstream's built-in pattern: sk- and 16+ token characters
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -104,10 +106,6 @@ network_policies:
         allowed_ips: [127.0.0.1/32]
         protocol: rest
         access: read-only
-      - host: other.test
-        port: {hp}
-        allowed_ips: [127.0.0.1/32]
-        tls: skip
     binaries:
       - path: /usr/bin/curl
 network_middlewares:
@@ -321,13 +319,39 @@ def test_websocket_upgrade_is_refused_where_a_stage_is_fail_closed(mgw, origins)
     assert status == 200 and "Upgrade" not in json.loads(out)["headers"]
 
 
-def test_tls_skip_tunnel_to_a_selected_host_is_refused(mgw, origins, content):
-    sock, status, out = connect(mgw, f"other.test:{origins['https'].port}")
+def test_tls_skip_tunnel_to_a_selected_host_is_refused_or_bypassed(make_gateway, origins, pki):
+    # A policy that pairs the two is refused at load (tests/policy/test_policy_middleware.py); a preset merged into
+    # a base can still pair them, so the gateway decides per CONNECT too.
+    hp = origins["https"].port
+    base = load_text(f"""\
+version: 1
+network_policies:
+  raw:
+    endpoints:
+      - {{host: other.test, port: {hp}, allowed_ips: [127.0.0.1/32], tls: skip}}
+      - {{host: pass.test, port: {hp}, allowed_ips: [127.0.0.1/32], tls: skip}}
+    binaries: [{{path: /usr/bin/curl}}]
+""")  # fmt: skip
+    preset = load_preset_text("""\
+preset: {name: guard}
+network_middlewares:
+  strict: {middleware: openshell/regex, order: 1, endpoints: {include: [other.test]}}
+  soft: {middleware: openshell/regex, order: 2, on_error: fail_open, endpoints: {include: [pass.test]}}
+""")
+    gw = make_gateway(secrets=False)
+    gw.holder.engine = compile_policy(merge(base, [preset])[0])
+    sock, status, out = connect(gw, f"other.test:{hp}")
     sock.close()
-    assert status == 403 and json.loads(out)["error"] == "middleware_failed"
-    sock, status, _ = connect(mgw, f"other.test:{content.port}")  # the twin: the inspected endpoint
-    sock.close()
+    body = json.loads(out)
+    assert status == 403 and body["error"] == "middleware_failed" and body["middleware"] == "strict"
+    assert "tls: skip" in body["reason"]
+    sock, status, _ = connect(gw, f"pass.test:{hp}")  # the fail_open twin: relayed, the bypass logged
     assert status == 200
+    with tls_over(gw, sock, "pass.test", ca=pki["ca"]) as tls:  # the origin's own certificate: not intercepted
+        status, _, _ = request(tls, "GET", "/x", f"pass.test:{hp}")
+    assert status == 200
+    (ev,) = events(gw, "soft")
+    assert ev["outcome"] == "bypassed" and "tls: skip" in ev["reason"]
 
 
 # -- response bodies ------------------------------------------------------------------------------------------

@@ -212,3 +212,33 @@ def test_default_config_values_do_not_change_the_digest():
     same = one("{}")
     assert one("{mode: redact, direction: request, replacement: '[REDACTED]'}") == same
     assert one("{mode: detect}") != same and one("{direction: both}") != same and one("{replacement: '*'}") != same
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "selector"),
+    [
+        ("db.example.com", "[db.example.com]"),
+        ("db.example.com", '["*.example.com"]'),
+        ("'*.example.com'", "[db.example.com]"),
+        ("'**.example.com'", '["*.api.example.com"]'),
+    ],
+)
+def test_fail_closed_selector_over_a_tls_skip_endpoint_is_refused(endpoint, selector):
+    text = f"""\
+version: 1
+network_policies:
+  raw:
+    endpoints: [{{host: {endpoint}, port: 5432, tls: skip}}]
+    binaries: [{{path: /usr/bin/psql}}]
+network_middlewares:
+  m:
+    middleware: openshell/regex
+    endpoints: {{include: {selector}}}
+"""
+    (found,) = problems(text)
+    assert found.startswith("policy.yaml:8:5: network_middlewares.m: fail_closed middleware 'm' may select")
+    assert "tls: skip endpoint of 'raw'" in found
+    # the twins: fail_open, or a selector that excludes the host, load
+    assert load_text(text.replace("    endpoints: {include", "    on_error: fail_open\n    endpoints: {include"))
+    other = load_text(text.replace(f"include: {selector}", "include: [web.example.org]"))
+    assert other.network_middlewares["m"].include == ("web.example.org",)

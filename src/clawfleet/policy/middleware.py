@@ -26,7 +26,7 @@ from typing import Any
 import re2
 
 from .matching import compile_label_glob
-from .model import Middleware
+from .model import Middleware, NetworkRule
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -42,6 +42,7 @@ __all__ = [
     "check_regex_config",
     "compile_regex_hook",
     "matches_host",
+    "tls_skip_conflicts",
 ]
 
 REGEX = "openshell/regex"
@@ -234,3 +235,36 @@ def matches_host(patterns: Sequence[str], host: str) -> bool:
         if hrest == rest and compile_label_glob(first).fullmatch(label) is not None:
             return True
     return False
+
+
+def _example(pattern: str) -> str:
+    """A host a selector pattern matches (its wildcard label filled in)."""
+    first, _, rest = pattern.partition(".")
+    return f"{first.replace('*', 'x').replace('?', 'x')}.{rest}" if rest else pattern
+
+
+def _selects(mw: Middleware, host: str) -> bool:
+    return matches_host(mw.include, host) and not matches_host(mw.exclude, host)
+
+
+def tls_skip_conflicts(
+    rules: Mapping[str, NetworkRule], middlewares: Mapping[str, Middleware]
+) -> list[tuple[str, str, str]]:
+    """``(middleware key, rule key, endpoint host)`` for each ``fail_closed`` middleware whose selector may match a
+    ``tls: skip`` endpoint: traffic no stage can inspect (upstream refuses such a policy at load). "May match":
+    the endpoint's host, or a host its wildcard covers, is selected; or the endpoint's pattern covers a host the
+    selector includes. The gateway also refuses such a tunnel per CONNECT (a merge of presets can create one)."""
+    found = []
+    for key, mw in middlewares.items():
+        if mw.on_error != "fail_closed":
+            continue
+        for rkey, rule in rules.items():
+            for ep in rule.endpoints:
+                if ep.tls != "skip":
+                    continue
+                overlap = _selects(mw, _example(ep.host)) or any(
+                    matches_host((ep.host,), _example(inc)) and _selects(mw, _example(inc)) for inc in mw.include
+                )
+                if overlap:
+                    found.append((key, rkey, ep.host))
+    return found

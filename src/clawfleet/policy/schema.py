@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import PolicyError, Problem
-from .middleware import REGEX, check_regex_config
+from .middleware import REGEX, check_regex_config, tls_skip_conflicts
 from .model import (
     Binary,
     Endpoint,
@@ -1133,6 +1133,15 @@ class _Validator:
             out[key] = r
         return out if ok else None
 
+    def middleware_conflicts(self, nps: dict[str, NetworkRule], mws: dict[str, Middleware], raw: Any) -> None:
+        for key, rule, host in tls_skip_conflicts(nps, mws):
+            path: Path = ("network_middlewares", key)
+            if "on_error" in raw[key]:
+                path = (*path, "on_error")
+            self.err(path, f"fail_closed middleware {key!r} may select {host!r}, a tls: skip endpoint of"
+                           f" {rule!r} whose traffic no stage can inspect: exclude the host, or use"
+                           " on_error: fail_open to let it pass uninspected")  # fmt: skip
+
     # -- documents ----------------------------------------------------------------------
     def top_level_traps(self, data: dict[str, Any]) -> bool:
         if "inference" in data:
@@ -1192,6 +1201,8 @@ class _Validator:
         pr = self.process(("process",), m["process"]) if "process" in m else None
         nps = self.network_policies(("network_policies",), m.get("network_policies"))
         mws = self.network_middlewares(("network_middlewares",), m.get("network_middlewares"))
+        if nps is not None and mws is not None:
+            self.middleware_conflicts(nps, mws, m["network_middlewares"] if mws else {})
         if self.errors or version is None or nps is None or mws is None:
             return None
         return Policy(
@@ -1234,6 +1245,8 @@ class _Validator:
                 info = PresetInfo(name, desc)
         nps = self.network_policies(("network_policies",), data.get("network_policies"))
         mws = self.network_middlewares(("network_middlewares",), data.get("network_middlewares"))
+        if nps is not None and mws is not None:
+            self.middleware_conflicts(nps, mws, data["network_middlewares"] if mws else {})
         if self.errors or info is None or nps is None or mws is None:
             return None
         return Preset(info, nps, mws, source=self.doc.filename, warnings=tuple(self.warnings))
