@@ -6,10 +6,10 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from clawfleet.policy import PolicyError, compile_policy, digest, load_text
+from clawfleet.policy import PolicyError, compile_policy, digest, load_text, normalize
 from clawfleet.policy.json_schema import JSON_SCHEMA
 from clawfleet.policy.middleware import MAX_PAYLOAD_BYTES, RegexHook
-from clawfleet.policy.yamlio import load_document
+from clawfleet.policy.yamlio import dump_yaml, load_document
 
 TOKEN = "sk-ABCDEFGHIJKLMNOPQRST"
 
@@ -242,3 +242,22 @@ network_middlewares:
     assert load_text(text.replace("    endpoints: {include", "    on_error: fail_open\n    endpoints: {include"))
     other = load_text(text.replace(f"include: {selector}", "include: [web.example.org]"))
     assert other.network_middlewares["m"].include == ("web.example.org",)
+
+
+def test_middleware_round_trips_through_canonical_yaml():
+    text = policy("""\
+  guard:
+    name: Guard
+    middleware: openshell/regex
+    order: 3
+    on_error: fail_open
+    config:
+      mode: block
+      direction: both
+      patterns: ["ghp_[A-Za-z0-9]{36}", {name: aws, regex: "AKIA[0-9A-Z]{16}"}]
+    endpoints: {include: ["*.Example.com", api.example.org], exclude: [ok.example.com]}
+""")
+    p = load_text(text)
+    again = load_text(dump_yaml(normalize(p)), "again.yaml")
+    assert normalize(again) == normalize(p) and digest(again) == digest(p)
+    assert normalize(p)["network_middlewares"]["guard"]["endpoints"]["include"] == ["*.example.com", "api.example.org"]
