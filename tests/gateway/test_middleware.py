@@ -201,6 +201,7 @@ def test_redact_rewrites_the_forwarded_body_and_its_length(mgw, origins):
     assert TOKEN not in json.dumps(origins["https"].seen)
     (ev,) = events(mgw, "redact-tokens")
     assert ev["outcome"] == "redacted" and ev["matches"] == {"openai": 1} and ev["rule"] == "origin"
+    assert ev["action"] == "allow" and ev["binary"] == "/usr/bin/curl" and ev["host"] == "origin.test"
     assert TOKEN not in mgw.log_path.read_text()  # the log names the pattern, never the matched text
 
 
@@ -236,7 +237,7 @@ def test_block_refuses_with_403_naming_the_middleware(mgw, origins):
     assert "aws-access-key" in body["reason"] and AWS not in out.decode()
     assert len(origins["https"].seen) == before  # nothing reached the origin
     (ev,) = events(mgw, "block-keys")
-    assert ev["outcome"] == "blocked" and ev["matches"] == {"aws-access-key": 1}
+    assert ev["outcome"] == "blocked" and ev["matches"] == {"aws-access-key": 1} and ev["action"] == "deny"
 
 
 def test_block_twin_lower_case_key_is_not_a_match(mgw, origins):

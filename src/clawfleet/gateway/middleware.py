@@ -37,9 +37,11 @@ class MiddlewareStop(Exception):
 
 
 def event(hook: RegexHook, direction: str, outcome: str, **extra: Any) -> dict[str, Any]:
-    """One log record for one stage (the proxy adds the request's context)."""
+    """One log record for one stage (the proxy adds the request's context). ``action`` is what became of the
+    traffic, as in decision lines (a gateway without a log file shows the ``deny`` ones on stderr)."""
+    action = "deny" if outcome in ("blocked", "failed") else "allow"
     return {"event": "middleware", "middleware": hook.key, "name": hook.name, "type": hook.middleware,
-            "mode": hook.mode, "direction": direction, "outcome": outcome, **extra}  # fmt: skip
+            "mode": hook.mode, "direction": direction, "outcome": outcome, "action": action, **extra}  # fmt: skip
 
 
 def run_chain(hooks: Sequence[RegexHook], body: bytes, direction: str) -> tuple[bytes, list[dict[str, Any]]]:

@@ -45,6 +45,7 @@ from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .middleware import MiddlewareStop, run_chain
+from .middleware import event as mw_event
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
@@ -516,12 +517,10 @@ class Gateway:
         why = "the endpoint is relayed uninspected (tls: skip)"
         closed = [h for h in hooks if not h.fail_open]
         if closed:
-            raise self._middleware_stop(ctx, MiddlewareStop("middleware_failed", closed[0], why, [
-                {"event": "middleware", "middleware": closed[0].key, "type": closed[0].middleware,
-                 "outcome": "failed", "reason": why}]), "request", 403)  # fmt: skip
-        for h in hooks:
-            self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
-                                       "outcome": "bypassed", "reason": f"{why} (on_error: fail_open)"}))  # fmt: skip
+            stop = MiddlewareStop("middleware_failed", closed[0], why, [mw_event(closed[0], "request", "failed",
+                                  reason=why)])  # fmt: skip
+            raise self._middleware_stop(ctx, stop, "request", 403)
+        self._bypassed(ctx, hooks, "request", why)
 
     # -- connection handling ----------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -674,12 +673,11 @@ class Gateway:
         ctx = _MwContext(caller, "connect", target, "CONNECT", "", d)
         why = "the tunnel carries a protocol other than HTTP, which no middleware stage can inspect"
         closed = [h for h in hooks if not h.fail_open]
-        for h in closed or hooks:
-            outcome, reason = ("failed", why) if closed else ("bypassed", f"{why} (on_error: fail_open)")
-            self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
-                                       "outcome": outcome, "reason": reason}))  # fmt: skip
         if closed:
+            for h in closed:
+                self.log.write(ctx.record(mw_event(h, "request", "failed", reason=why)))
             return
+        self._bypassed(ctx, hooks, "request", why)
         try:
             upstream = await self.open_upstream(target.host, target.port, ips, False)
         except Denied as exc:
@@ -865,14 +863,12 @@ class Gateway:
         if ep is not None and ep.protocol == "websocket" and offers_websocket(ev.headers):
             # an upgrade the gateway lets through (.upgrade): the frames after it are relayed uninspected
             closed = [h for h in hooks if not h.fail_open]
+            why = "the clawfleet gateway does not inspect WebSocket messages"
             if closed:
-                stop = MiddlewareStop("middleware_failed", closed[0], "the clawfleet gateway does not inspect"
-                                      " WebSocket messages; a fail_closed middleware covers this host", [])  # fmt: skip
+                stop = MiddlewareStop("middleware_failed", closed[0], f"{why}; a fail_closed middleware covers this"
+                                      " host", [mw_event(closed[0], "request", "failed", reason=why)])  # fmt: skip
                 raise self._middleware_stop(ctx, stop, "request", 403)
-            for h in hooks:
-                self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
-                                           "outcome": "bypassed", "reason": "WebSocket messages are not"
-                                           " inspected (on_error: fail_open)"}))  # fmt: skip
+            self._bypassed(ctx, hooks, "request", why)
         if not req_hooks:
             return body, headers
         target = ctx.target
@@ -883,10 +879,7 @@ class Gateway:
                 body_headers(ev.headers, limit, where)
             except BodyRefused as exc:  # nothing read yet: an all-fail_open chain may let the body stream past
                 if all(h.fail_open for h in req_hooks):
-                    for h in req_hooks:
-                        self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
-                                                   "direction": "request", "outcome": "bypassed",
-                                                   "reason": f"{exc.detail} (on_error: fail_open)"}))  # fmt: skip
+                    self._bypassed(ctx, req_hooks, "request", exc.detail)
                     return None, headers
                 self.record(ctx.caller, ctx.kind, target.host, target.port, Decision("deny", ctx.decision.policy_key,
                             f"{exc.detail}: {exc.reason}"), False, ctx.method, ctx.path)  # fmt: skip
@@ -1085,19 +1078,20 @@ class Gateway:
         """A response the stages cannot inspect: ``True`` (logged, passed on) when every stage is fail_open."""
         if not all(h.fail_open for h in hooks):
             return False
-        for h in hooks:
-            self.log.write(ctx.record({"event": "middleware", "middleware": h.key, "type": h.middleware,
-                                       "direction": "response", "outcome": "bypassed",
-                                       "reason": f"{why} (on_error: fail_open)"}))  # fmt: skip
+        self._bypassed(ctx, hooks, "response", why)
         return True
+
+    def _bypassed(self, ctx: _MwContext, hooks: tuple[RegexHook, ...], direction: str, why: str) -> None:
+        """Log that ``hooks`` (all fail_open) let through what they could not inspect (upstream's finding)."""
+        for h in hooks:
+            self.log.write(ctx.record(mw_event(h, direction, "bypassed", reason=f"{why} (on_error: fail_open)")))
 
     async def _response_refused(self, cconn, client: Stream, up: _Upstream, upstreams, ctx: _MwContext,
                                 hooks: tuple[RegexHook, ...], why: str) -> bool:  # fmt: skip
         """A fail_closed stage cannot inspect the response: nothing of it reaches the client; ``502``."""
         hook = next(h for h in hooks if not h.fail_open)
-        denied = self._middleware_stop(ctx, MiddlewareStop("middleware_failed", hook, why, [
-            {"event": "middleware", "middleware": hook.key, "type": hook.middleware, "direction": "response",
-             "outcome": "failed", "reason": why}]), "response", 502)  # fmt: skip
+        stop = MiddlewareStop("middleware_failed", hook, why, [mw_event(hook, "response", "failed", reason=why)])
+        denied = self._middleware_stop(ctx, stop, "response", 502)
         upstreams.pop(up.key, None)
         up.stream.close()
         await self._error(cconn, client, denied.status, denied.detail, denied.reason, denied.rule, denied.error,
