@@ -552,3 +552,15 @@ def test_non_http_tunnel_is_relayed_and_logged_under_fail_open(make_gateway, tcp
     assert through_tunnel(gw, tcp_echo, b"SSH-2.0-OpenSSH_9.6\r\n") == b"echo:SSH-2.0-OpenSSH_9.6\r\n"
     (ev,) = events(gw, "guard")
     assert ev["outcome"] == "bypassed" and "fail_open" in ev["reason"]
+
+
+def test_held_responses_keep_the_connection_alive(mgw, content):
+    port = content.port
+    sock, status, _ = connect(mgw, f"other.test:{port}")
+    assert status == 200
+    with tls_over(mgw, sock, "other.test") as tls:
+        got = []
+        for path in ("/secret", "/plain", "/chunked"):
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n".encode())
+            got.append(_response(tls)[2])
+    assert got == [b"your token is [FILTERED] (keep it)", b"nothing to see here", b"chunk one [FILTERED] chunk two"]
