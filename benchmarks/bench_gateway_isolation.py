@@ -134,6 +134,8 @@ class Fleet:
             (self.tmp / f"{name}.yaml").write_text(json.dumps(definition))
         config = {"state_dir": "state", "control_socket": self.socket, "runtime_dir": str(self.run_dir),
                   "sandboxes": ["a.yaml", "b.yaml"]}  # fmt: skip
+        if args.gateway_user:  # each sandbox's proxy in its own unprivileged process (docs/gateway.md)
+            config["gateway_user"] = args.gateway_user
         (self.tmp / "gateway.yaml").write_text(json.dumps(config))
         with open(self.tmp / "daemon.err", "w") as err:
             self.daemon = subprocess.Popen(
@@ -302,6 +304,11 @@ def main() -> int:
     ap.add_argument("--drain-timeout", type=float, default=30.0, help="wait for A's gateway after each attack")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     ap.add_argument("--profile", metavar="DIR", help="py-spy the daemon during each probe (raw stacks per scenario)")
+    ap.add_argument(
+        "--gateway-user",
+        metavar="USER",
+        help="run each sandbox's proxy as USER (privilege separation; --profile then sees only the daemon)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, decisions)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()

@@ -30,6 +30,9 @@ def test_build_has_wheels_for_every_target(built):
     # cffi is compiled: one wheel per Python version and machine.
     assert any("cp310" in n and "x86_64" in n for n in names if n.startswith("cffi-"))
     assert any("cp313" in n and "aarch64" in n for n in names if n.startswith("cffi-"))
+    # google-re2 (the regex middleware's engine) is compiled too, and has wheels for every target
+    assert any("cp310" in n and "x86_64" in n for n in names if n.startswith("google_re2-"))
+    assert any("cp313" in n and "aarch64" in n for n in names if n.startswith("google_re2-"))
     manifest = json.loads((built / "manifest.json").read_text())
     assert manifest["targets"] == ["py310-x86_64", "py313-aarch64"]
     assert "ruamel.yaml==0.19.1" in manifest["requirements"]

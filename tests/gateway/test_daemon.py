@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -87,8 +88,9 @@ network_policies:
         self.config.write_text(json.dumps(config))
         self.daemon: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "clawfleet.cli", "gateway", "serve", "--config", str(self.config)]
+    def start(self, wrap: Sequence[str] = ()) -> None:
+        """``wrap`` runs the daemon under a command that execs it (e.g. setpriv with the unit's capability set)."""
+        argv = [*wrap, sys.executable, "-m", "clawfleet.cli", "gateway", "serve", "--config", str(self.config)]
         self.daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         until(lambda: os.path.exists(self.socket), 30, "control socket")
 

@@ -94,7 +94,10 @@ def test_canonical_yaml_round_trips_and_quotes_yaml11_words():
 
 
 def test_compat_files_round_trip_through_canonical_yaml():
+    guard = COMPAT / "openshell/supervisor-middleware-content-guard_policy.yaml"  # refused: an operator-run service
     for path in [COMPAT / "nemoclaw/openclaw-sandbox.yaml", *COMPAT.glob("openshell/*policy*.yaml")]:
+        if path == guard:
+            continue
         policy = load_file(path)
         again = load_text(dump_yaml(normalize(policy)), "again.yaml")
         assert normalize(again) == normalize(policy), path

@@ -15,6 +15,8 @@ from clawfleet.cli import main
 CLAWFLEET = Path(sys.executable).parent / "clawfleet"
 QUICKSTART = COMPAT / "openshell" / "sandbox-policy-quickstart_policy.yaml"
 ROUTES = COMPAT / "openshell" / "local-inference_routes.yaml"
+# an operator-run middleware service: refused, naming the type (tests/policy/test_policy_compat.py)
+CONTENT_GUARD = COMPAT / "openshell" / "supervisor-middleware-content-guard_policy.yaml"
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -24,10 +26,14 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_validate_all_compat_files_but_routes(capsys):
-    files = [str(p) for p in sorted(COMPAT.glob("*/*.yaml")) if p != ROUTES]
+    files = [str(p) for p in sorted(COMPAT.glob("*/*.yaml")) if p not in (ROUTES, CONTENT_GUARD)]
     code, out, _err = run(capsys, "validate", *files)
     assert code == 0
     assert out.count(": ok (") == len(files)
+    code, _out, err = run(capsys, "validate", str(CONTENT_GUARD))
+    assert code == 2
+    assert err.startswith(f"{CONTENT_GUARD}:9:17: network_middlewares.prototype-content-guard.middleware: unknown"
+                          " middleware type 'content-guard-example'")  # fmt: skip
 
 
 def test_validate_reports_every_problem_positioned(capsys, write):

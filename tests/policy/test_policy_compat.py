@@ -16,20 +16,24 @@ from clawfleet.policy import (
     load_any_file,
     load_file,
     load_preset_file,
+    load_text,
     merge,
 )
 
 ALL = sorted(COMPAT.glob("*/*.yaml"))
 ROUTES = COMPAT / "openshell" / "local-inference_routes.yaml"
 PRESETS = sorted(p for p in COMPAT.glob("nemoclaw/*.yaml") if p.name != "openclaw-sandbox.yaml")
-POLICIES = sorted(p for p in ALL if p not in PRESETS and p != ROUTES)
+# An operator-run middleware service (``content-guard-example``) that upstream itself refuses unless the operator
+# registered it in the gateway TOML; clawfleet runs built-ins only, so the file is refused, naming the type.
+CONTENT_GUARD = COMPAT / "openshell" / "supervisor-middleware-content-guard_policy.yaml"
+POLICIES = sorted(p for p in ALL if p not in PRESETS and p not in (ROUTES, CONTENT_GUARD))
 
 
 def test_corpus_is_present():
     # If the corpus moved, the tests below would silently parametrize over nothing.
     assert len(ALL) == 19
     assert len(PRESETS) == 9
-    assert len(POLICIES) == 9
+    assert len(POLICIES) == 8
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
@@ -74,11 +78,21 @@ def test_compat_features_are_modelled():
     tcp = load_file(COMPAT / "openshell" / "transparent-tcp-redis_policy.yaml")
     ep = tcp.network_policies["redis"].endpoints[0]
     assert ep.protocol == "tcp" and ep.allowed_ips == ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-    mw = load_file(COMPAT / "openshell" / "supervisor-middleware-content-guard_policy.yaml")
-    guard = mw.network_middlewares["prototype-content-guard"]
-    assert guard.middleware == "content-guard-example" and guard.order == 10 and not guard.supported
+    with pytest.raises(PolicyError) as info:
+        load_file(CONTENT_GUARD)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line, problem.col) == (str(CONTENT_GUARD), 9, 17)
+    assert "unknown middleware type 'content-guard-example'" in problem.message
+    assert "operator-run middleware service" in problem.message
+    # the same file with the built-in the gateway runs loads, and its config keys upstream's example uses are
+    # checked by that built-in (terms is the operator service's key, not the built-in's)
+    text = CONTENT_GUARD.read_text().replace("content-guard-example", "openshell/regex")
+    with pytest.raises(PolicyError, match=r"unknown openshell/regex config key 'terms'"):
+        load_text(text, "guard.yaml")
+    builtin = load_text(text.replace("      terms:\n        - prototype-secret\n        - internal-only\n", ""))
+    guard = builtin.network_middlewares["prototype-content-guard"]
+    assert guard.middleware == "openshell/regex" and guard.order == 10 and guard.supported
     assert guard.include == ("httpbin.org",) and guard.config["replacement"] == "[FILTERED]"
-    assert any("not supported by the clawfleet gateway" in w.message for w in mw.warnings)
     jira = load_preset_file(COMPAT / "nemoclaw" / "jira.yaml")
     assert jira.network_policies["atlassian"].endpoints[0].host == "*.atlassian.net"
     prover = load_file(COMPAT / "openshell" / "openshell-prover_testdata_policy.yaml")

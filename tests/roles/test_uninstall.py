@@ -73,6 +73,7 @@ def _run(paths: dict[str, Path], tmp_path: Path, names: dict[str, str], **extra)
         "clawfleet_group": names["group"],
         "privacy_router_user": names["user"],
         "vllm_user": names["user"],
+        "gateway_user": names["user"],
         **extra,
     }
     extra_file = tmp_path / "vars.json"

@@ -162,8 +162,8 @@ def test_replayed_and_stale_proofs_are_refused(tmp_path):
 
 
 def test_a_sandboxs_signer_holds_only_its_own_key_and_cannot_vouch_for_another(tmp_path):
-    """What the code serving one sandbox's traffic holds (its RouterIdentity, also as pickled for another process)
-    signs for its own sandbox and for no other; the host key is not in it."""
+    """What a taken-over parser process holds (its RouterIdentity, handed to it by the daemon) signs for its own
+    sandbox and for no other; the host key is not in it."""
     from clawfleet.gateway.router_identity import RouterIdentity
     from clawfleet.router.identity import sign_as
 

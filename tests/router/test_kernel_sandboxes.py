@@ -121,8 +121,10 @@ class TwoSandboxes:
         os.makedirs("/run/clawfleet-tests", mode=0o755, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix="router18-", dir="/run/clawfleet-tests"))
         self.run_dir.chmod(0o755)
+        # As the role configures it: each sandbox's traffic parsed by an unprivileged process (gateway_user), which
+        # signs the router requests with the key the daemon hands it (docs/gateway.md "Privilege separation").
         config = {"state_dir": "state", "control_socket": self.socket, "runtime_dir": str(self.run_dir),
-                  "sandboxes": names}  # fmt: skip
+                  "sandboxes": names, "gateway_user": "nobody"}  # fmt: skip
         (tmp / "gateway.yaml").write_text(json.dumps(config))
         # What the gateway unit sets (roles/gateway/templates/clawfleet-gateway.service.j2).
         env = {**os.environ, "CLAWFLEET_ROUTER_IDENTITY_KEY": str(key_file),

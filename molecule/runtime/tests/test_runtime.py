@@ -23,7 +23,7 @@ def test_installed_bundle_is_recorded_and_verified(host):
 
 def test_runtime_dependencies_import_on_the_host(host):
     # The compiled parts (cffi for cryptography) must match this host's Python, which differs between the images.
-    code = "import cryptography.x509, ruamel.yaml, starlette, uvicorn, httpx, h11, pyseccomp; print('ok')"
+    code = "import cryptography.x509, ruamel.yaml, starlette, uvicorn, httpx, h11, pyseccomp, re2; print('ok')"
     assert host.check_output(f'/opt/clawfleet/venv/bin/python -c "{code}"') == "ok"
 
 

@@ -196,9 +196,16 @@ def show(host, unit: str, *props: str) -> dict[str, str]:
 def test_gateway_unit_hardening(host):
     props = show(host, "clawfleet-gateway.service", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "Delegate",
                  "Restart", "RestrictNamespaces", "MemoryDenyWriteExecute", "PrivateDevices",
-                 "ProtectControlGroups", "CapabilityBoundingSet")  # fmt: skip
+                 "ProtectControlGroups", "CapabilityBoundingSet", "AmbientCapabilities", "MemoryMax", "LimitNOFILE",
+                 "InaccessiblePaths", "User")  # fmt: skip
     caps = set(props.pop("CapabilityBoundingSet").split())
-    assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search"}
+    assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search", "cap_setuid", "cap_setgid", "cap_kill"}
+    assert props.pop("AmbientCapabilities") == ""
+    assert props.pop("User") == ""  # root: the daemon drops the parsers' uid itself
+    assert int(props.pop("MemoryMax")) == 2 * 1024**3
+    assert int(props.pop("LimitNOFILE")) == 65536
+    hidden = {p.lstrip("-") for p in props.pop("InaccessiblePaths").split()}
+    assert {"/etc/clawfleet/router-keys", "/etc/clawfleet/vllm"} <= hidden, hidden
     assert props == {
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
@@ -210,6 +217,22 @@ def test_gateway_unit_hardening(host):
         "PrivateDevices": "yes",
         "ProtectControlGroups": "yes",
     }
+
+
+def test_gateway_parser_runs_without_privileges(host):
+    """The process that parses my-assistant's traffic: clawfleet-gateway, no capability; the daemon keeps them."""
+    daemon = show(host, "clawfleet-gateway.service", "MainPID")["MainPID"]
+    children = host.check_output(f"cat /proc/{daemon}/task/*/children").split()
+    parsers = [p for p in children if "gateway-parser" in host.file(f"/proc/{p}/cmdline").content_string]
+    assert len(parsers) == 1, children
+    status = dict(line.split(":\t", 1) for line in host.file(f"/proc/{parsers[0]}/status").content_string.splitlines()
+                  if ":\t" in line)  # fmt: skip
+    uid = host.user("clawfleet-gateway").uid
+    assert status["Uid"].split() == [str(uid)] * 4
+    assert all(int(status[c], 16) == 0 for c in ("CapInh", "CapPrm", "CapEff", "CapAmb")), status
+    assert status["NoNewPrivs"] == "1"
+    daemon_status = host.file(f"/proc/{daemon}/status").content_string
+    assert "\nUid:\t0\t" in daemon_status and "\nCapEff:\t0000000000000000" not in daemon_status
 
 
 def test_sandbox_unit_hardening(host):

@@ -108,10 +108,14 @@ class SandboxCA:
             pass
         ca = cls(name, days=days)
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        key_pem = ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption())  # fmt: skip
-        write_atomic(path, key_pem + ca.cert_pem, 0o600)
+        write_atomic(path, ca.pem(), 0o600)
         return ca
+
+    def pem(self) -> bytes:
+        """Key and certificate, as kept by :meth:`persistent` (and handed to a parser process, see privsep)."""
+        key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())  # fmt: skip
+        return key_pem + self.cert_pem
 
     def bundle_text(self, system_bundle: str | None = None, extra_ca_file: str | None = None) -> bytes:
         """What the sandbox trusts: the system bundle, the operator's extra CA (internal services reached

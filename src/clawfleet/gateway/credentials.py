@@ -100,9 +100,12 @@ class Secrets:
     """Placeholder -> real value, only for hosts a secret is bound to and only where its binding says. Values are
     read from root-only files (re-read when the file changes) and never logged."""
 
-    def __init__(self, bindings: Iterable[SecretBinding] = ()) -> None:
+    def __init__(self, bindings: Iterable[SecretBinding] = (), values: Mapping[str, bytes] | None = None) -> None:
+        """``values``: the real values as handed over by the privileged gateway process (:mod:`.privsep`), for a
+        parser process that cannot read the root-only files; None: read the files."""
         self.bindings = {b.name: b for b in bindings}
         self._values: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self._given: dict[str, bytes] | None = dict(values) if values is not None else None
 
     def __bool__(self) -> bool:
         return bool(self.bindings)
@@ -114,7 +117,26 @@ class Secrets:
         """An echoing method to a bound host (it would return the injected values to the sandbox)."""
         return method in ECHO_METHODS and self.bound(host)
 
+    def snapshot(self) -> dict[str, bytes]:
+        """Every bound secret's current value that can be read now (a missing file is left out: its placeholder
+        then fails as it would here)."""
+        out = {}
+        for name in self.bindings:
+            try:
+                out[name] = self._value(name)
+            except OSError:
+                continue
+        return out
+
+    def update(self, values: Mapping[str, bytes]) -> None:
+        """New values handed over (only for a :class:`Secrets` made with ``values``)."""
+        self._given = dict(values)
+
     def _value(self, name: str) -> bytes:
+        if self._given is not None:
+            if name not in self._given:
+                raise FileNotFoundError(f"secret {name}: no value handed over")
+            return self._given[name]
         b = self.bindings[name]
         st = os.stat(b.file)
         key = (st.st_mtime_ns, st.st_size)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,7 @@ from clawfleet.sandbox.namespaces import run_in_netns
 from .fdtables import FdTables
 from .sockdiag import CLOSED, SockDiag, SockDiagUnavailable
 
-__all__ = ["Caller", "ConnectionClosed", "HashPins", "Identifier", "IdentityError"]
+__all__ = ["Caller", "ConnectionClosed", "HashPins", "Identifier", "IdentityError", "NotThisSandbox"]
 
 _MAX_ANCESTORS = 32
 
@@ -49,6 +50,11 @@ class IdentityError(Exception):
 
 class ConnectionClosed(IdentityError):
     """The client's socket was closed before its identification started: nothing to serve, no scan made."""
+
+
+class NotThisSandbox(IdentityError):
+    """A descriptor handed over for identification is not an accepted connection of this sandbox's listener
+    (:meth:`Identifier.identify_fd`): refused before anything is looked at."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,49 @@ class Identifier:
     async def identify_async(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
         """:meth:`identify` in this identifier's own thread (the event loop keeps serving meanwhile)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.identify, peer, local)
+
+    # -- a connection handed over as a descriptor (privilege separation, :mod:`.privsep`) ----------------
+    def connection_of(self, fd: int, listen: tuple[str, int]) -> tuple[tuple[str, int], tuple[str, int]]:
+        """(peer, local) of ``fd``, proved to be a TCP connection accepted on ``listen`` inside this identifier's
+        network namespace: the kernel's socket for that exact 4-tuple in the namespace (sock_diag, or its
+        /proc fallback) must be this very socket (same inode). The descriptor comes from a process assumed
+        compromised, so nothing it says is used: no address, pid or path, only what the kernel reports for the
+        descriptor. :class:`NotThisSandbox` otherwise. Does not close ``fd``."""
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise NotThisSandbox("not a socket")
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+                raise NotThisSandbox(f"not a TCP socket ({sock.family!r}, {sock.type!r})")
+            try:
+                local, peer = _unmapped(sock.getsockname()[:2]), _unmapped(sock.getpeername()[:2])
+            except OSError as exc:
+                raise NotThisSandbox(f"not a connected socket: {exc.strerror}") from None
+        finally:
+            sock.close()
+        if local != _unmapped(listen):
+            raise NotThisSandbox(f"not a connection to the gateway's listener {listen[0]}:{listen[1]}")
+        try:
+            # the socket whose own address is `local` and whose peer is `peer`: the accepted (server) side
+            inode = self.inode_for(local, peer)
+        except (ConnectionClosed, OSError):
+            inode = None
+        if inode != st.st_ino:
+            raise NotThisSandbox("not a connection inside this sandbox's network namespace")
+        return peer, local
+
+    def identify_fd(self, fd: int, listen: tuple[str, int]) -> Caller:
+        """:meth:`identify` for the connection ``fd`` (:meth:`connection_of`); closes ``fd``."""
+        try:
+            peer, local = self.connection_of(fd, listen)
+        finally:
+            os.close(fd)
+        return self.identify(peer, local)
+
+    async def identify_fd_async(self, fd: int, listen: tuple[str, int]) -> Caller:
+        """:meth:`identify_fd` in this identifier's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.identify_fd, fd, listen)
 
     def identify(self, peer: tuple[str, int], local: tuple[str, int]) -> Caller:
         try:

@@ -38,6 +38,7 @@ import h11
 
 from clawfleet.policy import Decision
 from clawfleet.policy.matching import normalize_request_host
+from clawfleet.policy.middleware import RegexHook
 
 from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_authority
 from .body import BodyRefused, body_headers, read_body, reframe
@@ -46,10 +47,12 @@ from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
+from .middleware import MiddlewareStop, run_chain
+from .middleware import event as mw_event
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
-from .upgrade import sanitize_upgrade, switch_accepted
+from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
 
 if TYPE_CHECKING:
     from .metrics import GatewayMetrics
@@ -60,6 +63,7 @@ READ_SIZE = 65536
 _HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
 _VERSION = b"clawfleet-gateway"
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
+_HTTP_START = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}(?: |\Z)")  # a request line's method, or the start of one
 _ERROR_KINDS = {403: "policy_denied", 413: "body_too_large", 415: "unsupported_content_encoding"}
 _BUSY_BODY = (b'{"error":"gateway_busy","detail":"too many connections from this sandbox",'
               b'"reason":"connection cap (gateway max_connections) reached"}\n')  # fmt: skip
@@ -68,9 +72,11 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\
 
 
 class Denied(Exception):
-    def __init__(self, status: int, detail: str, reason: str, rule: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, reason: str, rule: str | None = None, error: str | None = None,
+                 extra: dict | None = None) -> None:  # fmt: skip
         super().__init__(detail)
         self.status, self.detail, self.reason, self.rule = status, detail, reason, rule
+        self.error, self.extra = error, extra  # the response's "error" kind when not the status's; more fields
 
 
 # -- byte streams ----------------------------------------------------------------------------------------
@@ -304,11 +310,40 @@ def _sent(ev: h11.Request) -> bytes:
     return ev.target + b"\n" + b"\n".join(v for _, v in ev.headers)
 
 
+def _uninspectable(headers) -> str | None:
+    """Why a response body cannot go through the response middleware as it is (``None``: it can)."""
+    encodings = [v for k, v in headers if k == b"content-encoding"]
+    if len(encodings) > 1:
+        return "the response repeats Content-Encoding"
+    if encodings and encodings[0].strip().lower() not in (b"", b"identity"):
+        return (f"the response is compressed (Content-Encoding {encodings[0].decode('latin-1')[:40]!r}) although"
+                " the gateway asked for identity")  # fmt: skip
+    return None
+
+
 def _hdr(headers, name: bytes) -> bytes | None:
     for k, v in headers:
         if k == name:
             return v
     return None
+
+
+@dataclass
+class _MwContext:
+    """The request a middleware chain runs for: what its log lines and refusals name."""
+
+    caller: Caller | None
+    kind: str
+    target: Target
+    method: str
+    path: str
+    decision: Decision
+
+    def record(self, rec: dict) -> dict:
+        c = self.caller
+        return {**rec, "binary": c.exe if c else None, "pid": c.pid if c else None, "host": self.target.host,
+                "port": self.target.port, "method": self.method, "path": self.path, "kind": self.kind,
+                "rule": self.decision.policy_key}  # fmt: skip
 
 
 @dataclass
@@ -334,6 +369,9 @@ class Gateway:
         self.holder = holder
         self.log = log
         self.identify = identify
+        # Set in an unprivileged parser process (:mod:`.privsep`): the connected socket itself is handed to the
+        # privileged process, which identifies its caller; takes precedence over ``identify``.
+        self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
         self.upstream_ctx = upstream_context(config.extra_ca_file)
@@ -464,10 +502,11 @@ class Gateway:
                 last = exc
         raise Denied(502, f"cannot connect to {host}:{port}", f"upstream: {last}")
 
-    def needs_interception(self, d: Decision, host: str, port: int) -> bool:
+    def needs_interception(self, d: Decision, host: str, port: int, middleware: bool = True) -> bool:
         """Terminate TLS when ANY endpoint for host:port has L7 rules (deny_rules of a second endpoint must not
-        be skipped because the first one is L4), or when a credential is bound to the host. In monitor mode
-        the same holds for callers the policy does not list, so the log shows their requests."""
+        be skipped because the first one is L4), when a middleware selects the host (``middleware=False``: leave
+        that reason out), or when a credential is bound to the host. In monitor mode the same holds for callers
+        the policy does not list, so the log shows their requests."""
         if d.endpoint is None and not self.monitor:
             return False
         h = normalize_request_host(host)
@@ -478,7 +517,24 @@ class Gateway:
             return False
         if any(ep.inspects_l7 and ep.tls != "skip" for ep in cands):
             return True
+        if middleware and self.holder.engine.middlewares(host):  # it sees only traffic the gateway parses
+            return True
         return bool(self.secrets) and self.secrets.bound(host)
+
+    def _uninspected_tunnel(self, caller, d: Decision, target: Target) -> None:
+        """A tunnel relayed byte for byte (``tls: skip``) to a host a middleware selects: refused when a stage is
+        fail_closed (its content cannot be inspected), logged as a bypass otherwise (as upstream)."""
+        hooks = self.holder.engine.middlewares(target.host)
+        if not hooks:
+            return
+        ctx = _MwContext(caller, "connect", target, "CONNECT", "", d)
+        why = "the endpoint is relayed uninspected (tls: skip)"
+        closed = [h for h in hooks if not h.fail_open]
+        if closed:
+            stop = MiddlewareStop("middleware_failed", closed[0], why, [mw_event(closed[0], "request", "failed",
+                                  reason=why)])  # fmt: skip
+            raise self._middleware_stop(ctx, stop, "request", 403)
+        self._bypassed(ctx, hooks, "request", why)
 
     # -- connection handling ----------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -499,7 +555,12 @@ class Gateway:
         caller: Caller | None = None
         why = ""
         try:
-            if self.identify is not None:
+            if self.identify_socket is not None and sock is not None:
+                try:
+                    caller = await self.identify_socket(sock.fileno())
+                except IdentityError as exc:
+                    why = str(exc)
+            elif self.identify is not None:
                 try:
                     found = self.identify(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2])
                     # an identifier that reads /proc runs off the loop (Identifier.identify_async)
@@ -558,10 +619,10 @@ class Gateway:
                 up.stream.close()
 
     async def _error(self, conn: h11.Connection, client: Stream, status: int, detail: str, reason: str,
-                     rule: str | None = None) -> None:  # fmt: skip
+                     rule: str | None = None, error: str | None = None, extra: dict | None = None) -> None:  # fmt: skip
         body = json.dumps(
-            {"error": _ERROR_KINDS.get(status, "gateway_error"), "detail": detail, "rule": rule,
-             "reason": reason}
+            {"error": error or _ERROR_KINDS.get(status, "gateway_error"), "detail": detail, "rule": rule,
+             "reason": reason, **(extra or {})}
         ).encode() + b"\n"  # fmt: skip
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"), (b"server", _VERSION)]  # fmt: skip
@@ -595,9 +656,11 @@ class Gateway:
             d = self._judge(caller, why, "connect", target.host, target.port)
             ips = await self.resolve(target.host, target.port, d, caller)
             intercept = self.needs_interception(d, target.host, target.port)
+            if not intercept and d.allowed:
+                self._uninspected_tunnel(caller, d, target)
             relay = None if intercept else await self.open_relay(target.host, target.port, ips)
         except Denied as exc:
-            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return
         client.write(conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection established")))
         pre, _closed = conn.trailing_data
@@ -624,9 +687,36 @@ class Gateway:
             inner: Stream = tls
             is_tls = True
         else:
+            if _HTTP_START.match(first) is None and not self.needs_interception(d, target.host, target.port, False):
+                await self._not_http(client, caller, d, target, ips, first)
+                return
             client.pre = first
             inner, sni, is_tls = client, None, False
         await self._tunnel(inner, caller, why, target, ips, sni, is_tls)
+
+    async def _not_http(self, client: Stream, caller, d: Decision, target: Target, ips, first: bytes) -> None:
+        """Plain bytes that are not HTTP (SSH, a database protocol) in a tunnel intercepted only because a middleware
+        selects its host: no stage can inspect them. Upstream's gate: closed when a stage is fail_closed, relayed
+        with a logged bypass when every stage is fail_open."""
+        hooks = self.holder.engine.middlewares(target.host)
+        ctx = _MwContext(caller, "connect", target, "CONNECT", "", d)
+        why = "the tunnel carries a protocol other than HTTP, which no middleware stage can inspect"
+        closed = [h for h in hooks if not h.fail_open]
+        if closed:
+            for h in closed:
+                self.log.write(ctx.record(mw_event(h, "request", "failed", reason=why)))
+            return
+        self._bypassed(ctx, hooks, "request", why)
+        try:
+            upstream = await self.open_upstream(target.host, target.port, ips, False)
+        except Denied as exc:
+            self.log.write({"event": "error", "error": f"{exc.detail}: {exc.reason}"})
+            return
+        client.pre = first
+        try:
+            await splice(client, upstream)
+        finally:
+            upstream.close()
 
     async def _tunnel(self, inner: Stream, caller, why, target: Target, ips, sni, is_tls) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
@@ -702,7 +792,7 @@ class Gateway:
             d = Decision("deny", None, exc.reason)
             self.record(caller, kind, tunnel[0].host if tunnel else None, tunnel[0].port if tunnel else None, d,
                         False, method, raw_target[:512])  # fmt: skip
-            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
         body: bytes | None = None
         ctype: str | None = None
@@ -716,11 +806,19 @@ class Gateway:
             if ips is None:
                 ips = await self.resolve(target.host, target.port, d, caller)
             ips = self._granted(caller, d, kind, target, ips, method, path, body, ctype)
+            hooks = self.holder.engine.middlewares(target.host)
+            if hooks:  # after the policy admitted the request, before anything reaches the origin (as upstream)
+                mwctx = _MwContext(caller, kind, target, method, path, d)
+                body, req_headers = await self._request_middleware(conn, client, ev, mwctx, hooks, body, ctype,
+                                                                   req_headers, buffered is not None)  # fmt: skip
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
-            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
+            await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
         headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
+        resp_hooks = tuple(h for h in hooks if h.response) if not websocket else ()
+        if resp_hooks:  # ask for the body as the origin has it: a compressed one cannot be inspected
+            headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
@@ -735,7 +833,8 @@ class Gateway:
         try:
             keep = await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
-                websocket, used, _sent(ev) if used else b"", body)  # fmt: skip
+                websocket, used, _sent(ev) if used else b"", body,
+                resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None)  # fmt: skip
             if self.metrics is not None and not websocket:  # a WebSocket's time is the session's, not a request's
                 self.metrics.request_done(self.config.sandbox, kind, time.perf_counter() - started)
             return keep
@@ -770,6 +869,84 @@ class Gateway:
             self.record(caller, kind, target.host, target.port, d, False, method, path)
             raise Denied(status, detail, reason) from None
         return body, ctype, reframe(ev.headers, body)
+
+    def _middleware_stop(self, ctx: _MwContext, stop: MiddlewareStop, direction: str, status: int) -> Denied:
+        """The refusal for a chain that blocked or failed closed (its log lines written)."""
+        for rec in stop.events:
+            self.log.write(ctx.record(rec))
+        hook = stop.hook
+        what = "blocked by" if stop.error == "middleware_denied" else "could not be inspected by"
+        # upstream's fields (policy, middleware, reason_code) beside clawfleet's (rule, reason); never the content
+        extra = {"policy": ctx.decision.policy_key, "middleware": hook.key, "direction": direction}
+        if stop.error == "middleware_denied":
+            extra["reason_code"] = "content_match"
+        return Denied(status, f"{direction} {what} middleware {hook.key} ({hook.middleware})", stop.reason,
+                      ctx.decision.policy_key, stop.error, extra)  # fmt: skip
+
+    async def _request_middleware(self, conn, client: Stream, ev: h11.Request, ctx: _MwContext,
+                                  hooks: tuple[RegexHook, ...], body: bytes | None, ctype: str | None,
+                                  headers: list, judged: bool) -> tuple[bytes | None, list]:  # fmt: skip
+        """Run the request stages of ``hooks`` on the request body: ``(body, headers)`` to forward it with.
+
+        ``body`` is the body already read for body selectors (``judged``), else ``None`` and read here (bounded by
+        the stages' limit). Raises :class:`Denied` for a block, a fail-closed failure, or a rewritten body the
+        body selectors no longer allow (upstream re-checks the policy after every rewrite, too)."""
+        req_hooks = tuple(h for h in hooks if h.request)
+        ep = ctx.decision.endpoint
+        if ep is not None and ep.protocol == "websocket" and offers_websocket(ev.headers):
+            # an upgrade the gateway lets through (.upgrade): the frames after it are relayed uninspected
+            closed = [h for h in hooks if not h.fail_open]
+            why = "the clawfleet gateway does not inspect WebSocket messages"
+            if closed:
+                stop = MiddlewareStop("middleware_failed", closed[0], f"{why}; a fail_closed middleware covers this"
+                                      " host", [mw_event(closed[0], "request", "failed", reason=why)])  # fmt: skip
+                raise self._middleware_stop(ctx, stop, "request", 403)
+            self._bypassed(ctx, hooks, "request", why)
+        if not req_hooks:
+            return body, headers
+        target = ctx.target
+        if body is None:
+            limit = max(h.limit for h in req_hooks)
+            where = f"{target.authority} (middleware {', '.join(h.key for h in req_hooks)})"
+            try:
+                body_headers(ev.headers, limit, where)
+            except BodyRefused as exc:  # nothing read yet: an all-fail_open chain may let the body stream past
+                if all(h.fail_open for h in req_hooks):
+                    self._bypassed(ctx, req_hooks, "request", exc.detail)
+                    return None, headers
+                self.record(ctx.caller, ctx.kind, target.host, target.port, Decision("deny", ctx.decision.policy_key,
+                            f"{exc.detail}: {exc.reason}"), False, ctx.method, ctx.path)  # fmt: skip
+                raise Denied(exc.status, exc.detail, exc.reason, ctx.decision.policy_key) from None
+            try:
+                expect = _hdr(ev.headers, b"expect")
+                if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
+                    client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                body = await read_body(conn, client.read, limit, where)
+            except (BodyRefused, h11.RemoteProtocolError) as exc:  # bytes consumed: it cannot be resumed
+                status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
+                                          else (400, "malformed request body", str(exc)))  # fmt: skip
+                self.record(ctx.caller, ctx.kind, target.host, target.port,
+                            Decision("deny", ctx.decision.policy_key, f"{detail}: {reason}"), False, ctx.method,
+                            ctx.path)  # fmt: skip
+                raise Denied(status, detail, reason, ctx.decision.policy_key) from None
+            headers = reframe(ev.headers, body)
+        try:
+            out, events = run_chain(req_hooks, body, "request")
+        except MiddlewareStop as stop:
+            raise self._middleware_stop(ctx, stop, "request", stop.status or 403) from None
+        for rec in events:
+            self.log.write(ctx.record(rec))
+        if out is body:
+            return body, headers
+        if judged:  # the body selectors judged the original bytes: the rewritten ones must pass them too
+            d = self.decide(ctx.caller, "", target.host, target.port, ctx.method, ctx.path, out, ctype)
+            if not d.allowed and not self.monitor:
+                why = f"after middleware rewrote the body: {d.reason}"
+                self.record(ctx.caller, ctx.kind, target.host, target.port, Decision("deny", d.policy_key, why),
+                            False, ctx.method, ctx.path)  # fmt: skip
+                raise Denied(403, f"{ctx.method} {target.authority}{ctx.path} not permitted by policy", why,
+                             d.policy_key)  # fmt: skip
+        return out, reframe(headers, out)
 
     def _granted(self, caller, d: Decision, kind: str, target: Target, ips: list[str], method: str,
                  path: str, body: bytes | None = None, content_type: str | None = None) -> list[str]:  # fmt: skip
@@ -807,8 +984,14 @@ class Gateway:
 
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
                         websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
-                        sent: bytes = b"", body: bytes | None = None) -> bool:  # fmt: skip
+                        sent: bytes = b"", body: bytes | None = None, resp_hooks: tuple[RegexHook, ...] = (),
+                        mwctx: _MwContext | None = None) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
+        # Response middleware: the response is held (head and body, bounded) until the chain has run on it.
+        held: h11.Response | None = None
+        held_body: list[bytes] = []
+        held_size = 0
+        hold_limit = max((h.limit for h in resp_hooks), default=0)
         out = [uconn.send(req)]
         if body is not None:  # already read and judged: exactly these bytes go out (see .body)
             out += [uconn.send(h11.Data(data=body)) if body else b"", uconn.send(h11.EndOfMessage())]
@@ -855,12 +1038,55 @@ class Gateway:
                 headers = [(k, v) for k, v in ev.headers if k not in _HOP]
                 if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
                     headers = self.secrets.scrub(set(used), headers, sent)
-                out.append(cconn.send(h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)))
+                resp = h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)
+                if resp_hooks and req.method != b"HEAD" and ev.status_code not in (204, 304):
+                    assert mwctx is not None
+                    why = _uninspectable(headers)
+                    if why is None:
+                        held = resp
+                        continue
+                    if not self._response_bypass(mwctx, resp_hooks, why):
+                        return await self._response_refused(cconn, client, up, upstreams, mwctx, resp_hooks, why)
+                out.append(cconn.send(resp))
                 continue
             if isinstance(ev, h11.Data):
+                if held is not None:
+                    held_size += len(ev.data)
+                    if held_size <= hold_limit:
+                        held_body.append(bytes(ev.data))
+                        continue
+                    assert mwctx is not None
+                    why = f"response body is over the {hold_limit}-byte limit of the response middleware"
+                    if not self._response_bypass(mwctx, resp_hooks, why):
+                        return await self._response_refused(cconn, client, up, upstreams, mwctx, resp_hooks, why)
+                    out.append(cconn.send(held))  # fail_open: what was held goes out as it came, then the rest
+                    out.extend(cconn.send(h11.Data(data=chunk)) for chunk in held_body)
+                    held, held_body = None, []
                 out.append(cconn.send(ev))
                 continue
             if isinstance(ev, h11.EndOfMessage):
+                if held is not None:
+                    assert mwctx is not None
+                    got = b"".join(held_body)
+                    try:
+                        new, events = run_chain(resp_hooks, got, "response")
+                    except MiddlewareStop as stop:
+                        denied = self._middleware_stop(mwctx, stop, "response",
+                                                       403 if stop.error == "middleware_denied" else 502)  # fmt: skip
+                        upstreams.pop(up.key, None)
+                        ustream.close()
+                        await self._error(cconn, client, denied.status, denied.detail, denied.reason, denied.rule,
+                                          denied.error, denied.extra)  # fmt: skip
+                        return False
+                    for rec in events:
+                        self.log.write(mwctx.record(rec))
+                    hdrs = [(k, v) for k, v in held.headers if k not in (b"content-length", b"transfer-encoding")]
+                    hdrs.append((b"content-length", str(len(new)).encode()))
+                    out.append(cconn.send(h11.Response(status_code=held.status_code, headers=hdrs,
+                                                       reason=held.reason)))  # fmt: skip
+                    if new:
+                        out.append(cconn.send(h11.Data(data=new)))
+                    ev = h11.EndOfMessage()  # trailers cannot follow a Content-Length body: they are dropped
                 out.append(cconn.send(ev))
                 break
             if isinstance(ev, h11.ConnectionClosed):
@@ -880,6 +1106,30 @@ class Gateway:
             upstreams.pop(up.key, None)
             ustream.close()
         return cconn.our_state is h11.DONE and cconn.their_state is h11.DONE
+
+    def _response_bypass(self, ctx: _MwContext, hooks: tuple[RegexHook, ...], why: str) -> bool:
+        """A response the stages cannot inspect: ``True`` (logged, passed on) when every stage is fail_open."""
+        if not all(h.fail_open for h in hooks):
+            return False
+        self._bypassed(ctx, hooks, "response", why)
+        return True
+
+    def _bypassed(self, ctx: _MwContext, hooks: tuple[RegexHook, ...], direction: str, why: str) -> None:
+        """Log that ``hooks`` (all fail_open) let through what they could not inspect (upstream's finding)."""
+        for h in hooks:
+            self.log.write(ctx.record(mw_event(h, direction, "bypassed", reason=f"{why} (on_error: fail_open)")))
+
+    async def _response_refused(self, cconn, client: Stream, up: _Upstream, upstreams, ctx: _MwContext,
+                                hooks: tuple[RegexHook, ...], why: str) -> bool:  # fmt: skip
+        """A fail_closed stage cannot inspect the response: nothing of it reaches the client; ``502``."""
+        hook = next(h for h in hooks if not h.fail_open)
+        stop = MiddlewareStop("middleware_failed", hook, why, [mw_event(hook, "response", "failed", reason=why)])
+        denied = self._middleware_stop(ctx, stop, "response", 502)
+        upstreams.pop(up.key, None)
+        up.stream.close()
+        await self._error(cconn, client, denied.status, denied.detail, denied.reason, denied.rule, denied.error,
+                          denied.extra)  # fmt: skip
+        return False
 
     async def close(self) -> None:
         self.limits.close()

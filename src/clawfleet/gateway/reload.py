@@ -33,6 +33,24 @@ class PolicyHolder:
         self.generation = 0
         self._lock = threading.Lock()
 
+    @classmethod
+    def given(cls, policy: Policy) -> PolicyHolder:
+        """A holder without a file, for the unprivileged parser process (:mod:`.privsep`): the privileged process
+        watches the file (it may be unreadable here) and hands every new policy over (:meth:`replace`)."""
+        self = cls.__new__(cls)
+        self.path, self.log, self._sig = "", None, None
+        self.policy = self.static_policy = policy
+        self.engine, self.digest, self.generation = compile_policy(policy), digest(policy), 0
+        self._lock = threading.Lock()
+        return self
+
+    def replace(self, policy: Policy) -> None:
+        """Apply a policy handed over by the process that watches the file (already logged there)."""
+        engine, new_digest = compile_policy(policy), digest(policy)
+        with self._lock:
+            self.policy, self.engine, self.digest = policy, engine, new_digest
+            self.generation += 1
+
     def _stat(self) -> tuple[int, int, int, int] | None:
         try:
             st = os.stat(self.path)
@@ -42,6 +60,8 @@ class PolicyHolder:
 
     def check(self) -> bool:
         """Reload if the file changed; True if a new policy was applied."""
+        if not self.path:
+            return False
         sig = self._stat()
         if sig == self._sig or sig is None:
             return False

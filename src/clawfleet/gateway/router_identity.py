@@ -53,7 +53,7 @@ class RouterIdentity:
         env = os.environ if env is None else env
         key_file = env.get("CLAWFLEET_ROUTER_IDENTITY_KEY", DEFAULT_KEY_FILE)
         try:
-            # Only this sandbox's derived key is kept: never the host key.
+            # Only this sandbox's derived key is kept (and handed to its parser process): never the host key.
             key: bytes | None = sandbox_key(load_key(key_file), sandbox)
         except IdentityKeyError:
             key = None  # no key on this host: requests reach the router unattributed, never mis-attributed

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from .middleware import REGEX, REGEX_DEFAULTS
 from .model import BODY_PROTOCOLS, STATIC_SECTIONS, Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
 
 __all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize", "static_digest"]
@@ -118,10 +119,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _middleware_config(mw: Middleware) -> dict[str, Any]:
+    config = dict(mw.config)
+    if mw.middleware == REGEX:  # defaults dropped: `config: {}` and `config: {mode: redact}` are one policy
+        for key, default in REGEX_DEFAULTS.items():
+            if config.get(key) == default:
+                del config[key]
+    return config
+
+
 def canonical_middleware(mw: Middleware) -> dict[str, Any]:
     out: dict[str, Any] = {"name": mw.name or mw.key, "middleware": mw.middleware, "order": mw.order}
-    if mw.config:
-        out["config"] = _plain(dict(mw.config))
+    config = _middleware_config(mw)
+    if config:
+        out["config"] = _plain(config)
     out["on_error"] = mw.on_error
     if mw.include or mw.exclude:
         out["endpoints"] = {}

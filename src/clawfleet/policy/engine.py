@@ -44,6 +44,7 @@ from .matching import (
     normalize_request_host,
     parse_query,
 )
+from .middleware import RegexHook, matches_host
 from .model import ACCESS_METHODS, Endpoint, L7Rule, Policy
 
 __all__ = ["Decision", "Engine", "compile_policy", "ssrf_verdict"]
@@ -267,6 +268,11 @@ class Engine:
         self._bin_exact = {p: frozenset(s) for p, s in bin_exact.items()}
         self._bin_glob = tuple((compile_glob(p), frozenset(s)) for p, s in bin_glob.items())
         self._rules_for_chain = lru_cache(maxsize=cache_size)(self._compute_rules_for_chain)
+        # Middleware chains, by ascending order (the key breaks a tie a merge of presets may leave).
+        self._hooks = tuple(
+            RegexHook(mw) for mw in sorted(policy.network_middlewares.values(), key=lambda m: (m.order, m.key))
+        )
+        self._hooks_for = lru_cache(maxsize=1024)(self._compute_hooks)
 
     # -- index look-ups --------------------------------------------------------------------
     def _compute_rules_for_chain(self, chain: tuple[str, ...]) -> frozenset[int]:
@@ -310,6 +316,19 @@ class Engine:
         if len(found) == 1:
             return found[0]
         return tuple(sorted({id(c): c for eps in found for c in eps}.values(), key=lambda c: c.order))
+
+    def _compute_hooks(self, host: str) -> tuple[RegexHook, ...]:
+        return tuple(
+            hook for hook in self._hooks if matches_host(hook.include, host) and not matches_host(hook.exclude, host)
+        )
+
+    def middlewares(self, host: str) -> tuple[RegexHook, ...]:
+        """The middleware stages for a destination host, in the order they run. As upstream, the selection is by
+        host only, whichever network policy admitted the request."""
+        if not self._hooks:
+            return ()
+        h = normalize_request_host(host) if isinstance(host, str) else None
+        return self._hooks_for(h) if h is not None else ()
 
     # -- decisions -------------------------------------------------------------------------
     def decide(

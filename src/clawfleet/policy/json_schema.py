@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .middleware import DIRECTIONS, MAX_PATTERN_LEN, MAX_PATTERNS, MODES, REGEX
 from .schema import (
     ACCESS,
     ENFORCEMENTS,
@@ -22,6 +23,35 @@ from .schema import (
 )
 
 _STR = {"type": "string", "minLength": 1}
+#: ``openshell/regex`` config (clawfleet.policy.middleware); the loader also compiles each expression with RE2.
+_REGEX_CONFIG: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "mode": {"enum": list(MODES)},
+        "direction": {"enum": list(DIRECTIONS)},
+        "replacement": {"type": "string", "maxLength": 256},
+        "patterns": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_PATTERNS,
+            "items": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LEN},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["regex"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "regex": {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LEN},
+                        },
+                    },
+                ]
+            },
+        },
+    },
+}
 _ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
 # A glob, or {any: [globs]}: query values, MCP tool names, params names.
 _GLOB_MATCHER = {
@@ -215,18 +245,19 @@ JSON_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["middleware"],
+                "required": ["middleware", "endpoints"],
                 "properties": {
                     "name": _STR,
-                    "middleware": _STR,
+                    "middleware": {"enum": [REGEX]},  # the types the gateway runs; others are refused
                     "order": {"type": "integer"},
-                    "config": {"type": "object"},
+                    "config": _REGEX_CONFIG,
                     "on_error": {"enum": list(ON_ERROR)},
                     "endpoints": {
                         "type": "object",
                         "additionalProperties": False,
+                        "required": ["include"],
                         "properties": {
-                            "include": {"type": "array", "items": _STR},
+                            "include": {"type": "array", "items": _STR, "minItems": 1},
                             "exclude": {"type": "array", "items": _STR},
                         },
                     },

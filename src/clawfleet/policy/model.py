@@ -160,7 +160,7 @@ class Middleware:
     on_error: str = "fail_closed"  # "fail_closed" | "fail_open"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    supported: bool = True
+    supported: bool = True  # the gateway runs this type (a loaded policy refuses any other; kept for callers)
 
 
 @dataclass(frozen=True)

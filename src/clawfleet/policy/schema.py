@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import PolicyError, Problem
+from .middleware import REGEX, check_regex_config, tls_skip_conflicts
 from .model import (
     Binary,
     Endpoint,
@@ -52,9 +53,14 @@ TLS_MODES = ("skip", "terminate", "passthrough")
 LANDLOCK_MODES = ("best_effort", "hard_requirement")
 ON_ERROR = ("fail_closed", "fail_open")
 
-#: Middleware types the clawfleet gateway implements, with a config checker each.
-#: Others are accepted and validated structurally but reported as not supported.
-SUPPORTED_MIDDLEWARES: dict[str, Callable[[Any], list[str]]] = {}
+#: Middleware types the clawfleet gateway implements, each with its config checker (problems as
+#: ``(path below config, message)``). A policy naming any other type is refused: loading it with the hook
+#: silently not running would let content through that the policy's author meant to be inspected.
+SUPPORTED_MIDDLEWARES: dict[str, Callable[[Any], list[tuple[tuple[str | int, ...], str]]]] = {
+    REGEX: check_regex_config,
+}
+#: Host patterns per middleware selector (include + exclude), as upstream.
+MAX_MIDDLEWARE_SELECTOR_PATTERNS = 32
 
 _TOP_POLICY = (
     "version",
@@ -1040,9 +1046,19 @@ class _Validator:
             on_error = oe or on_error
         include: list[str] = []
         exclude: list[str] = []
-        if "endpoints" in m:
+        if "endpoints" not in m:  # upstream refuses it too: "all hosts" or "none" would both be a guess
+            self.err(path, "missing required key 'endpoints' (the host selector: endpoints: {include: [...]})")
+            bad = True
+        else:
             sel = self.mapping((*path, "endpoints"), m["endpoints"], ("include", "exclude"))
             if sel is None:
+                bad = True
+            elif not sel.get("include"):
+                self.err((*path, "endpoints"), "the host selector must include at least one host pattern")
+                bad = True
+            elif len(sel.get("include") or []) + len(sel.get("exclude") or []) > MAX_MIDDLEWARE_SELECTOR_PATTERNS:
+                self.err((*path, "endpoints"),
+                         f"at most {MAX_MIDDLEWARE_SELECTOR_PATTERNS} include and exclude patterns in all")  # fmt: skip
                 bad = True
             else:
                 for part, bucket in (("include", include), ("exclude", exclude)):
@@ -1064,14 +1080,17 @@ class _Validator:
                             bucket.append(h)
         supported = kind in SUPPORTED_MIDDLEWARES
         if kind is not None and not supported:
-            self.warn(
+            what = ("is not a registered OpenShell built-in" if kind.startswith("openshell/") else
+                    "names an operator-run middleware service, which clawfleet does not run")  # fmt: skip
+            self.err(
                 (*path, "middleware"),
-                f"middleware type {kind!r} is not supported by the clawfleet gateway: it is accepted and"
-                f" validated but will not run (supported: {', '.join(SUPPORTED_MIDDLEWARES) or 'none yet'})",
+                f"unknown middleware type {kind!r}: it {what} (the clawfleet gateway runs"
+                f" {', '.join(SUPPORTED_MIDDLEWARES)}); refused rather than loaded with the hook not running",
             )
+            bad = True
         elif kind is not None:
-            for message in SUPPORTED_MIDDLEWARES[kind](config):
-                self.err((*path, "config"), message)
+            for sub, message in SUPPORTED_MIDDLEWARES[kind](config):
+                self.err((*path, "config", *sub), message)
                 bad = True
         if bad or kind is None:
             return None
@@ -1095,7 +1114,7 @@ class _Validator:
             return None
         if len(value) > MAX_MIDDLEWARES:
             self.err(path, f"at most {MAX_MIDDLEWARES} network_middlewares are allowed, got {len(value)}", at_key=True)
-        out = {}
+        out: dict[str, Middleware] = {}
         ok = len(value) <= MAX_MIDDLEWARES
         for key, mw in value.items():
             kpath = (*path, key)
@@ -1105,9 +1124,23 @@ class _Validator:
             r = self.middleware(kpath, key, mw)
             if r is None:
                 ok = False
-            else:
-                out[key] = r
+                continue
+            other = next((o for o in out.values() if o.order == r.order), None)
+            if other is not None:  # the order is the chain's order: two equal ones leave it undefined (upstream)
+                where = (*kpath, "order") if "order" in mw else kpath
+                self.err(where, f"order {r.order} is also the order of middleware {other.key!r}; orders must be unique")
+                ok = False
+            out[key] = r
         return out if ok else None
+
+    def middleware_conflicts(self, nps: dict[str, NetworkRule], mws: dict[str, Middleware], raw: Any) -> None:
+        for key, rule, host in tls_skip_conflicts(nps, mws):
+            path: Path = ("network_middlewares", key)
+            if "on_error" in raw[key]:
+                path = (*path, "on_error")
+            self.err(path, f"fail_closed middleware {key!r} may select {host!r}, a tls: skip endpoint of"
+                           f" {rule!r} whose traffic no stage can inspect: exclude the host, or use"
+                           " on_error: fail_open to let it pass uninspected")  # fmt: skip
 
     # -- documents ----------------------------------------------------------------------
     def top_level_traps(self, data: dict[str, Any]) -> bool:
@@ -1168,6 +1201,8 @@ class _Validator:
         pr = self.process(("process",), m["process"]) if "process" in m else None
         nps = self.network_policies(("network_policies",), m.get("network_policies"))
         mws = self.network_middlewares(("network_middlewares",), m.get("network_middlewares"))
+        if nps is not None and mws is not None:
+            self.middleware_conflicts(nps, mws, m["network_middlewares"] if mws else {})
         if self.errors or version is None or nps is None or mws is None:
             return None
         return Policy(
@@ -1210,6 +1245,8 @@ class _Validator:
                 info = PresetInfo(name, desc)
         nps = self.network_policies(("network_policies",), data.get("network_policies"))
         mws = self.network_middlewares(("network_middlewares",), data.get("network_middlewares"))
+        if nps is not None and mws is not None:
+            self.middleware_conflicts(nps, mws, data["network_middlewares"] if mws else {})
         if self.errors or info is None or nps is None or mws is None:
             return None
         return Preset(info, nps, mws, source=self.doc.filename, warnings=tuple(self.warnings))

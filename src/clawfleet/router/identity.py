@@ -6,7 +6,7 @@ The gateway removes any identity header the sandbox sent and adds two of its own
     x-clawfleet-identity: v1.<unix seconds>.<nonce>.<hex HMAC-SHA256(K_sandbox, "v1\\n<sandbox>\\n<ts>\\n<nonce>")>
 
 where ``K_sandbox = HMAC-SHA256(key, "clawfleet-router-identity\\n<sandbox>")``: the process that serves one
-sandbox's traffic (:class:`clawfleet.gateway.router_identity.RouterIdentity`) keeps that sandbox's key alone,
+sandbox's traffic (an unprivileged parser, :mod:`clawfleet.gateway.privsep`) is given that sandbox's key alone,
 so even taken over it can vouch for no other sandbox; the router derives the key of the sandbox a proof names.
 The key is per host, in a root-only file (``/etc/clawfleet/router/identity.key``) that the gateway reads
 directly and the router receives as a systemd credential. Whoever lacks the key (a sandbox, any other host

@@ -29,6 +29,7 @@ from clawfleet.gateway.assembly import assemble
 from clawfleet.gateway.ca import SandboxCA
 from clawfleet.gateway.config import GatewayConfig, load_gateway_section
 from clawfleet.gateway.metrics import GatewayMetrics
+from clawfleet.gateway.privsep import Parser, start_parser
 from clawfleet.policy import load_file, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -36,6 +37,7 @@ __all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json",
            "sandbox_alive"]  # fmt: skip
 
 DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
+_PARSER_RESTART_DELAY = 1.0  # seconds between a sandbox's parser dying and its replacement (privsep)
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
 
 
@@ -107,8 +109,13 @@ class AttachedGateway:
     """The gateway of one defined sandbox inside the daemon: follows the sandbox's published namespace."""
 
     def __init__(self, d: SandboxDefinition, state_dir: str, runtime_dir: str, *, ocsf_logs: bool = False,
-                 metrics: GatewayMetrics | None = None) -> None:  # fmt: skip
+                 metrics: GatewayMetrics | None = None,
+                 parser_user: tuple[int, int] | None = None) -> None:  # fmt: skip
+        """``parser_user``: (uid, gid) of an unprivileged process that serves this sandbox's traffic
+        (:mod:`clawfleet.gateway.privsep`); None: this process serves it."""
         self.name = d.name
+        self.parser_user = parser_user
+        self.parser: Parser | None = None
         self.paths = RuntimePaths(runtime_dir, self.name)
         self.config = gateway_config_for(d, state_dir, ocsf_logs)
         self._command = [str(c) for c in d.command]
@@ -133,6 +140,15 @@ class AttachedGateway:
                 record = read_json(self.paths.pidfile)
                 pid = sandbox_alive(record)
                 self._process_events(record if pid else None)
+                if self.parser is not None and not self.parser.alive():
+                    self.log.write({"event": "parser_exited", "netns_pid": self.attached_pid,
+                                    "status": self.parser.exit_status})  # fmt: skip
+                    await self._detach()  # listened again below, with a new parser
+                    # one that dies at once (a bad setup) is not restarted in a loop: offline meanwhile
+                    await asyncio.sleep(_PARSER_RESTART_DELAY)
+                    continue
+                if self.parser is not None:
+                    self.parser.update(self.holder, self.gateway.secrets)
                 if pid != self.attached_pid:
                     await self._detach()
                     if pid is not None:
@@ -169,20 +185,37 @@ class AttachedGateway:
         except OSError as exc:
             self.log.write({"event": "attach_failed", "netns_pid": pid, "error": str(exc)})
             return
-        self.gateway.identify = Identifier(netns_pid=pid, pins=self.pins).identify_async
-        self._server = await self.gateway.serve_socket(sock)
+        identifier = Identifier(netns_pid=pid, pins=self.pins)
+        if self.parser_user is not None:
+            try:
+                self.parser = await start_parser(
+                    config=self.config, ca_pem=self.ca.pem(), holder=self.holder, secrets=self.gateway.secrets,
+                    router_identity=self.gateway.router_identity, listener=sock, identifier=identifier,
+                    user=self.parser_user)  # fmt: skip
+            except OSError as exc:
+                identifier.close()
+                self.log.write({"event": "attach_failed", "netns_pid": pid, "error": f"parser: {exc}"})
+                return
+        else:
+            self.gateway.identify = identifier.identify_async
+            self._server = await self.gateway.serve_socket(sock)
         self.attached_pid = pid
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
         write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
 
     async def _detach(self) -> None:
-        if self._server is None:
+        if self._server is None and self.parser is None:
             return
-        server, self._server, self.attached_pid = self._server, None, None
-        with contextlib.suppress(ValueError):
-            self.gateway.servers.remove(server)
-        server.close()
+        if self.parser is not None:
+            parser, self.parser = self.parser, None
+            await parser.stop()
+        if self._server is not None:
+            server, self._server = self._server, None
+            with contextlib.suppress(ValueError):
+                self.gateway.servers.remove(server)
+            server.close()
+        self.attached_pid = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.paths.attached)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from clawfleet.gateway.config import GatewayConfig
+from clawfleet.gateway.privsep import parser_user
 from clawfleet.sandbox.definition import DefinitionError, SandboxDefinition, load_definition, load_mapping
 
 from .attach import gateway_config_for
@@ -41,10 +42,15 @@ def check_file(path: str) -> list[str]:
     config = load_daemon_config(path)
     if config.problems:
         raise DefinitionError("\n".join(config.problems))
+    if config.gateway_user:
+        parser_user(config.gateway_user)  # exists, not root (ValueError)
     names: list[str] = []
     for item in config.sandboxes:
-        name = check_definition(item).name
-        if name in names:
-            raise DefinitionError(f"{path}: duplicate sandbox name {name!r}")
-        names.append(name)
+        d = check_definition(item)
+        if d.name in names:
+            raise DefinitionError(f"{path}: duplicate sandbox name {d.name!r}")
+        if config.gateway_user and d.user == config.gateway_user:
+            # same uid: the sandbox could signal its parser (and read it but for PR_SET_DUMPABLE)
+            raise DefinitionError(f"{path}: sandbox {d.name} runs as gateway_user {d.user!r}; give it another user")
+        names.append(d.name)
     return names

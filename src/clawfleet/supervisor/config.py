@@ -7,6 +7,8 @@
     sandboxes: [agents/coder.yaml, agents/researcher.yaml]   # sandbox definition files (clawfleet.sandbox.definition)
     ocsf_logs: false                             # true: OCSF JSON lines in state_dir/NAME.ocsf.jsonl as well
     metrics_listen: 127.0.0.1:9464               # or unix:/run/clawfleet/gateway-metrics.sock; default: none
+    gateway_user: clawfleet-gateway              # each sandbox's proxy runs as this user, without privileges
+                                                 # (clawfleet.gateway.privsep); absent: in the daemon (root)
 
 Relative paths are relative to the file. Problems are reported as ``FILE:LINE:COL: key: message``.
 """
@@ -23,7 +25,7 @@ from clawfleet.sandbox.definition import DefinitionError, load_mapping
 __all__ = ["DAEMON_KEYS", "DaemonConfig", "load_daemon_config"]
 
 DAEMON_KEYS = frozenset({"state_dir", "control_socket", "runtime_dir", "launch_sandboxes", "sandboxes", "ocsf_logs",
-                         "metrics_listen"})  # fmt: skip
+                         "metrics_listen", "gateway_user"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class DaemonConfig:
     sandboxes: tuple[str, ...]  # definition files, absolute
     ocsf_logs: bool = False  # every sandbox's gateway also writes OCSF lines (docs/gateway.md "OCSF events")
     metrics_listen: str | None = None  # Prometheus metrics (docs/gateway.md "Metrics"): loopback or unix socket
+    gateway_user: str | None = None  # the user of the unprivileged parser processes (None: parse in the daemon)
     problems: tuple[str, ...] = ()  # what the daemon tolerates and `gateway check` refuses (unknown keys)
 
 
@@ -56,6 +59,9 @@ def load_daemon_config(path: str) -> DaemonConfig:
             parse_listen(metrics_listen)
         except MetricsError as exc:
             raise DefinitionError.at(doc, ("metrics_listen",), str(exc)) from None
+    user = data.get("gateway_user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise DefinitionError.at(doc, ("gateway_user",), "expected a user name")
     unknown = sorted(set(data) - DAEMON_KEYS)
     problems: tuple[str, ...] = ()
     if unknown:
@@ -68,6 +74,7 @@ def load_daemon_config(path: str) -> DaemonConfig:
         runtime_dir=os.path.join(base, str(data.get("runtime_dir", paths.RUNTIME_DIR))),
         launch_sandboxes=bool(data.get("launch_sandboxes", True)),
         sandboxes=tuple(os.path.join(base, item) for item in items),
+        gateway_user=user,
         problems=problems,
         ocsf_logs=ocsf_logs,
         metrics_listen=metrics_listen,

@@ -23,6 +23,7 @@ from typing import Any
 
 from clawfleet.gateway.metrics import GatewayMetrics, serve_metrics
 from clawfleet.gateway.ocsf import OcsfContext, OcsfLog
+from clawfleet.gateway.privsep import parser_user
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -32,7 +33,7 @@ from .control_server import handle
 
 __all__ = ["Daemon", "Managed"]
 
-_DAEMON_WIDE = "state_dir/control_socket/runtime_dir/launch_sandboxes/ocsf_logs/metrics_listen"
+_DAEMON_WIDE = "state_dir/control_socket/runtime_dir/launch_sandboxes/ocsf_logs/metrics_listen/gateway_user"
 
 
 @dataclass
@@ -85,6 +86,9 @@ class Daemon:
         # one registry for every sandbox's gateway in this process (label `sandbox`)
         self.metrics = GatewayMetrics() if cfg.metrics_listen else None
         self.ocsf: OcsfLog | None = None  # the daemon's own config changes (state_dir/daemon.ocsf.jsonl), in serve()
+        # (uid, gid) the sandboxes' proxies run as (clawfleet.gateway.privsep); None: in this process
+        self.gateway_user = cfg.gateway_user  # daemon-wide: a reload that changes it asks for a restart
+        self.parser_user = parser_user(cfg.gateway_user) if cfg.gateway_user else None
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
@@ -142,7 +146,7 @@ class Daemon:
 
     def _run_gateway(self, m: Managed, d: SandboxDefinition) -> None:
         m.gateway = AttachedGateway(d, self.state_dir, self.runtime_dir, ocsf_logs=self.ocsf_logs,
-                                    metrics=self.metrics)  # fmt: skip
+                                    metrics=self.metrics, parser_user=self.parser_user)  # fmt: skip
         m.task = asyncio.ensure_future(m.gateway.run())
 
     async def _end_gateway(self, m: Managed) -> None:
@@ -179,9 +183,9 @@ class Daemon:
             self._ocsf(outcome)
             return outcome
         daemon_wide = (cfg.state_dir, cfg.control_socket, cfg.runtime_dir, cfg.launch_sandboxes, cfg.ocsf_logs,
-                       cfg.metrics_listen)  # fmt: skip
+                       cfg.metrics_listen, cfg.gateway_user)  # fmt: skip
         needs_restart = daemon_wide != (self.state_dir, self.socket_path, self.runtime_dir, self.launch,
-                                        self.ocsf_logs, self.metrics_listen)  # fmt: skip
+                                        self.ocsf_logs, self.metrics_listen, self.gateway_user)  # fmt: skip
         added = sorted(set(new) - set(self.definitions))
         removed = sorted(set(self.definitions) - set(new))
         changed = sorted(n for n in set(new) & set(self.definitions) if new[n] != self.definitions[n])

@@ -1,0 +1,547 @@
+"""Privilege separation: the process that parses a sandbox's traffic holds no privilege.
+
+``gateway serve`` runs as root with CAP_SYS_ADMIN (setns into the sandboxes' network namespaces),
+CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (caller identification reads other users' ``/proc/PID/fd`` and hashes
+their binaries). None of that is needed to parse HTTP, TLS and CONNECT targets from a sandbox, the part most
+exposed to hostile input. With a ``gateway_user`` in the daemon config, each sandbox's proxy runs in a
+**parser process** of its own (:func:`start_parser`):
+
+* the privileged daemon makes the listening socket inside the sandbox's namespace and starts a fresh
+  interpreter (``python -m clawfleet.supervisor gateway-parser``: nothing of the daemon's memory, so no other
+  sandbox's CA key or secret) with three descriptors: the listener, an identification channel, the decision
+  log. The parser reads its setup from stdin, loads what serving imports, then drops to ``gateway_user`` (no
+  supplementary groups; the uid change clears every capability: permitted, effective, ambient), sets
+  ``no_new_privs``, makes itself non-dumpable (a parser of another sandbox, same uid, cannot ptrace it or read
+  its memory), checks that no privilege is left (:func:`check_unprivileged`) and only then accepts;
+* it gets what it needs to serve and nothing else: this sandbox's policy, interception CA, secret values and
+  the router identity key, and afterwards every policy change and secret rotation the daemon sees (pushed on
+  its stdin, one way, daemon to parser; a parser that does not read them is killed and started again);
+* it identifies callers by sending each accepted connection's socket to the daemon over a ``SOCK_SEQPACKET``
+  socketpair (``SCM_RIGHTS``). The daemon uses nothing the parser says but a request number: the descriptor must
+  be a TCP socket connected to this sandbox's listener address, and the kernel's socket for that exact 4-tuple
+  inside this sandbox's namespace must be that very socket (same inode), or the answer is a refusal
+  (:meth:`clawfleet.gateway.ident.Identifier.connection_of`). So a compromised parser can learn the caller of
+  its own sandbox's connections, which it is told anyway, and nothing about any other process.
+
+Wire format, parser to daemon: one datagram per request, the JSON ``{"id": N}`` (N an integer,
+0 <= N < 2**63) with exactly one descriptor; the answer is ``{"id": N, "caller": {...}}`` or
+``{"id": N, "error": "...", "closed": bool}``. Anything else (no descriptor, several, a truncated message, other
+keys) is refused and its descriptors closed.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import json
+import os
+import pickle
+import pwd
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .ca import SandboxCA
+from .config import DecisionLog, GatewayConfig
+from .credentials import Secrets
+from .ident import Caller, ConnectionClosed, Identifier, IdentityError, NotThisSandbox
+from .proxy import Gateway
+from .reload import PolicyHolder
+from .router_identity import RouterIdentity
+
+__all__ = ["MAX_PENDING", "IdentifyClient", "IdentifyService", "Parser", "ParserSetup", "caller_from_wire",
+           "caller_to_wire", "check_unprivileged", "parser_main", "parser_user", "start_parser"]  # fmt: skip
+
+MAX_PENDING = 256  # identifications queued per parser; beyond it the daemon stops reading its channel
+_MAX_REQUEST = 256  # bytes of one request datagram
+_MAX_ID = 2**63
+_FD_SIZE = array.array("i").itemsize
+
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
+
+
+def parser_user(name: str) -> tuple[int, int]:
+    """(uid, gid) of the parser processes' user; ValueError for root or an unknown user."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"gateway_user {name!r}: no such user") from None
+    if pw.pw_uid == 0 or pw.pw_gid == 0:
+        raise ValueError(f"gateway_user {name!r}: must not be root (uid/gid 0)")
+    return pw.pw_uid, pw.pw_gid
+
+
+# -- the answer on the wire -----------------------------------------------------------------------------
+
+
+def caller_to_wire(c: Caller) -> dict[str, Any]:
+    return {"pid": c.pid, "exe": c.exe, "ancestors": list(c.ancestors), "owners": [list(o) for o in c.owners],
+            "sha256": c.sha256, "pin_error": c.pin_error}  # fmt: skip
+
+
+def caller_from_wire(d: Mapping[str, Any]) -> Caller:
+    return Caller(int(d["pid"]), str(d["exe"]), tuple(map(str, d["ancestors"])),
+                  tuple((int(p), str(e)) for p, e in d["owners"]), d.get("sha256"), d.get("pin_error"))  # fmt: skip
+
+
+def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - len(data) % _FD_SIZE])
+            fds.extend(arr)
+    return fds
+
+
+def _request_id(data: bytes) -> int | None:
+    try:
+        req = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(req, dict) or set(req) != {"id"}:
+        return None
+    rid = req["id"]
+    if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid < _MAX_ID:
+        return None
+    return rid
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    fut = loop.create_future()
+    loop.add_reader(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    fut = loop.create_future()
+    loop.add_writer(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
+
+
+# -- the daemon's side ----------------------------------------------------------------------------------
+
+
+class IdentifyService:
+    """Answers one parser's identification requests for one sandbox (``identifier``: that sandbox's
+    namespace; ``listen``: the address of the listener made there)."""
+
+    def __init__(self, chan: socket.socket, identifier: Identifier, listen: tuple[str, int]) -> None:
+        self.chan = chan
+        self.identifier = identifier
+        self.listen = listen
+        self.refused = 0  # requests refused before any lookup (tests look at it)
+        self.answered = 0
+        self._slots = asyncio.Semaphore(MAX_PENDING)
+        self._tasks: set[asyncio.Task[None]] = set()
+        chan.setblocking(False)
+
+    async def serve(self) -> None:
+        """Until the parser's end closes."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._slots.acquire()  # backpressure: a parser cannot queue unbounded work here
+                try:
+                    msg = self._receive()
+                except BlockingIOError:
+                    self._slots.release()
+                    await _readable(loop, self.chan.fileno())
+                    continue
+                if msg is None:
+                    self._slots.release()
+                    return
+                task = asyncio.ensure_future(self._answer(*msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    def _receive(self) -> tuple[int | None, int | None, str | None] | None:
+        """(request id, descriptor, refusal); None at the end of the channel."""
+        data, anc, flags, _ = self.chan.recvmsg(_MAX_REQUEST, socket.CMSG_SPACE(_FD_SIZE))
+        fds = _fds(anc)
+        if not data and not fds:
+            return None
+        rid = _request_id(data)
+        why = None
+        if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+            why = "request truncated (one descriptor and a short JSON object per request)"
+        elif rid is None:
+            why = 'malformed request (expected {"id": N})'
+        elif len(fds) != 1:
+            why = f"expected one descriptor, got {len(fds)}"
+        if why is not None:
+            for fd in fds:
+                os.close(fd)
+            return rid, None, why
+        return rid, fds[0], None
+
+    async def _answer(self, rid: int | None, fd: int | None, why: str | None) -> None:
+        answer: dict[str, Any] = {"id": rid}
+        if fd is None:
+            self.refused += 1
+            answer.update(error=f"refused: {why}", closed=False)
+        else:
+            try:
+                caller = await self.identifier.identify_fd_async(fd, self.listen)
+                answer["caller"] = caller_to_wire(caller)
+            except NotThisSandbox as exc:
+                self.refused += 1
+                answer.update(error=f"refused: {exc}", closed=False)
+            except IdentityError as exc:
+                answer.update(error=str(exc), closed=isinstance(exc, ConnectionClosed))
+            except OSError as exc:
+                answer.update(error=f"identification failed: {exc}", closed=False)
+        self.answered += 1
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().sock_sendall(self.chan, json.dumps(answer).encode())
+
+
+# -- the parser's side ----------------------------------------------------------------------------------
+
+
+class IdentifyClient:
+    """The parser's identify hook: hands the connection's socket to the daemon and waits for its answer."""
+
+    def __init__(self, chan: socket.socket, on_close: Callable[[], None] | None = None) -> None:
+        self.chan = chan
+        chan.setblocking(False)
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._on_close = on_close
+        self._closed = False
+
+    async def identify(self, fd: int) -> Caller:
+        if self._closed:
+            raise IdentityError("the gateway's privileged process is gone")
+        loop = asyncio.get_running_loop()
+        rid, self._next = self._next, (self._next + 1) % _MAX_ID
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._waiting[rid] = fut
+        try:
+            payload = json.dumps({"id": rid}).encode()
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
+            while True:
+                try:
+                    self.chan.sendmsg([payload], rights)
+                    break
+                except BlockingIOError:
+                    await _writable(loop, self.chan.fileno())
+            answer = await fut
+        except OSError as exc:
+            raise IdentityError(f"identification unavailable: {exc}") from None
+        finally:
+            self._waiting.pop(rid, None)
+        if "caller" in answer:
+            return caller_from_wire(answer["caller"])
+        error = str(answer.get("error"))
+        raise ConnectionClosed(error) if answer.get("closed") else IdentityError(error)
+
+    async def read_answers(self) -> None:
+        """Run for as long as the parser serves; at the end of the channel every waiting request fails."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = self.chan.recv(65536)
+            except BlockingIOError:
+                await _readable(loop, self.chan.fileno())
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._closed = True
+                for fut in self._waiting.values():
+                    if not fut.done():
+                        fut.set_exception(IdentityError("the gateway's privileged process is gone"))
+                if self._on_close is not None:
+                    self._on_close()
+                return
+            answer = json.loads(data)
+            waiting = self._waiting.get(answer.get("id"))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(answer)
+
+
+@dataclasses.dataclass
+class ParserSetup:
+    """What one sandbox's parser gets from the daemon (and nothing more), pickled down its stdin."""
+
+    config: GatewayConfig
+    ca_pem: bytes  # the sandbox's interception CA, key and certificate: the parser mints leaves with it
+    policy: Any  # clawfleet.policy.model.Policy
+    secrets: dict[str, bytes]
+    router_identity: RouterIdentity
+    extra_ca: str | None  # the extra upstream CA's text (the file may be unreadable to the parser)
+    user: tuple[int, int]  # (uid, gid) to drop to
+    daemon_pid: int
+    listener: int  # descriptor numbers in the parser
+    chan: int
+    log: int
+
+
+def check_unprivileged() -> None:
+    """Refuse to parse anything with a privilege left: uid/gid 0, a supplementary group or any capability."""
+    uids, gids = os.getresuid(), os.getresgid()
+    caps = {}
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            key, _, value = line.partition(b":")
+            if key in (b"CapInh", b"CapPrm", b"CapEff", b"CapAmb"):
+                caps[key.decode()] = int(value.strip(), 16)
+    if 0 in uids or 0 in gids or any(caps.values()) or os.getgroups():
+        raise RuntimeError(f"parser still privileged: uids {uids}, gids {gids}, groups {os.getgroups()}, {caps}")
+
+
+def _prctl(option: int, arg: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def _preload() -> None:
+    """What serving imports lazily, loaded while the interpreter's files are still readable (a development
+    interpreter under /root is not readable to the parser's user; an installed one is)."""
+    import encodings.ascii
+    import encodings.idna
+    import encodings.latin_1
+    import encodings.punycode  # noqa: F401
+
+    "bücher.example".encode("idna").decode("ascii")
+    SandboxCA("preload").close()  # key generation, certificate building, an ssl context
+
+
+def _drop(uid: int, gid: int, daemon_pid: int) -> None:
+    """Before anything from the sandbox is read."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # from uid 0 to another: the kernel clears every capability set
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(_PR_SET_DUMPABLE, 0)  # a parser of another sandbox (same uid) cannot ptrace this one or read its memory
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setresuid, which clears it
+    if os.getppid() != daemon_pid:
+        raise RuntimeError("the daemon exited while the parser started")
+    check_unprivileged()
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    """Unbuffered: a buffered reader could swallow the pushes that follow the setup on the same pipe."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError("the daemon closed the parser's stdin")
+        data += chunk
+    return data
+
+
+def _read_frame(fd: int) -> Any:
+    (size,) = struct.unpack("!I", _read_exact(fd, 4))
+    return pickle.loads(_read_exact(fd, size))  # noqa: S301 - written by the daemon, our parent
+
+
+def _frame(kind: str, value: Any) -> bytes:
+    data = pickle.dumps((kind, value))
+    return struct.pack("!I", len(data)) + data
+
+
+def parser_main() -> int:
+    """``python -m clawfleet.supervisor gateway-parser``: started by :func:`start_parser`, setup on stdin."""
+    kind, setup = _read_frame(0)
+    if kind != "setup" or not isinstance(setup, ParserSetup):
+        raise RuntimeError("expected the parser's setup")
+    _preload()
+    _drop(*setup.user, setup.daemon_pid)
+    asyncio.run(_serve_parser(setup))
+    return 0
+
+
+async def _serve_parser(setup: ParserSetup) -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    stop = done.set
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    cfg = setup.config
+    log = DecisionLog(stream=os.fdopen(setup.log, "a", buffering=1 << 16), sandbox=cfg.sandbox)
+    key = serialization.load_pem_private_key(setup.ca_pem, password=None)
+    cert = x509.load_pem_x509_certificate(setup.ca_pem[setup.ca_pem.index(b"-----BEGIN CERTIFICATE-----") :])
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    ca = SandboxCA(cfg.sandbox, key=key, cert=cert)  # its temporary directory belongs to the parser's user
+    holder = PolicyHolder.given(setup.policy)
+    gateway = Gateway(cfg, holder, log, None, ca)
+    gateway.secrets = Secrets(cfg.secrets, values=setup.secrets)
+    gateway.router_identity = setup.router_identity
+    if setup.extra_ca:
+        gateway.upstream_ctx.load_verify_locations(cadata=setup.extra_ca)
+    client = IdentifyClient(socket.socket(fileno=setup.chan), on_close=stop)
+    gateway.identify_socket = client.identify
+    await gateway.serve_socket(socket.socket(fileno=setup.listener))
+
+    async def pushes() -> None:
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        try:
+            while True:
+                (size,) = struct.unpack("!I", await reader.readexactly(4))
+                kind, value = pickle.loads(await reader.readexactly(size))  # noqa: S301 - from the daemon
+                if kind == "policy":
+                    holder.replace(value)
+                elif kind == "secrets":
+                    gateway.secrets.update(value)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            stop()  # the daemon is gone
+
+    async def flush() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            log.flush()
+
+    tasks = [asyncio.ensure_future(pushes()), asyncio.ensure_future(flush()),
+             asyncio.ensure_future(client.read_answers())]  # fmt: skip
+    await done.wait()
+    for t in tasks:
+        t.cancel()
+    await gateway.close()
+    ca.close()
+    log.flush()
+
+
+class Parser:
+    """The daemon's handle on one sandbox's parser process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], service: IdentifyService, task: asyncio.Future[None],
+                 generation: int) -> None:  # fmt: skip
+        self.proc, self.service, self.task = proc, service, task
+        self.pid = proc.pid
+        assert proc.stdin is not None
+        self.push = proc.stdin.fileno()
+        self._generation = generation  # of the policy in the setup
+        self._secrets: dict[str, bytes] | None = None
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.proc.returncode
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, kind: str, value: Any) -> None:
+        """Push one update; a parser that does not read its pushes (pipe full) is killed (and started again)."""
+        frame = _frame(kind, value)
+        try:
+            written = os.write(self.push, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return
+        if written != len(frame):
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def update(self, holder: PolicyHolder, secrets: Secrets) -> None:
+        """Hand over a policy or secret values that changed since the last call."""
+        if holder.generation != self._generation:
+            self.send("policy", holder.policy)
+            self._generation = holder.generation
+        values = secrets.snapshot() if secrets else {}
+        if self._secrets is not None and values != self._secrets:
+            self.send("secrets", values)
+        self._secrets = values
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.alive() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.alive():
+            self.proc.kill()
+            await loop.run_in_executor(None, self.proc.wait)
+        self.task.cancel()
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        self.service.chan.close()
+        self.service.identifier.close()
+
+
+def _environment() -> dict[str, str]:
+    """The daemon's environment without what points at its credentials (the parser gets the key itself)."""
+    drop = ("CLAWFLEET_ROUTER_IDENTITY_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHolder, secrets: Secrets,
+                       router_identity: RouterIdentity, listener: socket.socket, identifier: Identifier,
+                       user: tuple[int, int]) -> Parser:  # fmt: skip
+    """Start this sandbox's parser process with ``listener``; the daemon keeps the channel on which it answers the
+    parser's identifications (``identifier``: the sandbox's namespace) and the parser's stdin for pushes."""
+    listen = listener.getsockname()[:2]
+    extra = None
+    if config.extra_ca_file:
+        with open(config.extra_ca_file, encoding="utf-8") as f:
+            extra = f.read()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if config.log is not None:
+        log_fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+    else:
+        log_fd = os.dup(2)
+    try:
+        # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
+        parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, pins_file=None)
+        values = secrets.snapshot() if secrets else {}
+        generation = holder.generation
+        setup = ParserSetup(parser_config, ca_pem, holder.policy, values, router_identity, extra, user, os.getpid(),
+                            listener.fileno(), theirs.fileno(), log_fd)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clawfleet.supervisor", "gateway-parser"], stdin=subprocess.PIPE,
+            pass_fds=(listener.fileno(), theirs.fileno(), log_fd), env=_environment(), cwd="/",
+        )  # fmt: skip
+    finally:
+        theirs.close()
+        os.close(log_fd)
+        listener.close()  # only the parser listens: when it dies, the sandbox is offline (fail closed)
+    assert proc.stdin is not None
+    frame = _frame("setup", setup)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, proc.stdin.write, frame)
+        await loop.run_in_executor(None, proc.stdin.flush)
+    except OSError:
+        proc.kill()
+        ours.close()
+        raise
+    os.set_blocking(proc.stdin.fileno(), False)
+    service = IdentifyService(ours, identifier, listen)
+    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation)
+    parser.update(holder, secrets)
+    return parser
