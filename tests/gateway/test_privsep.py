@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import http.client
 import json
 import os
 import socket
@@ -442,3 +443,69 @@ def test_under_the_units_capabilities_a_reload_and_a_sandbox_restart_leave_one_p
         if unit.poll() is None:
             unit.send_signal(signal.SIGTERM)
             unit.wait(60)
+
+
+def test_a_parsers_counts_reach_the_daemons_scrape_and_its_decisions_the_ocsf_log(separated, origin):
+    """Metrics and OCSF under privilege separation: the parser counts into multiprocess files of its own user in
+    the runtime dir and the daemon's scrape serves them (a replaced parser's counts stay in the totals, its live
+    gauge goes); the parser appends its decisions to the OCSF file the daemon opened for it, schema-valid, while
+    the daemon's own events (the listener, the policy load) go to the same file from the daemon."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .ocsf_schema import problems
+    from .test_daemon import OBSERVED_LOOP, _free_loopback_port
+
+    port = _free_loopback_port()
+    config = json.loads(separated.config.read_text())
+    separated.config.write_text(json.dumps({**config, "ocsf_logs": True, "metrics_listen": f"127.0.0.1:{port}"}))
+    looper = json.loads((separated.tmp / "looper.yaml").read_text())
+    command = ["/bin/sh", "-c", OBSERVED_LOOP.replace("PORT", str(origin["origin"].port))]
+    (separated.tmp / "looper.yaml").write_text(json.dumps({**looper, "command": command}))
+
+    def scrape() -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        text = resp.read().decode()
+        conn.close()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+    def metric(name: str, found: dict | None = None, **labels) -> float:
+        return (found or scrape()).get((name, tuple(sorted(labels.items()))), 0)
+
+    tls = {"sandbox": "looper", "kind": "tls_request", "rule": "origin"}
+    allowed = {**tls, "action": "allow", "decision": "allow"}
+    decisions = "clawfleet_gateway_decisions_total"
+    separated.start()
+    until(lambda: {"200", "403"} <= set(separated.results()), 60, "an allowed GET and a denied POST via the parser")
+    until(lambda: metric(decisions, **tls, action="deny", decision="deny") >= 1, 10, "the parser's denial counted")
+    until(lambda: metric("clawfleet_gateway_bytes_total", sandbox="looper", direction="from_sandbox") > 0, 10,
+          "the parser's bytes counted")  # fmt: skip
+    found = scrape()
+    assert metric(decisions, found, **allowed) >= 1, found
+    assert metric("clawfleet_gateway_request_duration_seconds_count", found, sandbox="looper", kind="tls_request") >= 1
+    assert ("clawfleet_gateway_active_connections", (("sandbox", "looper"),)) in found
+    # one series per label set: the parser's files and the daemon's own merged, no pid label
+    assert not any(dict(labels).get("pid") for _, labels in found), found
+    # the daemon's own part: the policy it watches
+    assert metric("clawfleet_gateway_policy_last_reload_ok", found, sandbox="looper") == 1
+
+    (first,) = _parsers(separated.daemon.pid)
+    files = separated.run_dir / "gateway-metrics" / "looper"
+    assert os.stat(files).st_uid == parser_user(PARSER_USER)[0]
+    assert any(p.name.endswith(f"_{first}.db") for p in files.iterdir())
+    before = metric(decisions, **allowed)
+    os.kill(first, 9)
+    until(lambda: _parsers(separated.daemon.pid) not in ([], [first]), 30, "a new parser")
+    until(lambda: metric(decisions, **allowed) > before, 60, "the new parser's counts added to the old one's")
+    assert not list(files.glob(f"gauge_livesum_{first}.db")), "the dead parser's live gauge is gone"
+
+    lines = [json.loads(x) for x in (separated.tmp / "state" / "looper.ocsf.jsonl").read_text().splitlines()]
+    bad = [(ev, p) for ev in lines if (p := problems(ev))]
+    assert not bad, bad[:3]
+    http_events = [(ev["activity_name"], ev["action"]) for ev in lines if ev["class_uid"] == 4002]
+    assert ("Get", "Allowed") in http_events and ("Post", "Denied") in http_events  # written by the parser
+    assert any(ev["class_uid"] == 4001 and ev["activity_name"] == "Listen" for ev in lines)  # by the daemon
+    assert any(ev["class_uid"] == 5019 and ev["message"].startswith("Policy loaded") for ev in lines)

@@ -9,6 +9,12 @@ Counted from what the gateway already produces, so the proxy's hot path gains al
   no counting per chunk;
 - active connections, policy digest and generation: read from the live gateways when scraped.
 
+Under privilege separation (``gateway_user``, :mod:`.privsep`) a sandbox's proxy runs in a parser process of its
+own: there the same counters are kept in ``prometheus_client``'s multiprocess mode (memory-mapped files in a
+directory of that sandbox, ``PROMETHEUS_MULTIPROC_DIR`` in the parser's environment, see :meth:`GatewayMetrics.follow`)
+and the daemon adds them to its own at scrape time; the active-connections gauge is ``livesum`` (a dead parser's
+file is removed, :func:`parser_stopped`), counters of a replaced parser keep counting in the total.
+
 Served by :func:`serve_metrics` on a loopback TCP port or a root-only unix socket, never on the sandbox side
 (docs/gateway.md "Metrics"). ``prometheus_client`` is already the router's (a runtime dependency): its text
 format and registry are the reference implementation, and it is pure Python with no further dependencies.
@@ -30,6 +36,8 @@ import h11
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from clawfleet.policy.approvals import approved_ids, pending_entry, read_log
@@ -39,7 +47,8 @@ if TYPE_CHECKING:
     from .proxy import Gateway
     from .reload import PolicyHolder
 
-__all__ = ["GatewayMetrics", "MetricsError", "parse_listen", "serve_metrics", "tcp_bytes"]
+__all__ = ["MULTIPROC_ENV", "GatewayMetrics", "MetricsError", "parse_listen", "parser_stopped", "serve_metrics",
+           "tcp_bytes"]  # fmt: skip
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _REQUEST_KINDS = frozenset({"http", "tunnel_request", "tls_request"})
@@ -47,6 +56,7 @@ _REQUEST_KINDS = frozenset({"http", "tunnel_request", "tls_request"})
 # bytes_acked (offset 120, since 4.1), bytes_received (offset 128, since 4.1)
 _TCP_INFO_LEN = 136
 _BYTES_AT = 120
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported (the parser's environment)
 _MAX_PENDING = 100_000  # distinct pending ids remembered per sandbox (a bound on memory, far above any real list)
 
 
@@ -142,13 +152,71 @@ class _Live(Collector):
         return iter(())  # collected anew on every scrape; nothing to check at registration
 
 
+class _Merged(Collector):
+    """This process's metrics plus those its sandboxes' parser processes keep in multiprocess files, one family
+    per name (samples with the same labels summed: the daemon's zero ``active`` and its parser's count, say)."""
+
+    def __init__(self, own: CollectorRegistry) -> None:
+        self.own = own
+        self.parsers: dict[str, MultiProcessCollector] = {}  # sandbox -> its parser's directory
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], int]] = {}
+
+        def merge(m: Metric, only: str | None) -> None:
+            fam = families.get(m.name)
+            if fam is None:
+                fam = families[m.name] = Metric(m.name, m.documentation, m.type, m.unit)
+                sums[m.name] = {}
+            at = sums[m.name]
+            for s in m.samples:
+                # a parser's files count for its own sandbox only: one cannot write another sandbox's series
+                if only is not None and s.labels.get("sandbox") != only:
+                    continue
+                key = (s.name, tuple(sorted(s.labels.items())))
+                if key in at:
+                    old = fam.samples[at[key]]
+                    fam.samples[at[key]] = old._replace(value=old.value + s.value)
+                else:
+                    at[key] = len(fam.samples)
+                    fam.samples.append(s)
+
+        for m in self.own.collect():
+            merge(m, None)
+        for sandbox, parser in sorted(self.parsers.items()):
+            try:
+                for m in parser.collect():
+                    merge(m, sandbox)
+            except (OSError, ValueError, struct.error):
+                continue  # a file half-written by a parser that just died: its counts are back next scrape
+        yield from families.values()
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+def parser_stopped(pid: int, directory: str) -> None:
+    """A parser process ended: its live gauges (active connections) go; its counters stay in the totals."""
+    with contextlib.suppress(OSError):
+        mark_process_dead(pid, directory)
+
+
 class GatewayMetrics:
-    """One registry for all the gateways of a process; each gateway registers itself (:meth:`add`)."""
+    """One registry for all the gateways of a process; each gateway registers itself (:meth:`add`).
+
+    ``parser``: this is a privsep parser process, which counts into multiprocess files (``MULTIPROC_ENV`` set
+    before ``prometheus_client`` was imported) for the daemon to serve; it has no reload and no registry of its own
+    to serve, and it reports its open connections through :meth:`set_active`."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry(auto_describe=True)
+    def __init__(self, *, parser: bool = False) -> None:
+        self.parser = parser
+        self._own = r = CollectorRegistry(auto_describe=True)
+        self._merged = _Merged(r)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self._merged)
         self.decisions = Counter("clawfleet_gateway_decisions",
                                  "Decisions by sandbox, kind (connect, http, tunnel_request, tls_request), policy rule "
                                  "('-' when none matched), action taken and the policy's decision",
@@ -167,20 +235,36 @@ class GatewayMetrics:
         self.reloads = Counter("clawfleet_gateway_policy_reloads",
                                "Policy reloads by result (ok: applied; failed: invalid file, last good policy kept)",
                                ["sandbox", "result"], registry=r)  # fmt: skip
+        # set by the daemon only (it watches the policy files); mostrecent should a parser ever set it
         self.reload_ok = Gauge("clawfleet_gateway_policy_last_reload_ok",
                                "1 when the last reload applied, 0 when it failed (the last good policy is kept)",
-                               ["sandbox"], registry=r)  # fmt: skip
+                               ["sandbox"], registry=r, multiprocess_mode="mostrecent")  # fmt: skip
+        # a parser's open connections; the daemon's own gateways are read at scrape time (_Live)
+        self.active = Gauge("clawfleet_gateway_active_connections", "Client connections open now", ["sandbox"],
+                            registry=None, multiprocess_mode="livesum")  # fmt: skip
         self.events = Counter("clawfleet_gateway_events", "Other gateway events (idle_timeout, bad_request, ...)",
                               ["sandbox", "event"], registry=r)  # fmt: skip
         self._live = _Live()
-        r.register(self._live)
+        if not parser:
+            r.register(self._live)
+
+    def follow(self, sandbox: str, directory: str) -> None:
+        """Serve the counts that ``sandbox``'s parser process keeps in ``directory`` (its multiprocess files)."""
+        self._merged.parsers[sandbox] = MultiProcessCollector(None, path=directory)
+
+    def unfollow(self, sandbox: str) -> None:
+        self._merged.parsers.pop(sandbox, None)
+
+    def set_active(self, sandbox: str, count: int) -> None:
+        self.active.labels(sandbox).set(count)
 
     def add(self, sandbox: str, gateway: Gateway, holder: PolicyHolder, log: str | None = None) -> DecisionObserver:
         """Register a gateway (``log``: its decision log file, for the pending approvals); returns the observer its
         decision log feeds."""
         self._live.gateways[sandbox] = (gateway, holder)
         waiting = self._live.pending[sandbox] = _Pending(sandbox, log)
-        self.reload_ok.labels(sandbox).set(1)
+        if not self.parser:
+            self.reload_ok.labels(sandbox).set(1)
 
         def observe(record: dict[str, Any], _time_ms: int, _flush: bool) -> None:
             event = record.get("event")

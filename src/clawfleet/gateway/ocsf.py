@@ -344,11 +344,16 @@ def events(ctx: OcsfContext, record: dict[str, Any], time_ms: int) -> Iterator[d
 class OcsfLog:
     """The OCSF JSON-lines file of one gateway (``ocsf_log``): a :class:`~.config.DecisionLog` observer."""
 
-    def __init__(self, path: str, ctx: OcsfContext) -> None:
+    def __init__(self, path: str | int, ctx: OcsfContext) -> None:
+        """``path``: the file, or a descriptor open on it for appending (a privsep parser's, handed over by the
+        daemon like its decision log: the parser opens no file)."""
         self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         self.ctx = ctx
-        # as the decision log: never follow a link or block on a FIFO planted where the file goes
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
+        if isinstance(path, int):
+            fd = path
+        else:
+            # as the decision log: never follow a link or block on a FIFO planted where the file goes
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OSError(f"{path}: OCSF log is not a regular file")

@@ -9,10 +9,12 @@ exposed to hostile input. With a ``gateway_user`` in the daemon config, each san
 * the privileged daemon makes the listening socket inside the sandbox's namespace and starts a fresh
   interpreter (``python -m clawfleet.supervisor gateway-parser``: nothing of the daemon's memory, so no other
   sandbox's CA key or secret) with three descriptors: the listener, an identification channel, the decision
-  log. The parser reads its setup from stdin, loads what serving imports, then drops to ``gateway_user`` (no
-  supplementary groups; the uid change clears every capability: permitted, effective, ambient), sets
-  ``no_new_privs``, makes itself non-dumpable (a parser of another sandbox, same uid, cannot ptrace it or read
-  its memory), checks that no privilege is left (:func:`check_unprivileged`) and only then accepts;
+  log (a fourth, the OCSF log, with ``ocsf_log``; with ``metrics_listen`` it counts into multiprocess files in
+  a directory the daemon made for it, :mod:`.metrics`). The parser reads its setup from stdin, loads what
+  serving imports, then drops to ``gateway_user`` (no supplementary groups; the uid change clears every
+  capability: permitted, effective, ambient), sets ``no_new_privs``, makes itself non-dumpable (a parser of
+  another sandbox, same uid, cannot ptrace it or read its memory), checks that no privilege is left
+  (:func:`check_unprivileged`) and only then accepts;
 * it gets what it needs to serve and nothing else: this sandbox's policy, interception CA, secret values and
   the router identity key, and afterwards every policy change and secret rotation the daemon sees (pushed on
   its stdin, one way, daemon to parser; a parser that does not read them is killed and started again);
@@ -56,6 +58,8 @@ from .ca import SandboxCA
 from .config import DecisionLog, GatewayConfig
 from .credentials import Secrets
 from .ident import Caller, ConnectionClosed, Identifier, IdentityError, NotThisSandbox
+from .metrics import MULTIPROC_ENV, GatewayMetrics, parser_stopped
+from .ocsf import OcsfContext, OcsfLog
 from .proxy import Gateway
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
@@ -305,6 +309,8 @@ class ParserSetup:
     listener: int  # descriptor numbers in the parser
     chan: int
     log: int
+    ocsf: int | None = None  # the OCSF log (ocsf_log), opened by the daemon as the decision log is
+    metrics: bool = False  # count into the multiprocess directory named in the parser's environment
 
 
 def check_unprivileged() -> None:
@@ -391,6 +397,8 @@ async def _serve_parser(setup: ParserSetup) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop)
     cfg = setup.config
     log = DecisionLog(stream=os.fdopen(setup.log, "a", buffering=1 << 16), sandbox=cfg.sandbox)
+    if setup.ocsf is not None:
+        log.observers.append(OcsfLog(setup.ocsf, OcsfContext(cfg.sandbox, cfg.listen_port)))
     key = serialization.load_pem_private_key(setup.ca_pem, password=None)
     cert = x509.load_pem_x509_certificate(setup.ca_pem[setup.ca_pem.index(b"-----BEGIN CERTIFICATE-----") :])
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -399,6 +407,10 @@ async def _serve_parser(setup: ParserSetup) -> None:
     gateway = Gateway(cfg, holder, log, None, ca)
     gateway.secrets = Secrets(cfg.secrets, values=setup.secrets)
     gateway.router_identity = setup.router_identity
+    metrics = GatewayMetrics(parser=True) if setup.metrics else None
+    if metrics is not None:
+        gateway.metrics = metrics
+        log.observers.append(metrics.add(cfg.sandbox, gateway, holder))
     if setup.extra_ca:
         gateway.upstream_ctx.load_verify_locations(cadata=setup.extra_ca)
     client = IdentifyClient(socket.socket(fileno=setup.chan), on_close=stop)
@@ -423,6 +435,8 @@ async def _serve_parser(setup: ParserSetup) -> None:
         while True:
             await asyncio.sleep(0.1)
             log.flush()
+            if metrics is not None:
+                metrics.set_active(cfg.sandbox, gateway.active)
 
     tasks = [asyncio.ensure_future(pushes()), asyncio.ensure_future(flush()),
              asyncio.ensure_future(client.read_answers())]  # fmt: skip
@@ -432,14 +446,16 @@ async def _serve_parser(setup: ParserSetup) -> None:
     await gateway.close()
     ca.close()
     log.flush()
+    log.close()  # the OCSF observer's buffer too
 
 
 class Parser:
     """The daemon's handle on one sandbox's parser process."""
 
     def __init__(self, proc: subprocess.Popen[bytes], service: IdentifyService, task: asyncio.Future[None],
-                 generation: int) -> None:  # fmt: skip
+                 generation: int, metrics_dir: str | None = None) -> None:  # fmt: skip
         self.proc, self.service, self.task = proc, service, task
+        self.metrics_dir = metrics_dir
         self.pid = proc.pid
         assert proc.stdin is not None
         self.push = proc.stdin.fileno()
@@ -492,19 +508,27 @@ class Parser:
             self.proc.stdin.close()
         self.service.chan.close()
         self.service.identifier.close()
+        if self.metrics_dir is not None:
+            parser_stopped(self.pid, self.metrics_dir)
 
 
-def _environment() -> dict[str, str]:
-    """The daemon's environment without what points at its credentials (the parser gets the key itself)."""
-    drop = ("CLAWFLEET_ROUTER_IDENTITY_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")
-    return {k: v for k, v in os.environ.items() if k not in drop}
+def _environment(metrics_dir: str | None) -> dict[str, str]:
+    """The daemon's environment without what points at its credentials (the parser gets the key itself); with
+    ``metrics_dir``, prometheus_client's multiprocess directory (read when the parser imports it)."""
+    drop = ("CLAWFLEET_ROUTER_IDENTITY_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
+            MULTIPROC_ENV, MULTIPROC_ENV.lower())  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if metrics_dir is not None:
+        env[MULTIPROC_ENV] = metrics_dir
+    return env
 
 
 async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHolder, secrets: Secrets,
                        router_identity: RouterIdentity, listener: socket.socket, identifier: Identifier,
-                       user: tuple[int, int]) -> Parser:  # fmt: skip
+                       user: tuple[int, int], metrics_dir: str | None = None) -> Parser:  # fmt: skip
     """Start this sandbox's parser process with ``listener``; the daemon keeps the channel on which it answers the
-    parser's identifications (``identifier``: the sandbox's namespace) and the parser's stdin for pushes."""
+    parser's identifications (``identifier``: the sandbox's namespace) and the parser's stdin for pushes.
+    ``metrics_dir``: a directory of the parser's user where it keeps its metrics (:mod:`.metrics`); None: none."""
     listen = listener.getsockname()[:2]
     extra = None
     if config.extra_ca_file:
@@ -515,20 +539,26 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         log_fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
     else:
         log_fd = os.dup(2)
+    ocsf_fd = None
+    if config.ocsf_log is not None:  # the daemon's own OcsfLog (assemble) made it; the parser appends to it too
+        ocsf_fd = os.open(config.ocsf_log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+    passed = (listener.fileno(), theirs.fileno(), log_fd) + ((ocsf_fd,) if ocsf_fd is not None else ())
     try:
         # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
-        parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, pins_file=None)
+        parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None)
         values = secrets.snapshot() if secrets else {}
         generation = holder.generation
         setup = ParserSetup(parser_config, ca_pem, holder.policy, values, router_identity, extra, user, os.getpid(),
-                            listener.fileno(), theirs.fileno(), log_fd)  # fmt: skip
+                            listener.fileno(), theirs.fileno(), log_fd, ocsf_fd, metrics_dir is not None)  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "clawfleet.supervisor", "gateway-parser"], stdin=subprocess.PIPE,
-            pass_fds=(listener.fileno(), theirs.fileno(), log_fd), env=_environment(), cwd="/",
+            pass_fds=passed, env=_environment(metrics_dir), cwd="/",
         )  # fmt: skip
     finally:
         theirs.close()
         os.close(log_fd)
+        if ocsf_fd is not None:
+            os.close(ocsf_fd)
         listener.close()  # only the parser listens: when it dies, the sandbox is offline (fail closed)
     assert proc.stdin is not None
     frame = _frame("setup", setup)
@@ -542,6 +572,6 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         raise
     os.set_blocking(proc.stdin.fileno(), False)
     service = IdentifyService(ours, identifier, listen)
-    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation)
+    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation, metrics_dir)
     parser.update(holder, secrets)
     return parser

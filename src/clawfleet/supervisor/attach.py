@@ -33,11 +33,12 @@ from clawfleet.gateway.privsep import Parser, start_parser
 from clawfleet.policy import load_file, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
-__all__ = ["AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json", "run_attached_sandbox",
-           "sandbox_alive"]  # fmt: skip
+__all__ = ["METRICS_SUBDIR", "AttachedGateway", "RuntimePaths", "gateway_config_for", "read_json",
+           "run_attached_sandbox", "sandbox_alive"]  # fmt: skip
 
 DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
 _PARSER_RESTART_DELAY = 1.0  # seconds between a sandbox's parser dying and its replacement (privsep)
+METRICS_SUBDIR = "gateway-metrics"  # under the runtime dir: the parsers' metrics files, one directory per sandbox
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
 
 
@@ -57,6 +58,10 @@ class RuntimePaths:
     @property
     def pidfile(self) -> str:
         return os.path.join(self.runtime_dir, "sandboxes", f"{self.name}.json")
+
+    @property
+    def parser_metrics(self) -> str:  # the privsep parser's multiprocess metrics (clawfleet.gateway.metrics)
+        return os.path.join(self.runtime_dir, METRICS_SUBDIR, self.name)
 
     @property
     def attached(self) -> str:
@@ -116,6 +121,7 @@ class AttachedGateway:
         self.name = d.name
         self.parser_user = parser_user
         self.parser: Parser | None = None
+        self.metrics = metrics
         self.paths = RuntimePaths(runtime_dir, self.name)
         self.config = gateway_config_for(d, state_dir, ocsf_logs)
         self._command = [str(c) for c in d.command]
@@ -188,10 +194,11 @@ class AttachedGateway:
         identifier = Identifier(netns_pid=pid, pins=self.pins)
         if self.parser_user is not None:
             try:
+                metrics_dir = self._parser_metrics_dir(self.parser_user) if self.metrics is not None else None
                 self.parser = await start_parser(
                     config=self.config, ca_pem=self.ca.pem(), holder=self.holder, secrets=self.gateway.secrets,
                     router_identity=self.gateway.router_identity, listener=sock, identifier=identifier,
-                    user=self.parser_user)  # fmt: skip
+                    user=self.parser_user, metrics_dir=metrics_dir)  # fmt: skip
             except OSError as exc:
                 identifier.close()
                 self.log.write({"event": "attach_failed", "netns_pid": pid, "error": f"parser: {exc}"})
@@ -203,6 +210,23 @@ class AttachedGateway:
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
         write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
+
+    def _parser_metrics_dir(self, user: tuple[int, int]) -> str:
+        """The directory where this sandbox's parser keeps its metrics: its user's (it creates the files after
+        dropping privileges), 0700; the daemon reads it at each scrape (GatewayMetrics.follow)."""
+        assert self.metrics is not None
+        where = self.paths.parser_metrics
+        os.makedirs(os.path.dirname(where), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where, 0o700)
+        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, *user)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        self.metrics.follow(self.name, where)
+        return where
 
     async def _detach(self) -> None:
         if self._server is None and self.parser is None:

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from clawfleet.gateway.privsep import parser_user
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
-from .attach import AttachedGateway, read_json, sandbox_alive
+from .attach import METRICS_SUBDIR, AttachedGateway, read_json, sandbox_alive
 from .config import load_daemon_config
 from .control_server import handle
 
@@ -228,6 +229,8 @@ class Daemon:
             server = await asyncio.start_unix_server(functools.partial(handle, self), path=self.socket_path)
         finally:
             os.umask(old)
+        # the parsers' metrics files of an earlier run: counters start again with the daemon, as its own do
+        shutil.rmtree(os.path.join(self.runtime_dir, METRICS_SUBDIR), ignore_errors=True)
         if self.ocsf_logs:
             self.ocsf = OcsfLog(os.path.join(self.state_dir, "daemon.ocsf.jsonl"), OcsfContext(None))
         metrics_server = None
