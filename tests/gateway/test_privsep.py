@@ -13,6 +13,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -446,21 +447,34 @@ def test_under_the_units_capabilities_a_reload_and_a_sandbox_restart_leave_one_p
 
 
 def test_a_parsers_counts_reach_the_daemons_scrape_and_its_decisions_the_ocsf_log(separated, origin):
-    """Metrics and OCSF under privilege separation: the parser counts into multiprocess files of its own user in
-    the runtime dir and the daemon's scrape serves them (a replaced parser's counts stay in the totals, its live
+    """Metrics and OCSF under privilege separation, with the gateway unit's capabilities only: the parser counts
+    into multiprocess files of its own user in a directory of the runtime dir (root:its group 0770, no other user
+    writes there) and the daemon's scrape serves them (a replaced parser's counts stay in the totals, its live
     gauge goes); the parser appends its decisions to the OCSF file the daemon opened for it, schema-valid, while
     the daemon's own events (the listener, the policy load) go to the same file from the daemon."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from .ocsf_schema import problems
     from .test_daemon import OBSERVED_LOOP, _free_loopback_port
 
     port = _free_loopback_port()
     config = json.loads(separated.config.read_text())
-    separated.config.write_text(json.dumps({**config, "ocsf_logs": True, "metrics_listen": f"127.0.0.1:{port}"}))
+    # the systemd shape (the sandbox beside the daemon, as clawfleet-sandbox@NAME), as the unit test above
+    separated.config.write_text(json.dumps({**config, "ocsf_logs": True, "metrics_listen": f"127.0.0.1:{port}",
+                                            "launch_sandboxes": False}))  # fmt: skip
     looper = json.loads((separated.tmp / "looper.yaml").read_text())
     command = ["/bin/sh", "-c", OBSERVED_LOOP.replace("PORT", str(origin["origin"].port))]
     (separated.tmp / "looper.yaml").write_text(json.dumps({**looper, "command": command}))
+    argv = [sys.executable, "-m", "clawfleet.cli", "gateway", "sandbox", "--config", str(separated.config), "looper"]
+    unit = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _observe_a_separated_gateway(separated, port)
+    finally:
+        unit.send_signal(signal.SIGTERM)
+        unit.wait(60)
+
+
+def _observe_a_separated_gateway(separated, port: int) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .ocsf_schema import problems
 
     def scrape() -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -478,8 +492,8 @@ def test_a_parsers_counts_reach_the_daemons_scrape_and_its_decisions_the_ocsf_lo
     tls = {"sandbox": "looper", "kind": "tls_request", "rule": "origin"}
     allowed = {**tls, "action": "allow", "decision": "allow"}
     decisions = "clawfleet_gateway_decisions_total"
-    separated.start()
-    until(lambda: {"200", "403"} <= set(separated.results()), 60, "an allowed GET and a denied POST via the parser")
+    separated.start(_unit_bounding_set())
+    until(lambda: {"200", "403"} <= set(separated.results()), 90, "an allowed GET and a denied POST via the parser")
     until(lambda: metric(decisions, **tls, action="deny", decision="deny") >= 1, 10, "the parser's denial counted")
     until(lambda: metric("clawfleet_gateway_bytes_total", sandbox="looper", direction="from_sandbox") > 0, 10,
           "the parser's bytes counted")  # fmt: skip
@@ -491,11 +505,16 @@ def test_a_parsers_counts_reach_the_daemons_scrape_and_its_decisions_the_ocsf_lo
     assert not any(dict(labels).get("pid") for _, labels in found), found
     # the daemon's own part: the policy it watches
     assert metric("clawfleet_gateway_policy_last_reload_ok", found, sandbox="looper") == 1
+    # the parser's denials, read back from the decision log it writes: what `policy pending` would list
+    until(lambda: metric("clawfleet_gateway_approvals_pending", sandbox="looper") >= 1, 10, "the pending denial")
 
     (first,) = _parsers(separated.daemon.pid)
     files = separated.run_dir / "gateway-metrics" / "looper"
-    assert os.stat(files).st_uid == parser_user(PARSER_USER)[0]
-    assert any(p.name.endswith(f"_{first}.db") for p in files.iterdir())
+    uid, gid = parser_user(PARSER_USER)
+    st = os.stat(files)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, gid, 0o770)
+    mine = [p for p in files.iterdir() if p.name.endswith(f"_{first}.db")]
+    assert mine and all(p.stat().st_uid == uid for p in mine), mine
     before = metric(decisions, **allowed)
     os.kill(first, 9)
     until(lambda: _parsers(separated.daemon.pid) not in ([], [first]), 30, "a new parser")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import struct
@@ -87,6 +88,9 @@ class _Pending:
         self._lock = threading.Lock()  # the seeding thread adds while the loop adds and counts
         self._approved: set[str] = set()
         self._approved_sig: tuple[int, int] | None = None
+        self._tailing = self._seeded = False
+        self._tail_lock = threading.Lock()
+        self._offset = 0
         if log is not None and os.path.exists(log):
             threading.Thread(target=self._seed, name=f"pending-{sandbox}", daemon=True).start()
 
@@ -105,8 +109,41 @@ class _Pending:
                 if len(self.ids) < _MAX_PENDING:
                     self.ids.add(entry[1])
 
+    def follow_file(self) -> None:
+        """From now on the denials are written by another process (a privsep parser): read what the file gains
+        instead, at each count (the whole file once, in a thread)."""
+        if self.log is None or self._tailing:
+            return
+        self._tailing = True
+        threading.Thread(target=self._tail, name=f"pending-{self.sandbox}", daemon=True).start()
+
+    def _tail(self) -> None:
+        assert self.log is not None
+        with self._tail_lock:
+            try:
+                with open(self.log, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    if size < self._offset:
+                        self._offset = 0  # truncated or replaced: read it again (ids are a set)
+                    f.seek(self._offset)
+                    data = f.read(size - self._offset)
+            except OSError:
+                return
+            end = data.rfind(b"\n") + 1  # a line still being written is read next time
+            self._offset += end
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                self.add(rec)
+        self._seeded = True
+
     def count(self) -> int:
         assert self.log is not None
+        if self._tailing and self._seeded:
+            self._tail()  # what was appended since the last scrape: small
         try:
             st = os.stat(self.log + ".approved")
             sig: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
@@ -251,6 +288,9 @@ class GatewayMetrics:
     def follow(self, sandbox: str, directory: str) -> None:
         """Serve the counts that ``sandbox``'s parser process keeps in ``directory`` (its multiprocess files)."""
         self._merged.parsers[sandbox] = MultiProcessCollector(None, path=directory)
+        waiting = self._live.pending.get(sandbox)
+        if waiting is not None:
+            waiting.follow_file()  # the parser writes the denials to the decision log now, not this process
 
     def unfollow(self, sandbox: str) -> None:
         self._merged.parsers.pop(sandbox, None)

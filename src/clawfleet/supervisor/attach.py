@@ -211,20 +211,27 @@ class AttachedGateway:
                         "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
         write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
 
-    def _parser_metrics_dir(self, user: tuple[int, int]) -> str:
-        """The directory where this sandbox's parser keeps its metrics: its user's (it creates the files after
-        dropping privileges), 0700; the daemon reads it at each scrape (GatewayMetrics.follow)."""
+    def _parser_metrics_dir(self, user: tuple[int, int]) -> str | None:
+        """The directory where this sandbox's parser keeps its metrics files; the daemon reads them at each scrape
+        (GatewayMetrics.follow). root:GATEWAY_GROUP 0770: the parser (group) creates its files after dropping
+        privileges, no other local user can, and the daemon removes a dead parser's live gauge as the directory's
+        owner (no CAP_DAC_OVERRIDE). The group change is CAP_CHOWN's, in the unit's set for this. None (the parser
+        runs without metrics, logged) when it cannot be made."""
         assert self.metrics is not None
         where = self.paths.parser_metrics
-        os.makedirs(os.path.dirname(where), mode=0o755, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(where, 0o700)
-        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
-            os.fchown(fd, *user)
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
+            os.makedirs(os.path.dirname(where), mode=0o755, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(where, 0o700)
+            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchown(fd, 0, user[1])
+                os.fchmod(fd, 0o770)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.log.write({"event": "metrics_unavailable", "error": str(exc)})
+            return None
         self.metrics.follow(self.name, where)
         return where
 
