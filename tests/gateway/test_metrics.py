@@ -10,7 +10,9 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -201,3 +203,49 @@ def test_daemon_config_refuses_a_metrics_listener_beyond_the_host(tmp_path):
     config.write_text("state_dir: state\nsandboxes: []\nocsf_logs: 'yes'\n")
     with pytest.raises(DefinitionError, match=r"ocsf_logs: expected true or false"):
         load_daemon_config(str(config))
+
+
+_PARSER_COUNTS = """
+import sys
+from clawfleet.gateway.metrics import GatewayMetrics
+m = GatewayMetrics(parser=True)
+for sandbox in sys.argv[1:]:
+    m.decisions.labels(sandbox, "http", "r", "allow", "allow").inc(3)
+    m.set_active(sandbox, 2)
+"""
+
+
+def _parser_counts(directory: str, *sandboxes: str) -> int:
+    """A parser-like process counting into ``directory`` (multiprocess mode is chosen when prometheus_client is
+    imported, so it takes a process of its own); returns its pid."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory}
+    proc = subprocess.run([sys.executable, "-c", _PARSER_COUNTS, *sandboxes], env=env, check=True)
+    assert proc.returncode == 0
+    return int(next(p.name.rsplit("_", 1)[1][:-3] for p in Path(directory).glob("counter_*.db")))
+
+
+def test_a_parsers_files_count_for_its_own_sandbox_only(tmp_path):
+    """The daemon merges what a privsep parser counted (prometheus_client multiprocess files) with its own
+    registry. Attack: a parser writes series of another sandbox into its files, and plants a file that does not
+    parse: neither reaches the scrape. Twin: its own sandbox's counts do, summed with the daemon's own series, and
+    its live gauge goes when it is marked dead while its counters stay."""
+    from clawfleet.gateway.metrics import parser_stopped
+
+    own = tmp_path / "a"
+    own.mkdir()
+    pid = _parser_counts(str(own), "a", "b")
+    (own / "counter_999999.db").write_bytes(b"\x10\x00\x00\x00garbage that is no mmap dict")
+    m = GatewayMetrics()
+    m.decisions.labels("a", "http", "r", "allow", "allow").inc()  # the daemon's own count of the same series
+    m.follow("a", str(own))
+    found = samples(m.render().decode())
+    assert value(found, "clawfleet_gateway_decisions_total", sandbox="a", kind="http", rule="r", action="allow",
+                 decision="allow") == 4  # fmt: skip
+    assert value(found, "clawfleet_gateway_active_connections", sandbox="a") == 2
+    assert not [k for k in found if ("sandbox", "b") in k[1]], "another sandbox's series from a's parser"
+    assert not [k for k in found if any(name == "pid" for name, _ in k[1])]
+    parser_stopped(pid, str(own))
+    found = samples(m.render().decode())
+    assert value(found, "clawfleet_gateway_active_connections", sandbox="a") == 0
+    assert value(found, "clawfleet_gateway_decisions_total", sandbox="a", kind="http", rule="r", action="allow",
+                 decision="allow") == 4  # fmt: skip

@@ -199,7 +199,8 @@ def test_gateway_unit_hardening(host):
                  "ProtectControlGroups", "CapabilityBoundingSet", "AmbientCapabilities", "MemoryMax", "LimitNOFILE",
                  "InaccessiblePaths", "User")  # fmt: skip
     caps = set(props.pop("CapabilityBoundingSet").split())
-    assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search", "cap_setuid", "cap_setgid", "cap_kill"}
+    assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search", "cap_setuid", "cap_setgid", "cap_kill",
+                    "cap_chown"}  # fmt: skip
     assert props.pop("AmbientCapabilities") == ""
     assert props.pop("User") == ""  # root: the daemon drops the parsers' uid itself
     assert int(props.pop("MemoryMax")) == 2 * 1024**3

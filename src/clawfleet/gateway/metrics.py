@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import ipaddress
 import json
 import os
@@ -195,7 +196,7 @@ class _Merged(Collector):
 
     def __init__(self, own: CollectorRegistry) -> None:
         self.own = own
-        self.parsers: dict[str, MultiProcessCollector] = {}  # sandbox -> its parser's directory
+        self.parsers: dict[str, str] = {}  # sandbox -> its parser's multiprocess directory
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
@@ -221,12 +222,17 @@ class _Merged(Collector):
 
         for m in self.own.collect():
             merge(m, None)
-        for sandbox, parser in sorted(self.parsers.items()):
-            try:
-                for m in parser.collect():
+        for sandbox, directory in sorted(self.parsers.items()):
+            # file by file (the library merges a whole directory at once): one file that does not parse, planted or
+            # half-written, is skipped alone; per-file sums add up to the directory's (counters, histogram buckets,
+            # livesum gauges)
+            for path in sorted(glob.glob(os.path.join(directory, "*.db"))):
+                try:
+                    found = MultiProcessCollector.merge([path], accumulate=True)
+                except Exception:  # noqa: S112 - written by the parser: whatever fails to parse is skipped
+                    continue
+                for m in found:
                     merge(m, sandbox)
-            except (OSError, ValueError, struct.error):
-                continue  # a file half-written by a parser that just died: its counts are back next scrape
         yield from families.values()
 
     def describe(self) -> Iterator[Any]:
@@ -287,7 +293,7 @@ class GatewayMetrics:
 
     def follow(self, sandbox: str, directory: str) -> None:
         """Serve the counts that ``sandbox``'s parser process keeps in ``directory`` (its multiprocess files)."""
-        self._merged.parsers[sandbox] = MultiProcessCollector(None, path=directory)
+        self._merged.parsers[sandbox] = directory
         waiting = self._live.pending.get(sandbox)
         if waiting is not None:
             waiting.follow_file()  # the parser writes the denials to the decision log now, not this process
