@@ -528,7 +528,7 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
                        user: tuple[int, int], metrics_dir: str | None = None) -> Parser:  # fmt: skip
     """Start this sandbox's parser process with ``listener``; the daemon keeps the channel on which it answers the
     parser's identifications (``identifier``: the sandbox's namespace) and the parser's stdin for pushes.
-    ``metrics_dir``: a directory of the parser's user where it keeps its metrics (:mod:`.metrics`); None: none."""
+    ``metrics_dir``: a directory the parser's group may write, for its metrics files (:mod:`.metrics`); None: none."""
     listen = listener.getsockname()[:2]
     extra = None
     if config.extra_ca_file:
@@ -540,10 +540,10 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
     else:
         log_fd = os.dup(2)
     ocsf_fd = None
-    if config.ocsf_log is not None:  # the daemon's own OcsfLog (assemble) made it; the parser appends to it too
-        ocsf_fd = os.open(config.ocsf_log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-    passed = (listener.fileno(), theirs.fileno(), log_fd) + ((ocsf_fd,) if ocsf_fd is not None else ())
     try:
+        if config.ocsf_log is not None:  # the daemon's own OcsfLog (assemble) made it; the parser appends to it too
+            ocsf_fd = os.open(config.ocsf_log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        passed = (listener.fileno(), theirs.fileno(), log_fd) + ((ocsf_fd,) if ocsf_fd is not None else ())
         # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
         parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None)
         values = secrets.snapshot() if secrets else {}
