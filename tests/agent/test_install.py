@@ -131,3 +131,69 @@ def test_manifest_naming_an_unlisted_file_is_refused(bundle, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(AgentError, match=re.escape("'../elsewhere.tar.gz' is not listed in SHA256SUMS")):
         install(tmp_path / "opt", bundle=bundle)
+
+
+# Debian 12's Python (3.11.2) has no tarfile data filter: the install checks the members itself there.
+@pytest.fixture
+def no_data_filter(monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+
+def test_install_without_the_data_filter_unpacks_the_tree(no_data_filter, bundle, tmp_path):
+    result = install(tmp_path / "opt", bundle=bundle)
+    assert result.changed and Path(result.entry).is_file()
+    main = tmp_path / "opt" / "openclaw" / "node_modules" / "openclaw" / "openclaw.mjs"
+    assert main.read_bytes() == b"// fake openclaw\n" and main.stat().st_uid == os.geteuid()
+
+
+def test_escape_without_the_data_filter_is_refused(no_data_filter, tmp_path):
+    bundle = fake_bundle(tmp_path / "bundle", {"../../escaped": b"owned"})
+    with pytest.raises(AgentError, match="outside the destination"):
+        install(tmp_path / "opt", bundle=bundle)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "opt" / "escaped").exists()
+
+
+def _tree_with(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, None)
+    return path
+
+
+def _link(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+@pytest.mark.parametrize("target", ["/etc", "../../outside", "node_modules/../../../x"])
+def test_link_out_of_the_tree_without_the_data_filter_is_refused(no_data_filter, tmp_path, target):
+    from clawfleet.agent.tree import unpack_tree
+
+    tree = _tree_with(tmp_path / "t.tar.gz", _link("node_modules/evil", target))
+    with pytest.raises(AgentError, match="outside the destination"):
+        unpack_tree(tree, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_member_below_a_link_without_the_data_filter_is_refused(no_data_filter, tmp_path):
+    from clawfleet.agent.tree import unpack_tree
+
+    inner = tarfile.TarInfo("node_modules/dir/file")
+    tree = _tree_with(tmp_path / "t.tar.gz", _link("node_modules/dir", "."), inner)
+    with pytest.raises(AgentError, match="below a link"):
+        unpack_tree(tree, tmp_path / "dest")
+
+
+def test_link_inside_the_tree_without_the_data_filter_is_kept(no_data_filter, tmp_path):
+    """The allowed twin: npm's .bin links point inside the tree."""
+    from clawfleet.agent.tree import unpack_tree
+
+    target = tarfile.TarInfo("node_modules/openclaw/openclaw.mjs")
+    target.mode = 0o4777  # set-id and world-write are dropped, as the data filter does
+    bin_link = _link("node_modules/.bin/openclaw", "../openclaw/openclaw.mjs")
+    tree = _tree_with(tmp_path / "t.tar.gz", target, bin_link)
+    unpack_tree(tree, tmp_path / "dest")
+    link = tmp_path / "dest" / "node_modules" / ".bin" / "openclaw"
+    assert link.is_symlink() and link.resolve() == (tmp_path / "dest" / "node_modules/openclaw/openclaw.mjs")
+    assert (link.resolve().stat().st_mode & 0o7777) == 0o755
