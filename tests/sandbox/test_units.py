@@ -201,3 +201,22 @@ def test_host_paths_resolve_only_through_symlinks_the_sandbox_user_cannot_plant(
     # A link the sandbox user owns is refused wherever it is.
     st = os.lstat(tmp_path / "link")
     assert namespaces._writable_by(os.stat(tmp_path), st.st_uid, other)
+
+
+def test_directories_leading_to_a_bind_are_searchable_under_a_strict_umask(tmp_path):
+    """The sandbox unit runs with UMask=0077: /opt and /opt/clawfleet, made to hold the bind of a read-only
+    /opt/clawfleet/openclaw, must still let the sandbox user through (it got EACCES executing OpenClaw)."""
+    from clawfleet.sandbox import namespaces
+
+    tmp_path.chmod(0o700)  # a directory that exists already keeps its own mode
+    old = os.umask(0o077)
+    try:
+        namespaces._make_mountpoint(str(tmp_path / "opt" / "clawfleet" / "openclaw"), directory=True)
+        namespaces._make_mountpoint(str(tmp_path / "opt" / "clawfleet" / "file"), directory=False)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "opt").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "opt" / "clawfleet").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "opt" / "clawfleet" / "openclaw").is_dir()
+    assert (tmp_path / "opt" / "clawfleet" / "file").is_file()
+    assert tmp_path.stat().st_mode & 0o777 == 0o700

@@ -249,7 +249,16 @@ def _bind_host_path(target: str, read_only: bool) -> bool:
 
 
 def _make_mountpoint(target: str, directory: bool) -> None:
-    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    # The directories leading to a bind (/opt and /opt/clawfleet for /opt/clawfleet/openclaw) must be searchable
+    # by the sandbox user: mkdir's mode is cut by the umask, and the sandbox unit runs with UMask=0077.
+    missing = []
+    parent = os.path.dirname(target)
+    while parent and not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for path in reversed(missing):
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)  # noqa: S103 - read-only path to the bind: the sandbox user must traverse it
     if directory:
         os.mkdir(target, 0o755)
     else:
