@@ -7,6 +7,11 @@ over what these filters return instead, and read a value only in a task with ``n
     loop: "{{ clawfleet_sandboxes | clawfleet_sandboxes_without_secret_values }}"
     loop: "{{ clawfleet_sandboxes | clawfleet_sandbox_secret_files('/etc/clawfleet/secrets') }}"
 
+A sandbox's ``channels`` (``{telegram: {bot_token: ...}}``, docs/agents.md "Channels") are expanded first by
+``clawfleet_sandbox_channels``: each channel adds its preset and its bot tokens as secrets bound to the channel's
+API host and place, under the variable names OpenClaw reads (TELEGRAM_BOT_TOKEN, ...). Both filters above expand
+them, so every role sees channels as the presets and secrets they stand for.
+
 Error messages name the sandbox and the secret, never a value.
 """
 
@@ -27,6 +32,68 @@ except ImportError:  # pragma: no cover - lets the module be imported (and teste
 # the gateway checks the definition): nothing that could leave that directory. Secret names as the gateway's.
 _SANDBOX_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+# channel -> (preset, {inventory key: (secret name = the variable OpenClaw reads, binding)}). The bindings put the
+# token only where the channel's API expects it (docs/gateway.md, Credentials): Telegram's in the path segment
+# /bot<token>, Slack's and Discord's in Authorization with their one scheme; no other header, no query.
+CHANNELS: dict[str, tuple[str, dict[str, tuple[str, dict]]]] = {
+    "telegram": (
+        "telegram",
+        {"bot_token": ("TELEGRAM_BOT_TOKEN", {"hosts": ["api.telegram.org"], "headers": [], "path": ["/bot"]})},
+    ),
+    "slack": (
+        "slack",
+        {
+            "bot_token": ("SLACK_BOT_TOKEN", {"hosts": ["slack.com"], "schemes": ["bearer"]}),
+            "app_token": ("SLACK_APP_TOKEN", {"hosts": ["slack.com"], "schemes": ["bearer"]}),
+        },
+    ),
+    "discord": (
+        "discord",
+        {"bot_token": ("DISCORD_BOT_TOKEN", {"hosts": ["discord.com"], "schemes": ["bot"]})},
+    ),
+}
+
+
+def _channels(sandbox, index: int) -> dict:
+    """The sandbox with its ``channels`` turned into presets and secrets (the input is left as it was)."""
+    channels = sandbox.get("channels") if isinstance(sandbox, Mapping) else None
+    if not channels:
+        return sandbox
+    name = sandbox.get("name")
+    where = f"clawfleet_sandboxes[{index}] ({name})"
+    if not isinstance(channels, Mapping):
+        raise AnsibleFilterError(f"{where}: channels must be a mapping CHANNEL -> tokens ({', '.join(CHANNELS)})")
+    presets = list(sandbox.get("presets") or [])
+    secrets = dict(sandbox.get("secrets") or {})
+    for channel, tokens in channels.items():
+        if channel not in CHANNELS:
+            raise AnsibleFilterError(f"{where}: unknown channel {channel!r} (known: {', '.join(CHANNELS)})")
+        preset, wanted = CHANNELS[channel]
+        if not isinstance(tokens, Mapping) or set(tokens) != set(wanted):
+            keys = sorted(map(str, tokens)) if isinstance(tokens, Mapping) else tokens
+            raise AnsibleFilterError(
+                f"{where}: channels.{channel} needs exactly {', '.join(sorted(wanted))}, got {keys!r}"
+            )
+        for key, (secret, binding) in wanted.items():
+            if secret in secrets:
+                raise AnsibleFilterError(f"{where}: channels.{channel} defines {secret}, which secrets also defines")
+            value = tokens[key]
+            # a string, or an inline !vault value (not a str subclass in every Ansible version)
+            if value is None or isinstance(value, (Mapping, list, bool, int, float)) or not str(value).strip():
+                raise AnsibleFilterError(f"{where}: channels.{channel}.{key} must be a non-empty string (the vault's)")
+            secrets[secret] = {"value": value, **binding}
+        if preset not in presets:
+            presets.append(preset)
+    out = {k: v for k, v in sandbox.items() if k != "channels"}
+    out.update(presets=presets, secrets=secrets, channels=sorted(channels))  # channels: the names only
+    return out
+
+
+def sandbox_channels(sandboxes) -> list:
+    """Each sandbox with its channels expanded into presets and secrets (values included: no_log tasks only)."""
+    return [_channels(sandbox, index) for index, sandbox in enumerate(sandboxes or [])]
 
 
 def _secrets(sandbox, index: int) -> tuple[str, Mapping]:
@@ -53,7 +120,7 @@ def _secrets(sandbox, index: int) -> tuple[str, Mapping]:
 def sandboxes_without_secret_values(sandboxes) -> list[dict]:
     """Each sandbox as given, with every ``secrets.NAME.value`` replaced by ``stored: true`` (file and hosts kept)."""
     out = []
-    for index, sandbox in enumerate(sandboxes or []):
+    for index, sandbox in enumerate(sandbox_channels(sandboxes)):
         _, secrets = _secrets(sandbox, index)
         public = dict(sandbox)
         if "secrets" in sandbox:
@@ -71,7 +138,7 @@ def sandboxes_without_secret_values(sandboxes) -> list[dict]:
 def sandbox_secret_files(sandboxes, secrets_dir: str) -> list[dict]:
     """One ``{sandbox, secret, path}`` per secret given as a value: where it is stored on the host, not the value."""
     out = []
-    for index, sandbox in enumerate(sandboxes or []):
+    for index, sandbox in enumerate(sandbox_channels(sandboxes)):
         name, secrets = _secrets(sandbox, index)
         for key, spec in secrets.items():
             if "value" in spec:
@@ -84,4 +151,5 @@ class FilterModule:
         return {
             "clawfleet_sandboxes_without_secret_values": sandboxes_without_secret_values,
             "clawfleet_sandbox_secret_files": sandbox_secret_files,
+            "clawfleet_sandbox_channels": sandbox_channels,
         }

@@ -24,10 +24,9 @@ def _yaml(path: Path):
 def test_role_variables_are_prefixed_and_declared(role: Path):
     defaults_file = role / "defaults" / "main.yml"
     defaults = (_yaml(defaults_file) or {}) if defaults_file.exists() else {}
-    # Options of every entry point (the sandbox role's start entry point declares its own: sandbox_start_timeout).
-    spec = {}
-    for entry in _yaml(role / "meta" / "argument_specs.yml")["argument_specs"].values():
-        spec.update(entry.get("options") or {})
+    # A variable read only by another entry point (e.g. the sandbox role's `start`) is declared under that one.
+    spec = {name: option for entry in _yaml(role / "meta" / "argument_specs.yml")["argument_specs"].values()
+            for name, option in (entry.get("options") or {}).items()}  # fmt: skip
     for name in defaults:
         assert name.startswith(f"{role.name}_"), f"{role.name}: default {name} lacks the role prefix"
         assert name in spec, f"{role.name}: default {name} is not declared in meta/argument_specs.yml"

@@ -18,7 +18,8 @@ from clawfleet.gateway.ident import Caller
 
 from .support import SECRET_VALUE, Origin, make_ca_and_leaf, unit_policy
 
-NAMES = ("origin.test", "pass.test", "other.test", "plain.test")
+# api.telegram.org: the FAKE Telegram Bot API (tests/fakes/fake_telegram.py) in test_channel_credentials.py
+NAMES = ("origin.test", "pass.test", "other.test", "plain.test", "api.telegram.org")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def origins(pki):
 
 class LiveGateway:
     def __init__(self, tmp: Path, pki, origins, *, mode="enforce", policy_text=None, secrets=True,
-                 binding: dict | None = None, **settings) -> None:  # fmt: skip
+                 binding: dict | None = None, bindings: tuple = (), **settings) -> None:  # fmt: skip
         self.tmp = tmp
         self.policy = tmp / "policy.yaml"
         self.policy.write_text(policy_text or unit_policy(origins))
@@ -49,7 +50,9 @@ class LiveGateway:
         secret_file.chmod(0o600)
         # x-other: a header the binding names besides Authorization (tests/gateway/test_credentials.py)
         binding = {"headers": ("authorization", "x-other")} if binding is None else binding
-        bindings = (SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",), **binding),) if secrets else ()
+        # bindings: more secrets (SecretBinding), after GITHUB_TOKEN's
+        bindings = ((SecretBinding("GITHUB_TOKEN", str(secret_file), ("origin.test",), **binding),) if secrets
+                    else ()) + tuple(bindings)  # fmt: skip
         self.config = GatewayConfig(policy=str(self.policy), mode=mode, log=str(self.log_path), sandbox="unit",
                                     extra_ca_file=str(pki["ca"]), secrets=bindings,
                                     static_hosts={n: "127.0.0.1" for n in NAMES}, reload_interval=0.05,

@@ -105,6 +105,20 @@ network_policies:
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             self.daemon.wait(60)
+        # A test that killed the daemon leaves its sandboxes running (they outlive the gateway by design): stop them
+        # here, or their processes and cgroups outlive the test (tests/sandbox checks that none are left).
+        for record in (self.run_dir / "sandboxes").glob("*.json"):
+            try:
+                pid = json.loads(record.read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if isinstance(pid, int) and alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 20
+                while alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
@@ -235,6 +249,11 @@ def test_connect_refuses_an_unknown_or_stopped_sandbox(fleetlet):
     assert stopped.returncode == 1 and "not running" in stopped.stderr
 
 
+def reload_cli(socket: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clawfleet.cli", "gateway", "reload", "--socket", socket, "--json"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
 def test_sighup_remakes_only_the_changed_sandbox_and_keeps_the_last_good_set(fleetlet, origin, user):
     # A second sandbox with its own workdir, next to the looper, in the same daemon.
     other_work = fleetlet.tmp / "other-work"
@@ -271,17 +290,25 @@ def test_sighup_remakes_only_the_changed_sandbox_and_keeps_the_last_good_set(fle
     assert other()["pid"] == other_before["pid"] and all(attached), attached
     assert "000" not in other_results.read_text().split()[seen_other:]
 
-    # A broken edit: nothing changes, the last good set stays (the looper keeps running as it is).
+    # A broken edit, through `clawfleet gateway reload` (the unit's ExecReload: it waits for the outcome): it fails
+    # naming the file, and nothing changes, the last good set stays (the looper keeps running as it is).
     remade = fleetlet.status()
     (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "no_such_key": 1}))
-    fleetlet.daemon.send_signal(signal.SIGHUP)
-    time.sleep(2)
+    broken = reload_cli(fleetlet.socket)
+    assert broken.returncode == 1, broken
+    assert "looper.yaml" in broken.stderr and "no_such_key" in broken.stderr, broken.stderr
+    assert json.loads(broken.stdout)["kept"] == ["looper", "other"]
     assert fleetlet.status()["pid"] == remade["pid"] and other()["pid"] == other_before["pid"]
 
-    # Removing a sandbox from the configuration stops it and its gateway; the looper is untouched.
+    # Removing a sandbox from the configuration stops it and its gateway; the looper is untouched. The reload
+    # command returns once that is done.
     (fleetlet.tmp / "looper.yaml").write_text(json.dumps({**looper, "env": {"EDITED": "1"}}))
     fleetlet.config.write_text(json.dumps({**config, "sandboxes": ["looper.yaml"]}))
-    fleetlet.daemon.send_signal(signal.SIGHUP)
-    until(lambda: "error" in other(), 30, "the removed sandbox to be forgotten")
+    removed = reload_cli(fleetlet.socket)
+    assert removed.returncode == 0, removed
+    assert json.loads(removed.stdout) | {"restart_needed_for": None} == {
+        "event": "reloaded", "added": [], "removed": ["other"], "changed": [], "unchanged": ["looper"],
+        "restart_needed_for": None}  # fmt: skip
+    assert "error" in other()
     assert not alive(other_before["pid"])
     assert fleetlet.status()["pid"] == remade["pid"]

@@ -237,9 +237,9 @@ CASES = [
         "7:43: network_policies.gh.endpoints[0].rules[0].allow.query.q.any: 'any' needs at least one glob",
     ),
     (
-        "upstream-selector",
+        "body-selector-on-rest",
         GOOD_RULE.replace("port: 443", "port: 443\n        rules: [{allow: {operation_type: query}}]"),
-        "7:26: network_policies.gh.endpoints[0].rules[0].allow.operation_type: 'operation_type' is an upstream",
+        "7:26: network_policies.gh.endpoints[0].rules[0].allow.operation_type: 'operation_type' is a body selector",
     ),
     (
         "deny-with-allow",

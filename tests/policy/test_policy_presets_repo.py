@@ -10,6 +10,7 @@ from clawfleet.policy import compile_policy, load_file, load_preset_file, merge
 PRESETS = sorted((POLICIES / "presets").glob("*.yaml"))
 EXPECTED = {
     "anthropic",
+    "discord",
     "github",
     "local-ollama",
     "local-vllm",
@@ -85,6 +86,25 @@ CASES = [
     ("slack", "/usr/bin/node", (), "hooks.slack.com", 443, "POST", "/services/T/B/X", "allow"),
     ("telegram", "/usr/bin/node", (), "api.telegram.org", 443, "POST", "/bot123:abc/sendMessage", "allow"),
     ("telegram", "/usr/bin/node", (), "api.telegram.org", 443, "GET", "/file/bot123/x", "deny"),
+    # what the engine judges for a channel token: the placeholder form the sandbox sent (docs/agents.md)
+    (
+        "telegram",
+        "/opt/clawfleet/openclaw/node/bin/node",
+        (),
+        "api.telegram.org",
+        443,
+        "POST",
+        "/botclawfleet:secret:TELEGRAM_BOT_TOKEN/getUpdates",
+        "allow",
+    ),
+    ("telegram", "/usr/bin/curl", (), "api.telegram.org", 443, "GET", "/bot1/getMe", "deny"),
+    ("slack", "/usr/bin/node", (), "slack.com", 443, "POST", "/api/apps.connections.open", "allow"),
+    ("slack", "/usr/bin/node", (), "wss-primary.slack.com", 443, "GET", "/link/?ticket=t&app_id=A1", "allow"),
+    ("slack", "/usr/bin/node", (), "wss-primary.slack.com", 443, "POST", "/link/", "deny"),
+    ("discord", "/usr/bin/node", (), "discord.com", 443, "POST", "/api/v10/channels/1/messages", "allow"),
+    ("discord", "/usr/bin/node", (), "discord.com", 443, "DELETE", "/api/v10/channels/1", "deny"),
+    ("discord", "/usr/bin/node", (), "discord.com", 443, "GET", "/login", "deny"),
+    ("discord", "/usr/bin/node", (), "cdn.discordapp.com", 443, "POST", "/attachments/1", "deny"),
     ("nvidia-inference", "/usr/bin/node", (), "integrate.api.nvidia.com", 443, "POST", "/v1/chat/completions", "allow"),
     ("nvidia-inference", "/usr/bin/node", (), "integrate.api.nvidia.com", 443, "DELETE", "/v1/models", "deny"),
     ("openai", "/usr/bin/python3.11", (), "api.openai.com", 443, "POST", "/v1/responses", "allow"),

@@ -23,13 +23,19 @@ HEALTH = "The patient was diagnosed with diabetes and takes metformin 500 mg."
 NAME = "Please write to Dr. Margaret Thornbury at 221 Baker Street, London NW1 6XE."
 
 
-def build(tmp_path: Path, role_vars: dict) -> Path:
-    """Run the role's build.yml on localhost and write the config it builds; returns the file."""
+def build(tmp_path: Path, role_vars: dict, local_key: bool = False) -> Path:
+    """Run the role's build.yml (after local_key.yml with ``local_key``) on localhost and write the config it builds;
+    returns the file. With ``local_key`` the key it chose is written to ``chosen-key`` beside it."""
     out = tmp_path / "router.yaml"
     playbook = tmp_path / "play.yml"
+    choose = [
+        {"name": "Key", "ansible.builtin.include_role": {"name": "privacy_router", "tasks_from": "local_key"}},
+        {"name": "Show", "ansible.builtin.copy": {"content": "{{ privacy_router__local_api_key }}",
+                                                  "dest": str(tmp_path / "chosen-key"), "mode": "0600"}},
+    ]  # fmt: skip
     playbook.write_text(json.dumps([{
         "name": "Build the router config", "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "tasks": [
+        "tasks": (choose if local_key else []) + [
             {"name": "Build", "ansible.builtin.include_role": {"name": "privacy_router", "tasks_from": "build"}},
             {"name": "Write", "ansible.builtin.copy": {
                 "content": "{{ privacy_router_config | to_nice_yaml(sort_keys=false) }}", "dest": str(out),
@@ -110,6 +116,25 @@ def test_keys_are_credentials_never_in_the_config(tmp_path):
     data = YAML(typ="safe").load(text)
     assert data["providers"]["openai"]["credential"] == "openai"
     assert data["providers"]["local"]["credential"] == "local"
+
+
+@pytest.mark.parametrize("inventory_key", ["", "vk-from-the-vault"])
+def test_the_router_presents_the_generated_local_model_key_unless_the_inventory_gives_one(tmp_path, inventory_key):
+    key_file = tmp_path / "local-model-key"
+    key_file.write_text("generated-on-the-host-0123456789\n")
+    role_vars = {**CLOUD, "privacy_router_local_enabled": True, "privacy_router_local_api_key": inventory_key,
+                 "clawfleet_local_model_key": str(key_file)}  # fmt: skip
+    data = YAML(typ="safe").load(build(tmp_path, role_vars, local_key=True).read_text())
+    assert data["providers"]["local"]["credential"] == "local"
+    assert (tmp_path / "chosen-key").read_text() == (inventory_key or "generated-on-the-host-0123456789")
+
+
+def test_without_a_generated_key_or_an_inventory_key_the_local_model_gets_none(tmp_path):
+    role_vars = {**CLOUD, "privacy_router_local_enabled": True, "privacy_router_local_api_key": "",
+                 "clawfleet_local_model_key": str(tmp_path / "absent")}  # fmt: skip
+    data = YAML(typ="safe").load(build(tmp_path, role_vars, local_key=True).read_text())
+    assert "credential" not in data["providers"]["local"]
+    assert (tmp_path / "chosen-key").read_text() == ""
 
 
 def test_no_provider_at_all_blocks_everything(tmp_path):

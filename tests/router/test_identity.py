@@ -8,6 +8,7 @@ allowed action (a sandbox's own calls) still works and is attributed to it.
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import httpx
@@ -158,6 +159,28 @@ def test_replayed_and_stale_proofs_are_refused(tmp_path):
     assert verifier.verify(["alpha"], [sign(key, "alpha", now=now[0] - 31)]) == (None, "stale")
     assert verifier.verify(["alpha", "alpha"], [proof, proof]) == (None, "malformed")
     assert verifier.verify([], []) == (None, "missing")
+
+
+def test_a_sandboxs_signer_holds_only_its_own_key_and_cannot_vouch_for_another(tmp_path):
+    """What the code serving one sandbox's traffic holds (its RouterIdentity, also as pickled for another process)
+    signs for its own sandbox and for no other; the host key is not in it."""
+    from clawfleet.gateway.router_identity import RouterIdentity
+    from clawfleet.router.identity import sign_as
+
+    key_file = tmp_path / "identity.key"
+    write_identity_key(key_file)
+    key = load_key(key_file)
+    env = {"CLAWFLEET_ROUTER_IDENTITY_KEY": str(key_file), "CLAWFLEET_ROUTER_ENDPOINTS": "inference.local:8484"}
+    alpha = RouterIdentity.from_environment("alpha", env)
+    held = alpha._key
+    assert held is not None and held != key and key not in pickle.dumps(alpha)
+    verifier = IdentityVerifier(key)
+    # allowed: alpha's own proof, as the gateway adds it
+    headers = dict(alpha.apply("inference.local", 8484, []))
+    assert verifier.verify([headers[HEADER_SANDBOX.encode()].decode()], [headers[HEADER_PROOF.encode()].decode()]) == (
+        "alpha", None)  # fmt: skip
+    # attack: alpha's key signing in beta's name
+    assert verifier.verify(["beta"], [sign_as(held, "beta")]) == (None, "bad_signature")
 
 
 def test_identity_key_must_be_private(fakes, tmp_path):

@@ -5,7 +5,12 @@ Every test runs on both hosts and asserts each host's own expectation, so nothin
 
 import json
 
-API_KEY = "molecule-test-key-not-a-secret"
+KEY_FILE = "/etc/clawfleet/secrets/local-model-key"
+
+
+def _key(host) -> str:
+    """The per-host key the vllm role made (the scenario sets no vllm_api_key)."""
+    return host.file(KEY_FILE).content_string.strip()
 
 
 def _is_gpu_host(host) -> bool:
@@ -46,17 +51,22 @@ def test_vllm_is_sized_from_the_h200_facts(host):
     assert "--host 127.0.0.1" in unit
 
 
-def test_vllm_api_key_stays_in_a_root_only_file(host):
+def test_vllm_api_key_is_generated_once_and_stays_in_root_only_files(host):
     env = host.file("/etc/clawfleet/vllm/vllm.env")
     assert env.exists == _is_gpu_host(host)
-    cmdlines = host.run("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
-    assert API_KEY not in cmdlines
+    assert host.file(KEY_FILE).exists == _is_gpu_host(host)
     if _is_gpu_host(host):
+        key_file = host.file(KEY_FILE)
+        assert (key_file.user, key_file.group, key_file.mode) == ("root", "root", 0o600)
+        key = _key(host)
+        assert len(key) == 48 and key.isalnum()
+        cmdlines = host.run("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+        assert key not in cmdlines
         assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
         # The sandboxes' default policy reads /etc: the plan (model, GPUs) is root's only.
         assert host.file("/etc/clawfleet/vllm").mode == 0o750
-        assert f"VLLM_API_KEY={API_KEY}" in env.content_string
-        assert API_KEY not in host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
+        assert f"VLLM_API_KEY={key}" in env.content_string
+        assert key not in host.file("/etc/systemd/system/clawfleet-vllm.service").content_string
 
 
 def test_vllm_service_is_healthy_and_requires_the_key(host):
@@ -67,7 +77,7 @@ def test_vllm_service_is_healthy_and_requires_the_key(host):
     service = host.service("clawfleet-vllm")
     assert service.is_running and service.is_enabled
     assert host.process.filter(user="clawfleet-vllm"), "vLLM must run as its own system user"
-    ok = host.run(f"curl -sf -H 'Authorization: Bearer {API_KEY}' http://127.0.0.1:8000/v1/models")
+    ok = host.run(f"curl -sf -H 'Authorization: Bearer {_key(host)}' http://127.0.0.1:8000/v1/models")
     assert ok.rc == 0
     assert [m["id"] for m in json.loads(ok.stdout)["data"]] == ["local-nemotron"]
     denied = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models")

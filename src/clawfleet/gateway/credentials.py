@@ -8,10 +8,21 @@ may go, and the placeholder must fill that place entirely (no text of the sandbo
   ``Authorization`` the value is ``<scheme> <placeholder>`` with ``scheme`` in ``schemes`` (default
   ``[bearer, token, basic]``); for ``Basic`` the decoded ``user:password`` may carry the placeholder as the whole
   user or the whole password;
-* ``query`` (default none): query parameters whose whole value is the placeholder (raw or percent-encoded); the
-  request target is never touched otherwise.
+* ``query`` (default none): query parameters whose whole value is the placeholder (raw or percent-encoded);
+* ``path`` (default none): literal path prefixes (``/bot`` for the Telegram Bot API's ``/bot<token>/getMe``);
+  the placeholder must start right after one of them and run to the end of that path segment (the next ``/``
+  or the end of the path). The prefix is anchored at the start of the path, so a placeholder in any later
+  segment, after other text, split by a ``/``, or in a second segment is left alone. The path must have been
+  sent in the gateway's canonical form (docs/policy.md, request targets): a target that canonicalisation
+  changed (percent-escapes, ``//``) gets nothing, so only one spelling of the place exists. The value is
+  percent-encoded with ``/``, ``?``, ``#`` and ``%`` escaped: it can never add a segment or a query.
 
-Anywhere else the placeholder passes unchanged, so it is what an echoing host would return.
+The policy engine judges, and the decision log records, the target as the sandbox sent it (placeholder
+included); the real value is put in afterwards, only on the wire to the bound host.
+
+Anywhere else the placeholder passes unchanged, so it is what an echoing host would return. On the way back,
+the response headers of a request that had a value put in get the placeholder again in place of the value
+(``scrub``): a redirect quoting the path returns the placeholder. Response bodies are not rewritten.
 """
 
 from __future__ import annotations
@@ -32,6 +43,12 @@ _PLACEHOLDER = re.compile(rb"(?:clawfleet:secret:|openshell:resolve:env:)([A-Za-
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 token: header names, auth schemes
 _PARAM = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+# A path prefix: "/" then segments of unreserved characters; the last one may be empty ("/v1/") or the literal
+# start of the placeholder's segment ("/bot"). parse_binding refuses "//" and dot segments.
+_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]*){1,16}")
+# What a value placed in a path segment keeps unescaped: pchar minus "%" (so nothing is decoded twice). "/", "?",
+# "#" and ";" are always escaped, so the value stays inside its segment.
+_SEGMENT_SAFE = "-._~!$&'()*+,=:@"
 # Methods that echo the request back to the sender: never sent to a host a credential is bound to.
 ECHO_METHODS = frozenset({"TRACE", "TRACK"})
 
@@ -44,6 +61,7 @@ class SecretBinding:
     headers: tuple[str, ...] = ("authorization",)
     schemes: tuple[str, ...] = ("bearer", "token", "basic")
     query: tuple[str, ...] = ()
+    path: tuple[str, ...] = ()
 
     def bound_to(self, host: str) -> bool:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
@@ -55,7 +73,7 @@ def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> Se
         raise ValueError(f"invalid secret name {name!r}")
     if not isinstance(spec, Mapping) or "file" not in spec or not spec.get("hosts"):
         raise ValueError(f"secret {name}: needs 'file' and a non-empty 'hosts' list")
-    unknown = set(spec) - {"file", "hosts", "headers", "schemes", "query"}
+    unknown = set(spec) - {"file", "hosts", "headers", "schemes", "query", "path"}
     if unknown:
         raise ValueError(f"secret {name}: unknown settings {', '.join(sorted(map(str, unknown)))}")
 
@@ -63,7 +81,9 @@ def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> Se
         value = spec.get(key, default)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
             raise ValueError(f"secret {name}: '{key}' must be a list of names, not {value!r}")
-        return tuple(v if key == "query" else v.lower() for v in value)
+        if key == "path" and any("//" in v or seg in (".", "..") for v in value for seg in v.split("/")):
+            raise ValueError(f"secret {name}: 'path' prefixes may not contain '//', '.' or '..' segments: {value!r}")
+        return tuple(v if key in ("query", "path") else v.lower() for v in value)
 
     return SecretBinding(
         name,
@@ -72,6 +92,7 @@ def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> Se
         headers=names("headers", _TOKEN, SecretBinding.headers),
         schemes=names("schemes", _TOKEN, SecretBinding.schemes),
         query=names("query", _PARAM, SecretBinding.query),
+        path=names("path", _PREFIX, SecretBinding.path),
     )
 
 
@@ -140,10 +161,28 @@ class Secrets:
         real = self._whole(host, cred.strip(), lambda b: "authorization" in b.headers and lowered in b.schemes, used)
         return value if real is None else scheme + b" " + real
 
-    def _target(self, host: str, target: bytes, used: set[str]) -> bytes:
+    def _path(self, host: str, path: bytes, used: set[str]) -> bytes:
+        """``path`` with the one placeholder that fills the segment after a bound prefix replaced, if any."""
+        for b in self.bindings.values():
+            if not b.path or not b.bound_to(host):
+                continue
+            for prefix in b.path:
+                raw = prefix.encode()
+                if not path.startswith(raw):
+                    continue
+                segment, slash, rest = path[len(raw) :].partition(b"/")
+                real = self._whole(host, segment, lambda c, p=prefix: p in c.path, used)
+                if real is not None:
+                    return raw + quote(real, safe=_SEGMENT_SAFE).encode() + slash + rest
+        return path
+
+    def _target(self, host: str, target: bytes, used: set[str], sent: bytes | None) -> bytes:
         path, sep, query = target.partition(b"?")
+        # Only a path the sandbox sent as it is forwarded: one spelling, which the policy judged.
+        if sent is not None and sent.partition(b"?")[0] == path:
+            path = self._path(host, path, used)
         if not sep or not any(b.query for b in self.bindings.values()):
-            return target
+            return path + sep + query
         parts = []
         for part in query.split(b"&"):
             key, eq, val = part.partition(b"=")
@@ -155,8 +194,39 @@ class Secrets:
             parts.append(part)
         return path + b"?" + b"&".join(parts)
 
-    def inject(self, host: str, target: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, list, set[str]]:
-        """(target, headers, names of the secrets used). h11 gives lower-case header names."""
+    def scrub(self, used: set[str], headers: list[tuple[bytes, bytes]], sent: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """Response headers with the real values of ``used`` (raw or percent-encoded, as a path carries them) put
+        back to their placeholders: a redirect or a header quoting the request (``Location: /bot<token>/``) gives
+        the sandbox its placeholder back, never the value. ``sent`` (the request as the sandbox sent it) picks
+        the placeholder's form (``openshell:resolve:env:`` when the sandbox used that one). Bodies are not
+        scrubbed (docs/gateway.md, Known gaps)."""
+        if not used:
+            return headers
+        forms = []
+        for name in sorted(used):
+            value = self._value(name)
+            if not value:
+                continue
+            placeholder = b"openshell:resolve:env:" + name.encode()
+            if placeholder not in sent:
+                placeholder = b"clawfleet:secret:" + name.encode()
+            for real in {value, quote(value, safe=_SEGMENT_SAFE).encode(), quote(value, safe="").encode()}:
+                forms.append((real, placeholder))
+        forms.sort(key=lambda f: -len(f[0]))  # the longest spelling first: one may contain another
+        out = []
+        for key, val in headers:
+            if key not in (b"content-length", b"transfer-encoding"):  # framing: no token fits, a short value could
+                for real, placeholder in forms:  # still match its digits and break the response
+                    val = val.replace(real, placeholder)
+            out.append((key, val))
+        return out
+
+    def inject(
+        self, host: str, target: bytes, headers: list[tuple[bytes, bytes]], sent: bytes | None = None
+    ) -> tuple[bytes, list, set[str]]:
+        """(target, headers, names of the secrets used). ``target`` is the canonical origin-form target that is
+        forwarded, ``sent`` the target as the sandbox sent it (``None``: no ``path`` binding applies). h11 gives
+        lower-case header names."""
         used: set[str] = set()
         if not self.bindings or not self.bound(host):
             return target, headers, used
@@ -169,4 +239,4 @@ class Secrets:
                 real = self._whole(host, value.strip(), lambda b, n=name: n in b.headers, used)
                 value = value if real is None else real
             out.append((key, value))
-        return self._target(host, target, used), out, used
+        return self._target(host, target, used, sent), out, used

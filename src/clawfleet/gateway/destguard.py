@@ -22,7 +22,8 @@ __all__ = ["address_verdict"]
 
 
 def address_verdict(engine: Engine, caller: Caller | None, decision: Decision, host: str, port: int, ip: str,
-                    method: str | None = None, path: str | None = None) -> str | None:  # fmt: skip
+                    method: str | None = None, path: str | None = None, body: bytes | None = None,
+                    content_type: str | None = None) -> str | None:  # fmt: skip
     """``None`` if ``ip`` may be connected to for this caller's ``decision`` on host:port; else why not.
 
     Only monitor mode lets a denied decision (or an unidentified caller) reach this point; then the guard
@@ -30,7 +31,8 @@ def address_verdict(engine: Engine, caller: Caller | None, decision: Decision, h
     would refuse rather than opening addresses no rule grants.
     """
     if caller is not None and caller.pin_error is None and decision.allowed:
-        d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path, resolved_ip=ip)
+        d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path, resolved_ip=ip,
+                          body=body, content_type=content_type)  # fmt: skip
         if d.allowed:
             return None
         return f"address {ip} is not granted (allowed_ips) by a rule that allows this caller: {d.reason}"

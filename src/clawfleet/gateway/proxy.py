@@ -37,6 +37,7 @@ from clawfleet.policy import Decision
 from clawfleet.policy.matching import normalize_request_host
 
 from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_authority
+from .body import BodyRefused, body_headers, read_body, reframe
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .destguard import address_verdict
@@ -53,6 +54,7 @@ READ_SIZE = 65536
 _HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
 _VERSION = b"clawfleet-gateway"
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
+_ERROR_KINDS = {403: "policy_denied", 413: "body_too_large", 415: "unsupported_content_encoding"}
 _BUSY_BODY = (b'{"error":"gateway_busy","detail":"too many connections from this sandbox",'
               b'"reason":"connection cap (gateway max_connections) reached"}\n')  # fmt: skip
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -286,6 +288,12 @@ def _peer_ip(stream: Stream) -> str | None:
     return str(peer[0]) if peer else None
 
 
+def _sent(ev: h11.Request) -> bytes:
+    """The request as the sandbox sent it (target and header values): which placeholder form it used, for
+    :meth:`Secrets.scrub`. Built only for a request that had a value put in, not on every request."""
+    return ev.target + b"\n" + b"\n".join(v for _, v in ev.headers)
+
+
 def _hdr(headers, name: bytes) -> bytes | None:
     for k, v in headers:
         if k == name:
@@ -334,16 +342,18 @@ class Gateway:
 
     # -- decisions --------------------------------------------------------------------------------------
     def decide(self, caller: Caller | None, why_unknown: str, host: str, port: int,
-               method: str | None = None, path: str | None = None) -> Decision:  # fmt: skip
+               method: str | None = None, path: str | None = None, body: bytes | None = None,
+               content_type: str | None = None) -> Decision:  # fmt: skip
         if caller is None:
             return Decision("deny", None, f"caller not identified: {why_unknown}")
         if caller.pin_error:
             return Decision("deny", None, caller.pin_error)
         engine = self.holder.engine
-        d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path)
+        kw = {"body": body, "content_type": content_type} if body is not None else {}
+        d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path, **kw)
         for _pid, exe in caller.owners[1:]:  # a socket shared by several binaries: all must be allowed
             if exe != caller.exe and d.allowed:
-                other = engine.decide(exe, (), host, port, method=method, path=path)
+                other = engine.decide(exe, (), host, port, method=method, path=path, **kw)
                 if not other.allowed:
                     d = Decision("deny", other.policy_key, f"socket shared with {exe}: {other.reason}")
         return d
@@ -371,8 +381,9 @@ class Gateway:
         rec.update(extra)
         self.log.write(rec)
 
-    def _judge(self, caller, why, kind, host, port, method=None, path=None, **extra) -> Decision:
-        d = self.decide(caller, why, host, port, method, path)
+    def _judge(self, caller, why, kind, host, port, method=None, path=None, body=None, content_type=None,
+               **extra) -> Decision:  # fmt: skip
+        d = self.decide(caller, why, host, port, method, path, body, content_type)
         allowed = d.allowed or self.monitor
         self.record(caller, kind, host, port, d, allowed, method, path, **extra)
         if not allowed:
@@ -530,7 +541,7 @@ class Gateway:
     async def _error(self, conn: h11.Connection, client: Stream, status: int, detail: str, reason: str,
                      rule: str | None = None) -> None:  # fmt: skip
         body = json.dumps(
-            {"error": "policy_denied" if status == 403 else "gateway_error", "detail": detail, "rule": rule,
+            {"error": _ERROR_KINDS.get(status, "gateway_error"), "detail": detail, "rule": rule,
              "reason": reason}
         ).encode() + b"\n"  # fmt: skip
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -543,7 +554,8 @@ class Gateway:
                 return
         except h11.LocalProtocolError:
             reason_phrase = {400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed",
-                             502: b"Bad Gateway", 503: b"Service Unavailable"}.get(status, b"Error")  # fmt: skip
+                             413: b"Content Too Large", 415: b"Unsupported Media Type", 502: b"Bad Gateway",
+                             503: b"Service Unavailable"}.get(status, b"Error")  # fmt: skip
             data = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase)
             data += b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
         client.write(data)
@@ -670,20 +682,30 @@ class Gateway:
                         False, method, raw_target[:512])  # fmt: skip
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
             return False
+        body: bytes | None = None
+        ctype: str | None = None
+        req_headers = list(ev.headers)
         try:
-            d = self._judge(caller, why, kind, target.host, target.port, method, path)
+            buffered = await self._buffer_body(conn, client, ev, caller, why, kind, target, method, path)
+            if buffered is not None:
+                body, ctype, req_headers = buffered
+            d = self._judge(caller, why, kind, target.host, target.port, method, path, body, ctype,
+                            **({"body_bytes": len(body)} if body is not None else {}))  # fmt: skip
             if ips is None:
                 ips = await self.resolve(target.host, target.port, d, caller)
-            ips = self._granted(caller, d, kind, target, ips, method, path)
+            ips = self._granted(caller, d, kind, target, ips, method, path, body, ctype)
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule)
             return False
-        headers, websocket = sanitize_upgrade([(k, v) for k, v in ev.headers if k not in _HOP], d.endpoint)
+        headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets and is_tls:  # real values only ever travel inside verified TLS
-            out_target, headers, _used = self.secrets.inject(target.host, out_target, headers)
+            # the raw target too: a path binding fills only a path the sandbox sent in canonical form
+            out_target, headers, used = self.secrets.inject(target.host, out_target, headers, ev.target)
+        else:
+            used = set()
         expect = _hdr(headers, b"expect")
         if expect is not None and expect.lower() == b"100-continue":
             headers = [(k, v) for k, v in headers if k != b"expect"]
@@ -691,21 +713,48 @@ class Gateway:
         try:
             return await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
-                websocket)  # fmt: skip
+                websocket, used, _sent(ev) if used else b"", body)  # fmt: skip
         except h11.RemoteProtocolError as exc:
             upstreams.pop(up.key, None)
             up.stream.close()
             await self._error(conn, client, 502, "upstream protocol error", str(exc))
             return False
 
+    async def _buffer_body(self, conn, client: Stream, ev: h11.Request, caller, why, kind: str, target: Target,
+                           method: str, path: str) -> tuple[bytes, str | None, list] | None:  # fmt: skip
+        """Read the body when an endpoint with body selectors judges this request (``None`` when none does):
+        ``(body, content type, headers to forward it with)``. Refusals are logged and raised as :class:`Denied`.
+        """
+        if caller is None or caller.pin_error:
+            return None  # denied by identity before any body matters
+        engine = self.holder.engine
+        limit = engine.body_limit(caller.exe, caller.ancestors, target.host, target.port, path)
+        if limit is None:
+            return None
+        where = f"{target.authority} (body-inspecting endpoint)"
+        try:
+            ctype = body_headers(ev.headers, limit, where)
+            expect = _hdr(ev.headers, b"expect")
+            if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
+                client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            body = await read_body(conn, client.read, limit, where)
+        except (BodyRefused, h11.RemoteProtocolError) as exc:
+            status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
+                                      else (400, "malformed request body", str(exc)))  # fmt: skip
+            d = Decision("deny", None, f"{detail}: {reason}")
+            self.record(caller, kind, target.host, target.port, d, False, method, path)
+            raise Denied(status, detail, reason) from None
+        return body, ctype, reframe(ev.headers, body)
+
     def _granted(self, caller, d: Decision, kind: str, target: Target, ips: list[str], method: str,
-                 path: str) -> list[str]:  # fmt: skip
+                 path: str, body: bytes | None = None, content_type: str | None = None) -> list[str]:  # fmt: skip
         """The addresses this request may go to: those the endpoint that allowed THIS request grants."""
         if target.host in self.config.static_hosts:
             return ips  # the operator's grant (see resolve)
         good, why = [], ""
         for ip in ips:
-            verdict = address_verdict(self.holder.engine, caller, d, target.host, target.port, ip, method, path)
+            verdict = address_verdict(self.holder.engine, caller, d, target.host, target.port, ip, method, path,
+                                      body, content_type)  # fmt: skip
             if verdict is None:
                 good.append(ip)
             else:
@@ -732,11 +781,14 @@ class Gateway:
         return up
 
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
-                        websocket: bool = False) -> bool:  # fmt: skip
+                        websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
+                        sent: bytes = b"", body: bytes | None = None) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         out = [uconn.send(req)]
+        if body is not None:  # already read and judged: exactly these bytes go out (see .body)
+            out += [uconn.send(h11.Data(data=body)) if body else b"", uconn.send(h11.EndOfMessage())]
         # request body (a GET's EndOfMessage goes out in the same write as its headers)
-        while True:
+        while body is None:
             ev = cconn.next_event()
             if ev is h11.NEED_DATA:
                 ustream.write(b"".join(out))
@@ -776,6 +828,8 @@ class Gateway:
                 continue
             if isinstance(ev, h11.Response):
                 headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+                if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
+                    headers = self.secrets.scrub(set(used), headers, sent)
                 out.append(cconn.send(h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)))
                 continue
             if isinstance(ev, h11.Data):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, IdentityKeyError, load_key, sign
+from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, IdentityKeyError, load_key, sandbox_key, sign_as
 
 DEFAULT_KEY_FILE = "/etc/clawfleet/router/identity.key"
 DEFAULT_ENDPOINTS = "inference.local:8484"
@@ -37,6 +37,9 @@ def _endpoints(text: str) -> frozenset[tuple[str, int]]:
 
 
 class RouterIdentity:
+    """Signs one sandbox's requests to the router. ``key`` is that sandbox's derived key
+    (:func:`clawfleet.router.identity.sandbox_key`), not the host key."""
+
     def __init__(self, sandbox: str, key: bytes | None, endpoints: Iterable[tuple[str, int]]) -> None:
         self.sandbox = sandbox
         self._key = key
@@ -50,7 +53,8 @@ class RouterIdentity:
         env = os.environ if env is None else env
         key_file = env.get("CLAWFLEET_ROUTER_IDENTITY_KEY", DEFAULT_KEY_FILE)
         try:
-            key: bytes | None = load_key(key_file)
+            # Only this sandbox's derived key is kept: never the host key.
+            key: bytes | None = sandbox_key(load_key(key_file), sandbox)
         except IdentityKeyError:
             key = None  # no key on this host: requests reach the router unattributed, never mis-attributed
         return cls(sandbox, key, _endpoints(env.get("CLAWFLEET_ROUTER_ENDPOINTS", DEFAULT_ENDPOINTS)))
@@ -60,5 +64,5 @@ class RouterIdentity:
         out = [(k, v) for k, v in headers if k.lower() not in _STRIP]
         if self._key is not None and (host.lower().rstrip("."), port) in self.endpoints:
             out.append((HEADER_SANDBOX.encode(), self.sandbox.encode()))
-            out.append((HEADER_PROOF.encode(), sign(self._key, self.sandbox).encode()))
+            out.append((HEADER_PROOF.encode(), sign_as(self._key, self.sandbox).encode()))
         return out

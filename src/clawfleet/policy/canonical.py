@@ -12,12 +12,25 @@ import hashlib
 import json
 from typing import Any
 
-from .model import STATIC_SECTIONS, Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
+from .model import BODY_PROTOCOLS, STATIC_SECTIONS, Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
 
 __all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize", "static_digest"]
 
 
-def _selector(rule: L7Rule) -> dict[str, Any]:
+def _selector(rule: L7Rule, protocol: str | None = None) -> dict[str, Any]:
+    if protocol in BODY_PROTOCOLS:  # body selectors: only the keys the file may carry, as written
+        body: dict[str, Any] = {}
+        if rule.method is not None:
+            body["method"] = rule.method
+        if rule.tool:
+            body["tool"] = rule.tool[0] if len(rule.tool) == 1 else {"any": list(rule.tool)}
+        if rule.operation_type is not None:
+            body["operation_type"] = rule.operation_type
+        if rule.operation_name is not None:
+            body["operation_name"] = rule.operation_name
+        if rule.fields:
+            body["fields"] = list(rule.fields)
+        return body
     out: dict[str, Any] = {"method": rule.method or "*", "path": rule.path or "/**"}
     if rule.query:
         out["query"] = {k: (v[0] if len(v) == 1 else {"any": list(v)}) for k, v in rule.query}
@@ -55,11 +68,37 @@ def _endpoint(ep: Endpoint) -> dict[str, Any]:
     if ep.access is not None:
         out["access"] = ep.access
     if ep.rules:
-        out["rules"] = _sorted_unique([{"allow": _selector(r)} for r in ep.rules])
+        out["rules"] = _sorted_unique([{"allow": _selector(r, protocol)} for r in ep.rules])
     if ep.deny_rules:
-        out["deny_rules"] = _sorted_unique([_selector(r) for r in ep.deny_rules])
+        out["deny_rules"] = _sorted_unique([_selector(r, protocol) for r in ep.deny_rules])
+    out.update(_body_options(ep))
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
+    return out
+
+
+def _body_options(ep: Endpoint) -> dict[str, Any]:
+    """The endpoint's body-inspection options in upstream's shape (defaults dropped)."""
+    out: dict[str, Any] = {}
+    if ep.protocol == "mcp":
+        mcp: dict[str, Any] = {}
+        if ep.max_body_bytes is not None:
+            mcp["max_body_bytes"] = ep.max_body_bytes
+        if ep.mcp_strict_tool_names is not None:
+            mcp["strict_tool_names"] = ep.mcp_strict_tool_names
+        if ep.mcp_allow_all_known_methods is not None:
+            mcp["allow_all_known_mcp_methods"] = ep.mcp_allow_all_known_methods
+        if mcp:
+            out["mcp"] = mcp
+    elif ep.protocol == "json-rpc" and ep.max_body_bytes is not None:
+        out["json_rpc"] = {"max_body_bytes": ep.max_body_bytes}
+    elif ep.protocol == "graphql":
+        if ep.max_body_bytes is not None:
+            out["graphql_max_body_bytes"] = ep.max_body_bytes
+        if ep.persisted_queries is not None:
+            out["persisted_queries"] = ep.persisted_queries
+        if ep.graphql_persisted_queries:
+            out["graphql_persisted_queries"] = {k: _selector(r, "graphql") for k, r in ep.graphql_persisted_queries}
     return out
 
 

@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from clawfleet.atomicfile import write_atomic
@@ -113,6 +114,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         _print_problems(exc.problems)
         return EXIT_INVALID
+    body = b"" if args.method else None  # a request without --body has an empty body
+    if args.body is not None:
+        try:
+            body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+        except OSError as exc:
+            print(f"clawfleet policy check: --body: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     engine = compile_policy(policy)
     decision = engine.decide(
         args.binary,
@@ -123,6 +131,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         path=args.path,
         query=args.query,
         resolved_ip=args.resolved_ip,
+        body=body,
+        content_type=args.content_type,
     )
     if args.json:
         print(json.dumps(decision.to_dict()))
@@ -228,6 +238,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--path", help="request path, may include ?query")
     p.add_argument("--query", help="query string (a=1&b=2)")
     p.add_argument("--resolved-ip", metavar="IP", help="address the host resolved to (SSRF checks)")
+    p.add_argument("--body", metavar="FILE", help="request body for endpoints with body selectors ('-': stdin)")
+    p.add_argument("--content-type", metavar="TYPE", help="the request's Content-Type (GraphQL bodies)")
     p.add_argument("--json", action="store_true", help='print {"decision", "policy", "reason"}')
     p.set_defaults(func=_cmd_check)
 

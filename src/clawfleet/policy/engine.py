@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from .canonical import digest
+from .l7_body import DEFAULT_MAX_BODY_BYTES, body_verdict
 from .matching import (
     canonical_request_path,
     compile_glob,
@@ -151,6 +152,7 @@ class _CompiledEndpoint:
     __slots__ = (
         "allow_all",
         "audit",
+        "body",
         "deny",
         "endpoint",
         "key",
@@ -168,6 +170,7 @@ class _CompiledEndpoint:
         self.key = key
         self.endpoint = ep
         self.l7 = ep.inspects_l7
+        self.body = ep.inspects_body
         self.audit = ep.enforcement == "audit"
         self.path_rx = compile_glob(ep.path) if ep.path else None
         self.methods: frozenset[str] = ACCESS_METHODS[ep.access] if ep.access else frozenset()
@@ -175,13 +178,21 @@ class _CompiledEndpoint:
         self.rules = tuple(_Selector(r) for r in ep.rules)
         self.deny = tuple(_Selector(r) for r in ep.deny_rules)
 
-    def vote(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[str, L7Rule | None, str]:
+    def covers(self, path: str) -> bool:
+        return self.path_rx is None or bool(self.path_rx.match(path))
+
+    def vote(
+        self, method: str, path: str, query: dict[str, list[str]], payload: tuple[bytes, str | None] | None = None
+    ) -> tuple[str, L7Rule | None, str]:
         """``("allow"|"denyrule"|"nomatch", rule, detail)`` for one request."""
         ep = self.endpoint
         if not self.l7:
             return "allow", None, f"endpoint {ep.describe()} is L4 (no request inspection)"
         if self.path_rx is not None and not self.path_rx.match(path):
             return "nomatch", None, f"path {path} is outside endpoint path {ep.path}"
+        if self.body:
+            body, ctype = payload if payload is not None else (None, None)
+            return body_verdict(ep, method, query, body, ctype)
         # Many origins serve "/x/" as "/x": a deny rule also matches the path without its trailing slash.
         bare = path[:-1] if len(path) > 1 and path[-1] == "/" else None
         for sel in self.deny:
@@ -196,6 +207,11 @@ class _CompiledEndpoint:
             if sel.matches(method, path, query):
                 return "allow", sel.rule, f"{method} {path} allowed by rule {sel.rule.describe()}"
         return "nomatch", None, f"no rule on {ep.describe()} allows {method} {path}"
+
+
+def _rank(c: _CompiledEndpoint, path: str) -> int:
+    """How much an endpoint's "no match" explains a denial: a covering body endpoint, then any covering one."""
+    return (2 if c.body else 1) if c.covers(path) else 0
 
 
 _Bucket = dict[int, tuple[_CompiledEndpoint, ...]]
@@ -222,6 +238,8 @@ class Engine:
         bin_exact: dict[str, set[int]] = {}
         bin_glob: dict[str, set[int]] = {}
         self.keys: list[str] = []
+        # body_limit is asked on every request: a policy without body-inspecting endpoints answers at once
+        self._inspects_bodies = False
         for rule_idx, (key, rule) in enumerate(policy.network_policies.items()):
             self.keys.append(key)
             for b in rule.binaries:
@@ -230,6 +248,7 @@ class Engine:
                 continue  # a rule without binaries matches no process: nothing to index
             for ep_idx, ep in enumerate(rule.endpoints):
                 cep = _CompiledEndpoint(rule_idx, ep_idx, key, ep)
+                self._inspects_bodies = self._inspects_bodies or cep.body
                 first, _, rest = ep.host.partition(".")
                 if first == "**":
                     _add(multi.setdefault(rest, {}), cep)
@@ -303,8 +322,14 @@ class Engine:
         path: str | None = None,
         query: QueryArg = None,
         resolved_ip: str | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
     ) -> Decision:
-        """Decide one connection (``method is None``) or one request through it."""
+        """Decide one connection (``method is None``) or one request through it.
+
+        On endpoints with body selectors (protocol graphql / mcp / json-rpc) ``body`` is the whole request body
+        (``b""`` for none; ``None`` = not read, which such an endpoint denies): see :meth:`body_limit`.
+        """
         h = normalize_request_host(host) if isinstance(host, str) else None
         if h is None:
             return Decision("deny", None, f"invalid host {host!r}")
@@ -347,19 +372,53 @@ class Engine:
             first = matched[0]
             how = "L7 rules apply to each request" if first.l7 else "L4"
             return Decision("allow", first.key, f"{h}:{port} allowed by policy {first.key} ({how})", first.endpoint)
-        return self._decide_l7(matched, method.upper(), path or "/", query)
+        payload = None if body is None else (body, content_type)
+        return self._decide_l7(matched, method.upper(), path or "/", query, payload)
 
-    def _decide_l7(self, matched: list[_CompiledEndpoint], method: str, raw_path: str, query: QueryArg) -> Decision:
+    def body_limit(
+        self, binary: str, ancestors: Sequence[str] = (), host: str = "", port: int = 0, path: str | None = None
+    ) -> int | None:
+        """How many body bytes to buffer before :meth:`decide` can judge this request (``None``: it judges without
+        the body). The largest limit of the body-inspecting endpoints that may judge it; each endpoint denies a
+        body over its own limit."""
+        if not self._inspects_bodies:
+            return None
+        h = normalize_request_host(host) if isinstance(host, str) else None
+        if h is None or type(port) is not int or not 0 < port < 65536:
+            return None
+        rules = self._rules_for_chain((binary, *ancestors) if ancestors else (binary,))
+        cpath = canonical_request_path(path or "/")[0]
+        limits = [
+            c.endpoint.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+            for c in self.candidates(h, port)
+            if c.body and c.rule_idx in rules and (cpath is None or c.covers(cpath))
+        ]
+        return max(limits) if limits else None
+
+    def _decide_l7(
+        self,
+        matched: list[_CompiledEndpoint],
+        method: str,
+        raw_path: str,
+        query: QueryArg,
+        payload: tuple[bytes, str | None] | None = None,
+    ) -> Decision:
         cpath, qs, why = canonical_request_path(raw_path)
         if cpath is None:
             return Decision("deny", matched[0].key, why, matched[0].endpoint)
         params = parse_query(query if query is not None else qs)
+        # A request a body-inspecting endpoint covers is granted only by such an endpoint: a broad REST (or L4)
+        # endpoint on the same host:port must not allow a tool call or mutation the body rules deny. Deny rules
+        # of every endpoint still apply.
+        body_only = any(c.body and c.covers(cpath) for c in matched)
         audit_deny: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         allow: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         audit_nomatch: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         first_nomatch: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         for c in matched:
-            verdict, rule, detail = c.vote(method, cpath, params)
+            verdict, rule, detail = c.vote(method, cpath, params, payload)
+            if verdict == "allow" and body_only and not c.body:
+                verdict, detail = "nomatch", f"{detail}; but a body-inspecting endpoint covers {cpath}"
             if verdict == "denyrule":
                 if not c.audit:
                     return Decision("deny", c.key, f"denied by policy {c.key}: {detail}", c.endpoint, rule)
@@ -371,8 +430,8 @@ class Engine:
             elif c.audit:
                 if audit_nomatch is None:
                     audit_nomatch = (c, rule, detail)
-            elif first_nomatch is None:
-                first_nomatch = (c, rule, detail)
+            elif first_nomatch is None or _rank(c, cpath) > _rank(first_nomatch[0], cpath):
+                first_nomatch = (c, rule, detail)  # the reason of the endpoint that covers the path says most
         if audit_deny is not None:
             c, rule, detail = audit_deny
             return Decision(

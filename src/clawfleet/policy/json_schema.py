@@ -12,9 +12,9 @@ from .schema import (
     ENFORCEMENTS,
     KEY_RE,
     LANDLOCK_MODES,
+    MAX_BODY_BYTES,
     MAX_MIDDLEWARES,
     MAX_PATH_LEN,
-    METHOD_RE,
     ON_ERROR,
     PROTOCOLS,
     TLS_MODES,
@@ -23,28 +23,49 @@ from .schema import (
 
 _STR = {"type": "string", "minLength": 1}
 _ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
+# A glob, or {any: [globs]}: query values, MCP tool names, params names.
+_GLOB_MATCHER = {
+    "oneOf": [
+        _STR,
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["any"],
+            "properties": {"any": {"type": "array", "minItems": 1, "items": _STR}},
+        },
+    ]
+}
 _SELECTOR = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "method": {"type": "string", "pattern": METHOD_RE.pattern, "description": "HTTP method or '*'"},
-        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
-        "query": {
-            "type": "object",
-            "additionalProperties": {
-                "oneOf": [
-                    _STR,
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["any"],
-                        "properties": {"any": {"type": "array", "minItems": 1, "items": _STR}},
-                    },
-                ]
-            },
+        "method": {
+            "type": "string",
+            "minLength": 1,
+            "description": "HTTP method or '*' (protocol mcp / json-rpc: the JSON-RPC method name)",
         },
+        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
+        "query": {"type": "object", "additionalProperties": _GLOB_MATCHER},
     },
 }
+_GRAPHQL_OPERATION = {
+    "operation_type": {"enum": ["query", "mutation", "subscription", "*"]},
+    "operation_name": {**_STR, "description": "GraphQL operation name glob"},
+    "fields": {"type": "array", "minItems": 1, "items": _STR, "description": "GraphQL root field globs"},
+}
+_SELECTOR["properties"].update(  # type: ignore[attr-defined]
+    {
+        "tool": {**_GLOB_MATCHER, "description": "MCP tools/call tool name glob (protocol: mcp)"},
+        "params": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {"name": _GLOB_MATCHER},
+        },
+        **_GRAPHQL_OPERATION,
+    }
+)
+_BODY_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_BODY_BYTES}
 _NAME_MAP_KEYS = {"pattern": KEY_RE.pattern}
 JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -160,6 +181,31 @@ JSON_SCHEMA: dict[str, Any] = {
                 },
                 "deny_rules": {"type": "array", "items": _SELECTOR},
                 "allowed_ips": {"type": "array", "items": _STR},
+                "mcp": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "max_body_bytes": _BODY_LIMIT,
+                        "strict_tool_names": {"type": "boolean"},
+                        "allow_all_known_mcp_methods": {"type": "boolean"},
+                    },
+                },
+                "json_rpc": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"max_body_bytes": _BODY_LIMIT},
+                },
+                "graphql_max_body_bytes": _BODY_LIMIT,
+                "persisted_queries": {"enum": ["deny", "allow_registered"]},
+                "graphql_persisted_queries": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["operation_type"],
+                        "properties": _GRAPHQL_OPERATION,
+                    },
+                },
             },
         },
         "network_middlewares": {

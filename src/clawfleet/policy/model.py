@@ -16,6 +16,7 @@ from .errors import Problem
 
 __all__ = [
     "ACCESS_METHODS",
+    "BODY_PROTOCOLS",
     "STATIC_SECTIONS",
     "Binary",
     "Endpoint",
@@ -38,6 +39,9 @@ ACCESS_METHODS: Mapping[str, frozenset[str]] = MappingProxyType(
         "full": frozenset({"*"}),
     }
 )
+
+#: Endpoint protocols whose requests are judged by their body (policy/l7_body.py).
+BODY_PROTOCOLS = frozenset({"graphql", "mcp", "json-rpc"})
 
 #: Top-level sections fixed at sandbox creation: changing them needs a sandbox restart.
 STATIC_SECTIONS = ("version", "filesystem_policy", "landlock", "process")
@@ -68,8 +72,27 @@ class L7Rule:
     method: str | None = None  # upper-case HTTP method or "*"
     path: str | None = None  # glob: ``*`` stays within a segment, ``**`` crosses ``/``
     query: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (param, any-of globs), sorted by param
+    # Body selectors (protocol graphql / mcp / json-rpc; see policy/l7_body.py). On mcp and json-rpc
+    # endpoints ``method`` holds the JSON-RPC method name, case kept, instead of an HTTP method.
+    tool: tuple[str, ...] = ()  # MCP tools/call params.name: any-of globs (``tool`` or ``params: {name}``)
+    operation_type: str | None = None  # GraphQL: query | mutation | subscription
+    operation_name: str | None = None  # GraphQL operation name glob
+    fields: tuple[str, ...] = ()  # GraphQL root field globs
+
+    @property
+    def is_body(self) -> bool:
+        return bool(self.tool or self.operation_type or self.operation_name or self.fields)
 
     def describe(self) -> str:
+        if self.operation_type or self.operation_name or self.fields:
+            parts = [self.operation_type or "any-operation"]
+            if self.operation_name:
+                parts.append(f"name={self.operation_name}")
+            if self.fields:
+                parts.append(f"fields={'|'.join(self.fields)}")
+            return " ".join(parts)
+        if self.tool:
+            return f"{self.method or '*'} tool={'|'.join(self.tool)}"
         parts = [self.method or "*", self.path or "/**"]
         if self.query:
             parts.append("?" + "&".join(f"{k}={'|'.join(v)}" for k, v in self.query))
@@ -88,6 +111,17 @@ class Endpoint:
     deny_rules: tuple[L7Rule, ...] = ()
     allowed_ips: tuple[str, ...] = ()  # normalised CIDRs
     tls: str | None = None
+    # Body inspection (protocol graphql / mcp / json-rpc): the upstream option values as written.
+    max_body_bytes: int | None = None  # mcp.max_body_bytes / json_rpc.max_body_bytes / graphql_max_body_bytes
+    mcp_strict_tool_names: bool | None = None
+    mcp_allow_all_known_methods: bool | None = None
+    persisted_queries: str | None = None  # "deny" | "allow_registered"
+    graphql_persisted_queries: tuple[tuple[str, L7Rule], ...] = ()  # hash or saved-query id -> operation
+
+    @property
+    def inspects_body(self) -> bool:
+        """Whether each request's body (GraphQL: or its query string) is parsed and judged."""
+        return self.protocol in BODY_PROTOCOLS
 
     @property
     def inspects_l7(self) -> bool:

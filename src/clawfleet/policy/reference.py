@@ -6,6 +6,8 @@ tests check the indexed :class:`~clawfleet.policy.engine.Engine` against it on r
 policies and requests, and ``benchmarks/bench_policy.py`` times both side by side.
 It shares only request canonicalisation with the engine; it matches globs with the regex specification
 (:func:`~clawfleet.policy.matching.glob_to_regex`), the engine with its linear matcher.
+Endpoints with body selectors (protocol graphql / mcp / json-rpc) are outside its scope: their requests are judged
+by :mod:`.l7_body`, tested on its own (tests/policy/test_l7_body.py), and the random policies use none.
 """
 
 from __future__ import annotations

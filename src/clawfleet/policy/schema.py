@@ -77,29 +77,40 @@ _ENDPOINT_KEYS = (
     "rules",
     "deny_rules",
     "allowed_ips",
+    "mcp",
+    "json_rpc",
+    "graphql_max_body_bytes",
+    "persisted_queries",
+    "graphql_persisted_queries",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
+_BODY_SELECTOR_KEYS = {
+    "mcp": ("method", "tool", "params"),
+    "json-rpc": ("method",),
+    "graphql": ("operation_type", "operation_name", "fields"),
+}
+#: The body a gateway buffers to judge one request, unless the endpoint sets its own limit (upstream's default).
+DEFAULT_MAX_BODY_BYTES = 65536
+#: The largest body limit a policy may set: the gateway holds the whole body in memory per request.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+GRAPHQL_OPERATION_TYPES = ("query", "mutation", "subscription", "*")
+#: MCP tool names upstream accepts under ``mcp.strict_tool_names`` (the MCP-recommended pattern).
+MCP_TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_RPC_METHOD_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
         "websocket_credential_rewrite",
         "request_body_credential_rewrite",
         "allow_uninspected_credentials",
-        "persisted_queries",
-        "graphql_persisted_queries",
-        "graphql_max_body_bytes",
         "credential_signing",
         "signing_service",
         "signing_region",
         "credential_binding",
-        "json_rpc",
-        "mcp",
         "review",
     }
 )
-_UPSTREAM_SELECTOR_ONLY = frozenset(
-    {"command", "operation_type", "operation_name", "fields", "tool", "params", "review"}
-)
+_UPSTREAM_SELECTOR_ONLY = frozenset({"command", "review"})
 METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
@@ -456,11 +467,25 @@ class _Validator:
                     out.append((param, (text,)))
         return tuple(sorted(out)) if ok else None
 
-    def selector(self, path: Path, value: Any, *, deny: bool) -> L7Rule | None:
-        m = self.mapping(path, value, _SELECTOR_KEYS, unsupported=_UPSTREAM_SELECTOR_ONLY)
+    def selector(self, path: Path, value: Any, *, deny: bool, protocol: str | None = None) -> L7Rule | None:
+        if protocol in _BODY_SELECTOR_KEYS:
+            return self.body_selector(path, value, deny=deny, protocol=protocol)
+        body_keys = {"operation_type", "operation_name", "fields", "tool", "params"}
+        for key in value if isinstance(value, dict) else ():
+            if key in body_keys:
+                self.err(
+                    (*path, key),
+                    f"{key!r} is a body selector: it applies on protocol: graphql / mcp / json-rpc endpoints"
+                    + (" (GraphQL-over-WebSocket operation rules are not supported by clawfleet yet)"
+                       if protocol == "websocket" else ""),
+                    at_key=True,
+                )  # fmt: skip
+        reported = tuple(k for k in value if k in body_keys) if isinstance(value, dict) else ()
+        m = self.mapping(path, value, (*_SELECTOR_KEYS, *reported), unsupported=_UPSTREAM_SELECTOR_ONLY)
         if m is None:
             return None
         bad = any(k not in _SELECTOR_KEYS for k in m)
+        m = {k: v for k, v in m.items() if k in _SELECTOR_KEYS}
         method = None
         if "method" in m:
             method = self.string((*path, "method"), m["method"], what="an HTTP method or '*'")
@@ -490,7 +515,109 @@ class _Validator:
             return None
         return L7Rule(method, rpath, query)
 
-    def rules(self, path: Path, value: Any) -> tuple[L7Rule, ...] | None:
+    def glob_matcher(self, path: Path, value: Any, what: str) -> tuple[str, ...] | None:
+        """A glob or ``{any: [globs]}`` (upstream's QueryMatcherDef) -> the any-of globs."""
+        if isinstance(value, dict):
+            mm = self.mapping(path, value, ("any",), required=("any",))
+            if mm is None or "any" not in mm:
+                return None
+            items = self.seq((*path, "any"), mm["any"], "globs")
+            if not items:
+                if items is not None:
+                    self.err((*path, "any"), "'any' needs at least one glob")
+                return None
+            out = [self.glob((*path, "any", i), g, what, absolute=False) for i, g in enumerate(items)]
+            return None if any(g is None for g in out) else tuple(sorted({g for g in out if g is not None}))
+        g = self.glob(path, value, f"{what} or {{any: [globs]}}", absolute=False)
+        return None if g is None else (g,)
+
+    def body_selector(self, path: Path, value: Any, *, deny: bool, protocol: str) -> L7Rule | None:
+        keys = _BODY_SELECTOR_KEYS[protocol]
+        wrong = [] if not isinstance(value, dict) else [k for k in value if k in _SELECTOR_KEYS and k not in keys]
+        for key in wrong:
+            self.err(
+                (*path, key),
+                f"{key!r} does not apply on a protocol: {protocol} endpoint (its rules judge the request body:"
+                f" {', '.join(keys)}); scope the endpoint with its own 'path' instead",
+                at_key=True,
+            )
+        m = self.mapping(path, value, (*keys, *wrong), unsupported=_UPSTREAM_SELECTOR_ONLY)
+        if m is None:
+            return None
+        bad = bool(wrong) or any(k not in keys for k in m)
+        m = {k: v for k, v in m.items() if k in keys}
+        method = None
+        if "method" in m:
+            method = self.string((*path, "method"), m["method"], what="a JSON-RPC method name")
+            if method is None:
+                bad = True
+            elif not _RPC_METHOD_RE.match(method):
+                self.err((*path, "method"), f"{method!r} is not a JSON-RPC method name (printable ASCII, no spaces)")
+                bad = True
+            elif protocol == "json-rpc" and method != "*" and any(c in method for c in "*?"):
+                self.err(
+                    (*path, "method"),
+                    f"{method!r}: JSON-RPC method rules take an exact name or '*' (other wildcards are refused"
+                    " upstream)",
+                )
+                bad = True
+            elif protocol == "mcp" and any(c in method for c in "*?") and not method.startswith("tools/"):
+                self.err(
+                    (*path, "method"),
+                    f"{method!r}: MCP method globs are accepted only for the tools/ family (tools/*); omit"
+                    " 'method' under mcp.allow_all_known_mcp_methods to match every MCP method",
+                )
+                bad = True
+        tool: tuple[str, ...] = ()
+        if "tool" in m and "params" in m:
+            self.err((*path, "params"), "use either 'tool' or 'params: {name: ...}', not both", at_key=True)
+            bad = True
+        if "tool" in m:
+            t = self.glob_matcher((*path, "tool"), m["tool"], "an MCP tool name glob")
+            bad = bad or t is None
+            tool = t or ()
+        elif "params" in m:
+            pm = self.mapping((*path, "params"), m["params"], ("name",), required=("name",))
+            if pm is None or set(pm) != {"name"}:
+                if pm is not None and any(k != "name" for k in pm):
+                    self.errors[-1] = self.doc.problem(
+                        (*path, "params"),
+                        "MCP params matchers support only 'name' (the tools/call tool name); tool argument"
+                        " matching is not supported (upstream refuses it too)",
+                    )
+                bad = True
+            else:
+                t = self.glob_matcher((*path, "params", "name"), pm["name"], "an MCP tool name glob")
+                bad = bad or t is None
+                tool = t or ()
+        op_type = None
+        if "operation_type" in m:
+            op_type = self.choice((*path, "operation_type"), m["operation_type"], GRAPHQL_OPERATION_TYPES)
+            bad = bad or op_type is None
+        op_name = None
+        if "operation_name" in m:
+            op_name = self.glob((*path, "operation_name"), m["operation_name"], "an operation name glob",
+                                absolute=False)  # fmt: skip
+            bad = bad or op_name is None
+        fields: tuple[str, ...] = ()
+        if "fields" in m:
+            items = self.seq((*path, "fields"), m["fields"], "root field globs")
+            if not items:
+                if items is not None:
+                    self.err((*path, "fields"), "'fields' needs at least one root field glob")
+                bad = True
+            else:
+                got = [self.glob((*path, "fields", i), f, "a root field glob", absolute=False)
+                       for i, f in enumerate(items)]  # fmt: skip
+                bad = bad or any(g is None for g in got)
+                fields = tuple(sorted({g for g in got if g is not None}))
+        if not m and deny:
+            self.warn(path, f"deny rule without {', '.join(keys)} denies every request")
+        if bad:
+            return None
+        return L7Rule(method, None, (), tool=tool, operation_type=op_type, operation_name=op_name, fields=fields)
+
+    def rules(self, path: Path, value: Any, protocol: str | None = None) -> tuple[L7Rule, ...] | None:
         items = self.seq(path, value, "rules ({allow: {method, path, query}})")
         if items is None:
             return None
@@ -502,14 +629,14 @@ class _Validator:
             if m is None or "allow" not in m or any(k != "allow" for k in m):
                 ok = False
                 continue
-            rule = self.selector((*ipath, "allow"), m["allow"], deny=False)
+            rule = self.selector((*ipath, "allow"), m["allow"], deny=False, protocol=protocol)
             if rule is None:
                 ok = False
             else:
                 out.append(rule)
         return tuple(out) if ok else None
 
-    def deny_rules(self, path: Path, value: Any) -> tuple[L7Rule, ...] | None:
+    def deny_rules(self, path: Path, value: Any, protocol: str | None = None) -> tuple[L7Rule, ...] | None:
         items = self.seq(path, value, "deny rules ({method, path, query})")
         if items is None:
             return None
@@ -524,7 +651,7 @@ class _Validator:
                 )
                 ok = False
                 continue
-            rule = self.selector((*path, i), item, deny=True)
+            rule = self.selector((*path, i), item, deny=True, protocol=protocol)
             if rule is None:
                 ok = False
             else:
@@ -616,7 +743,7 @@ class _Validator:
         bad = bad or ("access" in m and access is None)
         rules: tuple[L7Rule, ...] = ()
         if "rules" in m:
-            r = self.rules((*path, "rules"), m["rules"])
+            r = self.rules((*path, "rules"), m["rules"], protocol)
             bad = bad or r is None
             rules = r or ()
             if r == ():
@@ -624,7 +751,7 @@ class _Validator:
                 bad = True
         deny: tuple[L7Rule, ...] = ()
         if "deny_rules" in m:
-            d = self.deny_rules((*path, "deny_rules"), m["deny_rules"])
+            d = self.deny_rules((*path, "deny_rules"), m["deny_rules"], protocol)
             bad = bad or d is None
             deny = d or ()
         ips: tuple[str, ...] = ()
@@ -664,7 +791,9 @@ class _Validator:
             self.warn((*path, "enforcement"), "enforcement: audit only affects L7 rules; this endpoint is L4")
         if ports and protocol is None and not has_l7 and epath is not None:
             self.warn((*path, "path"), "'path' is only checked on L7 endpoints (set protocol: rest)")
-        if bad or host is None:
+        body = self.body_options(path, m, protocol, host, rules, deny)
+        bad = bad or body is None
+        if bad or host is None or body is None:
             return None
         return Endpoint(
             host=host,
@@ -677,7 +806,139 @@ class _Validator:
             deny_rules=deny,
             allowed_ips=ips,
             tls=tls,
+            **body,
         )
+
+    def body_options(
+        self,
+        path: Path,
+        m: dict[str, Any],
+        protocol: str | None,
+        host: str | None,
+        rules: tuple[L7Rule, ...],
+        deny: tuple[L7Rule, ...],
+    ) -> dict[str, Any] | None:
+        """Validate the body-inspection options of one endpoint (upstream's rules, docs/policy.md)."""
+        out: dict[str, Any] = {}
+        bad = False
+        owner = {"mcp": "mcp", "json_rpc": "json-rpc", "graphql_max_body_bytes": "graphql",
+                 "persisted_queries": "graphql", "graphql_persisted_queries": "graphql"}  # fmt: skip
+        for key, proto in owner.items():
+            if key in m and protocol != proto:
+                self.err((*path, key), f"{key!r} applies only to protocol: {proto} endpoints", at_key=True)
+                bad = True
+        if bad:
+            return None
+        limit_path: Path | None = None
+        limit_value: Any = None
+        if protocol == "mcp" and "mcp" in m:
+            mm = self.mapping((*path, "mcp"), m["mcp"], ("max_body_bytes", "strict_tool_names",
+                                                          "allow_all_known_mcp_methods"))  # fmt: skip
+            if mm is None or any(k not in ("max_body_bytes", "strict_tool_names", "allow_all_known_mcp_methods")
+                                 for k in mm):  # fmt: skip
+                return None
+            if "max_body_bytes" in mm:
+                limit_path, limit_value = (*path, "mcp", "max_body_bytes"), mm["max_body_bytes"]
+            for key, attr in (("strict_tool_names", "mcp_strict_tool_names"),
+                              ("allow_all_known_mcp_methods", "mcp_allow_all_known_methods")):  # fmt: skip
+                if key in mm:
+                    b = self.boolean((*path, "mcp", key), mm[key])
+                    bad = bad or b is None
+                    out[attr] = b
+        if protocol == "json-rpc" and "json_rpc" in m:
+            jm = self.mapping((*path, "json_rpc"), m["json_rpc"], ("max_body_bytes",))
+            if jm is None or any(k != "max_body_bytes" for k in jm):
+                return None
+            if "max_body_bytes" in jm:
+                limit_path, limit_value = (*path, "json_rpc", "max_body_bytes"), jm["max_body_bytes"]
+        if protocol == "graphql" and "graphql_max_body_bytes" in m:
+            limit_path, limit_value = (*path, "graphql_max_body_bytes"), m["graphql_max_body_bytes"]
+        if limit_path is not None:
+            n = self.integer(limit_path, limit_value, 1, MAX_BODY_BYTES, "a body limit in bytes")
+            bad = bad or n is None
+            out["max_body_bytes"] = n
+        if protocol == "graphql":
+            if "persisted_queries" in m:
+                pq = self.choice((*path, "persisted_queries"), m["persisted_queries"], ("deny", "allow_registered"))
+                bad = bad or pq is None
+                out["persisted_queries"] = pq
+            if "graphql_persisted_queries" in m:
+                gm = m["graphql_persisted_queries"]
+                if not isinstance(gm, dict):
+                    self.err(
+                        (*path, "graphql_persisted_queries"),
+                        f"expected a mapping of hash or saved-query id -> operation, got {_type_name(gm)}",
+                    )
+                    return None
+                reg = []
+                for key, op in gm.items():
+                    opath = (*path, "graphql_persisted_queries", key)
+                    rule = self.body_selector(opath, op, deny=False, protocol="graphql")
+                    if rule is None:
+                        bad = True
+                    elif rule.operation_type is None:
+                        self.err(opath, "a registered persisted query needs its operation_type")
+                        bad = True
+                    else:
+                        reg.append((str(key), rule))
+                out["graphql_persisted_queries"] = tuple(sorted(reg, key=lambda kv: kv[0]))
+                if out.get("persisted_queries") != "allow_registered":
+                    self.warn(
+                        (*path, "graphql_persisted_queries"),
+                        "registered persisted queries are used only with persisted_queries: allow_registered",
+                    )
+        if protocol not in ("graphql", "mcp", "json-rpc"):
+            return None if bad else out
+        if "access" in m:
+            self.err((*path, "access"), f"'access' presets are HTTP methods; a protocol: {protocol} endpoint judges"
+                     " request bodies: use rules", at_key=True)  # fmt: skip
+            bad = True
+        if protocol == "graphql":
+            for i, r in enumerate(rules):
+                if r.operation_type is None:
+                    self.err(
+                        (*path, "rules", i, "allow"),
+                        "a GraphQL allow rule needs 'operation_type' (query, mutation, subscription or '*')",
+                    )
+                    bad = True
+        if protocol == "json-rpc":
+            for i, r in enumerate(rules):
+                if r.method is None:
+                    self.err((*path, "rules", i, "allow"), "a JSON-RPC allow rule needs 'method' (a name or '*')")
+                    bad = True
+        if protocol == "mcp":
+            if host is not None and ("*" in host or "?" in host):
+                self.err((*path, "host"), "an MCP endpoint needs a concrete host (no wildcard), as upstream requires")
+                bad = True
+            allow_all = bool(out.get("mcp_allow_all_known_methods"))
+            strict = out.get("mcp_strict_tool_names", True) is not False
+            for i, r in enumerate(rules):
+                rpath = (*path, "rules", i, "allow")
+                if r.method is None and not allow_all:
+                    self.err(rpath, "an MCP allow rule needs 'method' (or set mcp.allow_all_known_mcp_methods: true)")
+                    bad = True
+            for kind, group in (("rules", rules), ("deny_rules", deny)):
+                for i, r in enumerate(group):
+                    rpath = (*path, kind, i, "allow") if kind == "rules" else (*path, kind, i)
+                    if r.tool and r.method not in ("tools/call", None):
+                        self.err(rpath, "'tool' matches tools/call params.name: set method: tools/call")
+                        bad = True
+                    if r.tool and r.method is None and not allow_all and kind == "deny_rules":
+                        self.err(rpath, "'tool' needs method: tools/call unless mcp.allow_all_known_mcp_methods")
+                        bad = True
+                    if r.tool and not strict and any(c in t for t in r.tool for c in "*?"):
+                        self.err(rpath, "wildcard 'tool' matchers need mcp.strict_tool_names to stay enabled")
+                        bad = True
+            scoped = [r for r in rules if r.tool]
+            broad = [r for r in (*rules, *deny) if not r.tool and _covers_tools_call(r.method)]
+            if scoped and broad:
+                self.err(
+                    (*path, "rules"),
+                    "a rule whose method covers tools/call without 'tool' cannot be combined with tool-specific"
+                    " allow rules (it would bypass or erase the tool filter); add 'tool' or remove one",
+                )
+                bad = True
+        return None if bad else out
 
     def binary(self, path: Path, value: Any) -> Binary | None:
         m = self.mapping(path, value, ("path",), required=("path",), what="{path: /usr/bin/tool}")
@@ -952,6 +1213,10 @@ class _Validator:
         if self.errors or info is None or nps is None or mws is None:
             return None
         return Preset(info, nps, mws, source=self.doc.filename, warnings=tuple(self.warnings))
+
+
+def _covers_tools_call(method: str | None) -> bool:
+    return method is not None and (method in ("tools/call", "tools/*", "tools/**", "*"))
 
 
 def _net_sort_key(text: str) -> tuple[int, int, int]:

@@ -3,8 +3,11 @@
 The gateway removes any identity header the sandbox sent and adds two of its own::
 
     x-clawfleet-sandbox:  alpha
-    x-clawfleet-identity: v1.<unix seconds>.<nonce>.<hex HMAC-SHA256(key, "v1\\n<sandbox>\\n<ts>\\n<nonce>")>
+    x-clawfleet-identity: v1.<unix seconds>.<nonce>.<hex HMAC-SHA256(K_sandbox, "v1\\n<sandbox>\\n<ts>\\n<nonce>")>
 
+where ``K_sandbox = HMAC-SHA256(key, "clawfleet-router-identity\\n<sandbox>")``: the process that serves one
+sandbox's traffic (:class:`clawfleet.gateway.router_identity.RouterIdentity`) keeps that sandbox's key alone,
+so even taken over it can vouch for no other sandbox; the router derives the key of the sandbox a proof names.
 The key is per host, in a root-only file (``/etc/clawfleet/router/identity.key``) that the gateway reads
 directly and the router receives as a systemd credential. Whoever lacks the key (a sandbox, any other host
 process talking to the router's loopback port) cannot produce a valid proof, so a header it writes is
@@ -55,16 +58,26 @@ def load_key(path: str | os.PathLike[str], *, check_mode: bool = True) -> bytes:
     return raw
 
 
-def _mac(key: bytes, sandbox: str, ts: int, nonce: str) -> str:
+def sandbox_key(key: bytes, sandbox: str) -> bytes:
+    """The key that signs for ``sandbox`` alone, derived from the per-host ``key``."""
+    return hmac.new(key, f"clawfleet-router-identity\n{sandbox}".encode(), hashlib.sha256).digest()
+
+
+def _mac(skey: bytes, sandbox: str, ts: int, nonce: str) -> str:
     msg = f"{VERSION}\n{sandbox}\n{ts}\n{nonce}".encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    return hmac.new(skey, msg, hashlib.sha256).hexdigest()
+
+
+def sign_as(skey: bytes, sandbox: str, *, now: float | None = None, nonce: str | None = None) -> str:
+    """The proof header value for ``sandbox``, signed with its own key (:func:`sandbox_key`)."""
+    ts = int(time.time() if now is None else now)
+    nonce = nonce or secrets.token_urlsafe(18)
+    return f"{VERSION}.{ts}.{nonce}.{_mac(skey, sandbox, ts, nonce)}"
 
 
 def sign(key: bytes, sandbox: str, *, now: float | None = None, nonce: str | None = None) -> str:
-    """The proof header value for ``sandbox`` (used by the gateway)."""
-    ts = int(time.time() if now is None else now)
-    nonce = nonce or secrets.token_urlsafe(18)
-    return f"{VERSION}.{ts}.{nonce}.{_mac(key, sandbox, ts, nonce)}"
+    """The proof header value for ``sandbox``, from the per-host ``key``."""
+    return sign_as(sandbox_key(key, sandbox), sandbox, now=now, nonce=nonce)
 
 
 class IdentityVerifier:
@@ -92,7 +105,7 @@ class IdentityVerifier:
         now = self._clock()
         if abs(now - ts) > self.max_skew_s:
             return None, "stale"
-        if not hmac.compare_digest(mac, _mac(self._key, sandbox, ts, nonce)):
+        if not hmac.compare_digest(mac, _mac(sandbox_key(self._key, sandbox), sandbox, ts, nonce)):
             return None, "bad_signature"
         self._prune(now)
         if nonce in self._seen:

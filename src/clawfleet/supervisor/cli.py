@@ -63,7 +63,8 @@ def _forward(args: argparse.Namespace) -> int:
 
 
 def register_gateway(sub: Any) -> None:
-    """``serve`` (the daemon), ``sandbox`` (one sandbox of a daemon config), ``check`` and ``run``."""
+    """``serve`` (the daemon), ``sandbox`` (one sandbox of a daemon config), ``check``, ``reload`` and ``run``."""
+    from clawfleet.paths import CONTROL_SOCKET
     from clawfleet.sandbox.run_args import add_run_arguments
 
     serve = sub.add_parser("serve", help="run the sandboxes of a daemon config, with a control socket")
@@ -84,6 +85,16 @@ def register_gateway(sub: Any) -> None:
     )
     check.add_argument("--config", required=True, metavar="FILE", help="daemon config or sandbox definition file")
     check.set_defaults(func=_check)
+    reload = sub.add_parser(
+        "reload",
+        help="make the running daemon read its config and definitions again (what SIGHUP does) and wait for it",
+        description="Prints the outcome (--json: as one JSON object). Exit 0 when applied; 1 when the daemon kept "
+        "its last good set (an invalid file, named with its line) or a daemon-wide setting needs a restart. "
+        "The gateway unit's ExecReload, so `systemctl reload clawfleet-gateway` fails when the reload did.",
+    )
+    reload.add_argument("--socket", default=CONTROL_SOCKET, help=f"control socket (default {CONTROL_SOCKET})")
+    reload.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    reload.set_defaults(func=_reload)
     run = sub.add_parser("run", help="the same as 'clawfleet sandbox run' (all traffic through the gateway)")
     add_run_arguments(run)
     run.set_defaults(func=run_command)
@@ -162,6 +173,29 @@ def _sandbox(args: argparse.Namespace) -> int:
         return 2
     print(f"clawfleet gateway sandbox: {args.config} defines no sandbox named {args.name!r}", file=sys.stderr)
     return 2
+
+
+def _reload(args: argparse.Namespace) -> int:
+    import json
+
+    from clawfleet.control_protocol import request
+
+    try:
+        outcome = next(request({"cmd": "reload"}, args.socket))
+    except (FileNotFoundError, ConnectionRefusedError, StopIteration):
+        print(f"clawfleet gateway: no gateway daemon at {args.socket}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(outcome))
+    failed = outcome.get("event") != "reloaded"
+    if failed:
+        print(f"clawfleet gateway: reload failed, the last good set stays: {outcome.get('error')}", file=sys.stderr)
+    elif outcome.get("restart_needed_for"):
+        print(f"clawfleet gateway: reloaded, but {outcome['restart_needed_for']} changed: restart the daemon "
+              "(systemctl restart clawfleet-gateway)", file=sys.stderr)  # fmt: skip
+    elif not args.json:
+        print(", ".join(f"{k}: {' '.join(outcome[k]) or '-'}" for k in ("added", "removed", "changed", "unchanged")))
+    return 1 if failed or outcome.get("restart_needed_for") else 0
 
 
 def _check(args: argparse.Namespace) -> int:

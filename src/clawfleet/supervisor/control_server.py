@@ -1,5 +1,6 @@
 """The supervisor's control socket, server side (protocol: :mod:`clawfleet.control_protocol`): answers
-``list``, ``status``, ``logs`` (optionally following) and ``stop`` about the daemon's sandboxes."""
+``list``, ``status``, ``logs`` (optionally following) and ``stop`` about the daemon's sandboxes, and ``reload`` (what
+SIGHUP does, answered with its outcome once it is applied)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ async def handle(daemon: Daemon, reader: asyncio.StreamReader, writer: asyncio.S
         m = daemon.sandboxes.get(name) if name else None
         if cmd == "list":
             answer: Any = [s.info() for s in daemon.sandboxes.values()]
+        elif cmd == "reload":
+            answer = await daemon.reload()
         elif m is None:
             answer = {"error": f"no sandbox named {name!r}"}
         elif cmd == "status":

@@ -79,6 +79,9 @@ class Daemon:
         self.restart_delay = 5.0
         self.sandboxes: dict[str, Managed] = {}
         self.definitions: dict[str, SandboxDefinition] = {}
+        # One reload at a time: SIGHUP and the control socket's `reload` may arrive together, and a reload awaits
+        # between taking a sandbox's gateway down and making the new one.
+        self._reloading = asyncio.Lock()
         for path in cfg.sandboxes:
             d = load_definition(path)
             if d.name in self.sandboxes:
@@ -146,6 +149,10 @@ class Daemon:
         keeps its gateway, its connections and its listener, so editing one definition no longer interrupts every
         sandbox on the host. Nothing changes when any file is invalid: the error is logged with its position and
         the running set stays. Daemon-wide settings (state dir, sockets, launch mode) need a restart."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         try:
             cfg = load_daemon_config(self.config_path)
