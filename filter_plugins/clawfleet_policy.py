@@ -112,6 +112,32 @@ def clawfleet_policy_merge(base: Any, presets: Any = (), report: bool = False) -
     }
 
 
+def clawfleet_policy_alias_binaries(merged: Mapping[str, Any], aliases: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a network rule of a merged policy (``clawfleet_policy_merge(..., report=true)``'s result) lists one of
+    ``aliases``' keys as a binary, also list that key's values; the digest is recomputed and the report says so.
+
+    For agents that bring their own interpreter: a preset written for ``/usr/bin/node`` must also open the same
+    hosts to OpenClaw's pinned Node (``/opt/clawfleet/openclaw/*/node/bin/node``), and only those hosts.
+    """
+    policy = dict(merged["policy"])
+    rules = {key: dict(rule) for key, rule in (policy.get("network_policies") or {}).items()}
+    lines = list(merged.get("report") or [])
+    for key, rule in rules.items():
+        paths = [b["path"] for b in rule.get("binaries") or []]
+        extra = [str(a) for p in paths if p in aliases for a in _as_list(aliases[p])]
+        extra = sorted({a for a in extra if a not in paths})
+        if extra:
+            rule["binaries"] = [*rule["binaries"], *({"path": a} for a in extra)]
+            lines.append(f"binaries of network_policies.{key}: added {', '.join(extra)} (the agent's own runtime)")
+    policy["network_policies"] = rules
+    canonical = _policy.normalize(_load(policy))
+    return {**merged, "policy": canonical, "digest": _policy.digest(_load(canonical)), "report": lines}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value)
+
+
 def clawfleet_policy_diff(old: Any, new: Any) -> dict[str, Any]:
     """``{changed, needs_restart, old_digest, new_digest, changes: [...], text}``."""
     result = _policy.diff(_load(old, what="old policy", kind="any"), _load(new, what="new policy", kind="any"))
@@ -127,5 +153,6 @@ class FilterModule:
             "clawfleet_policy_merge": clawfleet_policy_merge,
             "clawfleet_policy_digest": clawfleet_policy_digest,
             "clawfleet_policy_diff": clawfleet_policy_diff,
+            "clawfleet_policy_alias_binaries": clawfleet_policy_alias_binaries,
             "clawfleet_policy_normalize": clawfleet_policy_normalize,
         }

@@ -35,7 +35,31 @@ def test_filter_names(filters):
         "clawfleet_policy_digest",
         "clawfleet_policy_diff",
         "clawfleet_policy_normalize",
+        "clawfleet_policy_alias_binaries",
     }
+
+
+AGENT_NODE = "/opt/clawfleet/openclaw/*/node/bin/node"
+
+
+def test_alias_binaries_opens_a_node_rule_to_the_agents_node_only(filters):
+    """An agent sandbox (OpenClaw on its own Node): the telegram preset, written for /usr/bin/node, also lets the
+    agent's Node out; the twin, a rule for another binary, is left closed to it; the digest follows the change."""
+    base = str(POLICIES / "openclaw-sandbox.yaml")
+    merged = filters["clawfleet_policy_merge"](base, [str(POLICIES / "presets" / "telegram.yaml")], report=True)
+    aliased = filters["clawfleet_policy_alias_binaries"](merged, {"/usr/bin/node": [AGENT_NODE]})
+    rules = aliased["policy"]["network_policies"]
+    assert {"path": AGENT_NODE} in rules["telegram"]["binaries"]
+    # Upstream's clawhub rule names /usr/local/bin/openclaw, not node: the agent's Node gets nothing there.
+    assert {"path": AGENT_NODE} not in rules["clawhub"]["binaries"]
+    assert aliased["digest"] != merged["digest"]
+    assert any("added " + AGENT_NODE in line for line in aliased["report"])
+    # Applying it again changes nothing (the role runs it on every play).
+    again = filters["clawfleet_policy_alias_binaries"](aliased, {"/usr/bin/node": [AGENT_NODE]})
+    assert again["digest"] == aliased["digest"] and again["policy"] == aliased["policy"]
+    # No aliases (a sandbox without an agent): the merged policy as it was.
+    same = filters["clawfleet_policy_alias_binaries"](merged, {})
+    assert same["digest"] == merged["digest"]
 
 
 def test_accepts_path_text_and_dict(filters):

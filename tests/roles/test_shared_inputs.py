@@ -25,6 +25,8 @@ PUBLIC_FACTS = {
     "nvidia_gpu_reboot_required",
     "policy_set",
     "sandbox_definitions_changed",
+    "sandbox_workdirs",  # sandbox -> agent: where each workdir is
+    "agent_restart_sandboxes",  # agent -> sandbox (start): sandboxes to restart into a new OpenClaw version
     "policy_learned",
     "policy_status_report",
     "probe_dir",

@@ -25,6 +25,7 @@ def _layout(root: Path) -> dict[str, Path]:
     paths = {
         "venv": root / "opt/clawfleet/venv",
         "venvs": root / "opt/clawfleet/venvs",
+        "openclaw": root / "opt/clawfleet/openclaw",
         "vllm_venv": root / "opt/clawfleet/vllm",
         "probe": root / "usr/local/lib/clawfleet-probe",
         "config": root / "etc/clawfleet",
@@ -46,6 +47,10 @@ def _layout(root: Path) -> dict[str, Path]:
             path.symlink_to(root / "opt/clawfleet/venvs/0123456789abcdef")
         else:
             path.mkdir(parents=True, exist_ok=True)
+    # Two OpenClaw versions and the live link, as the agent role leaves them.
+    for version in ("2026.9.5", "2026.9.6"):
+        (paths["openclaw"] / version / "bin").mkdir(parents=True)
+    (paths["openclaw"] / "current").symlink_to("2026.9.6")
     (paths["config"] / "secrets").mkdir()
     (paths["config"] / "secrets" / "sandbox-a-TOKEN").write_text("x\n")
     (paths["state"] / "policy-ledger.jsonl").write_text("{}\n")
@@ -59,6 +64,7 @@ def _run(paths: dict[str, Path], tmp_path: Path, names: dict[str, str], **extra)
     variables = {
         "clawfleet_venv": str(paths["venv"]),
         "clawfleet_runtime_venvs_dir": str(paths["venvs"]),
+        "clawfleet_openclaw_root": str(paths["openclaw"]),
         "vllm_venv_dir": str(paths["vllm_venv"]),
         "probe_dir": str(paths["probe"]),
         "clawfleet_config_dir": str(paths["config"]),
@@ -111,7 +117,7 @@ def test_removes_what_the_roles_installed_and_keeps_the_state(tmp_path, names):
     paths = _layout(tmp_path / "host")
     proc = _run(paths, tmp_path, names, clawfleet_uninstall_confirm=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for gone in ("venv", "venvs", "vllm_venv", "probe", "config", "run", "logrotate"):
+    for gone in ("venv", "venvs", "openclaw", "vllm_venv", "probe", "config", "run", "logrotate"):
         assert not paths[gone].exists() and not paths[gone].is_symlink(), gone
     assert not (paths["units"] / "clawfleet-gateway.service").exists()
     assert not (paths["units"] / "clawfleet-sandbox@.service").exists()
