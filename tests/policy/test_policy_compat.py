@@ -122,6 +122,6 @@ def test_json_schema_accepts_the_repository_policies():
     from policy_testpaths import POLICIES as REPO_POLICIES
 
     files = sorted(REPO_POLICIES.glob("**/*.yaml"))
-    assert len(files) == 12  # base + 11 presets
+    assert len(files) == 13  # base, openclaw-sandbox (the agent role's base) + 11 presets
     for path in files:
         jsonschema.validate(YAML(typ="safe").load(path.read_text()), JSON_SCHEMA)
