@@ -8,7 +8,9 @@ answers 302 with a ``Location`` that quotes the path it received (token included
 that reflects the request into a response header. Every request is recorded (method, path, headers) in
 ``server.seen``.
 
-Standard library only. As a program: ``fake_telegram.py --cert C --key K --token-file F [--port P]``.
+Standard library only. As a program: ``fake_telegram.py --cert C --key K --token-file F [--port P] [--log FILE]``;
+``--log`` appends a JSON line per request (method, the path with the real token written ``<TOKEN>``, and ``token``:
+``real``, ``other`` or ``none``), so a test can show what arrived without ever printing the token.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from pathlib import Path
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "clawfleet fake", "username": "clawfleet_fake_bot"}
 
 
-def make_handler(token: str):
+def log_line(token: str, method: str, path: str) -> str:
+    """One request as a JSON line that never holds the real token (see the module's docstring)."""
+    segment = path.partition("?")[0].split("/")[1:2]
+    seen = segment[0][3:] if segment and segment[0].startswith("bot") else None
+    kind = "none" if seen is None else "real" if seen == token else "other"
+    return json.dumps({"method": method, "path": path.replace(token, "<TOKEN>"), "token": kind})
+
+
+def make_handler(token: str, log: Path | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -47,6 +57,9 @@ def make_handler(token: str):
             self.server.seen.append(  # type: ignore[attr-defined]
                 {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
             )
+            if log is not None:
+                with log.open("a") as f:
+                    f.write(log_line(token, self.command, self.path) + "\n")
             path = self.path.partition("?")[0]
             parts = path.split("/")
             if len(parts) != 3 or parts[0] != "" or not parts[1].startswith("bot"):
@@ -70,9 +83,11 @@ def make_handler(token: str):
     return Handler
 
 
-def make_server(token: str, cert: Path, key: Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """A TLS server (not yet serving) whose ``seen`` list records every request."""
-    httpd = ThreadingHTTPServer((host, port), make_handler(token))
+def make_server(
+    token: str, cert: Path, key: Path, host: str = "127.0.0.1", port: int = 0, log: Path | None = None
+) -> ThreadingHTTPServer:
+    """A TLS server (not yet serving) whose ``seen`` list records every request (and ``log``, if given)."""
+    httpd = ThreadingHTTPServer((host, port), make_handler(token, log))
     httpd.daemon_threads = True
     httpd.seen = []  # type: ignore[attr-defined]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -88,9 +103,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--log", type=Path, help="append a JSON line per request, the token written <TOKEN>")
     args = parser.parse_args(argv)
     token = args.token_file.read_text().strip()
-    make_server(token, args.cert, args.key, args.host, args.port).serve_forever()
+    make_server(token, args.cert, args.key, args.host, args.port, args.log).serve_forever()
     return 0
 
 
