@@ -6,8 +6,8 @@ nothing skips there)."""
 from __future__ import annotations
 
 import json
-import textwrap
 import os
+import textwrap
 
 import pytest
 
@@ -96,7 +96,8 @@ def test_curl_request_and_response_bodies_through_the_regex_middleware(box, mwwo
     # The script is a file in the workdir, not a command-line argument: the sandbox's process events log its command
     # line (as upstream's OCSF Process Activity does), and the log below must hold none of the secrets it sends.
     script = box.work / "middleware.sh"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         c() {{ curl -s -o /tmp/out -w '%{{http_code}}' "$@"; echo " $(head -c 600 /tmp/out | tr -d '\\n')"; }}
         c -H content-type:application/json -d '{{"api_key":"{TOKEN}","n":1}}' {o}/v1/chat
         c -H content-type:application/json -d '{{"api_key":"sk-short","n":1}}' {o}/v1/chat
@@ -108,7 +109,8 @@ def test_curl_request_and_response_bodies_through_the_regex_middleware(box, mwwo
         c --compressed {p}/secret
         c {p}/plain
         c {p}/pem
-    """))
+    """)
+    )
     proc = box.run(["/bin/sh", "/sandbox/middleware.sh"])
     lines = proc.stdout.strip().split("\n")
     codes = [x.split(" ", 1)[0] for x in lines]
