@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from clawfleet.policy import Decision
+from clawfleet.policy import Decision, credential_scopes
 from clawfleet.policy.matching import normalize_request_host
 from clawfleet.policy.middleware import RegexHook
 
@@ -44,11 +44,13 @@ from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_auth
 from .body import BodyRefused, body_headers, read_body, reframe
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
+from .credentials import Destination
 from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .middleware import MiddlewareStop, run_chain
 from .middleware import event as mw_event
+from .providers import private_addresses
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
@@ -374,6 +376,7 @@ class Gateway:
         self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
+        self._scoped: tuple[object, object] | None = None  # (secrets, policy) the provider scopes were set for
         self.upstream_ctx = upstream_context(config.extra_ca_file)
         self.monitor = config.mode == MONITOR
         self.servers: list[asyncio.base_events.Server] = []
@@ -519,7 +522,16 @@ class Gateway:
             return True
         if middleware and self.holder.engine.middlewares(host):  # it sees only traffic the gateway parses
             return True
-        return bool(self.secrets) and self.secrets.bound(host)
+        return bool(self.secrets) and self.credentials().bound(host, port)
+
+    def credentials(self) -> Secrets:
+        """The secrets, with each provider's endpoints taken from the live policy: an endpointless provider's
+        credentials follow the policy's ``credential_binding`` endpoints from one reload to the next."""
+        policy = self.holder.policy
+        if self._scoped is None or self._scoped[0] is not self.secrets or self._scoped[1] is not policy:
+            self.secrets.scope(credential_scopes(policy, self.config.providers))
+            self._scoped = (self.secrets, policy)
+        return self.secrets
 
     def _uninspected_tunnel(self, caller, d: Decision, target: Target) -> None:
         """A tunnel relayed byte for byte (``tls: skip``) to a host a middleware selects: refused when a stage is
@@ -776,7 +788,7 @@ class Gateway:
             if (hh.host, hh.port) != (target.host, target.port):
                 raise Denied(403, "Host header differs from the request target",
                              f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
-            if self.secrets.refuses(method, target.host):
+            if self.credentials().refuses(method, target.host, target.port):
                 raise Denied(405, f"{method} to {target.host} refused",
                              "a host a credential is bound to may echo the injected value back")  # fmt: skip
             try:  # judged and forwarded: the canonical form, never the raw text
@@ -821,9 +833,13 @@ class Gateway:
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
-        if self.secrets and is_tls:  # real values only ever travel inside verified TLS
+        if self.secrets:
+            # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
+            # addresses the policy or the operator granted on loopback or a private network (.credentials).
+            private = not is_tls and private_addresses(ips)
+            dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
-            out_target, headers, used = self.secrets.inject(target.host, out_target, headers, ev.target)
+            out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
         else:
             used = set()
         expect = _hdr(headers, b"expect")
