@@ -381,3 +381,14 @@ def test_gateway_check_refuses_a_binding_to_a_provider_not_configured(tmp_path, 
         f"{tmp_path}/policy.yaml:11:29: network_policies.api.endpoints[0].credential_binding.provider: provider"
         " 'nobody' is not configured for this sandbox (the gateway's providers: work)"
     )
+
+
+def test_a_rotated_value_is_used_without_a_restart(make_provider_gw, origins, tmp_path):
+    gw = make_provider_gw()
+    assert https(gw, origins, "GET", "/ok/r", headers={"X-Api-Key": PH})[0] == 200
+    assert _seen(origins)["x-api-key"] == SECRET_VALUE
+    rotated = tmp_path / "rotated"
+    rotated.write_text("ghp_ROTATED_value\n")
+    rotated.replace(tmp_path / "work-API_TOKEN")  # as an operator (or Ansible) replaces the file
+    assert https(gw, origins, "GET", "/ok/r", headers={"X-Api-Key": PH})[0] == 200
+    assert _seen(origins)["x-api-key"] == "ghp_ROTATED_value"

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -94,7 +95,13 @@ class Destination:
 def _endpoint_covers(ep: Endpoint, dest: Destination) -> bool:
     if dest.port not in ep.ports or not matches_host((ep.host,), dest.host):
         return False
-    return ep.path is None or ep.path in ("**", "/**") or bool(compile_glob(ep.path).match(dest.path))
+    return ep.path is None or ep.path in ("**", "/**") or bool(_path_glob(ep.path).match(dest.path))
+
+
+@functools.lru_cache(maxsize=256)
+def _path_glob(pattern: str) -> Any:
+    """An endpoint path glob, compiled once (the same matcher as the policy engine's endpoint ``path``)."""
+    return compile_glob(pattern)
 
 
 def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> SecretBinding:
