@@ -37,8 +37,9 @@ credentials:
 """
 
 
-def _policy(origins, bound_host: str = "origin.test", provider: str = "work") -> str:
+def _policy(origins, bound_host: str = "origin.test", provider: str = "work", rewrite: bool = False) -> str:
     hp, pp = origins["https"].port, origins["http"].port
+    opt = ", request_body_credential_rewrite: true" if rewrite else ""
     return f"""\
 version: 1
 network_policies:
@@ -51,8 +52,9 @@ network_policies:
         protocol: rest
         access: full
         credential_binding: {{provider: {provider}}}
+        request_body_credential_rewrite: {str(rewrite).lower()}
       - {{host: origin.test, port: {hp}, allowed_ips: [127.0.0.1/32], protocol: rest, access: full}}
-      - {{host: other.test, port: {hp}, allowed_ips: [127.0.0.1/32], protocol: rest, access: full}}
+      - {{host: other.test, port: {hp}, allowed_ips: [127.0.0.1/32], protocol: rest, access: full{opt}}}
       - host: plain.test
         port: {pp}
         allowed_ips: [127.0.0.1/32]
@@ -392,3 +394,69 @@ def test_a_rotated_value_is_used_without_a_restart(make_provider_gw, origins, tm
     rotated.replace(tmp_path / "work-API_TOKEN")  # as an operator (or Ansible) replaces the file
     assert https(gw, origins, "GET", "/ok/r", headers={"X-Api-Key": PH})[0] == 200
     assert _seen(origins)["x-api-key"] == "ghp_ROTATED_value"
+
+
+# -- request bodies (opt-in: request_body_credential_rewrite) ----------------------------------------------
+def _post(gw, origins, body: bytes, ctype: str, host: str = "origin.test", path: str = "/ok/b") -> tuple[int, str]:
+    status, _, _ = https(gw, origins, "POST", path, host=host, headers={"Content-Type": ctype}, body=body)
+    rec = origins["https"].seen[-1]
+    length = {k.lower(): v for k, v in rec["headers"].items()}["content-length"]
+    assert int(length) == len(rec["body"].encode("latin-1"))  # reframed exactly
+    return status, rec["body"]
+
+
+def test_json_string_values_are_filled_and_nothing_else_changes(make_provider_gw, origins):
+    gw = make_provider_gw(_policy(origins, rewrite=True))
+    sent = '{"api_key": "' + PH + '", "n": 1.50, "dup": 1, "dup": 2, "deep": [{"k": "' + CF + '"}]}'
+    status, got = _post(gw, origins, sent.encode(), "application/json; charset=utf-8")
+    assert status == 200
+    assert got == sent.replace(PH, SECRET_VALUE).replace(CF, SECRET_VALUE)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        '{"' + PH + '": 1}',  # a key
+        '{"auth": "Bearer ' + PH + '"}',  # text of the sandbox's around it
+        '{"auth": "openshell:resolve:env:API\\u005fTOKEN"}',  # an escaped spelling
+        '{"msg": "' + PH + '"',  # not JSON
+    ],
+    ids=["key", "text-around", "escaped", "invalid-json"],
+)
+def test_json_places_that_are_not_a_whole_value_keep_the_placeholder(make_provider_gw, origins, sent):
+    gw = make_provider_gw(_policy(origins, rewrite=True))
+    assert _post(gw, origins, sent.encode(), "application/json") == (200, sent)
+
+
+def test_form_values_are_filled(make_provider_gw, origins):
+    gw = make_provider_gw(_policy(origins, rewrite=True))
+    enc = PH.replace(":", "%3A")
+    sent = f"api_key={enc}&msg=hello+{PH}&{PH}=x"
+    status, got = _post(gw, origins, sent.encode(), "application/x-www-form-urlencoded")
+    assert (status, got) == (200, f"api_key={SECRET_VALUE}&msg=hello+{PH}&{PH}=x")
+
+
+def test_a_text_body_is_not_rewritten(make_provider_gw, origins):
+    gw = make_provider_gw(_policy(origins, rewrite=True))
+    assert _post(gw, origins, PH.encode(), "text/plain") == (200, PH)
+
+
+def test_a_body_is_not_rewritten_without_the_opt_in(make_provider_gw, origins):
+    gw = make_provider_gw()  # the same bound endpoint, request_body_credential_rewrite: false
+    sent = json.dumps({"api_key": PH})
+    assert _post(gw, origins, sent.encode(), "application/json") == (200, sent)
+
+
+def test_an_opted_in_endpoint_the_provider_is_not_bound_to_keeps_the_placeholder(make_provider_gw, origins):
+    gw = make_provider_gw(_policy(origins, rewrite=True))  # other.test opts in, but binds no provider
+    sent = json.dumps({"api_key": PH})
+    assert _post(gw, origins, sent.encode(), "application/json", host="other.test") == (200, sent)
+
+
+def test_a_body_over_the_rewrite_limit_is_refused_only_where_it_would_be_rewritten(make_provider_gw, origins):
+    gw = make_provider_gw(_policy(origins, rewrite=True))
+    big = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
+    status, _, body = https(gw, origins, "POST", "/ok/big", headers={"Content-Type": "application/json"}, body=big)
+    assert status == 413 and b"request_body_credential_rewrite" in body
+    status, _, _ = https(gw, origins, "POST", "/api/big", headers={"Content-Type": "application/json"}, body=big)
+    assert status == 200  # outside the bound endpoint: streamed as before

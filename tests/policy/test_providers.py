@@ -236,13 +236,57 @@ def test_binding_accepted_twins(old, new):
 
 
 def test_the_upstream_only_credential_options_are_still_refused():
-    option = "        request_body_credential_rewrite: true\n"
+    option = "        websocket_credential_rewrite: true\n"
     text = BOUND.replace("        access: full\n", "        access: full\n" + option)
     assert only(text) == (
-        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].request_body_credential_rewrite:"
-        " 'request_body_credential_rewrite' is an upstream OpenShell option that clawfleet does not support;"
+        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].websocket_credential_rewrite:"
+        " 'websocket_credential_rewrite' is an upstream OpenShell option that clawfleet does not support;"
         " remove it"
     )
+
+
+REWRITE = "        request_body_credential_rewrite: true\n"
+
+
+def test_request_body_credential_rewrite_loads_on_a_rest_endpoint():
+    policy = load_text(BOUND.replace("        access: full\n", "        access: full\n" + REWRITE), "p.yaml")
+    ep = policy.network_policies["gcp_storage"].endpoints[0]
+    assert ep.request_body_credential_rewrite is True
+    assert normalize(policy)["network_policies"]["gcp_storage"]["endpoints"][0]["request_body_credential_rewrite"]
+    no = REWRITE.replace("true", "false")
+    off = load_text(BOUND.replace("        access: full\n", "        access: full\n" + no))
+    assert digest(off) == digest(load_text(BOUND)) != digest(policy)  # false is the default: dropped
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "        access: full\n",
+            "        access: full\n" + REWRITE.replace("true", "yes"),
+            "p.yaml:9:42: network_policies.gcp_storage.endpoints[0].request_body_credential_rewrite: expected true or"
+            " false, got string 'yes' (YAML 1.1 words like yes/no/on/off are ambiguous: write true or false)",
+        ),
+        (
+            "        access: full\n",
+            "        access: full\n        tls: skip\n" + REWRITE,
+            "p.yaml:10:9: network_policies.gcp_storage.endpoints[0].request_body_credential_rewrite: request body"
+            " credential rewriting needs protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)\n"
+            "p.yaml:11:9: network_policies.gcp_storage.endpoints[0].credential_binding: a credential cannot be bound"
+            " to a tls: skip endpoint: its requests are never seen (upstream's allow_uninspected_credentials is not"
+            " supported)",
+        ),
+        (
+            "        protocol: rest\n        access: full\n",
+            "        protocol: graphql\n        rules: [{allow: {operation_type: query}}]\n" + REWRITE,
+            "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].request_body_credential_rewrite: request body"
+            " credential rewriting needs protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)",
+        ),
+    ],
+    ids=["not-a-boolean", "tls-skip", "graphql"],
+)
+def test_request_body_credential_rewrite_refusals(old, new, message):
+    assert "\n".join(problems(BOUND.replace(old, new))) == message
 
 
 # -- provider profiles -----------------------------------------------------------------------------------

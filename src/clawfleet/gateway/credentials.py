@@ -218,6 +218,15 @@ class Secrets:
         used.add(b.name)
         return self._value(b.name)
 
+    def provider_reaches(self, dest: Destination) -> bool:
+        """Some provider's credential may go to ``dest`` (a body is buffered for rewriting only then)."""
+        return any(b.provider is not None and self._reaches(b, dest) for b in self.bindings.values())
+
+    def fill(self, dest: Destination, data: bytes, used: set[str]) -> bytes | None:
+        """The real value for a place in a request body (:mod:`.body_credentials`): ``data`` is exactly one
+        placeholder of a provider credential that reaches ``dest``. Host-bound ``secrets:`` name no body place."""
+        return self._whole(dest, data, lambda b: b.provider is not None, used)
+
     def _authorization(self, dest: Destination, value: bytes, used: set[str]) -> bytes:
         scheme, sep, cred = value.partition(b" ")
         lowered = scheme.lower().decode("latin-1")

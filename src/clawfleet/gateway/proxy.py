@@ -42,6 +42,7 @@ from clawfleet.policy.middleware import RegexHook
 
 from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_authority
 from .body import BodyRefused, body_headers, read_body, reframe
+from .body_credentials import MAX_REWRITE_BYTES, rewrite_body
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .credentials import Destination
@@ -823,6 +824,14 @@ class Gateway:
                 mwctx = _MwContext(caller, kind, target, method, path, d)
                 body, req_headers = await self._request_middleware(conn, client, ev, mwctx, hooks, body, ctype,
                                                                    req_headers, buffered is not None)  # fmt: skip
+            # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
+            # addresses the policy or the operator granted on loopback or a private network (.credentials).
+            private = not is_tls and private_addresses(ips)
+            dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
+            body_used: set[str] = set()
+            if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
+                body, req_headers = await self._body_credentials(conn, client, ev, caller, kind, target, method,
+                                                                 path, dest, body, req_headers, body_used)  # fmt: skip
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
@@ -834,12 +843,9 @@ class Gateway:
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets:
-            # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
-            # addresses the policy or the operator granted on loopback or a private network (.credentials).
-            private = not is_tls and private_addresses(ips)
-            dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
             out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+            used |= body_used
         else:
             used = set()
         expect = _hdr(headers, b"expect")
@@ -885,6 +891,35 @@ class Gateway:
             self.record(caller, kind, target.host, target.port, d, False, method, path)
             raise Denied(status, detail, reason) from None
         return body, ctype, reframe(ev.headers, body)
+
+    async def _body_credentials(self, conn: h11.Connection, client: Stream, ev: h11.Request, caller: Caller | None,
+                                kind: str, target: Target, method: str, path: str, dest: Destination,
+                                body: bytes | None, headers: list[tuple[bytes, bytes]],
+                                used: set[str]) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:  # fmt: skip
+        """On a ``request_body_credential_rewrite`` endpoint that a provider credential reaches: the body with each
+        placeholder that fills a JSON string value or a form value replaced (:mod:`.body_credentials`), read here
+        (at most 256 KiB, as upstream) unless body selectors or middleware read it already."""
+        secrets = self.credentials()
+        if not secrets.provider_reaches(dest):
+            return body, headers
+        if body is None:
+            where = f"{target.authority} (request_body_credential_rewrite)"
+            try:
+                body_headers(ev.headers, MAX_REWRITE_BYTES, where)
+                expect = _hdr(ev.headers, b"expect")
+                if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
+                    client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                body = await read_body(conn, client.read, MAX_REWRITE_BYTES, where)
+            except (BodyRefused, h11.RemoteProtocolError) as exc:
+                status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
+                                          else (400, "malformed request body", str(exc)))  # fmt: skip
+                self.record(caller, kind, target.host, target.port, Decision("deny", None, f"{detail}: {reason}"),
+                            False, method, path)  # fmt: skip
+                raise Denied(status, detail, reason) from None
+            headers = reframe(ev.headers, body)
+        ctype = _hdr(ev.headers, b"content-type")
+        out = rewrite_body(body, ctype.decode("latin-1") if ctype else None, lambda ph: secrets.fill(dest, ph, used))
+        return (body, headers) if out is body else (out, reframe(headers, out))
 
     def _middleware_stop(self, ctx: _MwContext, stop: MiddlewareStop, direction: str, status: int) -> Denied:
         """The refusal for a chain that blocked or failed closed (its log lines written)."""

@@ -83,6 +83,8 @@ def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
     out.update(_body_options(ep))
     if ep.credential_binding is not None:
         out["credential_binding"] = {"provider": ep.credential_binding.provider}
+    if ep.request_body_credential_rewrite:
+        out["request_body_credential_rewrite"] = True
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
     return out

@@ -237,6 +237,7 @@ JSON_SCHEMA: dict[str, Any] = {
                         "properties": _GRAPHQL_OPERATION,
                     },
                 },
+                "request_body_credential_rewrite": {"type": "boolean"},
                 "credential_binding": {
                     "type": "object",
                     "additionalProperties": False,

@@ -132,6 +132,8 @@ class Endpoint:
     persisted_queries: str | None = None  # "deny" | "allow_registered"
     graphql_persisted_queries: tuple[tuple[str, L7Rule], ...] = ()  # hash or saved-query id -> operation
     credential_binding: CredentialBinding | None = None
+    # upstream's opt-in: provider credential placeholders in a JSON or form request body are filled too
+    request_body_credential_rewrite: bool = False
 
     @property
     def inspects_body(self) -> bool:

@@ -93,6 +93,7 @@ _ENDPOINT_KEYS = (
     "persisted_queries",
     "graphql_persisted_queries",
     "credential_binding",
+    "request_body_credential_rewrite",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
 _BODY_SELECTOR_KEYS = {
@@ -112,7 +113,6 @@ _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
         "websocket_credential_rewrite",
-        "request_body_credential_rewrite",
         "allow_uninspected_credentials",
         "credential_signing",
         "signing_service",
@@ -814,6 +814,17 @@ class Validator:
             binding = self.credential_binding((*path, "credential_binding"), m["credential_binding"], protocol, tls,
                                               has_l7)  # fmt: skip
             bad = bad or binding is None
+        rewrite = False
+        if "request_body_credential_rewrite" in m:
+            flag = self.boolean((*path, "request_body_credential_rewrite"), m["request_body_credential_rewrite"])
+            bad = bad or flag is None
+            rewrite = bool(flag)
+            if rewrite and (protocol != "rest" or tls == "skip"):
+                # as upstream: only a REST endpoint whose requests the gateway reads (its body included)
+                self.err((*path, "request_body_credential_rewrite"), "request body credential rewriting needs"
+                         " protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)",
+                         at_key=True)  # fmt: skip
+                bad = True
         if bad or host is None or body is None:
             return None
         return Endpoint(
@@ -828,6 +839,7 @@ class Validator:
             allowed_ips=ips,
             tls=tls,
             credential_binding=binding,
+            request_body_credential_rewrite=rewrite,
             **body,
         )
 
