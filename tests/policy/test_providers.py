@@ -4,6 +4,8 @@ beside an accepted twin."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from clawfleet.policy import (
@@ -526,3 +528,36 @@ def test_compose_adds_the_provider_rules_as_upstream():
     assert digest(effective) != digest(policy)
     assert [c.label for c in diff(policy, effective).changes] == ["network_policies._provider_work_github"]
     assert compose(policy, {"work-gcp": providers["work-gcp"]}) is policy  # nothing to add
+
+
+# -- `clawfleet policy profile` / `clawfleet policy bindings` ---------------------------------------------
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from clawfleet.cli import main
+
+    code = main(["policy", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_profile_prints_digests_and_positioned_problems(capsys, write):
+    good = write("gh.yaml", GITHUB)
+    bad = write("bad.yaml", ENDPOINTLESS.replace("category: data", "category: storage"))
+    code, out, err = _cli(capsys, "profile", str(good), str(bad))
+    assert code == 2
+    assert out == f"{profile_digest(load_profile_text(GITHUB))}  {good}\n"
+    assert err.startswith(f"{bad}:3:11: category: expected one of other")
+    code, out, _ = _cli(capsys, "profile", "--normalize", str(good))
+    assert code == 0 and json.loads(out)["id"] == "github"
+
+
+def test_cli_bindings_refuses_an_unknown_provider_and_accepts_a_configured_one(capsys, write):
+    policy = write("p.yaml", BOUND)
+    profile = write("gcp.yaml", ENDPOINTLESS)
+    code, _, err = _cli(capsys, "bindings", "--policy", str(policy), "--provider", f"home-gcp={profile}")
+    assert code == 2
+    assert err == (
+        f"{policy}:10:11: network_policies.gcp_storage.endpoints[0].credential_binding.provider: provider"
+        " 'work-gcp' is not configured for this sandbox (the gateway's providers: home-gcp)\n"
+    )
+    assert _cli(capsys, "bindings", "--policy", str(policy), "--provider", f"work-gcp={profile}") == (0, "", "")
+    assert _cli(capsys, "bindings", "--policy", str(policy), "--provider", "work-gcp")[0] == 2
