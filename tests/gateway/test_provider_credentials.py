@@ -18,7 +18,7 @@ from clawfleet.gateway.credentials import Destination, Secrets
 from clawfleet.gateway.providers import parse_providers, private_addresses, provider_binding
 from clawfleet.policy import PolicyError, credential_scopes, load_profile_text, load_text
 
-from .support import SECRET_VALUE, https, request
+from .support import SECRET_VALUE, _response, connect, https, request, tls_over
 
 PH = "openshell:resolve:env:API_TOKEN"  # the spelling upstream's sandboxes carry
 CF = "clawfleet:secret:API_TOKEN"
@@ -456,7 +456,140 @@ def test_an_opted_in_endpoint_the_provider_is_not_bound_to_keeps_the_placeholder
 def test_a_body_over_the_rewrite_limit_is_refused_only_where_it_would_be_rewritten(make_provider_gw, origins):
     gw = make_provider_gw(_policy(origins, rewrite=True))
     big = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
-    status, _, body = https(gw, origins, "POST", "/ok/big", headers={"Content-Type": "application/json"}, body=big)
+    port = origins["https"].port
+    sock, status, _ = connect(gw, f"origin.test:{port}")
+    assert status == 200
+    with tls_over(gw, sock, "origin.test") as tls:  # the client waits for 100-continue: the refusal comes first
+        tls.sendall(f"POST /ok/big HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(big)}\r\nExpect: 100-continue\r\n\r\n".encode())  # fmt: skip
+        status, _, body = _response(tls)
     assert status == 413 and b"request_body_credential_rewrite" in body
     status, _, _ = https(gw, origins, "POST", "/api/big", headers={"Content-Type": "application/json"}, body=big)
     assert status == 200  # outside the bound endpoint: streamed as before
+
+
+# -- WebSocket text messages (opt-in: websocket_credential_rewrite) --------------------------------------------
+def _ws_policy(port: int, rewrite: bool = True, provider: str = "work") -> str:
+    return f"""\
+version: 1
+network_policies:
+  gateway:
+    endpoints:
+      - host: origin.test
+        port: {port}
+        allowed_ips: [127.0.0.1/32]
+        protocol: websocket
+        rules: [{{allow: {{method: GET, path: "/ws/**"}}}}]
+        credential_binding: {{provider: {provider}}}
+        websocket_credential_rewrite: {str(rewrite).lower()}
+    binaries: [{{path: /usr/bin/curl}}]
+"""
+
+
+def _ws_frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    head += (
+        bytes([(0x80 if mask else 0) | n]) if n < 126 else bytes([(0x80 if mask else 0) | 126]) + n.to_bytes(2, "big")
+    )
+    if not mask:
+        return head + payload
+    key = b"\x11\x22\x33\x44"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def _ws_frames(raw: bytes) -> list[tuple[int, int, bytes]]:
+    """(fin, opcode, unmasked payload) of each client frame the origin received."""
+    out, i = [], 0
+    while i + 2 <= len(raw):
+        fin, opcode, n = raw[i] >> 7, raw[i] & 0x0F, raw[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            n, i = int.from_bytes(raw[i : i + 2], "big"), i + 2
+        key, i = raw[i : i + 4], i + 4
+        out.append((fin, opcode, bytes(b ^ key[j % 4] for j, b in enumerate(raw[i : i + n]))))
+        i += n
+    return out
+
+
+@pytest.fixture
+def ws_session(make_gateway, provider_config, pki):
+    from .support import SwitchingOrigin
+
+    providers, bindings = provider_config
+    origins_made = []
+
+    def open_session(rewrite: bool = True, extensions: bool = False):
+        origin = SwitchingOrigin(pki["cert"], pki["key"])
+        origins_made.append(origin)
+        gw = make_gateway(policy_text=_ws_policy(origin.port, rewrite), secrets=False, bindings=bindings,
+                          providers=providers)  # fmt: skip
+        sock, status, _ = connect(gw, f"origin.test:{origin.port}")
+        assert status == 200
+        tls = tls_over(gw, sock, "origin.test")
+        ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if extensions else ""
+        key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        tls.sendall(f"GET /ws/gateway HTTP/1.1\r\nHost: origin.test:{origin.port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{key}{ext}\r\n".encode())  # fmt: skip
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += tls.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        return tls, origin
+
+    yield open_session
+    for origin in origins_made:
+        origin.close()
+
+
+def _received(origin, size: int) -> bytes:
+    deadline = time.monotonic() + 5
+    while len(origin.raw) < size and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bytes(origin.raw)
+
+
+IDENTIFY = json.dumps({"op": 2, "d": {"token": PH, "note": f"text {PH}"}}).encode()
+
+
+def test_a_text_message_gets_the_value_in_a_whole_json_value(ws_session):
+    tls, origin = ws_session(extensions=True)
+    tls.sendall(_ws_frame(0x1, IDENTIFY))
+    expected = IDENTIFY.replace(f'"{PH}"'.encode(), f'"{SECRET_VALUE}"'.encode())
+    frames = _ws_frames(_received(origin, len(expected) + 6))
+    assert frames == [(1, 0x1, expected)]  # the value in the token; the text around a placeholder keeps it
+    assert b"sec-websocket-extensions" not in origin.heads[-1].lower()  # no deflate: the messages stay readable
+    tls.close()
+
+
+def test_a_fragmented_text_message_is_filled_as_one(ws_session):
+    tls, origin = ws_session()
+    tls.sendall(_ws_frame(0x1, IDENTIFY[:10], fin=False) + _ws_frame(0x9, b"ping") + _ws_frame(0x0, IDENTIFY[10:]))
+    expected = IDENTIFY.replace(f'"{PH}"'.encode(), f'"{SECRET_VALUE}"'.encode())
+    frames = _ws_frames(_received(origin, 6 + 4 + len(expected) + 6))
+    assert frames == [(1, 0x9, b"ping"), (1, 0x1, expected)]
+    tls.close()
+
+
+def test_without_the_opt_in_frames_pass_as_sent(ws_session):
+    tls, origin = ws_session(rewrite=False)
+    frame = _ws_frame(0x1, IDENTIFY)
+    tls.sendall(frame)
+    assert _received(origin, len(frame)) == frame  # raw relay: the placeholder reaches the origin unchanged
+    tls.close()
+
+
+def test_a_binary_message_keeps_the_placeholder(ws_session):
+    tls, origin = ws_session()
+    frame = _ws_frame(0x2, IDENTIFY)
+    tls.sendall(frame)
+    assert _received(origin, len(frame)) == frame
+    tls.close()
+
+
+def test_an_unmasked_frame_closes_the_session_before_the_origin_sees_it(ws_session):
+    tls, origin = ws_session()
+    tls.sendall(_ws_frame(0x1, IDENTIFY, mask=False))
+    assert tls.recv(16) == b"\x88\x02\x03\xea"  # close 1002 (protocol error)
+    time.sleep(0.1)
+    assert origin.raw == b""

@@ -238,11 +238,11 @@ def test_binding_accepted_twins(old, new):
 
 
 def test_the_upstream_only_credential_options_are_still_refused():
-    option = "        websocket_credential_rewrite: true\n"
+    option = "        allow_uninspected_credentials: true\n"
     text = BOUND.replace("        access: full\n", "        access: full\n" + option)
     assert only(text) == (
-        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].websocket_credential_rewrite:"
-        " 'websocket_credential_rewrite' is an upstream OpenShell option that clawfleet does not support;"
+        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].allow_uninspected_credentials:"
+        " 'allow_uninspected_credentials' is an upstream OpenShell option that clawfleet does not support;"
         " remove it"
     )
 
@@ -561,3 +561,32 @@ def test_cli_bindings_refuses_an_unknown_provider_and_accepts_a_configured_one(c
     )
     assert _cli(capsys, "bindings", "--policy", str(policy), "--provider", f"work-gcp={profile}") == (0, "", "")
     assert _cli(capsys, "bindings", "--policy", str(policy), "--provider", "work-gcp")[0] == 2
+
+
+WS = """\
+version: 1
+network_policies:
+  ws:
+    endpoints:
+      - host: gateway.discord.gg
+        port: 443
+        protocol: websocket
+        rules: [{allow: {method: GET, path: "/**"}}]
+        credential_binding: {provider: discord}
+        websocket_credential_rewrite: true
+    binaries: [{path: /usr/bin/node}]
+"""
+
+
+def test_websocket_credential_rewrite_loads_on_a_websocket_endpoint():
+    policy = load_text(WS, "p.yaml")
+    assert policy.network_policies["ws"].endpoints[0].websocket_credential_rewrite is True
+    assert normalize(policy)["network_policies"]["ws"]["endpoints"][0]["websocket_credential_rewrite"] is True
+    assert digest(policy) != digest(load_text(WS.replace("rewrite: true", "rewrite: false"), "p.yaml"))
+
+
+def test_websocket_credential_rewrite_is_refused_where_the_gateway_never_upgrades():
+    assert only(WS.replace("protocol: websocket", "protocol: rest")) == (
+        "p.yaml:10:9: network_policies.ws.endpoints[0].websocket_credential_rewrite: WebSocket credential rewriting"
+        " needs protocol: websocket (the only endpoints the gateway upgrades), not tls: skip"
+    )

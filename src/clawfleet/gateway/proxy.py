@@ -56,6 +56,7 @@ from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
+from .ws_credentials import relay_client_frames
 
 if TYPE_CHECKING:
     from .metrics import GatewayMetrics
@@ -837,6 +838,14 @@ class Gateway:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
         headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
+        ws_fill: Callable[[bytes], bytes | None] | None = None
+        if websocket and d.endpoint is not None and d.endpoint.websocket_credential_rewrite and self.secrets:
+            secrets = self.credentials()
+            if secrets.provider_reaches(dest):
+                # no extension (permessage-deflate): the gateway must read the text messages it fills
+                headers = [(k, v) for k, v in headers if k != b"sec-websocket-extensions"]
+                ws_used: set[str] = set()
+                ws_fill = functools.partial(secrets.fill, dest, used=ws_used)
         resp_hooks = tuple(h for h in hooks if h.response) if not websocket else ()
         if resp_hooks:  # ask for the body as the origin has it: a compressed one cannot be inspected
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
@@ -856,7 +865,8 @@ class Gateway:
             keep = await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
                 websocket, used, _sent(ev) if used else b"", body,
-                resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None)  # fmt: skip
+                resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None,
+                ws_fill)  # fmt: skip
             if self.metrics is not None and not websocket:  # a WebSocket's time is the session's, not a request's
                 self.metrics.request_done(self.config.sandbox, kind, time.perf_counter() - started)
             return keep
@@ -1036,7 +1046,8 @@ class Gateway:
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
                         websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
                         sent: bytes = b"", body: bytes | None = None, resp_hooks: tuple[RegexHook, ...] = (),
-                        mwctx: _MwContext | None = None) -> bool:  # fmt: skip
+                        mwctx: _MwContext | None = None,
+                        ws_fill: Callable[[bytes], bytes | None] | None = None) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         # Response middleware: the response is held (head and body, bounded) until the chain has run on it.
         held: h11.Response | None = None
@@ -1149,7 +1160,10 @@ class Gateway:
             upstreams.pop(up.key, None)
             client.pre = cconn.trailing_data[0]
             ustream.pre = uconn.trailing_data[0]
-            await splice(client, ustream)
+            if ws_fill is not None:  # websocket_credential_rewrite: the sandbox's messages are parsed (.ws_credentials)
+                await asyncio.gather(relay_client_frames(client, ustream, ws_fill), pipe(ustream, client))
+            else:
+                await splice(client, ustream)
             return False
         if uconn.our_state is h11.DONE and uconn.their_state is h11.DONE:
             uconn.start_next_cycle()

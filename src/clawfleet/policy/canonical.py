@@ -85,6 +85,8 @@ def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
         out["credential_binding"] = {"provider": ep.credential_binding.provider}
     if ep.request_body_credential_rewrite:
         out["request_body_credential_rewrite"] = True
+    if ep.websocket_credential_rewrite:
+        out["websocket_credential_rewrite"] = True
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
     return out

@@ -134,6 +134,8 @@ class Endpoint:
     credential_binding: CredentialBinding | None = None
     # upstream's opt-in: provider credential placeholders in a JSON or form request body are filled too
     request_body_credential_rewrite: bool = False
+    # upstream's opt-in: provider credential placeholders in client WebSocket text messages are filled too
+    websocket_credential_rewrite: bool = False
 
     @property
     def inspects_body(self) -> bool:

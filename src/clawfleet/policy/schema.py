@@ -94,6 +94,7 @@ _ENDPOINT_KEYS = (
     "graphql_persisted_queries",
     "credential_binding",
     "request_body_credential_rewrite",
+    "websocket_credential_rewrite",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
 _BODY_SELECTOR_KEYS = {
@@ -112,7 +113,6 @@ _RPC_METHOD_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
-        "websocket_credential_rewrite",
         "allow_uninspected_credentials",
         "credential_signing",
         "signing_service",
@@ -825,6 +825,17 @@ class Validator:
                          " protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)",
                          at_key=True)  # fmt: skip
                 bad = True
+        ws_rewrite = False
+        if "websocket_credential_rewrite" in m:
+            flag = self.boolean((*path, "websocket_credential_rewrite"), m["websocket_credential_rewrite"])
+            bad = bad or flag is None
+            ws_rewrite = bool(flag)
+            if ws_rewrite and (protocol != "websocket" or tls == "skip"):
+                # clawfleet switches protocols only on protocol: websocket endpoints (upstream also on REST ones)
+                self.err((*path, "websocket_credential_rewrite"), "WebSocket credential rewriting needs protocol:"
+                         " websocket (the only endpoints the gateway upgrades), not tls: skip",
+                         at_key=True)  # fmt: skip
+                bad = True
         if bad or host is None or body is None:
             return None
         return Endpoint(
@@ -840,6 +851,7 @@ class Validator:
             tls=tls,
             credential_binding=binding,
             request_body_credential_rewrite=rewrite,
+            websocket_credential_rewrite=ws_rewrite,
             **body,
         )
 
