@@ -12,6 +12,18 @@ A sandbox's ``channels`` (``{telegram: {bot_token: ...}}``, docs/agents.md "Chan
 API host and place, under the variable names OpenClaw reads (TELEGRAM_BOT_TOKEN, ...). Both filters above expand
 them, so every role sees channels as the presets and secrets they stand for.
 
+A sandbox's ``providers`` (upstream Providers v2, docs/gateway.md "Providers")::
+
+    providers:
+      work-gcp:
+        profile: "{{ lookup('ansible.builtin.file', 'providers/gcp-token.yaml') | from_yaml }}"  # the profile
+        credentials: {GCP_TOKEN: "{{ vault_work_gcp_token }}"}   # or {GCP_TOKEN: {file: /existing/root/file}}
+
+are expanded the same way: each credential given as a value becomes a secret (``provider: NAME``, no hosts: the
+gateway binds it to the provider's endpoints), stored root-only by the secrets task like any other, and the
+provider keeps its profile and the credential names only. ``clawfleet_sandbox_provider_profiles(dir)`` lists the
+profile files the sandbox role writes (profiles are not secret).
+
 Error messages name the sandbox and the secret, never a value.
 """
 
@@ -32,6 +44,8 @@ except ImportError:  # pragma: no cover - lets the module be imported (and teste
 # the gateway checks the definition): nothing that could leave that directory. Secret names as the gateway's.
 _SANDBOX_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Provider instance names as the gateway's (clawfleet.policy.schema.PROVIDER_NAME_RE); they name a profile file.
+_PROVIDER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
 
 
 # channel -> (preset, {inventory key: (secret name = the variable OpenClaw reads, binding)}). The bindings put the
@@ -91,9 +105,55 @@ def _channels(sandbox, index: int) -> dict:
     return out
 
 
+def _providers(sandbox, index: int) -> dict:
+    """The sandbox with each provider credential given as a value turned into a secret (``provider: NAME``); the
+    provider keeps its profile and ``credentials`` as names -> ``{secret: true}`` or ``{file: PATH}``."""
+    providers = sandbox.get("providers") if isinstance(sandbox, Mapping) else None
+    if not providers:
+        return sandbox
+    where = f"clawfleet_sandboxes[{index}] ({sandbox.get('name')})"
+    if not isinstance(providers, Mapping):
+        raise AnsibleFilterError(f"{where}: providers must be a mapping NAME -> {{profile, credentials}}")
+    secrets = dict(sandbox.get("secrets") or {})
+    public = {}
+    for provider, spec in providers.items():
+        if not _PROVIDER_NAME.fullmatch(str(provider)):
+            raise AnsibleFilterError(f"{where}: provider name {provider!r} must be letters, digits and . _ -")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("profile"), Mapping) or set(spec) - {
+                "profile", "credentials"}:  # fmt: skip
+            raise AnsibleFilterError(f"{where}: providers.{provider} needs 'profile' (a mapping: the provider"
+                                     " profile) and 'credentials'")  # fmt: skip
+        creds = spec.get("credentials") or {}
+        if not isinstance(creds, Mapping):
+            raise AnsibleFilterError(f"{where}: providers.{provider}.credentials must map a variable to its value")
+        names = {}
+        for var, value in creds.items():
+            if not _SECRET_NAME.fullmatch(str(var)):
+                raise AnsibleFilterError(f"{where}: providers.{provider}: {var!r} is not a variable name")
+            if var in secrets:
+                raise AnsibleFilterError(f"{where}: providers.{provider} defines {var}, which secrets also defines")
+            if isinstance(value, Mapping):
+                if set(value) != {"file"} or not str(value["file"]).startswith("/"):
+                    raise AnsibleFilterError(f"{where}: providers.{provider}.credentials.{var}: a value (the"
+                                             " vault's) or {file: /absolute/path}")  # fmt: skip
+                names[var] = {"file": value["file"]}
+                continue
+            # a string, or an inline !vault value (not a str subclass in every Ansible version)
+            if value is None or isinstance(value, (list, bool, int, float)) or not str(value).strip():
+                raise AnsibleFilterError(f"{where}: providers.{provider}.credentials.{var} must be a non-empty"
+                                         " string (the vault's)")  # fmt: skip
+            secrets[var] = {"value": value, "provider": provider}
+            names[var] = {"secret": True}
+        public[provider] = {"profile": spec["profile"], "credentials": names}
+    out = {k: v for k, v in sandbox.items() if k != "providers"}
+    out.update(secrets=secrets, providers=public)
+    return out
+
+
 def sandbox_channels(sandboxes) -> list:
-    """Each sandbox with its channels expanded into presets and secrets (values included: no_log tasks only)."""
-    return [_channels(sandbox, index) for index, sandbox in enumerate(sandboxes or [])]
+    """Each sandbox with its channels and providers expanded into presets and secrets (values included: no_log
+    tasks only)."""
+    return [_providers(_channels(sandbox, index), index) for index, sandbox in enumerate(sandboxes or [])]
 
 
 def _secrets(sandbox, index: int) -> tuple[str, Mapping]:
@@ -114,6 +174,8 @@ def _secrets(sandbox, index: int) -> tuple[str, Mapping]:
             raise AnsibleFilterError(
                 f"clawfleet_sandboxes[{index}] ({name}): secrets.{key} must be a mapping with value or file, and hosts"
             )
+    if sandbox.get("providers") and not _SANDBOX_NAME.fullmatch(name):
+        raise AnsibleFilterError(f"clawfleet_sandboxes[{index}]: name {name!r} must match [a-z0-9][a-z0-9_.-]*")
     return name, secrets
 
 
@@ -146,9 +208,21 @@ def sandbox_secret_files(sandboxes, secrets_dir: str) -> list[dict]:
     return out
 
 
+def sandbox_provider_profiles(sandboxes, directory: str) -> list[dict]:
+    """One ``{sandbox, provider, path, profile}`` per provider: where the sandbox role writes its profile."""
+    out = []
+    for index, sandbox in enumerate(sandbox_channels(sandboxes)):
+        name, _ = _secrets(sandbox, index)
+        for provider, spec in (sandbox.get("providers") or {}).items():
+            out.append({"sandbox": name, "provider": provider, "path": f"{directory}/{name}-{provider}.yaml",
+                        "profile": spec["profile"]})  # fmt: skip
+    return out
+
+
 class FilterModule:
     def filters(self):
         return {
+            "clawfleet_sandbox_provider_profiles": sandbox_provider_profiles,
             "clawfleet_sandboxes_without_secret_values": sandboxes_without_secret_values,
             "clawfleet_sandbox_secret_files": sandbox_secret_files,
             "clawfleet_sandbox_channels": sandbox_channels,

@@ -55,7 +55,7 @@ def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Id
     try:
         if config.ocsf_log:
             log.observers.append(OcsfLog(config.ocsf_log, OcsfContext(config.sandbox, config.listen_port)))
-        holder = PolicyHolder(config.policy, log)
+        holder = PolicyHolder(config.policy, log, config.providers)
     except BaseException:
         log.close()
         raise

@@ -18,6 +18,10 @@ A gateway section (in a sandbox definition file or a stand-alone YAML file)::
         headers: [authorization]                 # default; header names whose whole value is the placeholder
         schemes: [bearer, token, basic]          # default; Authorization schemes
         query: []                                # default; query parameters (never the target otherwise)
+    providers:                                   # upstream Providers v2 (see .providers)
+      work-github:
+        profile: /etc/clawfleet/providers/github.yaml  # a provider profile: credentials and their endpoints
+        credentials: {GITHUB_TOKEN: /etc/clawfleet/secrets/work-github-GITHUB_TOKEN}
 
 Inside the sandbox a credential is the placeholder ``clawfleet:secret:GITHUB_TOKEN`` (the sandbox launcher's
 ``openshell:resolve:env:GITHUB_TOKEN`` spelling works too). The gateway replaces a placeholder only where its
@@ -38,7 +42,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from clawfleet.policy.profiles import ProviderProfile
+
 from .credentials import PLACEHOLDER_PREFIXES, SecretBinding, Secrets, parse_binding
+from .providers import parse_providers
 
 __all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "DecisionObserver", "GatewayConfig",
            "SecretBinding", "Secrets", "config_from_args", "current_digest", "load_gateway_section"]  # fmt: skip
@@ -61,7 +68,8 @@ class GatewayConfig:
     pin_binaries: bool = False
     pins_file: str | None = None
     static_hosts: Mapping[str, str] = field(default_factory=dict)
-    secrets: tuple[SecretBinding, ...] = ()
+    secrets: tuple[SecretBinding, ...] = ()  # the ``secrets:`` bindings, then the providers' credentials
+    providers: Mapping[str, ProviderProfile] = field(default_factory=dict)  # instance name -> its profile
     listen_port: int = 3128
     reload_interval: float = 0.1
     connect_timeout: float = 10.0
@@ -90,8 +98,8 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
     known = {"policy", "mode", "sandbox", "log", "ocsf_log", "extra_ca_file", "pin_binaries", "pins_file",
-             "static_hosts", "secrets", "listen_port", "reload_interval", "connect_timeout", "max_connections",
-             "idle_timeout"}  # fmt: skip
+             "static_hosts", "secrets", "providers", "listen_port", "reload_interval", "connect_timeout",
+             "max_connections", "idle_timeout"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown gateway settings: {', '.join(sorted(unknown))}")
@@ -101,6 +109,11 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
             secrets.append(parse_binding(name, spec, path))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    try:
+        providers, provider_secrets = parse_providers(data.get("providers"), path, (b.name for b in secrets))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    secrets.extend(provider_secrets)
     policy = path(data.get("policy", defaults.get("policy")))
     if not policy:
         raise ConfigError("gateway: 'policy' is required")
@@ -116,6 +129,7 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         pins_file=path(data.get("pins_file")),
         static_hosts=static,
         secrets=tuple(secrets),
+        providers=providers,
         listen_port=int(data.get("listen_port", 3128)),
         reload_interval=float(data.get("reload_interval", 0.1)),
         connect_timeout=float(data.get("connect_timeout", 10.0)),

@@ -20,6 +20,12 @@ may go, and the placeholder must fill that place entirely (no text of the sandbo
 The policy engine judges, and the decision log records, the target as the sandbox sent it (placeholder
 included); the real value is put in afterwards, only on the wire to the bound host.
 
+A provider's credential (upstream Providers v2, :mod:`.providers`) is bound to endpoints instead of hosts: host
+pattern, port and path, from its profile or from the policy endpoints that name it (``credential_binding``),
+re-read on every policy reload (:meth:`Secrets.scope`). Only such a credential may also travel over plain HTTP,
+and only to an address the policy or the operator granted on loopback or a private network (the value never
+crosses a network the operator does not own in clear text); host-bound ``secrets:`` stay TLS-only.
+
 Anywhere else the placeholder passes unchanged, so it is what an echoing host would return. On the way back,
 the response headers of a request that had a value put in get the placeholder again in place of the value
 (``scrub``): a redirect quoting the path returns the placeholder. Response bodies are not rewritten.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +43,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-__all__ = ["PLACEHOLDER_PREFIXES", "SecretBinding", "Secrets", "parse_binding"]
+from clawfleet.policy.globmatch import compile_glob
+from clawfleet.policy.middleware import matches_host
+from clawfleet.policy.model import Endpoint
+
+__all__ = ["PLACEHOLDER_PREFIXES", "Destination", "SecretBinding", "Secrets", "parse_binding"]
 
 PLACEHOLDER_PREFIXES = ("clawfleet:secret:", "openshell:resolve:env:")
 _PLACEHOLDER = re.compile(rb"(?:clawfleet:secret:|openshell:resolve:env:)([A-Za-z_][A-Za-z0-9_]{0,127})")
@@ -62,9 +73,35 @@ class SecretBinding:
     schemes: tuple[str, ...] = ("bearer", "token", "basic")
     query: tuple[str, ...] = ()
     path: tuple[str, ...] = ()
+    provider: str | None = None  # a provider's credential: bound to that provider's endpoints, not to ``hosts``
 
     def bound_to(self, host: str) -> bool:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one request goes, as far as a binding cares: ``path`` is the canonical path without the query (as
+    upstream matches a binding), ``plain`` whether it leaves without TLS, ``private`` whether every address it
+    may go to is loopback or private (:func:`.providers.private_addresses`)."""
+
+    host: str
+    port: int | None = None
+    path: str = "/"
+    plain: bool = False
+    private: bool = False
+
+
+def _endpoint_covers(ep: Endpoint, dest: Destination) -> bool:
+    if dest.port not in ep.ports or not matches_host((ep.host,), dest.host):
+        return False
+    return ep.path is None or ep.path in ("**", "/**") or bool(_path_glob(ep.path).match(dest.path))
+
+
+@functools.lru_cache(maxsize=256)
+def _path_glob(pattern: str) -> Any:
+    """An endpoint path glob, compiled once (the same matcher as the policy engine's endpoint ``path``)."""
+    return compile_glob(pattern)
 
 
 def parse_binding(name: Any, spec: Any, path: Callable[[Any], str | None]) -> SecretBinding:
@@ -106,16 +143,36 @@ class Secrets:
         self.bindings = {b.name: b for b in bindings}
         self._values: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._given: dict[str, bytes] | None = dict(values) if values is not None else None
+        self._scopes: dict[str, tuple[Endpoint, ...]] = {}  # provider -> its endpoints (see scope)
 
     def __bool__(self) -> bool:
         return bool(self.bindings)
 
-    def bound(self, host: str) -> bool:
-        return any(b.bound_to(host) for b in self.bindings.values())
+    def scope(self, scopes: Mapping[str, tuple[Endpoint, ...]]) -> None:
+        """Where each provider's credentials may go now (``clawfleet.policy.credential_scopes`` of the live
+        policy); a provider left out has no endpoint, so its placeholders pass unchanged everywhere."""
+        self._scopes = dict(scopes)
 
-    def refuses(self, method: str, host: str) -> bool:
+    def _reaches(self, b: SecretBinding, dest: Destination) -> bool:
+        if b.provider is None:
+            return not dest.plain and b.bound_to(dest.host)
+        if dest.plain and not dest.private:
+            return False
+        return any(_endpoint_covers(ep, dest) for ep in self._scopes.get(b.provider, ()))
+
+    def _host_bound(self, b: SecretBinding, host: str, port: int | None) -> bool:
+        if b.provider is None:
+            return b.bound_to(host)
+        return any(matches_host((ep.host,), host) and (port is None or port in ep.ports)
+                   for ep in self._scopes.get(b.provider, ()))  # fmt: skip
+
+    def bound(self, host: str, port: int | None = None) -> bool:
+        """A credential may go to ``host`` (on ``port``; None: any port) in some place, on some path."""
+        return any(self._host_bound(b, host, port) for b in self.bindings.values())
+
+    def refuses(self, method: str, host: str, port: int | None = None) -> bool:
         """An echoing method to a bound host (it would return the injected values to the sandbox)."""
-        return method in ECHO_METHODS and self.bound(host)
+        return method in ECHO_METHODS and self.bound(host, port)
 
     def snapshot(self) -> dict[str, bytes]:
         """Every bound secret's current value that can be read now (a missing file is left out: its placeholder
@@ -148,18 +205,29 @@ class Secrets:
         self._values[name] = (key, value)
         return value
 
-    def _whole(self, host: str, data: bytes, allowed: Callable[[SecretBinding], bool], used: set[str]) -> bytes | None:
-        """The real value when ``data`` is exactly one placeholder of a secret bound to ``host`` and allowed here."""
+    def _whole(
+        self, dest: Destination, data: bytes, allowed: Callable[[SecretBinding], bool], used: set[str]
+    ) -> bytes | None:
+        """The real value when ``data`` is exactly one placeholder of a secret bound to ``dest`` and allowed here."""
         m = _PLACEHOLDER.fullmatch(data)
         if m is None:
             return None
         b = self.bindings.get(m.group(1).decode())
-        if b is None or not b.bound_to(host) or not allowed(b):
+        if b is None or not self._reaches(b, dest) or not allowed(b):
             return None
         used.add(b.name)
         return self._value(b.name)
 
-    def _authorization(self, host: str, value: bytes, used: set[str]) -> bytes:
+    def provider_reaches(self, dest: Destination) -> bool:
+        """Some provider's credential may go to ``dest`` (a body is buffered for rewriting only then)."""
+        return any(b.provider is not None and self._reaches(b, dest) for b in self.bindings.values())
+
+    def fill(self, dest: Destination, data: bytes, used: set[str]) -> bytes | None:
+        """The real value for a place in a request body (:mod:`.body_credentials`): ``data`` is exactly one
+        placeholder of a provider credential that reaches ``dest``. Host-bound ``secrets:`` name no body place."""
+        return self._whole(dest, data, lambda b: b.provider is not None, used)
+
+    def _authorization(self, dest: Destination, value: bytes, used: set[str]) -> bytes:
         scheme, sep, cred = value.partition(b" ")
         lowered = scheme.lower().decode("latin-1")
         if not sep:
@@ -173,36 +241,36 @@ class Secrets:
             def ok(b: SecretBinding) -> bool:
                 return "authorization" in b.headers and "basic" in b.schemes
 
-            new_user = self._whole(host, user, ok, used)
-            new_password = self._whole(host, password, ok, used) if colon else None
+            new_user = self._whole(dest, user, ok, used)
+            new_password = self._whole(dest, password, ok, used) if colon else None
             if new_user is None and new_password is None:
                 return value
             raw = (new_user if new_user is not None else user) + colon
             raw += new_password if new_password is not None else password
             return scheme + b" " + base64.b64encode(raw)
-        real = self._whole(host, cred.strip(), lambda b: "authorization" in b.headers and lowered in b.schemes, used)
+        real = self._whole(dest, cred.strip(), lambda b: "authorization" in b.headers and lowered in b.schemes, used)
         return value if real is None else scheme + b" " + real
 
-    def _path(self, host: str, path: bytes, used: set[str]) -> bytes:
+    def _path(self, dest: Destination, path: bytes, used: set[str]) -> bytes:
         """``path`` with the one placeholder that fills the segment after a bound prefix replaced, if any."""
         for b in self.bindings.values():
-            if not b.path or not b.bound_to(host):
+            if not b.path or not self._reaches(b, dest):
                 continue
             for prefix in b.path:
                 raw = prefix.encode()
                 if not path.startswith(raw):
                     continue
                 segment, slash, rest = path[len(raw) :].partition(b"/")
-                real = self._whole(host, segment, lambda c, p=prefix: p in c.path, used)
+                real = self._whole(dest, segment, lambda c, p=prefix: p in c.path, used)
                 if real is not None:
                     return raw + quote(real, safe=_SEGMENT_SAFE).encode() + slash + rest
         return path
 
-    def _target(self, host: str, target: bytes, used: set[str], sent: bytes | None) -> bytes:
+    def _target(self, dest: Destination, target: bytes, used: set[str], sent: bytes | None) -> bytes:
         path, sep, query = target.partition(b"?")
         # Only a path the sandbox sent as it is forwarded: one spelling, which the policy judged.
         if sent is not None and sent.partition(b"?")[0] == path:
-            path = self._path(host, path, used)
+            path = self._path(dest, path, used)
         if not sep or not any(b.query for b in self.bindings.values()):
             return path + sep + query
         parts = []
@@ -210,7 +278,7 @@ class Secrets:
             key, eq, val = part.partition(b"=")
             if eq:
                 param = key.decode("latin-1")
-                real = self._whole(host, unquote_to_bytes(val), lambda b, p=param: p in b.query, used)
+                real = self._whole(dest, unquote_to_bytes(val), lambda b, p=param: p in b.query, used)
                 if real is not None:
                     part = key + b"=" + quote(real, safe="").encode()
             parts.append(part)
@@ -244,21 +312,26 @@ class Secrets:
         return out
 
     def inject(
-        self, host: str, target: bytes, headers: list[tuple[bytes, bytes]], sent: bytes | None = None
+        self, host: str | Destination, target: bytes, headers: list[tuple[bytes, bytes]], sent: bytes | None = None
     ) -> tuple[bytes, list, set[str]]:
-        """(target, headers, names of the secrets used). ``target`` is the canonical origin-form target that is
-        forwarded, ``sent`` the target as the sandbox sent it (``None``: no ``path`` binding applies). h11 gives
-        lower-case header names."""
+        """(target, headers, names of the secrets used). ``host``: the destination (a bare host name: over TLS, a
+        port no provider binding names); ``target`` is the canonical origin-form target that is forwarded,
+        ``sent`` the target as the sandbox sent it (``None``: no ``path`` binding applies). h11 gives lower-case
+        header names."""
         used: set[str] = set()
-        if not self.bindings or not self.bound(host):
+        if isinstance(host, Destination):
+            dest = host
+        else:
+            dest = Destination(host, path=target.partition(b"?")[0].decode("latin-1"))
+        if not self.bindings or not any(self._reaches(b, dest) for b in self.bindings.values()):
             return target, headers, used
         out = []
         for key, value in headers:
             if key == b"authorization":  # Basic carries the placeholder base64-encoded
-                value = self._authorization(host, value, used)
+                value = self._authorization(dest, value, used)
             elif b"clawfleet:secret:" in value or b"openshell:resolve:env:" in value:
                 name = key.decode("latin-1")
-                real = self._whole(host, value.strip(), lambda b, n=name: n in b.headers, used)
+                real = self._whole(dest, value.strip(), lambda b, n=name: n in b.headers, used)
                 value = value if real is None else real
             out.append((key, value))
-        return self._target(host, target, used, sent), out, used
+        return self._target(dest, target, used, sent), out, used

@@ -36,23 +36,27 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from clawfleet.policy import Decision
+from clawfleet.policy import Decision, credential_scopes
 from clawfleet.policy.matching import normalize_request_host
 from clawfleet.policy.middleware import RegexHook
 
 from .addr import Target, TargetError, is_ip_literal, parse_absolute, parse_authority
 from .body import BodyRefused, body_headers, read_body, reframe
+from .body_credentials import MAX_REWRITE_BYTES, rewrite_body
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
+from .credentials import Destination
 from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .middleware import MiddlewareStop, run_chain
 from .middleware import event as mw_event
+from .providers import private_addresses
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
+from .ws_credentials import relay_client_frames
 
 if TYPE_CHECKING:
     from .metrics import GatewayMetrics
@@ -374,6 +378,7 @@ class Gateway:
         self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
+        self._scoped: tuple[object, object] | None = None  # (secrets, policy) the provider scopes were set for
         self.upstream_ctx = upstream_context(config.extra_ca_file)
         self.monitor = config.mode == MONITOR
         self.servers: list[asyncio.base_events.Server] = []
@@ -519,7 +524,16 @@ class Gateway:
             return True
         if middleware and self.holder.engine.middlewares(host):  # it sees only traffic the gateway parses
             return True
-        return bool(self.secrets) and self.secrets.bound(host)
+        return bool(self.secrets) and self.credentials().bound(host, port)
+
+    def credentials(self) -> Secrets:
+        """The secrets, with each provider's endpoints taken from the live policy: an endpointless provider's
+        credentials follow the policy's ``credential_binding`` endpoints from one reload to the next."""
+        policy = self.holder.policy
+        if self._scoped is None or self._scoped[0] is not self.secrets or self._scoped[1] is not policy:
+            self.secrets.scope(credential_scopes(policy, self.config.providers))
+            self._scoped = (self.secrets, policy)
+        return self.secrets
 
     def _uninspected_tunnel(self, caller, d: Decision, target: Target) -> None:
         """A tunnel relayed byte for byte (``tls: skip``) to a host a middleware selects: refused when a stage is
@@ -776,7 +790,7 @@ class Gateway:
             if (hh.host, hh.port) != (target.host, target.port):
                 raise Denied(403, "Host header differs from the request target",
                              f"Host {host_hdr.decode('ascii', 'replace')!r} != target {target.authority}")  # fmt: skip
-            if self.secrets.refuses(method, target.host):
+            if self.credentials().refuses(method, target.host, target.port):
                 raise Denied(405, f"{method} to {target.host} refused",
                              "a host a credential is bound to may echo the injected value back")  # fmt: skip
             try:  # judged and forwarded: the canonical form, never the raw text
@@ -811,19 +825,36 @@ class Gateway:
                 mwctx = _MwContext(caller, kind, target, method, path, d)
                 body, req_headers = await self._request_middleware(conn, client, ev, mwctx, hooks, body, ctype,
                                                                    req_headers, buffered is not None)  # fmt: skip
+            # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
+            # addresses the policy or the operator granted on loopback or a private network (.credentials).
+            private = not is_tls and private_addresses(ips)
+            dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
+            body_used: set[str] = set()
+            if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
+                body, req_headers = await self._body_credentials(conn, client, ev, caller, kind, target, method,
+                                                                 path, dest, body, req_headers, body_used)  # fmt: skip
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
         headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
+        ws_fill: Callable[[bytes], bytes | None] | None = None
+        if websocket and d.endpoint is not None and d.endpoint.websocket_credential_rewrite and self.secrets:
+            secrets = self.credentials()
+            if secrets.provider_reaches(dest):
+                # no extension (permessage-deflate): the gateway must read the text messages it fills
+                headers = [(k, v) for k, v in headers if k != b"sec-websocket-extensions"]
+                ws_used: set[str] = set()
+                ws_fill = functools.partial(secrets.fill, dest, used=ws_used)
         resp_hooks = tuple(h for h in hooks if h.response) if not websocket else ()
         if resp_hooks:  # ask for the body as the origin has it: a compressed one cannot be inspected
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
-        if self.secrets and is_tls:  # real values only ever travel inside verified TLS
+        if self.secrets:
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
-            out_target, headers, used = self.secrets.inject(target.host, out_target, headers, ev.target)
+            out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+            used |= body_used
         else:
             used = set()
         expect = _hdr(headers, b"expect")
@@ -834,7 +865,8 @@ class Gateway:
             keep = await self._exchange(conn, client, up, h11.Request(
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
                 websocket, used, _sent(ev) if used else b"", body,
-                resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None)  # fmt: skip
+                resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None,
+                ws_fill)  # fmt: skip
             if self.metrics is not None and not websocket:  # a WebSocket's time is the session's, not a request's
                 self.metrics.request_done(self.config.sandbox, kind, time.perf_counter() - started)
             return keep
@@ -869,6 +901,35 @@ class Gateway:
             self.record(caller, kind, target.host, target.port, d, False, method, path)
             raise Denied(status, detail, reason) from None
         return body, ctype, reframe(ev.headers, body)
+
+    async def _body_credentials(self, conn: h11.Connection, client: Stream, ev: h11.Request, caller: Caller | None,
+                                kind: str, target: Target, method: str, path: str, dest: Destination,
+                                body: bytes | None, headers: list[tuple[bytes, bytes]],
+                                used: set[str]) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:  # fmt: skip
+        """On a ``request_body_credential_rewrite`` endpoint that a provider credential reaches: the body with each
+        placeholder that fills a JSON string value or a form value replaced (:mod:`.body_credentials`), read here
+        (at most 256 KiB, as upstream) unless body selectors or middleware read it already."""
+        secrets = self.credentials()
+        if not secrets.provider_reaches(dest):
+            return body, headers
+        if body is None:
+            where = f"{target.authority} (request_body_credential_rewrite)"
+            try:
+                body_headers(ev.headers, MAX_REWRITE_BYTES, where)
+                expect = _hdr(ev.headers, b"expect")
+                if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
+                    client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                body = await read_body(conn, client.read, MAX_REWRITE_BYTES, where)
+            except (BodyRefused, h11.RemoteProtocolError) as exc:
+                status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
+                                          else (400, "malformed request body", str(exc)))  # fmt: skip
+                self.record(caller, kind, target.host, target.port, Decision("deny", None, f"{detail}: {reason}"),
+                            False, method, path)  # fmt: skip
+                raise Denied(status, detail, reason) from None
+            headers = reframe(ev.headers, body)
+        ctype = _hdr(ev.headers, b"content-type")
+        out = rewrite_body(body, ctype.decode("latin-1") if ctype else None, lambda ph: secrets.fill(dest, ph, used))
+        return (body, headers) if out is body else (out, reframe(headers, out))
 
     def _middleware_stop(self, ctx: _MwContext, stop: MiddlewareStop, direction: str, status: int) -> Denied:
         """The refusal for a chain that blocked or failed closed (its log lines written)."""
@@ -985,7 +1046,8 @@ class Gateway:
     async def _exchange(self, cconn, client: Stream, up: _Upstream, req: h11.Request, upstreams,
                         websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
                         sent: bytes = b"", body: bytes | None = None, resp_hooks: tuple[RegexHook, ...] = (),
-                        mwctx: _MwContext | None = None) -> bool:  # fmt: skip
+                        mwctx: _MwContext | None = None,
+                        ws_fill: Callable[[bytes], bytes | None] | None = None) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         # Response middleware: the response is held (head and body, bounded) until the chain has run on it.
         held: h11.Response | None = None
@@ -1098,7 +1160,10 @@ class Gateway:
             upstreams.pop(up.key, None)
             client.pre = cconn.trailing_data[0]
             ustream.pre = uconn.trailing_data[0]
-            await splice(client, ustream)
+            if ws_fill is not None:  # websocket_credential_rewrite: the sandbox's messages are parsed (.ws_credentials)
+                await asyncio.gather(relay_client_frames(client, ustream, ws_fill), pipe(ustream, client))
+            else:
+                await splice(client, ustream)
             return False
         if uconn.our_state is h11.DONE and uconn.their_state is h11.DONE:
             uconn.start_next_cycle()

@@ -5,6 +5,8 @@ change is applied well under a second after the file lands, whether it was edite
 by rename. An invalid file is logged (``{"event": "reload", "ok": false, "error": ...}``) and ignored.
 Changes to static sections (filesystem_policy, landlock, process, version) cannot take effect in a running
 sandbox: the network part is applied and the record says ``"static_changed": [...], "needs_restart": true``.
+A policy whose ``credential_binding`` names a provider the gateway does not have is invalid here, at start and on
+reload (``clawfleet.policy.require_bindings``): ``policy apply`` then sees the digest unconfirmed and rolls back.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Mapping
 
-from clawfleet.policy import Engine, PolicyError, compile_policy, diff, digest, load_file
+from clawfleet.policy import Engine, PolicyError, compile_policy, diff, digest, load_file, require_bindings
 from clawfleet.policy.model import Policy
+from clawfleet.policy.profiles import ProviderProfile
 
 from .config import DecisionLog
 
@@ -22,11 +26,14 @@ __all__ = ["PolicyHolder"]
 
 
 class PolicyHolder:
-    def __init__(self, path: str, log: DecisionLog | None = None) -> None:
+    def __init__(self, path: str, log: DecisionLog | None = None,
+                 providers: Mapping[str, ProviderProfile] | None = None) -> None:  # fmt: skip
+        """``providers``: the gateway's provider instances, which the policy's credential bindings must name."""
         self.path = path
         self.log = log
+        self.providers = dict(providers or {})
         self._sig = self._stat()
-        self.policy: Policy = load_file(path)  # an invalid policy at start is fatal (PolicyError)
+        self.policy: Policy = self._load()  # an invalid policy at start is fatal (PolicyError)
         self.static_policy = self.policy  # what the sandbox was built with
         self.engine: Engine = compile_policy(self.policy)
         self.digest = digest(self.policy)
@@ -38,7 +45,7 @@ class PolicyHolder:
         """A holder without a file, for the unprivileged parser process (:mod:`.privsep`): the privileged process
         watches the file (it may be unreadable here) and hands every new policy over (:meth:`replace`)."""
         self = cls.__new__(cls)
-        self.path, self.log, self._sig = "", None, None
+        self.path, self.log, self._sig, self.providers = "", None, None, {}
         self.policy = self.static_policy = policy
         self.engine, self.digest, self.generation = compile_policy(policy), digest(policy), 0
         self._lock = threading.Lock()
@@ -50,6 +57,11 @@ class PolicyHolder:
         with self._lock:
             self.policy, self.engine, self.digest = policy, engine, new_digest
             self.generation += 1
+
+    def _load(self) -> Policy:
+        policy = load_file(self.path)
+        require_bindings(policy, self.providers)
+        return policy
 
     def _stat(self) -> tuple[int, int, int, int] | None:
         try:
@@ -68,7 +80,7 @@ class PolicyHolder:
         with self._lock:
             self._sig = sig
             try:
-                new = load_file(self.path)
+                new = self._load()
             except PolicyError as exc:
                 self._emit({"event": "reload", "ok": False, "error": str(exc).splitlines()[:20],
                             "kept_digest": self.digest})  # fmt: skip

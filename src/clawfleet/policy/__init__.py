@@ -1,6 +1,7 @@
 """clawfleet policy engine: OpenShell-compatible sandbox policies.
 
-Load and validate (:func:`load_file`, :func:`load_text`, :func:`load_preset_file`),
+Load and validate (:func:`load_file`, :func:`load_text`, :func:`load_preset_file`; provider profiles:
+:func:`load_profile_file`, checked against a policy's bindings by :func:`check_bindings`),
 merge presets (:func:`merge`), canonicalise and hash (:func:`normalize`,
 :func:`digest`), compare (:func:`diff`) and decide (:func:`compile_policy` ->
 :meth:`Engine.decide`). See docs/policy.md.
@@ -14,6 +15,18 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562): loading a policy file must not pay for the decision engine, and
 # `clawfleet sandbox run` starts agents, so its start time counts.
 _EXPORTS = {
+    "CredentialBinding": "model",
+    "ProviderProfile": "profiles",
+    "ProfileCredential": "profiles",
+    "load_profile_file": "profiles",
+    "load_profile_text": "profiles",
+    "load_profile_data": "profiles",
+    "normalize_profile": "profiles",
+    "profile_digest": "profiles",
+    "check_bindings": "providers",
+    "require_bindings": "providers",
+    "credential_scopes": "providers",
+    "compose": "providers",
     "Binary": "model",
     "Change": "differ",
     "Decision": "engine",
@@ -55,6 +68,7 @@ __all__ = [
     "JSON_SCHEMA",
     "Binary",
     "Change",
+    "CredentialBinding",
     "Decision",
     "Diff",
     "Endpoint",
@@ -72,8 +86,13 @@ __all__ = [
     "PresetInfo",
     "Problem",
     "ProcessPolicy",
+    "ProfileCredential",
+    "ProviderProfile",
     "canonical_json",
+    "check_bindings",
     "compile_policy",
+    "compose",
+    "credential_scopes",
     "diff",
     "digest",
     "load_any_file",
@@ -82,9 +101,15 @@ __all__ = [
     "load_file",
     "load_preset_file",
     "load_preset_text",
+    "load_profile_data",
+    "load_profile_file",
+    "load_profile_text",
     "load_text",
     "merge",
     "normalize",
+    "normalize_profile",
+    "profile_digest",
+    "require_bindings",
     "ssrf_verdict",
     "static_digest",
 ]
@@ -121,6 +146,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from .merging import MergeEntry, MergeReport, merge
     from .model import (
         Binary,
+        CredentialBinding,
         Endpoint,
         FilesystemPolicy,
         L7Rule,
@@ -132,3 +158,13 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
         PresetInfo,
         ProcessPolicy,
     )
+    from .profiles import (
+        ProfileCredential,
+        ProviderProfile,
+        load_profile_data,
+        load_profile_file,
+        load_profile_text,
+        normalize_profile,
+        profile_digest,
+    )
+    from .providers import check_bindings, compose, credential_scopes, require_bindings

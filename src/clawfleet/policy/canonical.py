@@ -15,7 +15,15 @@ from typing import Any
 from .middleware import REGEX, REGEX_DEFAULTS
 from .model import BODY_PROTOCOLS, STATIC_SECTIONS, Endpoint, L7Rule, Middleware, NetworkRule, Policy, Preset
 
-__all__ = ["canonical_json", "canonical_middleware", "canonical_rule", "digest", "normalize", "static_digest"]
+__all__ = [
+    "canonical_endpoint",
+    "canonical_json",
+    "canonical_middleware",
+    "canonical_rule",
+    "digest",
+    "normalize",
+    "static_digest",
+]
 
 
 def _selector(rule: L7Rule, protocol: str | None = None) -> dict[str, Any]:
@@ -49,7 +57,7 @@ def _sorted_unique(items: list[Any]) -> list[Any]:
     return [seen[k] for k in sorted(seen)]
 
 
-def _endpoint(ep: Endpoint) -> dict[str, Any]:
+def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
     out: dict[str, Any] = {"host": ep.host}
     if len(ep.ports) == 1:
         out["port"] = ep.ports[0]
@@ -73,6 +81,12 @@ def _endpoint(ep: Endpoint) -> dict[str, Any]:
     if ep.deny_rules:
         out["deny_rules"] = _sorted_unique([_selector(r, protocol) for r in ep.deny_rules])
     out.update(_body_options(ep))
+    if ep.credential_binding is not None:
+        out["credential_binding"] = {"provider": ep.credential_binding.provider}
+    if ep.request_body_credential_rewrite:
+        out["request_body_credential_rewrite"] = True
+    if ep.websocket_credential_rewrite:
+        out["websocket_credential_rewrite"] = True
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
     return out
@@ -106,7 +120,7 @@ def _body_options(ep: Endpoint) -> dict[str, Any]:
 def canonical_rule(rule: NetworkRule) -> dict[str, Any]:
     return {
         "name": rule.name,
-        "endpoints": _sorted_unique([_endpoint(ep) for ep in rule.endpoints]),
+        "endpoints": _sorted_unique([canonical_endpoint(ep) for ep in rule.endpoints]),
         "binaries": [{"path": p} for p in sorted({b.path for b in rule.binaries})],
     }
 

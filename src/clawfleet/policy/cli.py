@@ -1,4 +1,5 @@
-"""``clawfleet policy ...``: validate, check, merge, diff, digest, normalize, schema.
+"""``clawfleet policy ...``: validate, check, merge, diff, digest, normalize, schema (provider profiles and
+credential bindings: :mod:`.profile_cli`).
 
 Exit codes: 0 success (``check``: allow or audit; ``diff``: no change), 1 ``check``
 deny or ``diff`` found changes, 2 invalid input (every problem printed on stderr as
@@ -221,6 +222,10 @@ def register(subparsers: Any) -> None:
     from .apply import register_apply_subcommands
 
     register_apply_subcommands(sub)
+    # profile/bindings: Providers v2 (docs/policy.md, Providers).
+    from .profile_cli import register_profile_subcommands
+
+    register_profile_subcommands(sub)
 
     p = sub.add_parser("validate", help="validate policy or preset files (exit 2 on any problem)")
     p.add_argument("files", nargs="+", metavar="FILE")

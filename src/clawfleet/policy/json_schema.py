@@ -18,6 +18,7 @@ from .schema import (
     MAX_PATH_LEN,
     ON_ERROR,
     PROTOCOLS,
+    PROVIDER_NAME_RE,
     TLS_MODES,
     USER_RE,
 )
@@ -235,6 +236,14 @@ JSON_SCHEMA: dict[str, Any] = {
                         "required": ["operation_type"],
                         "properties": _GRAPHQL_OPERATION,
                     },
+                },
+                "request_body_credential_rewrite": {"type": "boolean"},
+                "websocket_credential_rewrite": {"type": "boolean"},
+                "credential_binding": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["provider"],
+                    "properties": {"provider": {"type": "string", "pattern": PROVIDER_NAME_RE.pattern}},
                 },
             },
         },

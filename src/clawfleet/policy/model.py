@@ -19,6 +19,7 @@ __all__ = [
     "BODY_PROTOCOLS",
     "STATIC_SECTIONS",
     "Binary",
+    "CredentialBinding",
     "Endpoint",
     "FilesystemPolicy",
     "L7Rule",
@@ -100,6 +101,19 @@ class L7Rule:
 
 
 @dataclass(frozen=True)
+class CredentialBinding:
+    """``credential_binding: {provider: NAME}`` on an endpoint (upstream Providers v2): the static credentials of
+    the provider instance ``NAME`` may be put into requests to this endpoint. Where it was written is kept (not
+    compared) because whether ``NAME`` is configured is known only where the policy meets the gateway's
+    providers, and that refusal must still point at the line (:mod:`clawfleet.policy.providers`)."""
+
+    provider: str
+    source: str = field(default="<policy>", compare=False)
+    line: int | None = field(default=None, compare=False)
+    col: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     host: str  # lower-case; may carry a first-label wildcard (*.x.com, **.x.com, *-a.x.com)
     ports: tuple[int, ...]
@@ -117,6 +131,11 @@ class Endpoint:
     mcp_allow_all_known_methods: bool | None = None
     persisted_queries: str | None = None  # "deny" | "allow_registered"
     graphql_persisted_queries: tuple[tuple[str, L7Rule], ...] = ()  # hash or saved-query id -> operation
+    credential_binding: CredentialBinding | None = None
+    # upstream's opt-in: provider credential placeholders in a JSON or form request body are filled too
+    request_body_credential_rewrite: bool = False
+    # upstream's opt-in: provider credential placeholders in client WebSocket text messages are filled too
+    websocket_credential_rewrite: bool = False
 
     @property
     def inspects_body(self) -> bool:

@@ -17,6 +17,7 @@ from .errors import PolicyError, Problem
 from .middleware import REGEX, check_regex_config, tls_skip_conflicts
 from .model import (
     Binary,
+    CredentialBinding,
     Endpoint,
     FilesystemPolicy,
     L7Rule,
@@ -35,7 +36,10 @@ __all__ = [
     "MAX_MIDDLEWARES",
     "MAX_PATH_LEN",
     "PROTOCOLS",
+    "PROVIDER_NAME_RE",
+    "PROVIDER_RULE_PREFIX",
     "SUPPORTED_MIDDLEWARES",
+    "Validator",
     "normalize_host_pattern",
     "parse_document",
 ]
@@ -88,6 +92,9 @@ _ENDPOINT_KEYS = (
     "graphql_max_body_bytes",
     "persisted_queries",
     "graphql_persisted_queries",
+    "credential_binding",
+    "request_body_credential_rewrite",
+    "websocket_credential_rewrite",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
 _BODY_SELECTOR_KEYS = {
@@ -106,13 +113,10 @@ _RPC_METHOD_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
-        "websocket_credential_rewrite",
-        "request_body_credential_rewrite",
         "allow_uninspected_credentials",
         "credential_signing",
         "signing_service",
         "signing_region",
-        "credential_binding",
         "review",
     }
 )
@@ -122,6 +126,10 @@ _LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
 USER_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_.-]{0,30}\$?)$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]{0,127}$")
+#: A provider instance name in ``credential_binding.provider`` (upstream's names: ``work-gcp``, ``my-claude``).
+PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
+#: Network policy keys upstream reserves for the rules it derives from attached provider profiles.
+PROVIDER_RULE_PREFIX = "_provider_"
 
 
 def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
@@ -196,7 +204,9 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-class _Validator:
+class Validator:
+    """Checks one document and collects every problem; shared with provider profiles (:mod:`.profiles`)."""
+
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.errors: list[Problem] = []
@@ -799,6 +809,33 @@ class _Validator:
             self.warn((*path, "path"), "'path' is only checked on L7 endpoints (set protocol: rest)")
         body = self.body_options(path, m, protocol, host, rules, deny)
         bad = bad or body is None
+        binding = None
+        if "credential_binding" in m:
+            binding = self.credential_binding((*path, "credential_binding"), m["credential_binding"], protocol, tls,
+                                              has_l7)  # fmt: skip
+            bad = bad or binding is None
+        rewrite = False
+        if "request_body_credential_rewrite" in m:
+            flag = self.boolean((*path, "request_body_credential_rewrite"), m["request_body_credential_rewrite"])
+            bad = bad or flag is None
+            rewrite = bool(flag)
+            if rewrite and (protocol != "rest" or tls == "skip"):
+                # as upstream: only a REST endpoint whose requests the gateway reads (its body included)
+                self.err((*path, "request_body_credential_rewrite"), "request body credential rewriting needs"
+                         " protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)",
+                         at_key=True)  # fmt: skip
+                bad = True
+        ws_rewrite = False
+        if "websocket_credential_rewrite" in m:
+            flag = self.boolean((*path, "websocket_credential_rewrite"), m["websocket_credential_rewrite"])
+            bad = bad or flag is None
+            ws_rewrite = bool(flag)
+            if ws_rewrite and (protocol != "websocket" or tls == "skip"):
+                # clawfleet switches protocols only on protocol: websocket endpoints (upstream also on REST ones)
+                self.err((*path, "websocket_credential_rewrite"), "WebSocket credential rewriting needs protocol:"
+                         " websocket (the only endpoints the gateway upgrades), not tls: skip",
+                         at_key=True)  # fmt: skip
+                bad = True
         if bad or host is None or body is None:
             return None
         return Endpoint(
@@ -812,8 +849,42 @@ class _Validator:
             deny_rules=deny,
             allowed_ips=ips,
             tls=tls,
+            credential_binding=binding,
+            request_body_credential_rewrite=rewrite,
+            websocket_credential_rewrite=ws_rewrite,
             **body,
         )
+
+    def credential_binding(
+        self, path: Path, value: Any, protocol: str | None, tls: str | None, has_l7: bool
+    ) -> CredentialBinding | None:
+        """``credential_binding: {provider: NAME}``. Whether ``NAME`` is configured is not known here (a policy that
+        binds a provider validates on its own); :mod:`.providers` refuses it where the policy meets the gateway.
+        As upstream (without ``allow_uninspected_credentials``, which clawfleet does not offer), a credential may
+        only be bound where the gateway parses the requests: an HTTP protocol, TLS not skipped."""
+        m = self.mapping(path, value, ("provider",), required=("provider",), what="{provider: NAME}")
+        if m is None or set(m) != {"provider"}:
+            return None
+        name = self.string((*path, "provider"), m["provider"], what="a provider instance name")
+        if name is None:
+            return None
+        if not PROVIDER_NAME_RE.match(name):
+            self.err((*path, "provider"), f"provider name {name!r} must be 1-128 letters, digits and . _ -,"
+                     " starting and ending with a letter or digit")  # fmt: skip
+            return None
+        inspected = protocol in HTTP_PROTOCOLS or (protocol is None and has_l7)
+        if not inspected:
+            how = f"protocol {protocol}" if protocol else "an L4 endpoint (no protocol)"
+            self.err(path, f"a credential can only be bound to an endpoint whose requests the gateway parses;"
+                     f" this is {how}: set protocol: rest (or another HTTP protocol) with access or rules",
+                     at_key=True)  # fmt: skip
+            return None
+        if tls == "skip":
+            self.err(path, "a credential cannot be bound to a tls: skip endpoint: its requests are never seen"
+                     " (upstream's allow_uninspected_credentials is not supported)", at_key=True)  # fmt: skip
+            return None
+        line, col = self.doc.pos(path)
+        return CredentialBinding(name, self.doc.filename, line, col)
 
     def body_options(
         self,
@@ -1004,6 +1075,11 @@ class _Validator:
         for key, rule in value.items():
             kpath = (*path, key)
             if not self.map_key(kpath, key):
+                ok = False
+                continue
+            if key.startswith(PROVIDER_RULE_PREFIX):
+                self.err(kpath, f"{PROVIDER_RULE_PREFIX}* names are reserved for the rules derived from provider"
+                         " profiles (as upstream): rename the rule", at_key=True)  # fmt: skip
                 ok = False
                 continue
             r = self.network_rule(kpath, key, rule)
@@ -1263,7 +1339,7 @@ def _net_sort_key(text: str) -> tuple[int, int, int]:
 
 def parse_document(doc: Document, kind: str = "policy") -> Policy | Preset:
     """Validate ``doc`` as ``"policy"``, ``"preset"`` or ``"any"`` (a top-level ``preset:`` decides)."""
-    v = _Validator(doc)
+    v = Validator(doc)
     v.errors.extend(doc.problems)
     if kind == "any":
         kind = "preset" if isinstance(doc.data, dict) and "preset" in doc.data else "policy"

@@ -1,0 +1,76 @@
+"""``clawfleet policy profile`` and ``clawfleet policy bindings``: provider profiles and credential bindings
+checked offline, as the gateway checks them at start (docs/policy.md, "Providers").
+
+``profile FILE...``: validate provider profiles (upstream's ``openshell provider profile lint``); each valid one
+prints its digest, ``--normalize`` its canonical form as JSON. ``bindings --policy FILE --provider NAME=PROFILE``:
+refuse the policy's ``credential_binding`` entries that the given provider instances cannot serve. Exit 0 valid,
+2 invalid (every problem on stderr as ``FILE:LINE:COL: path: message``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import PolicyError
+from .loader import load_file
+from .profiles import ProviderProfile, load_profile_file, normalize_profile, profile_digest
+from .providers import check_bindings
+
+__all__ = ["register_profile_subcommands"]
+
+EXIT_OK, EXIT_INVALID = 0, 2
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            profile = load_profile_file(name)
+        except PolicyError as exc:
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        if args.normalize:
+            print(json.dumps(normalize_profile(profile), indent=2))
+        else:
+            print(f"{profile_digest(profile)}  {name}")
+    return status
+
+
+def _cmd_bindings(args: argparse.Namespace) -> int:
+    providers: dict[str, ProviderProfile] = {}
+    problems = []
+    for item in args.provider or ():
+        name, eq, path = item.partition("=")
+        if not eq or not name or not path:
+            print(f"--provider {item!r}: expected NAME=PROFILE_FILE", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            providers[name] = load_profile_file(path)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+    try:
+        policy = load_file(args.policy)
+    except PolicyError as exc:
+        problems.extend(exc.problems)
+    else:
+        problems.extend(check_bindings(policy, providers))
+    for p in problems:
+        print(p, file=sys.stderr)
+    return EXIT_INVALID if problems else EXIT_OK
+
+
+def register_profile_subcommands(sub: Any) -> None:
+    p = sub.add_parser("profile", help="validate provider profiles (Providers v2) and print their digests")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--normalize", action="store_true", help="print each canonical form (JSON) instead")
+    p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("bindings", help="check a policy's credential_binding entries against provider instances")
+    p.add_argument("--policy", required=True, metavar="FILE")
+    p.add_argument("--provider", action="append", metavar="NAME=PROFILE", help="a provider instance (repeatable)")
+    p.set_defaults(func=_cmd_bindings)
