@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
 from clawfleet.gateway.metrics import GatewayMetrics
@@ -98,3 +99,112 @@ def test_dashboard_layout_is_well_formed():
     for p in dash["panels"]:
         if p["type"] != "row":
             assert p["datasource"]["uid"] == "${datasource}" and p["targets"]
+
+
+# -- scripts/render-dashboard.py: the headless rendering, against a fake Prometheus ---------------------------------
+# The real run (Prometheus, the daemon, sandboxes, the router) needs root and a few minutes: docs/observability.md
+# "Fleet dashboard". Here the script's own logic: variables substituted, the right API per panel type, a refused or
+# empty gateway/router query fails naming the panel, an empty vLLM panel does not.
+
+
+def _script():
+    import importlib.util
+
+    path = DASHBOARD.parents[2] / "scripts" / "render-dashboard.py"
+    spec = importlib.util.spec_from_file_location("render_dashboard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakePrometheus:
+    """Answers /api/v1/query and /api/v1/query_range like Prometheus: an error for an expression holding BROKEN, no
+    series for vLLM's metrics or one holding EMPTY, one series otherwise. Records what it was asked."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        self.asked: list[tuple[str, str]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                fake.asked.append((url.path, q["query"]))
+                status, body = 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
+                labels = {"host": "h1", "sandbox": "alpha", "digest": "sha256:ab", "action": "deny"}
+                if "BROKEN" in q["query"]:
+                    status, body = 400, {"status": "error", "errorType": "bad_data", "error": "parse error"}
+                elif "vllm:" in q["query"] or "EMPTY" in q["query"]:
+                    pass
+                elif url.path == "/api/v1/query_range":
+                    values = [[float(q["start"]), "1"], [float(q["end"]), "2"]]
+                    body["data"] = {"resultType": "matrix", "result": [{"metric": labels, "values": values}]}
+                else:
+                    body["data"]["result"] = [{"metric": labels, "value": [float(q["time"]), "3"]}]
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _render(tmp_path, edit=None):
+    dash = json.loads(DASHBOARD.read_text())
+    if edit:
+        edit(dash)
+    path = tmp_path / "dash.json"
+    path.write_text(json.dumps(dash))
+    prom = FakePrometheus()
+    try:
+        empty = _script().render(path, prom.url, 1_800_000_000.0, 1_800_000_150.0, tmp_path / "dash.png")
+    finally:
+        prom.close()
+    return empty, prom.asked
+
+
+def _edit_panel(title: str, expr: str):
+    def edit(dash):
+        next(p for p in dash["panels"] if p["title"] == title)["targets"][0]["expr"] = expr
+
+    return edit
+
+
+def test_render_draws_every_panel_and_leaves_only_vllm_empty(tmp_path):
+    empty, asked = _render(tmp_path)
+    assert (tmp_path / "dash.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert empty == [p["title"] for p in panels if "vllm:" in json.dumps(p.get("targets"))]
+    assert len(asked) == sum(len(p.get("targets", [])) for p in panels)
+    assert all("$" not in query for _, query in asked), [q for _, q in asked if "$" in q]
+    fleet_pending = 'sum(clawfleet_gateway_approvals_pending{host=~".*", sandbox=~".*"}) or vector(0)'
+    assert ("/api/v1/query", fleet_pending) in asked
+    ranged = [q for path, q in asked if path == "/api/v1/query_range"]
+    assert any("[20s]" in q for q in ranged) and any("[150s]" in q for _, q in asked)
+
+
+def test_render_fails_naming_a_gateway_panel_whose_query_prometheus_refuses(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        _render(tmp_path, _edit_panel("Allowed vs denied", "sum(BROKEN"))
+    assert "Allowed vs denied: refused by Prometheus: bad_data: parse error" in str(e.value)
+    assert not (tmp_path / "dash.png").exists()
+
+
+def test_render_fails_naming_a_router_panel_without_series(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        _render(tmp_path, _edit_panel("Routing decisions", "sum(EMPTY_clawfleet_router_decisions_total)"))
+    assert "Routing decisions: no series" in str(e.value)

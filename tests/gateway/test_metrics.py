@@ -118,6 +118,12 @@ def test_active_connections_and_reload_results(served, origins):
     finally:
         held.close()
 
+    # before any reload both results are exported at 0 (else increase() misses the first one: the fleet dashboard)
+    found = samples(scrape_unix(path)[1].decode())
+    reloads = "clawfleet_gateway_policy_reloads_total"
+    for result in ("ok", "failed"):
+        assert found[(reloads, (("result", result), ("sandbox", "unit")))] == 0
+
     gw.policy.write_text(gw.policy.read_text().replace('method: GET, path: "/ok/**"', 'method: "*", path: "/ok/**"'))
     assert gw.wait_for(lambda: gw.holder.digest != old)
     found = samples(scrape_unix(path)[1].decode())

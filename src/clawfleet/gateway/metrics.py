@@ -311,6 +311,10 @@ class GatewayMetrics:
         waiting = self._live.pending[sandbox] = _Pending(sandbox, log)
         if not self.parser:
             self.reload_ok.labels(sandbox).set(1)
+            # Both results exported at 0 from the start: a counter series that first appears at 1 gives
+            # increase()/rate() nothing to compare with, so a dashboard would never see the first reload.
+            for result in ("ok", "failed"):
+                self.reloads.labels(sandbox, result)
 
         def observe(record: dict[str, Any], _time_ms: int, _flush: bool) -> None:
             event = record.get("event")
