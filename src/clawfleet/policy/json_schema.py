@@ -54,6 +54,8 @@ _REGEX_CONFIG: dict[str, Any] = {
     },
 }
 _ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
+# A request or endpoint path glob: absolute, or upstream's bare "**" (every path, read as "/**").
+_PATH_GLOB = {"type": "string", "pattern": "^(/|\\*\\*$)", "maxLength": MAX_PATH_LEN}
 # A glob, or {any: [globs]}: query values, MCP tool names, params names.
 _GLOB_MATCHER = {
     "oneOf": [
@@ -75,7 +77,7 @@ _SELECTOR = {
             "minLength": 1,
             "description": "HTTP method or '*' (protocol mcp / json-rpc: the JSON-RPC method name)",
         },
-        "path": {**_ABS, "description": "path glob: * within a segment, ** across segments"},
+        "path": {**_PATH_GLOB, "description": "path glob: * within a segment, ** across segments; '**': every path"},
         "query": {"type": "object", "additionalProperties": _GLOB_MATCHER},
     },
 }
@@ -196,7 +198,7 @@ JSON_SCHEMA: dict[str, Any] = {
                     "minItems": 1,
                     "items": {"type": "integer", "minimum": 1, "maximum": 65535},
                 },
-                "path": _ABS,
+                "path": _PATH_GLOB,
                 "protocol": {"enum": list(PROTOCOLS)},
                 "tls": {"enum": list(TLS_MODES)},
                 "enforcement": {"enum": list(ENFORCEMENTS)},

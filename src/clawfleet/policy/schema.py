@@ -421,15 +421,21 @@ class Validator:
             return None
         return ProcessPolicy(user, group)
 
-    def glob(self, path: Path, value: Any, what: str, *, absolute: bool = True) -> str | None:
+    def glob(self, path: Path, value: Any, what: str, *, absolute: bool = True, any_path: bool = False) -> str | None:
+        """A glob as written. ``any_path`` (request and endpoint paths): upstream's ``**`` without a leading ``/``
+        matches every path (its Rego: ``path_matches(_, "**")``); it is read as ``/**``, which matches every
+        path too (a request path always starts with ``/``), so both spellings are one policy."""
         text = self.string(path, value, what=what)
         if text is None:
             return None
+        if any_path and text == "**":
+            return "/**"
         if len(text) > MAX_PATH_LEN:
             self.err(path, f"{what} is longer than {MAX_PATH_LEN} characters")
             return None
         if absolute and not text.startswith("/"):
-            self.err(path, f"{what} must start with '/', got {text!r}")
+            also = " (or be '**', every path)" if any_path else ""
+            self.err(path, f"{what} must start with '/'{also}, got {text!r}")
             return None
         if absolute and ".." in text.split("/"):
             self.err(path, f"{what} must not contain '..'")
@@ -516,7 +522,7 @@ class Validator:
                 bad = True
         rpath = None
         if "path" in m:
-            rpath = self.glob((*path, "path"), m["path"], "a path glob")
+            rpath = self.glob((*path, "path"), m["path"], "a path glob", any_path=True)
             bad = bad or rpath is None
         query: tuple[tuple[str, tuple[str, ...]], ...] = ()
         if "query" in m:
@@ -746,7 +752,7 @@ class Validator:
         else:
             self.err(path, "endpoint needs 'port' or 'ports'")
             bad = True
-        epath = self.glob((*path, "path"), m["path"], "a path glob") if "path" in m else None
+        epath = self.glob((*path, "path"), m["path"], "a path glob", any_path=True) if "path" in m else None
         bad = bad or ("path" in m and epath is None)
         protocol = self.choice((*path, "protocol"), m["protocol"], PROTOCOLS) if "protocol" in m else None
         bad = bad or ("protocol" in m and protocol is None)
