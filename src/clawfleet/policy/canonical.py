@@ -74,10 +74,13 @@ def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
         out["tls"] = "skip"
     if ep.enforcement != "enforce":
         out["enforcement"] = ep.enforcement
-    if ep.access is not None:
+    # A graphql preset is written as the operation rules it stands for (access: read-only and
+    # rules: [{allow: {operation_type: query}}] are one policy); an HTTP preset is kept as written.
+    if ep.access is not None and protocol not in BODY_PROTOCOLS:
         out["access"] = ep.access
-    if ep.rules:
-        out["rules"] = _sorted_unique([{"allow": _selector(r, protocol)} for r in ep.rules])
+    rules = ep.allow_rules
+    if rules:
+        out["rules"] = _sorted_unique([{"allow": _selector(r, protocol)} for r in rules])
     if ep.deny_rules:
         out["deny_rules"] = _sorted_unique([_selector(r, protocol) for r in ep.deny_rules])
     out.update(_body_options(ep))

@@ -174,7 +174,8 @@ class _CompiledEndpoint:
         self.body = ep.inspects_body
         self.audit = ep.enforcement == "audit"
         self.path_rx = compile_glob(ep.path) if ep.path else None
-        self.methods: frozenset[str] = ACCESS_METHODS[ep.access] if ep.access else frozenset()
+        # a body endpoint's access preset is operation rules (Endpoint.allow_rules, judged in l7_body)
+        self.methods: frozenset[str] = ACCESS_METHODS[ep.access] if ep.access and not self.body else frozenset()
         self.allow_all = "*" in self.methods or (not ep.access and not ep.rules)
         self.rules = tuple(_Selector(r) for r in ep.rules)
         self.deny = tuple(_Selector(r) for r in ep.deny_rules)

@@ -521,7 +521,8 @@ def body_verdict(
         for rule in endpoint.deny_rules:
             if match(rule, item, True):
                 return "denyrule", rule, f"deny rule {_rule_text(rule)} matches {describe(item)}"
-    if not endpoint.rules:
+    rules = endpoint.allow_rules  # rules, or what a graphql endpoint's access preset stands for
+    if not rules:
         if endpoint.protocol == "mcp" and not endpoint.mcp_allow_all_known_methods:
             return "nomatch", None, f"MCP endpoint {where} has no method rules (mcp.allow_all_known_mcp_methods)"
         if endpoint.protocol == "mcp":
@@ -531,9 +532,13 @@ def body_verdict(
         return "allow", None, f"{len(items)} {endpoint.protocol} message(s) allowed on {where} (no allow rules)"
     first: L7Rule | None = None
     for item in items:
-        hit = next((r for r in endpoint.rules if match(r, item, False)), None)
+        hit = next((r for r in rules if match(r, item, False)), None)
         if hit is None:
-            return "nomatch", None, f"no rule on {where} allows {describe(item)}"
+            by = f" (access: {endpoint.access})" if endpoint.access is not None and not endpoint.rules else ""
+            return "nomatch", None, f"no rule on {where}{by} allows {describe(item)}"
         first = first or hit
     detail = ", ".join(describe(i) for i in items[:4]) + (", ..." if len(items) > 4 else "")
-    return "allow", first, f"{detail} allowed by rule {_rule_text(first) if first else ''}"
+    how = f"rule {_rule_text(first) if first else ''}"
+    if endpoint.access is not None and endpoint.protocol == "graphql":
+        how = f"access: {endpoint.access} ({how})"
+    return "allow", first, f"{detail} allowed by {how}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -17,6 +18,7 @@ from .errors import Problem
 __all__ = [
     "ACCESS_METHODS",
     "BODY_PROTOCOLS",
+    "GRAPHQL_ACCESS_OPERATIONS",
     "STATIC_SECTIONS",
     "Binary",
     "CredentialBinding",
@@ -38,6 +40,17 @@ ACCESS_METHODS: Mapping[str, frozenset[str]] = MappingProxyType(
         "read-only": frozenset({"GET", "HEAD", "OPTIONS"}),
         "read-write": frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"}),
         "full": frozenset({"*"}),
+    }
+)
+
+#: ``access`` presets on a ``protocol: graphql`` endpoint, as upstream expands them (its
+#: ``access_preset_rules``, crates/openshell-supervisor-network/src/l7/mod.rs): GraphQL operation types allowed
+#: ("*" = any). A read-only endpoint allows queries; mutations and subscriptions are denied.
+GRAPHQL_ACCESS_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "read-only": ("query",),
+        "read-write": ("query", "mutation"),
+        "full": ("*",),
     }
 )
 
@@ -100,6 +113,11 @@ class L7Rule:
         return " ".join(parts)
 
 
+@cache
+def _graphql_preset_rules(access: str) -> tuple[L7Rule, ...]:
+    return tuple(L7Rule(operation_type=t) for t in GRAPHQL_ACCESS_OPERATIONS[access])
+
+
 @dataclass(frozen=True)
 class CredentialBinding:
     """``credential_binding: {provider: NAME}`` on an endpoint (upstream Providers v2): the static credentials of
@@ -136,6 +154,15 @@ class Endpoint:
     request_body_credential_rewrite: bool = False
     # upstream's opt-in: provider credential placeholders in client WebSocket text messages are filled too
     websocket_credential_rewrite: bool = False
+
+    @property
+    def allow_rules(self) -> tuple[L7Rule, ...]:
+        """The allow rules requests are judged by: ``rules``, or on a ``protocol: graphql`` endpoint the operation
+        rules its ``access`` preset stands for (upstream expands it so; an HTTP preset is a method set instead,
+        :data:`ACCESS_METHODS`)."""
+        if self.access is not None and self.protocol == "graphql":
+            return _graphql_preset_rules(self.access)
+        return self.rules
 
     @property
     def inspects_body(self) -> bool:

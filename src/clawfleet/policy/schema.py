@@ -972,9 +972,9 @@ class Validator:
                     )
         if protocol not in ("graphql", "mcp", "json-rpc"):
             return None if bad else out
-        if "access" in m:
+        if "access" in m and protocol != "graphql":  # graphql: operation types (model.GRAPHQL_ACCESS_OPERATIONS)
             self.err((*path, "access"), f"'access' presets are HTTP methods; a protocol: {protocol} endpoint judges"
-                     " request bodies: use rules", at_key=True)  # fmt: skip
+                     " JSON-RPC calls: use rules (upstream refuses access here too)", at_key=True)  # fmt: skip
             bad = True
         if protocol == "graphql":
             for i, r in enumerate(rules):
