@@ -5,6 +5,7 @@ beside an accepted twin."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,39 +55,9 @@ credentials:
     auth_style: bearer
 """
 
-# Upstream's built-in github profile (docs/sandboxes/providers-v2.mdx, "Policy Composition"), with two changes
-# clawfleet's policy schema still needs (docs/policy.md, Known gaps): rule paths start with "/", and the GraphQL
-# endpoint lists an operation rule instead of `access: read-only`.
-GITHUB = """\
-id: github
-display_name: GitHub
-category: source_control
-credentials:
-  - name: api_token
-    env_vars: [GITHUB_TOKEN, GH_TOKEN]
-    required: true
-    auth_style: bearer
-    header_name: authorization
-endpoints:
-  - host: api.github.com
-    port: 443
-    protocol: rest
-    access: read-only
-    enforcement: enforce
-  - host: api.github.com
-    port: 443
-    path: /graphql
-    protocol: graphql
-    rules: [{allow: {operation_type: query}}]
-  - host: github.com
-    port: 443
-    protocol: rest
-    enforcement: enforce
-    rules:
-      - allow: { method: GET, path: "/**" }
-      - allow: { method: POST, path: "/**/git-upload-pack" }
-binaries: [/usr/bin/gh, /usr/local/bin/gh, /usr/bin/git, /usr/local/bin/git]
-"""
+# Upstream's built-in github profile, unchanged (tests/data/openshell-providers/github.yaml; its "**" rule paths
+# and read-only GraphQL endpoint: tests/policy/test_upstream_provider_profiles.py).
+GITHUB = (Path(__file__).resolve().parents[1] / "data" / "openshell-providers" / "github.yaml").read_text()
 
 
 def problems(text: str, loader=load_text) -> list[str]:
@@ -306,6 +277,7 @@ def test_a_profile_digest_ignores_order_and_defaults():
         "binaries: [/usr/bin/gh, /usr/local/bin/gh, /usr/bin/git, /usr/local/bin/git]",
         "binaries:\n  - /usr/local/bin/git\n  - {path: /usr/bin/git}\n  - /usr/local/bin/gh\n  - /usr/bin/gh",
     ).replace("category: source_control\n", "category: source_control\ninference_capable: false\n")
+    assert reordered.count("\n") == GITHUB.count("\n") + 5  # both replacements took
     a, b = load_profile_text(GITHUB, "a.yaml"), load_profile_text(reordered, "b.yaml")
     assert normalize_profile(a) == normalize_profile(b)
     assert profile_digest(a) == profile_digest(b)
