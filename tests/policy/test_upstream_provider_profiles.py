@@ -2,7 +2,8 @@
 upstream spellings its ``github`` profile needs, read with upstream's semantics:
 
 * a rule (or endpoint) path ``"**"`` matches every path (upstream's Rego, sandbox-policy.rego:
-  ``path_matches(_, "**") if true``); clawfleet reads it as ``/**`` (request paths always start with ``/``);
+  ``path_matches(_, "**") if true``) and ``**/x`` matches ``/x``, ``/a/x``, ... (its glob's ``**`` crosses ``/``);
+  clawfleet reads them as ``/**`` and ``/**/x`` (request paths always start with ``/``);
 * ``access`` on a ``protocol: graphql`` endpoint stands for GraphQL operation rules (upstream's
   ``access_preset_rules``, crates/openshell-supervisor-network/src/l7/mod.rs): ``read-only`` = queries,
   ``read-write`` = queries and mutations, ``full`` = any operation.
@@ -314,11 +315,30 @@ def test_a_star_star_deny_rule_denies_every_path():
     assert e.decide("/usr/bin/x", (), "api.example.com", 443, method="DELETE", path="/a/b").decision == "deny"
 
 
-@pytest.mark.parametrize("bad", ['"*"', '"**/x"', '"repos/**"', '"***"', '" **"'])
+@pytest.mark.parametrize("bad", ['"*"', '"repos/**"', '"***"', '" **"', '"**x"', '"*/x"', '"**/../x"'])
 def test_other_paths_without_a_slash_are_still_refused(bad):
-    rest('"**"')  # the twin loads
-    with pytest.raises(PolicyError, match=r"a path glob must start with '/' \(or be '\*\*', every path\)"):
+    rest('"**"')  # the twins load
+    rest('"**/x"')
+    with pytest.raises(PolicyError, match=r"a path glob must (start with '/' \(or be '\*\*'|not contain '\.\.')"):
         rest(bad)
+
+
+def test_star_star_slash_prefix_is_the_slashed_glob():
+    # upstream's path grammar (docs/sandboxes/policies.mdx): "must start with /, or be **, or start with **/"
+    assert digest(rest('"**/git-upload-pack"')) == digest(rest('"/**/git-upload-pack"'))
+    assert digest(rest('"**/git-upload-pack"', epath='"**/repo/**"')) == digest(
+        rest('"/**/git-upload-pack"', epath='"/**/repo/**"')
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "decision"),
+    [("/git-upload-pack", "allow"), ("/a/git-upload-pack", "allow"), ("/a/b.git/git-upload-pack", "allow"),
+     ("/a/xgit-upload-pack", "deny"), ("/a/git-upload-pack/x", "deny"), ("/a/git-receive-pack", "deny")],
+)  # fmt: skip
+def test_star_star_slash_prefix_matches_as_upstream(path, decision):
+    e = compile_policy(rest('"**/git-upload-pack"'))
+    assert e.decide("/usr/bin/x", (), "api.example.com", 443, method="GET", path=path).decision == decision
 
 
 def test_a_binary_glob_star_star_is_still_refused():

@@ -54,8 +54,8 @@ _REGEX_CONFIG: dict[str, Any] = {
     },
 }
 _ABS = {"type": "string", "pattern": "^/", "maxLength": MAX_PATH_LEN}
-# A request or endpoint path glob: absolute, or upstream's bare "**" (every path, read as "/**").
-_PATH_GLOB = {"type": "string", "pattern": "^(/|\\*\\*$)", "maxLength": MAX_PATH_LEN}
+# A request or endpoint path glob: absolute, or upstream's "**" (every path) or "**/..." (read as "/**", "/**/...").
+_PATH_GLOB = {"type": "string", "pattern": "^(/|\\*\\*$|\\*\\*/)", "maxLength": MAX_PATH_LEN}
 # A glob, or {any: [globs]}: query values, MCP tool names, params names.
 _GLOB_MATCHER = {
     "oneOf": [

@@ -422,19 +422,20 @@ class Validator:
         return ProcessPolicy(user, group)
 
     def glob(self, path: Path, value: Any, what: str, *, absolute: bool = True, any_path: bool = False) -> str | None:
-        """A glob as written. ``any_path`` (request and endpoint paths): upstream's ``**`` without a leading ``/``
-        matches every path (its Rego: ``path_matches(_, "**")``); it is read as ``/**``, which matches every
-        path too (a request path always starts with ``/``), so both spellings are one policy."""
+        """A glob as written. ``any_path`` (request and endpoint paths): upstream also takes ``**`` (every path:
+        its Rego ``path_matches(_, "**")``) and ``**/...`` (its glob's ``**`` matches any text, ``/`` included);
+        a request path always starts with ``/``, so they are read as ``/**`` and ``/**/...``, which match the same
+        paths, and each pair of spellings is one policy."""
         text = self.string(path, value, what=what)
         if text is None:
             return None
-        if any_path and text == "**":
-            return "/**"
+        if any_path and (text == "**" or text.startswith("**/")):
+            text = "/" + text
         if len(text) > MAX_PATH_LEN:
             self.err(path, f"{what} is longer than {MAX_PATH_LEN} characters")
             return None
         if absolute and not text.startswith("/"):
-            also = " (or be '**', every path)" if any_path else ""
+            also = " (or be '**', every path, or start with '**/')" if any_path else ""
             self.err(path, f"{what} must start with '/'{also}, got {text!r}")
             return None
         if absolute and ".." in text.split("/"):
