@@ -197,7 +197,7 @@ def test_gateway_unit_hardening(host):
     props = show(host, "clawfleet-gateway.service", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "Delegate",
                  "Restart", "RestrictNamespaces", "MemoryDenyWriteExecute", "PrivateDevices",
                  "ProtectControlGroups", "CapabilityBoundingSet", "AmbientCapabilities", "MemoryMax", "LimitNOFILE",
-                 "InaccessiblePaths", "User")  # fmt: skip
+                 "InaccessiblePaths", "User", "CPUWeight")  # fmt: skip
     caps = set(props.pop("CapabilityBoundingSet").split())
     assert caps == {"cap_sys_admin", "cap_sys_ptrace", "cap_dac_read_search", "cap_setuid", "cap_setgid", "cap_kill",
                     "cap_chown"}  # fmt: skip
@@ -217,6 +217,7 @@ def test_gateway_unit_hardening(host):
         "MemoryDenyWriteExecute": "yes",
         "PrivateDevices": "yes",
         "ProtectControlGroups": "yes",
+        "CPUWeight": "400",  # gateway_cpu_weight: four sandboxes' share under contention
     }
 
 
@@ -238,7 +239,10 @@ def test_gateway_parser_runs_without_privileges(host):
 
 def test_sandbox_unit_hardening(host):
     props = show(host, "clawfleet-sandbox@my-assistant.service", "ProtectSystem", "ProtectHome", "NoNewPrivileges",
-                 "Delegate", "Restart", "KillMode", "DevicePolicy", "BindsTo", "PartOf")  # fmt: skip
+                 "Delegate", "Restart", "KillMode", "DevicePolicy", "BindsTo", "PartOf", "CPUWeight",
+                 "CPUQuotaPerSecUSec")  # fmt: skip
+    # molecule.yml gives the Debian 13 host sandbox_cpu_quota 150%; the other keeps the default (no quota)
+    quota = "infinity" if host.backend.get_hostname().endswith("bookworm") else "1.500000s"
     assert props == {
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
@@ -249,6 +253,8 @@ def test_sandbox_unit_hardening(host):
         "DevicePolicy": "closed",
         "BindsTo": "",  # a gateway restart must not take the sandbox with it
         "PartOf": "",
+        "CPUWeight": "100",  # sandbox_cpu_weight: one share per sandbox, however many processes it runs
+        "CPUQuotaPerSecUSec": quota,
     }
 
 

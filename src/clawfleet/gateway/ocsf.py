@@ -182,15 +182,28 @@ def _observed_between(ev: dict[str, Any]) -> None:
     ev["observation_point_id"], ev["observation_point"] = 3, "Neither"
 
 
-def _network(ctx: OcsfContext, activity: int, time_ms: int, record: dict[str, Any]) -> dict[str, Any]:
-    ev = ctx.base(4001, "Network Activity", 4, "Network Activity", activity, _NETWORK_ACTIVITY[activity], 1,
-                  time_ms, _NET_PROFILES)  # fmt: skip
+def _proxied(
+    ctx: OcsfContext,
+    class_uid: int,
+    class_name: str,
+    activity: int,
+    activity_name: str,
+    time_ms: int,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """The parts every Network Activity category event of the gateway shares: its class, the proxy endpoint,
+    the observation point and the calling process."""
+    ev = ctx.base(class_uid, class_name, 4, "Network Activity", activity, activity_name, 1, time_ms, _NET_PROFILES)
     ev["proxy_endpoint"] = ctx.proxy_endpoint()
     _observed_between(ev)
     actor = _actor(record)
     if actor is not None:
         ev["actor"] = actor
     return ev
+
+
+def _network(ctx: OcsfContext, activity: int, time_ms: int, record: dict[str, Any]) -> dict[str, Any]:
+    return _proxied(ctx, 4001, "Network Activity", activity, _NETWORK_ACTIVITY[activity], time_ms, record)
 
 
 def _decision(ctx: OcsfContext, time_ms: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -202,13 +215,7 @@ def _decision(ctx: OcsfContext, time_ms: int, record: dict[str, Any]) -> dict[st
         ev["message"] = f"CONNECT {'allowed' if record.get('action') == 'allow' else 'denied'} {host}:{port}"
     else:
         activity = _HTTP_ACTIVITY.get(method, 99)
-        ev = ctx.base(4002, "HTTP Activity", 4, "Network Activity", activity, _HTTP_ACTIVITY_NAME[activity], 1,
-                      time_ms, _NET_PROFILES)  # fmt: skip
-        ev["proxy_endpoint"] = ctx.proxy_endpoint()
-        _observed_between(ev)
-        actor = _actor(record)
-        if actor is not None:
-            ev["actor"] = actor
+        ev = _proxied(ctx, 4002, "HTTP Activity", activity, _HTTP_ACTIVITY_NAME[activity], time_ms, record)
         scheme = "https" if kind == "tls_request" else "http"
         raw = str(record.get("path") or "/")
         path, _, query = raw.partition("?")
