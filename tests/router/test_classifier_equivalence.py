@@ -1,0 +1,87 @@
+"""The faster classifier (issue 16) finds exactly what the classifier before it found.
+
+``benchmarks/classifier_before`` is a frozen copy of the classifier as of commit 056c3d2. Every text of every
+evaluation set, the benchmark texts (100 KB PII-dense and clean), every adversarial shape at 2 KB and random
+texts built from corpus fragments, separators, obfuscation and encodings must give the same findings, compared
+whole (type, span, score, value, detector priority), at the default threshold and with ``min_score=0`` (every
+candidate a detector scores, so a change below the threshold shows too). The context-word scan, now one RE2
+pass, is also compared with the trie regex it replaced.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clawfleet.router.classifier import Classifier, findings
+
+from .adversarial_inputs import prose, shape_makers, triggers
+from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import classifier_before  # noqa: E402
+
+_CORPUS = [r["text"] for r in load() + load_holdout() + load_fn_dev() + load_fn_holdout() + load_recall_holdout()]
+_PAIRS = [
+    (Classifier(), classifier_before.Classifier()),
+    (Classifier(min_score=0.0), classifier_before.Classifier(min_score=0.0)),
+]
+
+
+def _same(text: str) -> None:
+    for new, old in _PAIRS:
+        got, want = new.classify(text), old.classify(text)
+        assert [_key(f) for f in got] == [_key(f) for f in want], text[:200]
+
+
+def _key(f: Any) -> tuple[object, ...]:
+    return (f.type, f.start, f.end, f.score, f.value, f.priority)
+
+
+def _dense(size: int) -> str:
+    text = "\n".join(_CORPUS)
+    return (text * (size // len(text) + 1))[:size]
+
+
+def test_every_corpus_text_gives_the_same_findings() -> None:
+    for text in _CORPUS:
+        _same(text)
+
+
+@pytest.mark.parametrize("size", [2_048, 100 * 1024])
+def test_benchmark_texts_give_the_same_findings(size: int) -> None:
+    _same(_dense(size))
+    _same(prose(size))
+
+
+def test_adversarial_shapes_give_the_same_findings() -> None:
+    for _label, make in shape_makers(triggers(one_per_group=True)):
+        _same(make(2_000))
+
+
+_FRAGMENTS = st.sampled_from(_CORPUS).flatmap(
+    lambda t: st.integers(0, len(t)).flatmap(lambda i: st.integers(i, len(t)).map(lambda j: t[i:j]))
+)
+_NOISE = st.sampled_from(
+    [" ", "\n", "\t", ", ", " / ", "-", ".", ":", "=", "@", "+", "(", ")", "\u200b", "５", "а", "Е", "İ",
+     "%40", "\\u0040", "QUJDREVGR0hJSktMTU5PUA==", "4142434445464748", "\ud800", "🙂", "é"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_FRAGMENTS, _NOISE, st.text(max_size=12)), max_size=12))
+def test_random_texts_from_corpus_fragments_give_the_same_findings(parts: list[str]) -> None:
+    _same("".join(parts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(sorted(findings._CUE_GROUPS)), _NOISE, st.text(max_size=6)), max_size=20))
+def test_cue_scan_matches_the_trie_regex(parts: list[str]) -> None:
+    lower = findings.lowered("".join(parts))
+    want = [m.span() for m in findings._cue_regex().finditer(lower)]
+    assert list(findings._cue_spans(lower)) == want
