@@ -24,7 +24,7 @@ from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import classifier_before  # noqa: E402
+import classifier_before
 
 _CORPUS = [r["text"] for r in load() + load_holdout() + load_fn_dev() + load_fn_holdout() + load_recall_holdout()]
 _PAIRS = [
