@@ -84,8 +84,10 @@ _PHONE_INTL = re.compile(
     r"\+\d{1,3}(?:[ .\-/]?\(\d{1,4}\))?(?:[ .\-/]?\d{1,5}){1,6}(?![\w\-])"
     r"|00\d{2,3}[ .\-]\d{1,4}(?:[ .\-]\d{2,5}){1,4}(?![\w\-])"
 )
-_PHONE_NANP = re.compile(r"(?:1[ .\-])?[2-9]\d{2}[ .\-][2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
-_PHONE_NANP_PAREN = re.compile(r"(?:1[ .\-])?\([2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
+# the optional "1 " is folded into the first character (``(?:1[ .\-][2-9]|[2-9])`` is ``(?:1[ .\-])?[2-9]``, tried
+# in the same order) so that ``re`` knows which characters a match starts with and skips the others in C
+_PHONE_NANP = re.compile(r"(?:1[ .\-][2-9]|[2-9])\d{2}[ .\-][2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
+_PHONE_NANP_PAREN = re.compile(r"(?:1[ .\-]\(|\()[2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
 _PHONE_NATIONAL = re.compile(r"(?:\(0\d{1,4}\)\s?|0\d{1,4}[ /\-])\d{2,8}(?:[ \-]\d{2,6}){0,3}(?![\w\-]|[.:/]\d)")
 # national numbers without a trunk 0 (ES/PT/PL 9 digits, IT mobiles 3xx): reported only next to a phone cue
 _PHONE_NO_TRUNK = re.compile(r"[1-9]\d{1,2}(?:[ .\-]\d{2,4}){2,3}(?![\w\-]|[.:/]\d)|[1-9]\d{8,9}(?![\w\-]|[.:/]\d)")
@@ -148,9 +150,11 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------- payment card
 # (?<!\d) and the like: a match never starts inside a run of digits (before_ok rejects those starts anyway), so a
-# long digit run costs one attempt per run, not one per digit; separators: one or two spaces, '-', '.', '/'
+# long digit run costs one attempt per run, not one per digit; separators: one or two spaces, '-', '.', '/'.
+# The look-behind follows the first digit (``\d(?<!\d\d)`` is ``(?<!\d)\d``): a pattern that starts with a
+# character class lets ``re`` skip the characters that cannot start a match in C
 _CARD = re.compile(
-    r"(?<!\d)(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})"
+    r"\d(?<!\d\d)(?:\d{3}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{3}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{11,18})"
     r"(?![\w\-]|[./]\d)"
 )
 # a card word in the languages covered: with one, any Luhn-valid 13-19 digit number is a card (issuers
@@ -174,9 +178,10 @@ def detect_credit_card(doc: Doc) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------- IBAN
-# found from its check digits; the two country letters before them are checked in Python
+# found from its check digits; the two country letters before them are checked in Python. ``\d(?<!X{3}\d)`` is
+# ``(?<!X{3})\d`` written to start with a character class (``re`` skips non-digits in C)
 _IBAN_TAIL = re.compile(
-    r"(?<![A-Za-z0-9]{3})\d{2}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
+    r"\d(?<![A-Za-z0-9]{3}\d)\d(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
 )
 
 
@@ -207,10 +212,10 @@ _NINE = re.compile(r"\d{9}(?![\w\-]|\.\d)")
 _SSN_CTX = re.compile(r"ssn|social security|social sec|\bss#|taxpayer|\btin\b|itin")
 _NINO_TAIL = re.compile(r"\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w\-])")
 _NINO_CTX = re.compile(r"national insurance|\bni\b|nino|ni number|ni no")
-_DNI = re.compile(r"(?<!\d)\d{7,8}-?[A-Z](?![\w\-])")
+_DNI = re.compile(r"\d(?<!\d\d)\d{6,7}-?[A-Z](?![\w\-])")  # (?<!\d)\d{7,8}, starting with a class
 _DNI_CTX = re.compile(r"\bdni\b|\bnie\b|\bnif\b|documento|identidad")
 _BSN_CTX = re.compile(r"\bbsn\b|burgerservice|sofinummer|citizen service")
-_AADHAAR = re.compile(r"(?<!\d)[2-9]\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
+_AADHAAR = re.compile(r"[2-9](?<!\d[2-9])\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
 _AADHAAR_CTX = re.compile(r"aadhaar|aadhar|\buid\b|uidai")
 _CF_TAIL = re.compile(r"\d{2}[A-EHLMPR-Ta-ehlmpr-t]\d{2}[A-Za-z]\d{3}[A-Za-z](?![\w\-])")
 _SIN = re.compile(r"\d{3}([ \-]?)\d{3}\1\d{3}(?![\w\-]|\.\d)")
