@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clawfleet.router.classifier import Classifier, findings
+from clawfleet.router.classifier import Classifier, decode, findings
 
 from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
@@ -85,3 +85,16 @@ def test_cue_scan_matches_the_trie_regex(parts: list[str]) -> None:
     lower = findings.lowered("".join(parts))
     want = [m.span() for m in findings._cue_regex().finditer(lower)]
     assert list(findings._cue_spans(lower)) == want
+
+
+_TOKEN_PARTS = st.sampled_from(
+    ["%", "%41", "%4", "\\u0041", "\\", "u", " ", "\n", '"', "'", "<", ">", "\u2003", "\x1c", "a", "QUJD", "4142",
+     "=", "x" * 15, "y" * 16, "QUJDREVGR0hJSktMTU5PUA=="]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_TOKEN_PARTS, st.text(max_size=4)), max_size=30))
+def test_encoded_token_candidates_match_the_token_loop(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert list(decode._candidates(text)) == list(decode._candidates_reference(text))
