@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clawfleet.router.classifier import Classifier, decode, findings
+from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings
 
 from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
@@ -98,3 +98,17 @@ _TOKEN_PARTS = st.sampled_from(
 def test_encoded_token_candidates_match_the_token_loop(parts: list[str]) -> None:
     text = "".join(parts)
     assert list(decode._candidates(text)) == list(decode._candidates_reference(text))
+
+
+_PAIR_PARTS = st.sampled_from(
+    [" ", "\t", "/", " / ", "\t/\t", "admin", "Gr4nite-77!", "pass ", "password\t", "pw ", "x" * 40, "a", ",", ")",
+     "\n", ".", "@", "-", "é", "Zz9!" * 10]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_PAIR_PARTS, st.text(max_size=4)), max_size=16))
+def test_credential_pair_windows_match_the_whole_text_scan(parts: list[str]) -> None:
+    text = "".join(parts)
+    want = [(m.span(), m.groups()) for m in credential_pairs._PAIR.finditer(text)]
+    assert [(m.span(), m.groups()) for m in credential_pairs._pair_matches(text)] == want
