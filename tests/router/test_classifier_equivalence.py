@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings
+from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings, normalize
 
 from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
@@ -112,3 +112,12 @@ def test_credential_pair_windows_match_the_whole_text_scan(parts: list[str]) -> 
     text = "".join(parts)
     want = [(m.span(), m.groups()) for m in credential_pairs._PAIR.finditer(text)]
     assert [(m.span(), m.groups()) for m in credential_pairs._pair_matches(text)] == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_NOISE, st.text(max_size=6)), max_size=20))
+def test_normalised_view_is_none_exactly_when_normalising_changes_nothing(parts: list[str]) -> None:
+    text = "".join(parts)
+    view = normalize.normalized_view(text)
+    unchanged = text.isascii() or normalize.NormalizedView(text).text == text
+    assert (view is None) == unchanged
