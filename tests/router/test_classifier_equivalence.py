@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings, normalize
+from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings, normalize, secrets
 
 from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
@@ -121,3 +121,13 @@ def test_normalised_view_is_none_exactly_when_normalising_changes_nothing(parts:
     view = normalize.normalized_view(text)
     unchanged = text.isascii() or normalize.NormalizedView(text).text == text
     assert (view is None) == unchanged
+
+
+_NEEDLE_PARTS = st.sampled_from(["sk-", "sk-ant-", "sk_live_", "gh", "ghp_", "AKIA", "eyJ", "hvs.", "xox", "é", " "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_NEEDLE_PARTS, st.text(max_size=4)), max_size=16))
+def test_vendor_needles_found_as_by_the_trie_regex(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert secrets._needles_present(text) == set(secrets._NEEDLES.findall(text))

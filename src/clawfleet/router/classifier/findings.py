@@ -102,7 +102,7 @@ def shannon_entropy(text: str) -> float:
     if not text:
         return 0.0
     n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+    return -sum([c / n * math.log2(c / n) for c in Counter(text).values()])  # a list: same sum, no generator
 
 
 def context_before(text: str, start: int, window: int = 48) -> str:
@@ -290,15 +290,22 @@ def _cue_regex() -> re.Pattern[str]:
     return _cue_state[0]
 
 
+def words_re2(words: Iterable[str]) -> Any:
+    """Literal words as one RE2 expression over UTF-8 bytes that finds what ``re.compile(trie_pattern(words))``
+    finds: the leftmost match, the longest word there, then on after it (RE2's leftmost-longest mode), in
+    linear time with RE2's DFA instead of ``re`` trying the trie at every character."""
+    opts = re2.Options()
+    opts.longest_match = True
+    opts.log_errors = False
+    opts.max_mem = 64 << 20  # the DFA of ~700 words; a smaller budget falls back to the slower NFA
+    pattern = "|".join(re2.escape(w) for w in sorted(set(words), key=len, reverse=True))
+    return re2.compile(pattern.encode("utf-8"), opts)
+
+
 def _cue_regex_re2() -> Any:
     _cue_regex()
     if not _cue_re2:
-        opts = re2.Options()
-        opts.longest_match = True  # leftmost-longest: what the greedy trie finds in ``re``
-        opts.log_errors = False
-        opts.max_mem = 64 << 20  # the DFA of ~700 words; a smaller budget falls back to the slower NFA
-        pattern = "|".join(re2.escape(w) for w in sorted(_CUE_GROUPS, key=len, reverse=True))
-        _cue_re2.append(re2.compile(pattern.encode("utf-8"), opts))
+        _cue_re2.append(words_re2(_CUE_GROUPS))
     return _cue_re2[0]
 
 
