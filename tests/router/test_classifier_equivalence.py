@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings, normalize, secrets
+from clawfleet.router.classifier import Classifier, credential_pairs, decode, findings, normalize, patterns, secrets
 
 from .adversarial_inputs import prose, shape_makers, triggers
 from .eval.dataset import load, load_fn_dev, load_fn_holdout, load_holdout, load_recall_holdout
@@ -131,3 +131,32 @@ _NEEDLE_PARTS = st.sampled_from(["sk-", "sk-ant-", "sk_live_", "gh", "ghp_", "AK
 def test_vendor_needles_found_as_by_the_trie_regex(parts: list[str]) -> None:
     text = "".join(parts)
     assert secrets._needles_present(text) == set(secrets._NEEDLES.findall(text))
+
+
+_PREFILTERED = [v for v in vars(patterns).values() if isinstance(v, findings.Prefiltered)]
+_DIGIT_PARTS = st.sampled_from(
+    ["1", "2", "9", "0", "123", "4111", "-", ".", "/", " ", "  ", "(", ")", "+", "A", "B", "D", "X", "Z", "a", "AB",
+     "٥", "５", "\x00", "\n", "\u00a0", "é"]
+)  # fmt: skip
+
+
+def test_every_prefiltered_pattern_is_covered() -> None:
+    assert len(_PREFILTERED) >= 7
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_DIGIT_PARTS, max_size=40))
+def test_prefiltered_patterns_find_what_re_finds(parts: list[str]) -> None:
+    text = "".join(parts)
+    for p in _PREFILTERED:
+        want = [(m.span(), m.groups()) for m in p.rx.finditer(text)]
+        assert [(m.span(), m.groups()) for m in p.finditer(text)] == want, p.pattern
+
+
+@pytest.mark.parametrize("digits", ["0123456789", "٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "0123456789"[::-1]])
+def test_prefiltered_patterns_on_the_corpus_in_other_digits(digits: str) -> None:
+    # Python's \d is Unicode: a prefilter reading only ASCII digits would miss these (and fail here)
+    text = _dense(100 * 1024).translate(str.maketrans("0123456789", digits))
+    for p in _PREFILTERED:
+        want = [(m.span(), m.groups()) for m in p.rx.finditer(text)]
+        assert [(m.span(), m.groups()) for m in p.finditer(text)] == want, p.pattern

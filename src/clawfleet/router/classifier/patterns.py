@@ -18,8 +18,10 @@ from collections.abc import Iterator
 
 from clawfleet.router.classifier import checksums
 from clawfleet.router.classifier.findings import (
+    RE2_DIGIT,
     Doc,
     Finding,
+    Prefiltered,
     before_ok,
     column_header,
     context_around,
@@ -94,6 +96,14 @@ _PHONE_NO_TRUNK = re.compile(r"[1-9]\d{1,2}(?:[ .\-]\d{2,4}){2,3}(?![\w\-]|[.:/]
 _PHONE_FR = re.compile(r"0[1-9](?:[ .]\d{2}){4}(?![\w\-]|\.\d)")
 
 
+# Prefilters (RE2, see findings.Prefiltered): each pattern without its look-arounds, D for \d
+_D = RE2_DIGIT
+_PHONE_NANP_SCAN = Prefiltered(_PHONE_NANP, rf"(?:1[ .\-][2-9]|[2-9]){_D}{{2}}[ .\-][2-9]{_D}{{2}}[ .\-]{_D}{{4}}")
+_PHONE_NANP_PAREN_SCAN = Prefiltered(
+    _PHONE_NANP_PAREN, rf"(?:1[ .\-]\(|\()[2-9]{_D}{{2}}\) ?[2-9]{_D}{{2}}[ .\-]{_D}{{4}}"
+)
+
+
 def _digits(s: str) -> int:
     return sum(ch.isdigit() for ch in s)
 
@@ -114,9 +124,9 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
             if 8 <= n <= 15:
                 score = 0.9 if _phone_ctx(text, lower, m_start, 32) else 0.8
                 yield Finding("phone", m_start, m_end, score, m.group(), 2)
-    nanp = list(doc.digits.finditer(_PHONE_NANP))
+    nanp = list(doc.digits.finditer(_PHONE_NANP_SCAN))
     if "(" in text:
-        nanp += doc.digits.finditer(_PHONE_NANP_PAREN)
+        nanp += doc.digits.finditer(_PHONE_NANP_PAREN_SCAN)
     for m_start, m_end, m in nanp:
         if not before_ok(text, m_start, "+-."):
             continue
@@ -157,6 +167,11 @@ _CARD = re.compile(
     r"\d(?<!\d\d)(?:\d{3}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{3}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{11,18})"
     r"(?![\w\-]|[./]\d)"
 )
+_SEP = r"(?: {1,2}|[\-./])"
+_CARD_SCAN = Prefiltered(
+    _CARD,
+    rf"{_D}(?:{_D}{{3}}{_SEP}{_D}{{4}}{_SEP}{_D}{{4}}{_SEP}{_D}{{1,7}}|{_D}{{3}}{_SEP}{_D}{{6}}{_SEP}{_D}{{4,5}}|{_D}{{11,18}})",
+)
 # a card word in the languages covered: with one, any Luhn-valid 13-19 digit number is a card (issuers
 # outside card_network's list); "paid"/"payment" are not enough there (Luhn-valid order numbers)
 _CARD_WORD = re.compile(r"card|\bkart|karte\b|tarjeta|\bcart(?:e|a|ão|ao)\b|kaart|カード|\bpan\b")
@@ -165,7 +180,7 @@ _CARD_CTX = re.compile(r"card|visa|master|amex|american express|discover|credit|
 
 def detect_credit_card(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
-    for m_start, m_end, m in doc.digits.finditer(_CARD):
+    for m_start, m_end, m in doc.digits.finditer(_CARD_SCAN):
         value = m.group()
         if not before_ok(text, m_start, "-./"):
             continue
@@ -220,6 +235,10 @@ _AADHAAR_CTX = re.compile(r"aadhaar|aadhar|\buid\b|uidai")
 _CF_TAIL = re.compile(r"\d{2}[A-EHLMPR-Ta-ehlmpr-t]\d{2}[A-Za-z]\d{3}[A-Za-z](?![\w\-])")
 _SIN = re.compile(r"\d{3}([ \-]?)\d{3}\1\d{3}(?![\w\-]|\.\d)")
 _SIN_CTX = re.compile(r"\bsin\b|social insurance")
+_SSN_SCAN = Prefiltered(_SSN, rf"{_D}{{3}}{_SEP}{_D}{{2}}{_SEP}{_D}{{4}}")
+_NINO_SCAN = Prefiltered(_NINO_TAIL, rf"{_D}{{2}} ?{_D}{{2}} ?{_D}{{2}} ?[A-D]")
+_DNI_SCAN = Prefiltered(_DNI, rf"{_D}{{7,8}}-?[A-Z]")
+_CF_SCAN = Prefiltered(_CF_TAIL, rf"{_D}{{2}}[A-EHLMPR-Ta-ehlmpr-t]{_D}{{2}}[A-Za-z]{_D}{{3}}[A-Za-z]")
 _NUM_BEFORE = "-+."
 _ID_CUE_KIND = {
     **dict.fromkeys(
@@ -240,7 +259,7 @@ def _ctx(lower: str, start: int, rx: re.Pattern[str], window: int = 40) -> bool:
 
 def detect_national_ids(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
-    for m_start, m_end, m in doc.digits.finditer(_SSN):
+    for m_start, m_end, m in doc.digits.finditer(_SSN_SCAN):
         if before_ok(text, m_start, _NUM_BEFORE + "/") and checksums.us_ssn_ok(m.group()):
             # dots and slashes also separate dates and versions: those need the SSN cue
             score = 0.95 if _ctx(lower, m_start, _SSN_CTX) else (0.8 if m.group(2) in ("-", " ") else 0.3)
@@ -256,7 +275,7 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
             if before_ok(text, m.start(), _NUM_BEFORE) and ok(m.group()):
                 yield Finding(kind, m.start(), m.end(), 0.9, m.group(), 3)
             break
-    for m_start, m_end, _m in doc.digits.finditer(_NINO_TAIL):
+    for m_start, m_end, _m in doc.digits.finditer(_NINO_SCAN):
         start = m_start - 2 if text[m_start - 1 : m_start] != " " else m_start - 3
         if start < 0 or not text[start : start + 2].isupper() or not text[start : start + 2].isascii():
             continue
@@ -264,7 +283,7 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
         if before_ok(text, start, "-") and checksums.uk_nino_ok(value):
             score = 0.95 if _ctx(lower, start, _NINO_CTX) else 0.8
             yield Finding("uk_nino", start, m_end, score, value, 3)
-    for m_start, m_end, _m in doc.digits.finditer(_DNI):
+    for m_start, m_end, _m in doc.digits.finditer(_DNI_SCAN):
         start = m_start - 1 if text[m_start - 1 : m_start] in ("X", "Y", "Z") and m_start > 0 else m_start
         value = text[start:m_end]
         if before_ok(text, start, "-") and checksums.es_dni_ok(value):
@@ -273,7 +292,7 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
         if before_ok(text, m_start, _NUM_BEFORE) and checksums.in_aadhaar_ok(m.group()):
             score = 0.95 if _ctx(lower, m_start, _AADHAAR_CTX) else (0.7 if m.group(1) == " " else 0.35)
             yield Finding("in_aadhaar", m_start, m_end, score, m.group(), 3)
-    for m_start, m_end, _m in doc.digits.finditer(_CF_TAIL):
+    for m_start, m_end, _m in doc.digits.finditer(_CF_SCAN):
         start = m_start - 6
         if start < 0 or not text[start:m_start].isalpha() or not text[start:m_start].isascii():
             continue
