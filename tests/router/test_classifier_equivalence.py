@@ -160,3 +160,10 @@ def test_prefiltered_patterns_on_the_corpus_in_other_digits(digits: str) -> None
     for p in _PREFILTERED:
         want = [(m.span(), m.groups()) for m in p.rx.finditer(text)]
         assert [(m.span(), m.groups()) for m in p.finditer(text)] == want, p.pattern
+
+
+def test_re2_fast_loop_matches_the_wrappers_finditer() -> None:
+    raw = _dense(20_000).lower().encode("utf-8", "surrogatepass")
+    rx = findings._cue_regex_re2()
+    assert findings._UNANCHORED is not None  # the pinned google-re2: the fast loop is the one in use
+    assert list(findings._byte_spans(rx, raw)) == [m.span() for m in rx.finditer(raw)]
