@@ -106,7 +106,7 @@ _PHONE_NANP_PAREN_SCAN = Prefiltered(
 
 
 def _digits(s: str) -> int:
-    return sum(ch.isdigit() for ch in s)
+    return sum(map(str.isdigit, s))  # in C, no generator step per character
 
 
 def _phone_ctx(text: str, lower: str, start: int, window: int) -> bool:

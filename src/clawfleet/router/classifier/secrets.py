@@ -211,14 +211,14 @@ _WORD_ONLY = re.compile(r"^[A-Za-z]+[_\-.]?[A-Za-z]*$")
 
 
 def _looks_random(value: str, min_entropy: float) -> bool:
-    has_digit = any(c.isdigit() for c in value)
-    has_alpha = any(c.isalpha() for c in value)
+    has_digit = any(map(str.isdigit, value))
+    has_alpha = any(map(str.isalpha, value))
     return has_digit and has_alpha and shannon_entropy(value) >= min_entropy and not _PLACEHOLDER.match(value)
 
 
 def _vendor_body_ok(body: str) -> bool:
     """A vendor token body: random-looking (mixed case or digits, some entropy), not a placeholder."""
-    kinds = sum((any(c.isdigit() for c in body), any(c.islower() for c in body), any(c.isupper() for c in body)))
+    kinds = sum((any(map(str.isdigit, body)), any(map(str.islower, body)), any(map(str.isupper, body))))
     return kinds >= 2 and shannon_entropy(body) >= 3.0 and not _PLACEHOLDER.match(body)
 
 
