@@ -167,3 +167,16 @@ def test_re2_fast_loop_matches_the_wrappers_finditer() -> None:
     rx = findings._cue_regex_re2()
     assert findings._UNANCHORED is not None  # the pinned google-re2: the fast loop is the one in use
     assert list(findings._byte_spans(rx, raw)) == [m.span() for m in rx.finditer(raw)]
+
+
+_CSV_PARTS = st.sampled_from(["name,phone,dob", "a,b,c", "x|y|z", "1;2;3", ",", "\t", "|", ";", "\n", "Phone", "DOB",
+                              "555-0100", " ", '"tel"'])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_CSV_PARTS, st.text(max_size=3)), max_size=30), st.data())
+def test_column_header_cache_changes_nothing(parts: list[str], data: st.DataObject) -> None:
+    text = "".join(parts)
+    cache: dict[tuple[int, str, int], list[str]] = {}
+    for start in data.draw(st.lists(st.integers(0, len(text)), max_size=10)):
+        assert findings.column_header(text, start, cache=cache) == findings.column_header(text, start)

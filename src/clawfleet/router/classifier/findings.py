@@ -116,10 +116,14 @@ def context_around(text: str, start: int, end: int, window: int = 48) -> str:
 _MAX_ROW = 4096  # characters: longer lines are not read as table rows
 
 
-def column_header(text: str, start: int, max_lines: int = 50) -> str:
+def column_header(
+    text: str, start: int, max_lines: int = 50, cache: dict[tuple[int, str, int], list[str]] | None = None
+) -> str:
     """For a value inside a CSV/TSV/pipe table, the lowercased header cell of its column ('' if none).
 
     The header is the first line of the block of lines that use the same separator as the value's line.
+    ``cache`` (one per text; the caller's) keeps each line's header cells, so that the values of one table do
+    not each walk up to ``max_lines`` lines to the same header.
     """
     line_start = text.rfind("\n", max(0, start - _MAX_ROW), start) + 1
     line_end = text.find("\n", start, start + _MAX_ROW)
@@ -130,6 +134,16 @@ def column_header(text: str, start: int, max_lines: int = 50) -> str:
     if sep is None:
         return ""
     col = text.count(sep, line_start, start)
+    key = (line_start, sep, max_lines)
+    cells = cache.get(key) if cache is not None else None
+    if cells is None:
+        cells = _header_cells(text, line_start, sep, max_lines)
+        if cache is not None:
+            cache[key] = cells
+    return cells[col].strip().strip("\"'").lower() if col < len(cells) else ""
+
+
+def _header_cells(text: str, line_start: int, sep: str, max_lines: int) -> list[str]:
     header_start = line_start
     for _ in range(max_lines):
         if header_start == 0:
@@ -140,10 +154,9 @@ def column_header(text: str, start: int, max_lines: int = 50) -> str:
             break
         header_start = prev_start
     if header_start == line_start:
-        return ""
+        return []
     header_end = text.find("\n", header_start)
-    cells = text[header_start:header_end].split(sep)
-    return cells[col].strip().strip("\"'").lower() if col < len(cells) else ""
+    return text[header_start:header_end].split(sep)
 
 
 def trie_pattern(words: Iterable[str]) -> str:

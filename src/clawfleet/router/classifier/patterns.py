@@ -109,21 +109,24 @@ def _digits(s: str) -> int:
     return sum(map(str.isdigit, s))  # in C, no generator step per character
 
 
-def _phone_ctx(text: str, lower: str, start: int, window: int) -> bool:
+def _phone_ctx(
+    text: str, lower: str, start: int, window: int, headers: dict[tuple[int, str, int], list[str]] | None = None
+) -> bool:
     if _PHONE_CTX.search(lower, max(0, start - window), start):
         return True
-    return bool(_PHONE_HEADER.search(column_header(lower, start)))
+    return bool(_PHONE_HEADER.search(column_header(lower, start, cache=headers)))
 
 
 def detect_phone(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
+    headers: dict[tuple[int, str, int], list[str]] = {}  # column_header's cache for this text
     if "+" in text or "00" in text:
         for m_start, m_end, m in doc.digits.finditer(_PHONE_INTL):
             if not before_ok(text, m_start, "+-."):
                 continue
             n = _digits(m.group())
             if 8 <= n <= 15:
-                score = 0.9 if _phone_ctx(text, lower, m_start, 32) else 0.8
+                score = 0.9 if _phone_ctx(text, lower, m_start, 32, headers) else 0.8
                 yield Finding("phone", m_start, m_end, score, m.group(), 2)
     nanp = list(doc.digits.finditer(_PHONE_NANP_SCAN))
     if "(" in text:
@@ -131,7 +134,7 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
     for m_start, m_end, m in nanp:
         if not before_ok(text, m_start, "+-."):
             continue
-        if _phone_ctx(text, lower, m_start, 32):
+        if _phone_ctx(text, lower, m_start, 32, headers):
             score = 0.9
         else:
             score = 0.4 if _PHONE_NEG_CTX.search(lower, max(0, m_start - 32), m_start) else 0.75
@@ -143,7 +146,7 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
             n = _digits(m.group())
             if not 9 <= n <= 12:
                 continue
-            if _phone_ctx(text, lower, m_start, 40):
+            if _phone_ctx(text, lower, m_start, 40, headers):
                 score = 0.85
             elif _PHONE_NEG_CTX.search(lower, max(0, m_start - 40), m_start):
                 score = 0.3
@@ -452,6 +455,7 @@ def detect_dob(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     # context first: dates are everywhere, dates of birth only after a cue (or in a "dob" column)
     seen: set[int] = set()
+    headers: dict[tuple[int, str, int], list[str]] = {}  # column_header's cache for this text
     for c_start, c_end in doc.cues("dob"):
         if c_start > 0 and lower[c_start - 1].isalpha():
             continue
@@ -480,6 +484,6 @@ def detect_dob(doc: Doc) -> Iterator[Finding]:
             for m in _DATE.finditer(lower, line_end, block_end):
                 if m.start() in seen or not before_ok(lower, m.start(), "-/."):
                     continue
-                if _DOB_HEADER.search(column_header(lower, m.start())):
+                if _DOB_HEADER.search(column_header(lower, m.start(), cache=headers)):
                     seen.add(m.start())
                     yield Finding("date_of_birth", m.start(), m.end(), 0.85, text[m.start() : m.end()], 2)
