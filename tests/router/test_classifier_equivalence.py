@@ -180,3 +180,19 @@ def test_column_header_cache_changes_nothing(parts: list[str], data: st.DataObje
     cache: dict[tuple[int, str, int], list[str]] = {}
     for start in data.draw(st.lists(st.integers(0, len(text)), max_size=10)):
         assert findings.column_header(text, start, cache=cache) == findings.column_header(text, start)
+
+
+@pytest.mark.parametrize("unit", ["bday５", "dob,", "dob ", "aws а", "ssn ", "née "])
+def test_cue_scan_on_dense_cues_switches_to_re_without_a_difference(unit: str) -> None:
+    lower = findings.lowered(unit * 3_000 + "!")
+    want = [m.span() for m in findings._cue_regex().finditer(lower)]
+    assert list(findings._cue_spans(lower)) == want
+    assert findings._scan_cues(lower) == findings._scan_cues_reference(lower)
+
+
+@pytest.mark.parametrize("unit", ["５", "1", "123-45-6789 ", "4111 1111 1111 1111 ", "12 34 56 A ", "(415) 555-2671 "])
+def test_prefiltered_patterns_on_dense_candidates(unit: str) -> None:
+    text = "x " + unit * (20_000 // len(unit)) + "!"
+    for p in _PREFILTERED:
+        want = [(m.span(), m.groups()) for m in p.rx.finditer(text)]
+        assert [(m.span(), m.groups()) for m in p.finditer(text)] == want, p.pattern

@@ -300,7 +300,22 @@ def _cue_regex() -> re.Pattern[str]:
             _cue_prefixes[word] = sorted((w for w in _CUE_GROUPS if word.startswith(w)), key=len)
         _cue_state.append(re.compile(trie_pattern(_CUE_GROUPS)))
         _cue_re2.clear()
+        _cue_plan.clear()
+        for word, shorter in _cue_prefixes.items():
+            _cue_plan[word] = tuple(
+                (
+                    len(w),
+                    tuple(g for g in _CUE_GROUPS[w] if (g, w) not in _CUE_RIGHT_BOUNDED),
+                    tuple(g for g in _CUE_GROUPS[w] if (g, w) in _CUE_RIGHT_BOUNDED),
+                )
+                for w in shorter
+            )
     return _cue_state[0]
+
+
+# matched word -> for it and each shorter registered word it starts with (shortest first): (length, the groups
+# it counts for, the groups it counts for only when no letter, digit or '_' follows)
+_cue_plan: dict[str, tuple[tuple[int, tuple[str, ...], tuple[str, ...]], ...]] = {}
 
 
 def words_re2(words: Iterable[str]) -> Any:
@@ -324,8 +339,22 @@ def _cue_regex_re2() -> Any:
 
 def _cue_spans(lower: str) -> Iterator[tuple[int, int]]:
     """(start, end) of the context words in ``lower``, as ``_cue_regex().finditer`` finds them, in one RE2
-    pass over the UTF-8 bytes (linear time, and 5-10x faster than the trie in ``re`` on a 100 KB text)."""
-    return re2_spans(_cue_regex_re2(), lower)
+    pass over the UTF-8 bytes (linear time, and 5-10x faster than the trie in ``re`` on a 100 KB text).
+
+    Where words come every few characters (``dob,dob,dob,...``) RE2's cost per match from Python (a search call,
+    offsets mapped to characters) exceeds ``re``'s; once that shows, the scan goes on with the trie regex from
+    the last match's end, which finds the same words from there (both: leftmost, longest, non-overlapping)."""
+    for count, (start, end) in enumerate(re2_spans(_cue_regex_re2(), lower), 1):
+        yield start, end
+        if count % _DENSE_CHECK == 0 and end < count * _DENSE_CHARS:
+            yield from (m.span() for m in _cue_regex().finditer(lower, end))
+            return
+
+
+# RE2 pays off per text, ``re`` per match: after every _DENSE_CHECK matches, a scan that found one match per fewer
+# than _DENSE_CHARS characters so far goes on with ``re`` (a PII-dense 100 KB text has a context word every ~85)
+_DENSE_CHECK = 256
+_DENSE_CHARS = 32
 
 
 def re2_spans(rx: Any, text: str) -> Iterator[tuple[int, int]]:
@@ -410,12 +439,23 @@ class Prefiltered:
         n = len(text)
         reach = self._reach
         windows: list[list[int]] = []
-        for start, end in re2_spans(self._prefilter, text):
+        dense = False
+        for count, (start, end) in enumerate(re2_spans(self._prefilter, text), 1):
             hi = min(n, end + reach)
             if windows and start <= windows[-1][1]:
                 windows[-1][1] = max(windows[-1][1], hi)
             else:
                 windows.append([start, hi])
+            if count % _DENSE_CHECK == 0 and end < count * _DENSE_CHARS:
+                dense = True  # candidates everywhere ("５５５５..."): re over the rest costs less than windows
+                break
+        if dense:
+            open_lo = windows.pop()[0]
+            for lo, hi in windows:
+                yield from self.rx.finditer(text, lo, hi)
+            # the windows before ended at or before open_lo and every match after it starts in a window or later
+            yield from self.rx.finditer(text, open_lo)
+            return
         for lo, hi in windows:
             yield from self.rx.finditer(text, lo, hi)
 
@@ -434,20 +474,43 @@ def _longest_match(rx: re.Pattern[str]) -> int:
 
 def _scan_cues(lower: str) -> dict[str, list[tuple[int, int]]]:
     out: dict[str, list[tuple[int, int]]] = {}
-    groups = _CUE_GROUPS
-    bounded = _CUE_RIGHT_BOUNDED
-    prefixes = _cue_prefixes
+    plan = _cue_plan
     n = len(lower)
     for start, m_end in _cue_spans(lower):
         # the scan keeps the longest word at a position; shorter registered words there count too
-        for word in prefixes[lower[start:m_end]]:
+        for length, always, bounded in plan[lower[start:m_end]]:
+            end = start + length
+            if bounded and (end == n or not (lower[end].isalnum() or lower[end] == "_")):
+                counted = always + bounded
+            else:
+                counted = always
+            for g in counted:
+                hits = out.get(g)
+                if hits is None:
+                    out[g] = [(start, end)]
+                elif hits[-1][0] == start:
+                    hits[-1] = (start, end)  # same group, same start: keep the longer word
+                else:
+                    hits.append((start, end))
+    return out
+
+
+def _scan_cues_reference(lower: str) -> dict[str, list[tuple[int, int]]]:
+    """The scan before the per-word plan (kept for the equivalence test): same hits, same order per group."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    groups = _CUE_GROUPS
+    bounded = _CUE_RIGHT_BOUNDED
+    n = len(lower)
+    for m in _cue_regex().finditer(lower):
+        start = m.start()
+        for word in _cue_prefixes[m.group()]:
             end = start + len(word)
             after_ok = end == n or not (lower[end].isalnum() or lower[end] == "_")
             for g in groups[word]:
                 if after_ok or (g, word) not in bounded:
                     hits = out.setdefault(g, [])
                     if hits and hits[-1][0] == start:
-                        hits[-1] = (start, end)  # same group, same start: keep the longer word
+                        hits[-1] = (start, end)
                     else:
                         hits.append((start, end))
     return out
