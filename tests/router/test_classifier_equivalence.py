@@ -10,6 +10,7 @@ pass, is also compared with the trie regex it replaced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,12 @@ def test_prefiltered_patterns_on_dense_candidates(unit: str) -> None:
     for p in _PREFILTERED:
         want = [(m.span(), m.groups()) for m in p.rx.finditer(text)]
         assert [(m.span(), m.groups()) for m in p.finditer(text)] == want, p.pattern
+
+
+def test_cue_state_built_once_under_concurrent_first_use() -> None:
+    lower = findings.lowered(_dense(20_000))
+    want = findings._scan_cues(lower)
+    findings._cue_state.clear()  # as register_cues leaves it: the next scan builds the words' state again
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: findings._scan_cues(lower), range(16)))
+    assert all(r == want for r in results)

@@ -6,6 +6,7 @@ import bisect
 import functools
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -295,22 +296,33 @@ def _cue_regex() -> re.Pattern[str]:
     """The context words as one trie regex for ``re``: the reference semantics (leftmost match, longest word
     there, non-overlapping), which :func:`_cue_spans` reproduces with RE2."""
     if not _cue_state:
-        _cue_prefixes.clear()
-        for word in _CUE_GROUPS:
-            _cue_prefixes[word] = sorted((w for w in _CUE_GROUPS if word.startswith(w)), key=len)
-        _cue_state.append(re.compile(trie_pattern(_CUE_GROUPS)))
-        _cue_re2.clear()
-        _cue_plan.clear()
-        for word, shorter in _cue_prefixes.items():
-            _cue_plan[word] = tuple(
-                (
-                    len(w),
-                    tuple(g for g in _CUE_GROUPS[w] if (g, w) not in _CUE_RIGHT_BOUNDED),
-                    tuple(g for g in _CUE_GROUPS[w] if (g, w) in _CUE_RIGHT_BOUNDED),
-                )
-                for w in shorter
-            )
+        with _cue_lock:
+            if not _cue_state:
+                _build_cue_state()
     return _cue_state[0]
+
+
+_cue_lock = threading.Lock()
+
+
+def _build_cue_state() -> None:
+    # everything the scan reads is built before the pattern is published: another thread that finds
+    # ``_cue_state`` filled must find the prefixes and the plan complete
+    _cue_prefixes.clear()
+    for word in _CUE_GROUPS:
+        _cue_prefixes[word] = sorted((w for w in _CUE_GROUPS if word.startswith(w)), key=len)
+    _cue_plan.clear()
+    for word, shorter in _cue_prefixes.items():
+        _cue_plan[word] = tuple(
+            (
+                len(w),
+                tuple(g for g in _CUE_GROUPS[w] if (g, w) not in _CUE_RIGHT_BOUNDED),
+                tuple(g for g in _CUE_GROUPS[w] if (g, w) in _CUE_RIGHT_BOUNDED),
+            )
+            for w in shorter
+        )
+    _cue_re2.clear()
+    _cue_state.append(re.compile(trie_pattern(_CUE_GROUPS)))
 
 
 # matched word -> for it and each shorter registered word it starts with (shortest first): (length, the groups
