@@ -12,7 +12,7 @@ _DIGITS = frozenset(string.digits)
 
 
 def digits_only(text: str) -> str:
-    return "".join(ch for ch in text if ch in _DIGITS)
+    return "".join(filter(_DIGITS.__contains__, text))  # in C, no generator step per character
 
 
 def luhn_ok(number: str) -> bool:

@@ -68,5 +68,7 @@ def normalized_view(text: str) -> NormalizedView | None:
     """The view of ``text``, or None when normalising changes nothing (always so for ASCII text)."""
     if text.isascii():
         return None
+    if all(_fold(ch) == ch for ch in set(_NON_ASCII.findall(text))):
+        return None  # every character folds to itself: the view would be the text (and its map costs ~4 ms/100 KB)
     view = NormalizedView(text)
     return None if view.text == text else view

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 
 from clawfleet.router.classifier import checksums
 from clawfleet.router.classifier.findings import (
+    RE2_DIGIT,
     Doc,
     Finding,
+    Prefiltered,
     before_ok,
     column_header,
     context_around,
@@ -84,41 +86,55 @@ _PHONE_INTL = re.compile(
     r"\+\d{1,3}(?:[ .\-/]?\(\d{1,4}\))?(?:[ .\-/]?\d{1,5}){1,6}(?![\w\-])"
     r"|00\d{2,3}[ .\-]\d{1,4}(?:[ .\-]\d{2,5}){1,4}(?![\w\-])"
 )
-_PHONE_NANP = re.compile(r"(?:1[ .\-])?[2-9]\d{2}[ .\-][2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
-_PHONE_NANP_PAREN = re.compile(r"(?:1[ .\-])?\([2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
+# the optional "1 " is folded into the first character (``(?:1[ .\-][2-9]|[2-9])`` is ``(?:1[ .\-])?[2-9]``, tried
+# in the same order) so that ``re`` knows which characters a match starts with and skips the others in C
+_PHONE_NANP = re.compile(r"(?:1[ .\-][2-9]|[2-9])\d{2}[ .\-][2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
+_PHONE_NANP_PAREN = re.compile(r"(?:1[ .\-]\(|\()[2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}(?![\w\-]|\.\d)")
 _PHONE_NATIONAL = re.compile(r"(?:\(0\d{1,4}\)\s?|0\d{1,4}[ /\-])\d{2,8}(?:[ \-]\d{2,6}){0,3}(?![\w\-]|[.:/]\d)")
 # national numbers without a trunk 0 (ES/PT/PL 9 digits, IT mobiles 3xx): reported only next to a phone cue
 _PHONE_NO_TRUNK = re.compile(r"[1-9]\d{1,2}(?:[ .\-]\d{2,4}){2,3}(?![\w\-]|[.:/]\d)|[1-9]\d{8,9}(?![\w\-]|[.:/]\d)")
 _PHONE_FR = re.compile(r"0[1-9](?:[ .]\d{2}){4}(?![\w\-]|\.\d)")
 
 
+# Prefilters (RE2, see findings.Prefiltered): each pattern without its look-arounds, D for \d. Only where they
+# pay: IBAN, national and no-trunk phones match every few digits of a dense text, and re alone is faster there
+_D = RE2_DIGIT
+_PHONE_NANP_SCAN = Prefiltered(_PHONE_NANP, rf"(?:1[ .\-][2-9]|[2-9]){_D}{{2}}[ .\-][2-9]{_D}{{2}}[ .\-]{_D}{{4}}")
+_PHONE_NANP_PAREN_SCAN = Prefiltered(
+    _PHONE_NANP_PAREN, rf"(?:1[ .\-]\(|\()[2-9]{_D}{{2}}\) ?[2-9]{_D}{{2}}[ .\-]{_D}{{4}}"
+)
+
+
 def _digits(s: str) -> int:
-    return sum(ch.isdigit() for ch in s)
+    return sum(map(str.isdigit, s))  # in C, no generator step per character
 
 
-def _phone_ctx(text: str, lower: str, start: int, window: int) -> bool:
+def _phone_ctx(
+    text: str, lower: str, start: int, window: int, headers: dict[tuple[int, str, int], list[str]] | None = None
+) -> bool:
     if _PHONE_CTX.search(lower, max(0, start - window), start):
         return True
-    return bool(_PHONE_HEADER.search(column_header(lower, start)))
+    return bool(_PHONE_HEADER.search(column_header(lower, start, cache=headers)))
 
 
 def detect_phone(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
+    headers: dict[tuple[int, str, int], list[str]] = {}  # column_header's cache for this text
     if "+" in text or "00" in text:
         for m_start, m_end, m in doc.digits.finditer(_PHONE_INTL):
             if not before_ok(text, m_start, "+-."):
                 continue
             n = _digits(m.group())
             if 8 <= n <= 15:
-                score = 0.9 if _phone_ctx(text, lower, m_start, 32) else 0.8
+                score = 0.9 if _phone_ctx(text, lower, m_start, 32, headers) else 0.8
                 yield Finding("phone", m_start, m_end, score, m.group(), 2)
-    nanp = list(doc.digits.finditer(_PHONE_NANP))
+    nanp = list(doc.digits.finditer(_PHONE_NANP_SCAN))
     if "(" in text:
-        nanp += doc.digits.finditer(_PHONE_NANP_PAREN)
+        nanp += doc.digits.finditer(_PHONE_NANP_PAREN_SCAN)
     for m_start, m_end, m in nanp:
         if not before_ok(text, m_start, "+-."):
             continue
-        if _phone_ctx(text, lower, m_start, 32):
+        if _phone_ctx(text, lower, m_start, 32, headers):
             score = 0.9
         else:
             score = 0.4 if _PHONE_NEG_CTX.search(lower, max(0, m_start - 32), m_start) else 0.75
@@ -130,7 +146,7 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
             n = _digits(m.group())
             if not 9 <= n <= 12:
                 continue
-            if _phone_ctx(text, lower, m_start, 40):
+            if _phone_ctx(text, lower, m_start, 40, headers):
                 score = 0.85
             elif _PHONE_NEG_CTX.search(lower, max(0, m_start - 40), m_start):
                 score = 0.3
@@ -148,10 +164,17 @@ def detect_phone(doc: Doc) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------- payment card
 # (?<!\d) and the like: a match never starts inside a run of digits (before_ok rejects those starts anyway), so a
-# long digit run costs one attempt per run, not one per digit; separators: one or two spaces, '-', '.', '/'
+# long digit run costs one attempt per run, not one per digit; separators: one or two spaces, '-', '.', '/'.
+# The look-behind follows the first digit (``\d(?<!\d\d)`` is ``(?<!\d)\d``): a pattern that starts with a
+# character class lets ``re`` skip the characters that cannot start a match in C
 _CARD = re.compile(
-    r"(?<!\d)(?:\d{4}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{4}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{12,19})"
+    r"\d(?<!\d\d)(?:\d{3}( {1,2}|[\-./])\d{4}\1\d{4}\1\d{1,7}|\d{3}( {1,2}|[\-./])\d{6}\2\d{4,5}|\d{11,18})"
     r"(?![\w\-]|[./]\d)"
+)
+_SEP = r"(?: {1,2}|[\-./])"
+_CARD_SCAN = Prefiltered(
+    _CARD,
+    rf"{_D}(?:{_D}{{3}}{_SEP}{_D}{{4}}{_SEP}{_D}{{4}}{_SEP}{_D}{{1,7}}|{_D}{{3}}{_SEP}{_D}{{6}}{_SEP}{_D}{{4,5}}|{_D}{{11,18}})",
 )
 # a card word in the languages covered: with one, any Luhn-valid 13-19 digit number is a card (issuers
 # outside card_network's list); "paid"/"payment" are not enough there (Luhn-valid order numbers)
@@ -161,7 +184,7 @@ _CARD_CTX = re.compile(r"card|visa|master|amex|american express|discover|credit|
 
 def detect_credit_card(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
-    for m_start, m_end, m in doc.digits.finditer(_CARD):
+    for m_start, m_end, m in doc.digits.finditer(_CARD_SCAN):
         value = m.group()
         if not before_ok(text, m_start, "-./"):
             continue
@@ -174,9 +197,10 @@ def detect_credit_card(doc: Doc) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------- IBAN
-# found from its check digits; the two country letters before them are checked in Python
+# found from its check digits; the two country letters before them are checked in Python. ``\d(?<!X{3}\d)`` is
+# ``(?<!X{3})\d`` written to start with a character class (``re`` skips non-digits in C)
 _IBAN_TAIL = re.compile(
-    r"(?<![A-Za-z0-9]{3})\d{2}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
+    r"\d(?<![A-Za-z0-9]{3}\d)\d(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{4}){2,8}(?:(?: {1,2}|[\-.])?[A-Za-z0-9]{1,3})?(?![\w\-])"
 )
 
 
@@ -207,14 +231,19 @@ _NINE = re.compile(r"\d{9}(?![\w\-]|\.\d)")
 _SSN_CTX = re.compile(r"ssn|social security|social sec|\bss#|taxpayer|\btin\b|itin")
 _NINO_TAIL = re.compile(r"\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w\-])")
 _NINO_CTX = re.compile(r"national insurance|\bni\b|nino|ni number|ni no")
-_DNI = re.compile(r"(?<!\d)\d{7,8}-?[A-Z](?![\w\-])")
+_DNI = re.compile(r"\d(?<!\d\d)\d{6,7}-?[A-Z](?![\w\-])")  # (?<!\d)\d{7,8}, starting with a class
 _DNI_CTX = re.compile(r"\bdni\b|\bnie\b|\bnif\b|documento|identidad")
 _BSN_CTX = re.compile(r"\bbsn\b|burgerservice|sofinummer|citizen service")
-_AADHAAR = re.compile(r"(?<!\d)[2-9]\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
+_AADHAAR = re.compile(r"[2-9](?<!\d[2-9])\d{3}([ \-]?)\d{4}\1\d{4}(?![\w\-]|\.\d)")
 _AADHAAR_CTX = re.compile(r"aadhaar|aadhar|\buid\b|uidai")
 _CF_TAIL = re.compile(r"\d{2}[A-EHLMPR-Ta-ehlmpr-t]\d{2}[A-Za-z]\d{3}[A-Za-z](?![\w\-])")
 _SIN = re.compile(r"\d{3}([ \-]?)\d{3}\1\d{3}(?![\w\-]|\.\d)")
 _SIN_CTX = re.compile(r"\bsin\b|social insurance")
+_SSN_SCAN = Prefiltered(_SSN, rf"{_D}{{3}}{_SEP}{_D}{{2}}{_SEP}{_D}{{4}}")
+_NINO_SCAN = Prefiltered(_NINO_TAIL, rf"{_D}{{2}} ?{_D}{{2}} ?{_D}{{2}} ?[A-D]")
+_DNI_SCAN = Prefiltered(_DNI, rf"{_D}{{7,8}}-?[A-Z]")
+_AADHAAR_SCAN = Prefiltered(_AADHAAR, rf"[2-9]{_D}{{3}}[ \-]?{_D}{{4}}[ \-]?{_D}{{4}}")
+_CF_SCAN = Prefiltered(_CF_TAIL, rf"{_D}{{2}}[A-EHLMPR-Ta-ehlmpr-t]{_D}{{2}}[A-Za-z]{_D}{{3}}[A-Za-z]")
 _NUM_BEFORE = "-+."
 _ID_CUE_KIND = {
     **dict.fromkeys(
@@ -235,7 +264,7 @@ def _ctx(lower: str, start: int, rx: re.Pattern[str], window: int = 40) -> bool:
 
 def detect_national_ids(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
-    for m_start, m_end, m in doc.digits.finditer(_SSN):
+    for m_start, m_end, m in doc.digits.finditer(_SSN_SCAN):
         if before_ok(text, m_start, _NUM_BEFORE + "/") and checksums.us_ssn_ok(m.group()):
             # dots and slashes also separate dates and versions: those need the SSN cue
             score = 0.95 if _ctx(lower, m_start, _SSN_CTX) else (0.8 if m.group(2) in ("-", " ") else 0.3)
@@ -251,7 +280,7 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
             if before_ok(text, m.start(), _NUM_BEFORE) and ok(m.group()):
                 yield Finding(kind, m.start(), m.end(), 0.9, m.group(), 3)
             break
-    for m_start, m_end, _m in doc.digits.finditer(_NINO_TAIL):
+    for m_start, m_end, _m in doc.digits.finditer(_NINO_SCAN):
         start = m_start - 2 if text[m_start - 1 : m_start] != " " else m_start - 3
         if start < 0 or not text[start : start + 2].isupper() or not text[start : start + 2].isascii():
             continue
@@ -259,16 +288,16 @@ def detect_national_ids(doc: Doc) -> Iterator[Finding]:
         if before_ok(text, start, "-") and checksums.uk_nino_ok(value):
             score = 0.95 if _ctx(lower, start, _NINO_CTX) else 0.8
             yield Finding("uk_nino", start, m_end, score, value, 3)
-    for m_start, m_end, _m in doc.digits.finditer(_DNI):
+    for m_start, m_end, _m in doc.digits.finditer(_DNI_SCAN):
         start = m_start - 1 if text[m_start - 1 : m_start] in ("X", "Y", "Z") and m_start > 0 else m_start
         value = text[start:m_end]
         if before_ok(text, start, "-") and checksums.es_dni_ok(value):
             yield Finding("es_dni", start, m_end, 0.95 if _ctx(lower, start, _DNI_CTX) else 0.8, value, 3)
-    for m_start, m_end, m in doc.digits.finditer(_AADHAAR):
+    for m_start, m_end, m in doc.digits.finditer(_AADHAAR_SCAN):
         if before_ok(text, m_start, _NUM_BEFORE) and checksums.in_aadhaar_ok(m.group()):
             score = 0.95 if _ctx(lower, m_start, _AADHAAR_CTX) else (0.7 if m.group(1) == " " else 0.35)
             yield Finding("in_aadhaar", m_start, m_end, score, m.group(), 3)
-    for m_start, m_end, _m in doc.digits.finditer(_CF_TAIL):
+    for m_start, m_end, _m in doc.digits.finditer(_CF_SCAN):
         start = m_start - 6
         if start < 0 or not text[start:m_start].isalpha() or not text[start:m_start].isascii():
             continue
@@ -426,6 +455,7 @@ def detect_dob(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
     # context first: dates are everywhere, dates of birth only after a cue (or in a "dob" column)
     seen: set[int] = set()
+    headers: dict[tuple[int, str, int], list[str]] = {}  # column_header's cache for this text
     for c_start, c_end in doc.cues("dob"):
         if c_start > 0 and lower[c_start - 1].isalpha():
             continue
@@ -454,6 +484,6 @@ def detect_dob(doc: Doc) -> Iterator[Finding]:
             for m in _DATE.finditer(lower, line_end, block_end):
                 if m.start() in seen or not before_ok(lower, m.start(), "-/."):
                     continue
-                if _DOB_HEADER.search(column_header(lower, m.start())):
+                if _DOB_HEADER.search(column_header(lower, m.start(), cache=headers)):
                     seen.add(m.start())
                     yield Finding("date_of_birth", m.start(), m.end(), 0.85, text[m.start() : m.end()], 2)

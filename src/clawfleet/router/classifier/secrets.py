@@ -20,6 +20,7 @@ from clawfleet.router.classifier.findings import (
     register_cues,
     shannon_entropy,
     trie_pattern,
+    words_re2,
 )
 
 # (type, pattern, score, the literals a match starts with: found with str.find, and the pattern tried only there)
@@ -82,7 +83,16 @@ _PREFIXED: tuple[tuple[str, re.Pattern[str], float, tuple[str, ...]], ...] = (
     ("generic_secret", re.compile(r"lin_(?:api|oauth)_[A-Za-z0-9]{40,64}(?![\w\-])"), 0.95, ("lin_api_", "lin_oauth_")),
 )
 # every literal some _PREFIXED pattern needs, found in one pass
-_NEEDLES = re.compile(trie_pattern({n for *_, needles in _PREFIXED for n in needles}))
+_NEEDLES = re.compile(trie_pattern({n for *_, needles in _PREFIXED for n in needles}))  # the reference
+_NEEDLES_RE2 = words_re2(n for *_, needles in _PREFIXED for n in needles)  # the same matches, one RE2 pass
+
+
+def _needles_present(text: str) -> set[str]:
+    """``set(_NEEDLES.findall(text))``: the needles are ASCII, so the matched bytes are the matched text."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return {m.group().decode("ascii") for m in _NEEDLES_RE2.finditer(raw)}
+
+
 _VENDOR_PREFIX = re.compile(r"^[A-Za-z0-9]{1,8}(?:_v1|_api|_oauth)?[_\-.]")
 _OPENAI = re.compile(r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}(?![\w\-])")
 # A PEM block is its header, then the first END line within 20,000 characters, else the base64 body that follows.
@@ -201,14 +211,14 @@ _WORD_ONLY = re.compile(r"^[A-Za-z]+[_\-.]?[A-Za-z]*$")
 
 
 def _looks_random(value: str, min_entropy: float) -> bool:
-    has_digit = any(c.isdigit() for c in value)
-    has_alpha = any(c.isalpha() for c in value)
+    has_digit = any(map(str.isdigit, value))
+    has_alpha = any(map(str.isalpha, value))
     return has_digit and has_alpha and shannon_entropy(value) >= min_entropy and not _PLACEHOLDER.match(value)
 
 
 def _vendor_body_ok(body: str) -> bool:
     """A vendor token body: random-looking (mixed case or digits, some entropy), not a placeholder."""
-    kinds = sum((any(c.isdigit() for c in body), any(c.islower() for c in body), any(c.isupper() for c in body)))
+    kinds = sum((any(map(str.isdigit, body)), any(map(str.islower, body)), any(map(str.isupper, body))))
     return kinds >= 2 and shannon_entropy(body) >= 3.0 and not _PLACEHOLDER.match(body)
 
 
@@ -248,7 +258,7 @@ def _pem_blocks(text: str) -> Iterator[Finding]:
 
 def detect_secrets(doc: Doc) -> Iterator[Finding]:
     text, lower = doc.text, doc.lower
-    present = set(_NEEDLES.findall(text))
+    present = _needles_present(text)
     for kind, rx, score, needles in _PREFIXED:
         if present.isdisjoint(needles):
             continue
