@@ -189,6 +189,10 @@ class Fleet:
     def wait_ready(self, mode: str, attack: subprocess.Popen) -> bool:
         out = self.work["a"] / "out"
         wanted = [f"{m}.ready.json" for m in mode.split("+") if m in ("fds", "conns")]
+        # and every request loop's first answer: on a loaded machine a loop can still be starting when B's short
+        # probe ends, and B would be measured beside an attack that had not begun
+        wanted += [f"{m}-{i}.first" for m in mode.split("+") if m in ("busy", "redos", "fds")
+                   for i in range(self.args.workers)]  # fmt: skip
         deadline = time.monotonic() + self.args.ready_timeout
         while not all((out / w).exists() for w in wanted):
             if attack.poll() is not None or time.monotonic() > deadline:

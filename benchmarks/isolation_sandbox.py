@@ -87,6 +87,8 @@ def request_loop(name: str, port: int, path: str) -> None:
     worst = 0.0
     while not stopped():
         status, dt = request(port, path)
+        if not statuses:  # the attack is under way: the benchmark waits for this before it measures B
+            open(f"{OUT}/{name}.first", "w").close()
         statuses[str(status)] = statuses.get(str(status), 0) + 1
         worst = max(worst, dt)
     write_out(name, {"statuses": statuses, "seconds": time.monotonic() - t0, "worst_s": worst})

@@ -16,10 +16,12 @@ fi
 if ! "$VENV/bin/python" -c "import presidio_analyzer, spacy" >/dev/null 2>&1; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "presidio-analyzer==${PRESIDIO_VERSION}"
 fi
-# Our own package, without its dependencies' extras, so eval_classifier.py can import clawfleet.router.classifier.
+# Our own package, without its dependencies' extras, so eval_classifier.py can import clawfleet.router.classifier;
+# of its runtime pins, the classifier needs ruamel.yaml and google-re2 (the pin is read from pyproject.toml).
 if ! "$VENV/bin/python" -c "import clawfleet.router.classifier" >/dev/null 2>&1; then
+  RE2_PIN="$(grep -o 'google-re2==[0-9.]*' "$ROOT/pyproject.toml" | head -n 1)"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "ruamel.yaml==0.19.1"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "ruamel.yaml==0.19.1" "$RE2_PIN"
 fi
 "$VENV/bin/python" - <<'PY'
 import spacy
