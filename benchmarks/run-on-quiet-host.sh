@@ -20,6 +20,10 @@ timeout 120 $py benchmarks/bench_policy.py >"$out/policy.txt" 2>&1
 timeout 180 $py benchmarks/bench_sandbox_start.py -n 30 >"$out/sandbox.txt" 2>&1
 timeout 240 $py benchmarks/bench_gateway.py --requests 2000 >"$out/gateway.txt" 2>&1
 timeout 240 $py benchmarks/bench_router.py --requests 400 >"$out/router.txt" 2>&1
-# one daemon, sandbox B measured while sandbox A attacks; more of A's request loops and B's samples on a big host
-timeout 600 $py benchmarks/bench_gateway_isolation.py --requests 1000 --workers 8 >"$out/isolation.txt" 2>&1
+timeout 120 $py benchmarks/bench_classifier.py >"$out/classifier.txt" 2>&1
+# one daemon, sandbox B measured while sandbox A attacks; more of A's request loops and B's samples on a big host;
+# each sandbox's proxy in its own unprivileged process, as the gateway role deploys it (gateway_user)
+id clawfleet-gateway >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin clawfleet-gateway
+timeout 600 $py benchmarks/bench_gateway_isolation.py --requests 1000 --workers 8 --gateway-user clawfleet-gateway \
+  >"$out/isolation.txt" 2>&1
 tail -n 30 "$out"/*.txt
