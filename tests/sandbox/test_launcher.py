@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import stat
@@ -52,9 +54,12 @@ def test_setup_failures_exit_125_with_one_line(sandbox, tmp_path):
 
 
 def test_sigterm_is_forwarded_and_background_processes_die(sandbox):
+    # A duration no other process on the host uses: the check below looks for it host-wide (a plain `sleep 300`
+    # elsewhere on a shared machine made it fail).
+    sleeper = f"sleep {300 + secrets.randbelow(10**6) / 10**6:.6f}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "clawfleet.cli", "sandbox", "run", "--policy", str(sandbox.write_policy()),
-         "--workdir", str(sandbox.workdir), "--", "/bin/sh", "-c", "sleep 300 & echo ready; wait"],
+         "--workdir", str(sandbox.workdir), "--", "/bin/sh", "-c", f"{sleeper} & echo ready; wait"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -63,11 +68,11 @@ def test_sigterm_is_forwarded_and_background_processes_die(sandbox):
         assert proc.wait(timeout=10) == 128 + signal.SIGTERM
     finally:
         proc.kill()
-    # The orphaned `sleep 300` dies with the PID namespace: nothing of it is left on the host. The kernel kills
+    # The orphaned sleep dies with the PID namespace: nothing of it is left on the host. The kernel kills
     # the namespace's remaining processes when its init exits, asynchronously: give it a moment, not forever.
     deadline = time.monotonic() + 5
     while True:
-        out = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True)
+        out = subprocess.run(["pgrep", "-f", f"^{re.escape(sleeper)}$"], capture_output=True, text=True)
         if out.stdout == "" or time.monotonic() > deadline:
             break
         time.sleep(0.1)
