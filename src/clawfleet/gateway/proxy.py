@@ -888,19 +888,28 @@ class Gateway:
         if limit is None:
             return None
         where = f"{target.authority} (body-inspecting endpoint)"
+        body, ctype = await self._read_bounded_body(conn, client, ev, caller, kind, target, method, path, limit,
+                                                    where)  # fmt: skip
+        return body, ctype, reframe(ev.headers, body)
+
+    async def _read_bounded_body(self, conn: h11.Connection, client: Stream, ev: h11.Request, caller: Caller | None,
+                                 kind: str, target: Target, method: str, path: str, limit: int,
+                                 where: str) -> tuple[bytes, str | None]:  # fmt: skip
+        """The request's whole body, at most ``limit`` bytes (``100 Continue`` first when the client waits for it),
+        and its content type. A body that cannot be read within the limit is logged and raised as
+        :class:`Denied`."""
         try:
             ctype = body_headers(ev.headers, limit, where)
             expect = _hdr(ev.headers, b"expect")
             if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
                 client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            body = await read_body(conn, client.read, limit, where)
+            return await read_body(conn, client.read, limit, where), ctype
         except (BodyRefused, h11.RemoteProtocolError) as exc:
             status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
                                       else (400, "malformed request body", str(exc)))  # fmt: skip
             d = Decision("deny", None, f"{detail}: {reason}")
             self.record(caller, kind, target.host, target.port, d, False, method, path)
             raise Denied(status, detail, reason) from None
-        return body, ctype, reframe(ev.headers, body)
 
     async def _body_credentials(self, conn: h11.Connection, client: Stream, ev: h11.Request, caller: Caller | None,
                                 kind: str, target: Target, method: str, path: str, dest: Destination,
@@ -914,18 +923,8 @@ class Gateway:
             return body, headers
         if body is None:
             where = f"{target.authority} (request_body_credential_rewrite)"
-            try:
-                body_headers(ev.headers, MAX_REWRITE_BYTES, where)
-                expect = _hdr(ev.headers, b"expect")
-                if expect is not None and expect.lower() == b"100-continue":  # the client waits before the body
-                    client.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-                body = await read_body(conn, client.read, MAX_REWRITE_BYTES, where)
-            except (BodyRefused, h11.RemoteProtocolError) as exc:
-                status, detail, reason = ((exc.status, exc.detail, exc.reason) if isinstance(exc, BodyRefused)
-                                          else (400, "malformed request body", str(exc)))  # fmt: skip
-                self.record(caller, kind, target.host, target.port, Decision("deny", None, f"{detail}: {reason}"),
-                            False, method, path)  # fmt: skip
-                raise Denied(status, detail, reason) from None
+            body, _ = await self._read_bounded_body(conn, client, ev, caller, kind, target, method, path,
+                                                    MAX_REWRITE_BYTES, where)  # fmt: skip
             headers = reframe(ev.headers, body)
         ctype = _hdr(ev.headers, b"content-type")
         out = rewrite_body(body, ctype.decode("latin-1") if ctype else None, lambda ph: secrets.fill(dest, ph, used))

@@ -19,7 +19,6 @@ MAX_DECODED = 256 * 1024  # total decoded characters per text: the decoding pass
 # Linear time: tokens are maximal runs between blanks and quotes (each character is scanned once); escapes are
 # looked for inside a token, never by a pattern with a leading unbounded run that would restart at every
 # character of a long run without one (quadratic).
-_TOKEN = re.compile(r"[^\s\"'<>]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
 _HEX = re.compile(r"[0-9A-Fa-f]{16,}")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -86,10 +85,12 @@ _SHORT_TAIL = re.compile(r"[^\s\"'<>]{0,16}")
 
 
 def _tokens(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of the tokens of ``text`` (maximal runs of ``_TOKEN``) that can hold an encoding, in order:
+    """(start, end) of the tokens of ``text`` (maximal runs without blanks, quotes and ``<>``) that can hold an
+    encoding, in order:
     every token of 16 characters or more, and the shorter ones that contain ``%`` or ``\\u``.
 
-    The same tokens ``_TOKEN.finditer`` gives, filtered, without a Python step per token: a 100 KB text holds
+    The same tokens the token loop before it gave (``benchmarks/classifier_before/decode.py``), filtered, without
+    a Python step per token: a 100 KB text holds
     ~12,000 tokens, of which ~1,000 are long. ``_LONG_TOKEN`` starts a match only at a token's start and reads
     each character at most twice. Short tokens are found from their ``%`` / ``\\u`` and widened to their
     delimiters within 16 characters.
@@ -142,25 +143,6 @@ def _candidates(text: str) -> Iterator[tuple[int, int, str | None]]:
             if plain is None:
                 plain = _from_base64(run)
             yield t_start + m.start(), t_start + m.end(), plain
-
-
-def _candidates_reference(text: str) -> Iterator[tuple[int, int, str | None]]:
-    """The token loop :func:`_candidates` replaces: one Python step per token (kept for the equivalence test)."""
-    for tok in _TOKEN.finditer(text):
-        value = tok.group()
-        if "%" in value and _PERCENT.search(value):
-            yield tok.start(), tok.end(), _from_url(value)
-        if "\\u" in value:
-            yield tok.start(), tok.end(), _from_json_escapes(value)
-        if len(value) < 16:
-            continue
-        for m in _BASE64.finditer(value):
-            run = m.group()
-            hexed = _HEX.fullmatch(run)
-            plain = _from_hex(run) if hexed else None
-            if plain is None:
-                plain = _from_base64(run)
-            yield tok.start() + m.start(), tok.start() + m.end(), plain
 
 
 def decoded_tokens(text: str) -> Iterator[tuple[int, int, str]]:
