@@ -21,7 +21,8 @@ __all__ = [
 ]
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+def read_file(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """(at most MAX_BYTES + 1 bytes of the file, its name); an unreadable file is a positioned PolicyError."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
@@ -51,17 +52,17 @@ def load_any_text(text: str | bytes, filename: str = "<string>") -> Policy | Pre
 
 
 def load_file(path: str | os.PathLike[str]) -> Policy:
-    data, name = _read(path)
+    data, name = read_file(path)
     return load_text(data, name)
 
 
 def load_preset_file(path: str | os.PathLike[str]) -> Preset:
-    data, name = _read(path)
+    data, name = read_file(path)
     return load_preset_text(data, name)
 
 
 def load_any_file(path: str | os.PathLike[str]) -> Policy | Preset:
-    data, name = _read(path)
+    data, name = read_file(path)
     return load_any_text(data, name)
 
 

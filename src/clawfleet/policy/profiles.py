@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_endpoint
-from .errors import PolicyError, Problem, format_path
+from .errors import PolicyError, format_path
+from .loader import read_file
 from .model import Binary, Endpoint
 from .schema import HTTP_PROTOCOLS, Validator
-from .yamlio import MAX_BYTES, Document, load_document
+from .yamlio import Document, load_document
 
 __all__ = [
     "AUTH_STYLES",
@@ -335,13 +336,7 @@ def load_profile_text(text: str | bytes, filename: str = "<string>") -> Provider
 
 
 def load_profile_file(path: str | os.PathLike[str]) -> ProviderProfile:
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise PolicyError([Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
-    return load_profile_text(data, name)
+    return load_profile_text(*read_file(path))
 
 
 def load_profile_data(data: Any, filename: str = "<data>") -> ProviderProfile:
