@@ -18,7 +18,7 @@ from clawfleet.gateway.providers import parse_providers
 from clawfleet.gateway.reload import PolicyHolder
 from clawfleet.policy import compose, digest, load_text
 
-from .support import SECRET_VALUE, https
+from .support import SECRET_VALUE, connect, https, request, tls_over
 
 PH = "openshell:resolve:env:API_TOKEN"
 GH = "/usr/bin/gh"  # the profile's binary; the base policy grants only curl
@@ -207,3 +207,37 @@ def test_gateway_check_compiles_the_effective_policy(tmp_path, origins):
     d.write_text(json.dumps({"name": "agent", "command": ["/usr/bin/gh"], "policy": "policy.yaml",
                              "credentials": ["API_TOKEN"], "gateway": gateway}))  # fmt: skip
     assert check_file(str(d)) == ["agent"]
+
+
+# -- allow_uninspected_credentials: upstream's recorded exception (its copilot profile's telemetry endpoints) ----
+def _uninspected_gw(make_gateway, origins, tmp_path, endpoint: str):
+    port = origins["https"].port
+    profile = _profile(port).replace(
+        "    protocol: rest\n    access: read-only\n", endpoint + "    allow_uninspected_credentials: true\n"
+    )
+    (tmp_path / "custom-api.yaml").write_text(profile)
+    (tmp_path / "work-API_TOKEN").write_text(SECRET_VALUE + "\n")
+    section = {"work": {"profile": "custom-api.yaml", "credentials": {"API_TOKEN": "work-API_TOKEN"}}}
+    providers, bindings = parse_providers(section, lambda p: str(tmp_path / p))
+    gw = make_gateway(policy_text=_base(origins), secrets=False, bindings=bindings, providers=providers)
+    gw.binary = GH
+    return gw, port
+
+
+def test_an_uninspected_tls_skip_endpoint_relays_the_placeholder_never_the_value(make_gateway, origins, tmp_path, pki):
+    gw, port = _uninspected_gw(make_gateway, origins, tmp_path, "    tls: skip\n")
+    sock, status, _ = connect(gw, f"pass.test:{port}")
+    assert status == 200  # the composed rule allows the raw tunnel for the profile's binary
+    with tls_over(gw, sock, "pass.test", ca=pki["ca"]) as tls:  # the origin's own certificate: not intercepted
+        assert request(tls, "GET", "/t", f"pass.test:{port}", {"X-Api-Key": PH})[0] == 200
+    assert _key(origins) == PH
+    gw.binary = "/usr/bin/curl"  # the exception widens nothing: another binary is still denied the endpoint
+    assert connect(gw, f"pass.test:{port}")[1] == 403
+
+
+def test_an_uninspected_l4_endpoint_still_gets_the_value_where_the_gateway_terminates_tls(make_gateway, origins,
+                                                                                          tmp_path):  # fmt: skip
+    # as upstream's auto-detected TLS: a credential bound to an L4 endpoint makes the gateway intercept it
+    gw, _port = _uninspected_gw(make_gateway, origins, tmp_path, "")
+    assert https(gw, origins, "POST", "/t", host="pass.test", headers={"X-Api-Key": PH}, body=b"x")[0] == 200
+    assert _key(origins) == SECRET_VALUE  # no L7 rules on an L4 endpoint: the POST passes too
