@@ -173,8 +173,8 @@ def test_a_binding_handed_over_as_data_has_no_position():
             "        access: full\n",
             "        access: full\n        tls: skip\n",
             "p.yaml:10:9: network_policies.gcp_storage.endpoints[0].credential_binding: a credential cannot be bound"
-            " to a tls: skip endpoint: its requests are never seen (upstream's allow_uninspected_credentials is not"
-            " supported)",
+            " to a tls: skip endpoint: its requests are never seen (set allow_uninspected_credentials: true to record"
+            " the exception, as upstream)",
         ),
         (
             "  gcp_storage:\n",
@@ -208,12 +208,48 @@ def test_binding_accepted_twins(old, new):
     load_text(text, "p.yaml")
 
 
+UNINSPECTED = "        allow_uninspected_credentials: true\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("        access: full\n", "        access: full\n        tls: skip\n", 11),
+        ("        protocol: rest\n        access: full\n", "", 8),
+    ],
+    ids=["tls-skip", "l4"],
+)
+def test_allow_uninspected_credentials_records_the_exception_for_a_binding(old, new, line):
+    # the twins of the "tls-skip" and "l4" refusals above: the same endpoint, the exception recorded
+    policy = load_text(BOUND.replace(old, new + UNINSPECTED), "p.yaml")
+    (ep,) = policy.network_policies["gcp_storage"].endpoints
+    assert ep.allow_uninspected_credentials and ep.credential_binding is not None
+    assert [str(w) for w in policy.warnings] == [
+        f"p.yaml:{line}:9: warning: network_policies.gcp_storage.endpoints[0].credential_binding:"
+        " allow_uninspected_credentials:"
+        " the credential is bound to an endpoint whose traffic the gateway may not parse (its L7 rules cannot apply;"
+        " over tls: skip the placeholder is relayed as is, never the value)"
+    ]
+
+
+def test_allow_uninspected_credentials_is_part_of_the_digest_and_needs_a_boolean():
+    plain = load_text(BOUND, "p.yaml")
+    flagged = load_text(BOUND.replace("        access: full\n", "        access: full\n" + UNINSPECTED), "p.yaml")
+    assert not flagged.warnings  # on an inspected endpoint it changes nothing, so nothing to warn about
+    ep = normalize(flagged)["network_policies"]["gcp_storage"]["endpoints"][0]
+    assert ep["allow_uninspected_credentials"] is True
+    assert digest(flagged) != digest(plain)
+    assert diff(plain, flagged).changed
+    text = BOUND.replace("        access: full\n", "        access: full\n        allow_uninspected_credentials: 1\n")
+    assert "allow_uninspected_credentials" in only(text)
+
+
 def test_the_upstream_only_credential_options_are_still_refused():
-    option = "        allow_uninspected_credentials: true\n"
+    option = "        credential_signing: sigv4\n"
     text = BOUND.replace("        access: full\n", "        access: full\n" + option)
     assert only(text) == (
-        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].allow_uninspected_credentials:"
-        " 'allow_uninspected_credentials' is an upstream OpenShell option that clawfleet does not support;"
+        "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].credential_signing:"
+        " 'credential_signing' is an upstream OpenShell option that clawfleet does not support;"
         " remove it"
     )
 
@@ -246,8 +282,8 @@ def test_request_body_credential_rewrite_loads_on_a_rest_endpoint():
             "p.yaml:10:9: network_policies.gcp_storage.endpoints[0].request_body_credential_rewrite: request body"
             " credential rewriting needs protocol: rest (not a body-judging, WebSocket or L4 endpoint, nor tls: skip)\n"
             "p.yaml:11:9: network_policies.gcp_storage.endpoints[0].credential_binding: a credential cannot be bound"
-            " to a tls: skip endpoint: its requests are never seen (upstream's allow_uninspected_credentials is not"
-            " supported)",
+            " to a tls: skip endpoint: its requests are never seen (set allow_uninspected_credentials: true to record"
+            " the exception, as upstream)",
         ),
         (
             "        protocol: rest\n        access: full\n",
@@ -417,12 +453,14 @@ ENDPOINT = "endpoints:\n  - host: api.example.com\n    port: 443\n"
         (
             "",
             "p.yaml:10:5: endpoints[0]: this profile declares credentials, so each of its endpoints must be"
-            " inspected: set protocol: rest (or another HTTP protocol) and do not use tls: skip",
+            " inspected: set protocol: rest (or another HTTP protocol) and do not use tls: skip, or record the"
+            " exception with allow_uninspected_credentials: true (as upstream)",
         ),
         (
             "    protocol: rest\n    access: full\n    tls: skip\n",
             "p.yaml:10:5: endpoints[0]: this profile declares credentials, so each of its endpoints must be"
-            " inspected: set protocol: rest (or another HTTP protocol) and do not use tls: skip",
+            " inspected: set protocol: rest (or another HTTP protocol) and do not use tls: skip, or record the"
+            " exception with allow_uninspected_credentials: true (as upstream)",
         ),
         (
             "    protocol: rest\n    access: full\n    credential_binding: {provider: x}\n",
@@ -443,6 +481,12 @@ def test_credentialed_profile_endpoint_refusals(extra, message):
 
 def test_credentialed_profile_endpoint_twins():
     load_profile_text(ENDPOINTLESS + ENDPOINT + "    protocol: rest\n    access: read-only\n", "p.yaml")
+    # the "l4" and "tls-skip" refusals with the exception recorded (upstream's copilot telemetry endpoints)
+    flag = "    allow_uninspected_credentials: true\n"
+    for extra in ("", "    protocol: rest\n    access: full\n    tls: skip\n"):
+        profile = load_profile_text(ENDPOINTLESS + ENDPOINT + extra + flag, "p.yaml")
+        assert profile.endpoints[0].allow_uninspected_credentials
+        assert normalize_profile(profile)["endpoints"][0]["allow_uninspected_credentials"] is True
     # a profile without credentials (upstream's pypi) may list L4 endpoints
     load_profile_text("id: pypi\ncategory: data\n" + ENDPOINT, "p.yaml")
 

@@ -27,7 +27,7 @@ from clawfleet.policy.yamlio import dump_yaml
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "openshell-providers"
 
 #: The profiles clawfleet loads unchanged.
-LOADS = ["aws-bedrock", "claude-code", "codex", "cursor", "deepinfra", "github", "nvidia", "pypi"]
+LOADS = ["aws-bedrock", "claude-code", "codex", "copilot", "cursor", "deepinfra", "github", "nvidia", "pypi"]
 #: The profiles it refuses, and every distinct reason (an option it does not offer, named with its key).
 REFUSED = {
     "aws": {"'refresh': clawfleet injects static credentials only"},
@@ -38,7 +38,6 @@ REFUSED = {
         "'signing_region' is an upstream OpenShell option that clawfleet does not support",
         "wildcards are allowed in the first label only",
     },
-    "copilot": {"'allow_uninspected_credentials' is an upstream OpenShell option that clawfleet does not support"},
     "google-cloud": {"'refresh': clawfleet injects static credentials only"},
     "google-vertex-ai": {"'refresh': clawfleet injects static credentials only"},
 }

@@ -300,7 +300,7 @@ class ParserSetup:
 
     config: GatewayConfig
     ca_pem: bytes  # the sandbox's interception CA, key and certificate: the parser mints leaves with it
-    policy: Any  # clawfleet.policy.model.Policy
+    policy: Any  # clawfleet.policy.model.Policy: the base policy (the file's), composed in the parser
     secrets: dict[str, bytes]
     router_identity: RouterIdentity
     extra_ca: str | None  # the extra upstream CA's text (the file may be unreadable to the parser)
@@ -403,7 +403,7 @@ async def _serve_parser(setup: ParserSetup) -> None:
     cert = x509.load_pem_x509_certificate(setup.ca_pem[setup.ca_pem.index(b"-----BEGIN CERTIFICATE-----") :])
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     ca = SandboxCA(cfg.sandbox, key=key, cert=cert)  # its temporary directory belongs to the parser's user
-    holder = PolicyHolder.given(setup.policy)
+    holder = PolicyHolder.given(setup.policy, cfg.providers)
     gateway = Gateway(cfg, holder, log, None, ca)
     gateway.secrets = Secrets(cfg.secrets, values=setup.secrets)
     gateway.router_identity = setup.router_identity
@@ -485,7 +485,7 @@ class Parser:
     def update(self, holder: PolicyHolder, secrets: Secrets) -> None:
         """Hand over a policy or secret values that changed since the last call."""
         if holder.generation != self._generation:
-            self.send("policy", holder.policy)
+            self.send("policy", holder.base)  # the parser composes it with the providers, as this process does
             self._generation = holder.generation
         values = secrets.snapshot() if secrets else {}
         if self._secrets is not None and values != self._secrets:
@@ -548,7 +548,7 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None)
         values = secrets.snapshot() if secrets else {}
         generation = holder.generation
-        setup = ParserSetup(parser_config, ca_pem, holder.policy, values, router_identity, extra, user, os.getpid(),
+        setup = ParserSetup(parser_config, ca_pem, holder.base, values, router_identity, extra, user, os.getpid(),
                             listener.fileno(), theirs.fileno(), log_fd, ocsf_fd, metrics_dir is not None)  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "clawfleet.supervisor", "gateway-parser"], stdin=subprocess.PIPE,

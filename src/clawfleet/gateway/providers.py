@@ -13,7 +13,8 @@ Each credential becomes a :class:`.credentials.SecretBinding` bound to the provi
 only to the profile's endpoints, or for an endpointless profile to the policy endpoints that name the instance
 (``credential_binding: {provider: work-github}``), and only in the places the profile names (``Authorization``
 with Bearer/token/Basic always; ``header_name``, ``query_param``, ``path_template`` when set). Which providers
-exist is checked against the policy at start and on every reload (``clawfleet.policy.require_bindings``).
+exist is checked against the policy at start and on every reload (``clawfleet.policy.require_bindings``). A
+profile with endpoints also adds its ``_provider_<name>`` rule to the policy the gateway enforces (:mod:`.reload`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from clawfleet.policy import PolicyError
 from clawfleet.policy.profiles import ProfileCredential, ProviderProfile, load_profile_file
+from clawfleet.policy.providers import provider_rule_key
 from clawfleet.policy.schema import PROVIDER_NAME_RE
 
 from .credentials import SecretBinding
@@ -75,6 +77,10 @@ def parse_providers(
     for name, spec in data.items():
         if not isinstance(name, str) or not PROVIDER_NAME_RE.match(name):
             raise ValueError(f"providers: invalid provider instance name {name!r}")
+        clash = next((other for other in profiles if provider_rule_key(other) == provider_rule_key(name)), None)
+        if clash is not None:  # both would compose into one _provider_ rule
+            raise ValueError(f"providers: {name!r} and {clash!r} both derive the policy rule {provider_rule_key(name)}"
+                             "; rename one")  # fmt: skip
         if not isinstance(spec, Mapping) or "profile" not in spec:
             raise ValueError(f"provider {name}: needs 'profile' (a provider profile file) and 'credentials'")
         unknown = set(spec) - {"profile", "credentials"}

@@ -90,6 +90,8 @@ def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
         out["request_body_credential_rewrite"] = True
     if ep.websocket_credential_rewrite:
         out["websocket_credential_rewrite"] = True
+    if ep.allow_uninspected_credentials:
+        out["allow_uninspected_credentials"] = True
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
     return out

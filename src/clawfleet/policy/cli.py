@@ -1,6 +1,9 @@
 """``clawfleet policy ...``: validate, check, merge, diff, digest, normalize, schema (provider profiles and
 credential bindings: :mod:`.profile_cli`).
 
+``check``, ``digest`` and ``normalize`` take ``--provider NAME=PROFILE`` (repeatable): the policy then is the
+effective one a gateway with those provider instances enforces (its ``_provider_*`` rules composed in).
+
 Exit codes: 0 success (``check``: allow or audit; ``diff``: no change), 1 ``check``
 deny or ``diff`` found changes, 2 invalid input (every problem printed on stderr as
 ``FILE:LINE:COL: path: message``).
@@ -28,6 +31,7 @@ from .loader import load_any_file, load_file
 from .matching import normalize_request_host
 from .merging import merge
 from .model import Policy, Preset
+from .profile_cli import effective_policy
 from .yamlio import dump_yaml
 
 __all__ = ["register"]
@@ -111,9 +115,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"clawfleet policy check: {invalid}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        policy = _load_merged(args.policy, args.preset or (), quiet=True)
+        policy = effective_policy(_load_merged(args.policy, args.preset or (), quiet=True), args.provider)
     except PolicyError as exc:
         _print_problems(exc.problems)
+        return EXIT_INVALID
+    except ValueError as exc:
+        print(f"clawfleet policy check: {exc}", file=sys.stderr)
         return EXIT_INVALID
     body = b"" if args.method else None  # a request without --body has an empty body
     if args.body is not None:
@@ -173,13 +180,27 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_DENY if result.changed else EXIT_OK
 
 
+def _load_effective(name: str, providers: list[str] | None) -> Policy | Preset:
+    """A policy or preset file; with ``--provider``: the effective policy (PolicyError/ValueError)."""
+    obj = load_any_file(name)
+    if not providers:
+        return obj
+    if not isinstance(obj, Policy):
+        raise ValueError(f"{name}: --provider composes a policy, not a preset")
+    return effective_policy(obj, providers)
+
+
 def _cmd_digest(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in args.files:
         try:
-            obj = load_any_file(name)
+            obj = _load_effective(name, args.provider)
         except PolicyError as exc:
             _print_problems(exc.problems)
+            status = EXIT_INVALID
+            continue
+        except ValueError as exc:
+            print(f"clawfleet policy digest: {exc}", file=sys.stderr)
             status = EXIT_INVALID
             continue
         print(digest(obj) if len(args.files) == 1 else f"{digest(obj)}  {name}")
@@ -188,9 +209,12 @@ def _cmd_digest(args: argparse.Namespace) -> int:
 
 def _cmd_normalize(args: argparse.Namespace) -> int:
     try:
-        obj = load_any_file(args.file)
+        obj = _load_effective(args.file, args.provider)
     except PolicyError as exc:
         _print_problems(exc.problems)
+        return EXIT_INVALID
+    except ValueError as exc:
+        print(f"clawfleet policy normalize: {exc}", file=sys.stderr)
         return EXIT_INVALID
     data: Any = normalize(obj)
     if args.json:
@@ -203,6 +227,11 @@ def _cmd_normalize(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(JSON_SCHEMA, indent=2))
     return EXIT_OK
+
+
+def _provider_option(p: argparse.ArgumentParser) -> None:
+    help_text = "a provider instance of the gateway (repeatable): its profile's rules are composed in"
+    p.add_argument("--provider", action="append", metavar="NAME=PROFILE", help=help_text)
 
 
 def register(subparsers: Any) -> None:
@@ -246,6 +275,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--body", metavar="FILE", help="request body for endpoints with body selectors ('-': stdin)")
     p.add_argument("--content-type", metavar="TYPE", help="the request's Content-Type (GraphQL bodies)")
     p.add_argument("--json", action="store_true", help='print {"decision", "policy", "reason"}')
+    _provider_option(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("merge", help="merge presets into a base policy (later wins, overrides reported)")
@@ -263,12 +293,14 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("digest", help="print sha256 of the canonical form")
     p.add_argument("files", nargs="+", metavar="FILE")
+    _provider_option(p)
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser("normalize", help="print the canonical form")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", metavar="OUT")
     p.add_argument("--json", action="store_true")
+    _provider_option(p)
     p.set_defaults(func=_cmd_normalize)
 
     p = sub.add_parser("schema", help="print the JSON Schema of policy files (for editors)")

@@ -241,6 +241,7 @@ JSON_SCHEMA: dict[str, Any] = {
                 },
                 "request_body_credential_rewrite": {"type": "boolean"},
                 "websocket_credential_rewrite": {"type": "boolean"},
+                "allow_uninspected_credentials": {"type": "boolean"},
                 "credential_binding": {
                     "type": "object",
                     "additionalProperties": False,

@@ -154,6 +154,8 @@ class Endpoint:
     request_body_credential_rewrite: bool = False
     # upstream's opt-in: provider credential placeholders in client WebSocket text messages are filled too
     websocket_credential_rewrite: bool = False
+    # upstream's recorded exception: a provider credential may be bound to an L4 or tls: skip endpoint
+    allow_uninspected_credentials: bool = False
 
     @property
     def allow_rules(self) -> tuple[L7Rule, ...]:

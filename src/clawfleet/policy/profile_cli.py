@@ -5,6 +5,9 @@ checked offline, as the gateway checks them at start (docs/policy.md, "Providers
 prints its digest, ``--normalize`` its canonical form as JSON. ``bindings --policy FILE --provider NAME=PROFILE``:
 refuse the policy's ``credential_binding`` entries that the given provider instances cannot serve. Exit 0 valid,
 2 invalid (every problem on stderr as ``FILE:LINE:COL: path: message``).
+
+:func:`effective_policy` gives ``policy check``, ``digest`` and ``normalize`` their ``--provider NAME=PROFILE``
+option: the policy the gateway enforces with those providers (upstream's ``openshell policy get --full``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Any
 
 from .errors import PolicyError
 from .loader import load_file
+from .model import Policy
 from .profiles import ProviderProfile, load_profile_file, normalize_profile, profile_digest
-from .providers import check_bindings
+from .providers import check_bindings, compose, provider_rule_key, require_bindings
+from .schema import PROVIDER_NAME_RE
 
-__all__ = ["register_profile_subcommands"]
+__all__ = ["effective_policy", "load_provider_args", "register_profile_subcommands"]
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -41,18 +46,49 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return status
 
 
-def _cmd_bindings(args: argparse.Namespace) -> int:
+def load_provider_args(items: list[str] | None) -> dict[str, ProviderProfile]:
+    """``--provider NAME=PROFILE_FILE`` options: provider instance name -> its profile. Raises ValueError for a
+    malformed option or two names deriving one rule, PolicyError with every profile problem."""
     providers: dict[str, ProviderProfile] = {}
     problems = []
-    for item in args.provider or ():
+    for item in items or ():
         name, eq, path = item.partition("=")
         if not eq or not name or not path:
-            print(f"--provider {item!r}: expected NAME=PROFILE_FILE", file=sys.stderr)
-            return EXIT_INVALID
+            raise ValueError(f"--provider {item!r}: expected NAME=PROFILE_FILE")
+        if not PROVIDER_NAME_RE.match(name):
+            raise ValueError(f"--provider {item!r}: invalid provider instance name {name!r}")
+        clash = next((o for o in providers if provider_rule_key(o) == provider_rule_key(name)), None)
+        if clash is not None:
+            raise ValueError(f"--provider {name!r} and {clash!r} both derive the rule {provider_rule_key(name)}")
         try:
             providers[name] = load_profile_file(path)
         except PolicyError as exc:
             problems.extend(exc.problems)
+    if problems:
+        raise PolicyError(problems)
+    return providers
+
+
+def effective_policy(policy: Policy, items: list[str] | None) -> Policy:
+    """``policy`` as a gateway with the ``--provider`` instances enforces it: its bindings checked, the providers'
+    ``_provider_*`` rules added (upstream's effective policy; without ``--provider``: ``policy`` itself)."""
+    providers = load_provider_args(items)
+    if not providers:
+        return policy
+    require_bindings(policy, providers)
+    return compose(policy, providers)
+
+
+def _cmd_bindings(args: argparse.Namespace) -> int:
+    problems = []
+    try:
+        providers = load_provider_args(args.provider)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except PolicyError as exc:
+        providers = {}
+        problems.extend(exc.problems)
     try:
         policy = load_file(args.policy)
     except PolicyError as exc:

@@ -292,10 +292,15 @@ class _ProfileValidator(Validator):
                          " credential_binding belongs in a sandbox policy", at_key=True)  # fmt: skip
                 ok = False
             # As upstream: every endpoint of a profile with credentials is credentialed, so the gateway must parse
-            # its requests (allow_uninspected_credentials is not offered).
-            elif credentialed and (ep.tls == "skip" or not (ep.protocol in HTTP_PROTOCOLS or ep.inspects_l7)):
+            # its requests, unless the endpoint records the exception (allow_uninspected_credentials: true).
+            elif (
+                credentialed
+                and not ep.allow_uninspected_credentials
+                and (ep.tls == "skip" or not (ep.protocol in HTTP_PROTOCOLS or ep.inspects_l7))
+            ):
                 self.err(path, "this profile declares credentials, so each of its endpoints must be inspected:"
-                         " set protocol: rest (or another HTTP protocol) and do not use tls: skip")  # fmt: skip
+                         " set protocol: rest (or another HTTP protocol) and do not use tls: skip, or record the"
+                         " exception with allow_uninspected_credentials: true (as upstream)")  # fmt: skip
                 ok = False
             out.append(ep)
         return tuple(out) if ok else None

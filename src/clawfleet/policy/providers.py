@@ -84,13 +84,18 @@ def provider_rule_key(name: str) -> str:
 def compose(policy: Policy, providers: Mapping[str, ProviderProfile]) -> Policy:
     """``policy`` plus one ``_provider_<name>`` rule per provider whose profile has endpoints (its endpoints and
     binaries), as upstream composes the effective policy. Provider and user rules are kept side by side (an
-    overlapping endpoint stays two rules); a user policy cannot hold these names (the loader refuses them)."""
+    overlapping endpoint stays two rules); a user policy cannot hold these names (the loader refuses them), and
+    two instance names that map to one rule name are refused (ValueError; the gateway's configuration refuses them
+    first). Each rule allows the profile's endpoints for the profile's binaries only, as any other rule: it widens
+    nothing else (other hosts, other binaries, the L7 rules of the profile's endpoints still decide)."""
     rules: dict[str, NetworkRule] = dict(policy.network_policies)
     for name in sorted(providers):
         profile = providers[name]
         if not profile.endpoints:
             continue
         key = provider_rule_key(name)
+        if key in rules:  # two instance names that differ only in punctuation, or a policy built without the loader
+            raise ValueError(f"provider {name!r}: its rule name {key} is already taken")
         rules[key] = NetworkRule(key, key, profile.endpoints, profile.binaries)
     if len(rules) == len(policy.network_policies):
         return policy

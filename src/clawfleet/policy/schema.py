@@ -95,6 +95,7 @@ _ENDPOINT_KEYS = (
     "credential_binding",
     "request_body_credential_rewrite",
     "websocket_credential_rewrite",
+    "allow_uninspected_credentials",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
 _BODY_SELECTOR_KEYS = {
@@ -113,7 +114,6 @@ _RPC_METHOD_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
-        "allow_uninspected_credentials",
         "credential_signing",
         "signing_service",
         "signing_region",
@@ -816,10 +816,15 @@ class Validator:
             self.warn((*path, "path"), "'path' is only checked on L7 endpoints (set protocol: rest)")
         body = self.body_options(path, m, protocol, host, rules, deny)
         bad = bad or body is None
+        uninspected = False
+        if "allow_uninspected_credentials" in m:
+            flag = self.boolean((*path, "allow_uninspected_credentials"), m["allow_uninspected_credentials"])
+            bad = bad or flag is None
+            uninspected = bool(flag)
         binding = None
         if "credential_binding" in m:
             binding = self.credential_binding((*path, "credential_binding"), m["credential_binding"], protocol, tls,
-                                              has_l7)  # fmt: skip
+                                              has_l7, uninspected)  # fmt: skip
             bad = bad or binding is None
         rewrite = False
         if "request_body_credential_rewrite" in m:
@@ -859,16 +864,18 @@ class Validator:
             credential_binding=binding,
             request_body_credential_rewrite=rewrite,
             websocket_credential_rewrite=ws_rewrite,
+            allow_uninspected_credentials=uninspected,
             **body,
         )
 
     def credential_binding(
-        self, path: Path, value: Any, protocol: str | None, tls: str | None, has_l7: bool
+        self, path: Path, value: Any, protocol: str | None, tls: str | None, has_l7: bool, uninspected: bool = False
     ) -> CredentialBinding | None:
         """``credential_binding: {provider: NAME}``. Whether ``NAME`` is configured is not known here (a policy that
         binds a provider validates on its own); :mod:`.providers` refuses it where the policy meets the gateway.
-        As upstream (without ``allow_uninspected_credentials``, which clawfleet does not offer), a credential may
-        only be bound where the gateway parses the requests: an HTTP protocol, TLS not skipped."""
+        As upstream, a credential may only be bound where the gateway parses the requests (an HTTP protocol, TLS
+        not skipped) unless the endpoint records the exception with ``allow_uninspected_credentials: true``: then
+        an L4 or ``tls: skip`` endpoint is accepted, with a warning (upstream logs one)."""
         m = self.mapping(path, value, ("provider",), required=("provider",), what="{provider: NAME}")
         if m is None or set(m) != {"provider"}:
             return None
@@ -880,15 +887,20 @@ class Validator:
                      " starting and ending with a letter or digit")  # fmt: skip
             return None
         inspected = protocol in HTTP_PROTOCOLS or (protocol is None and has_l7)
-        if not inspected:
+        if uninspected and (not inspected or tls == "skip"):
+            self.warn(path, "allow_uninspected_credentials: the credential is bound to an endpoint whose traffic the"
+                      " gateway may not parse (its L7 rules cannot apply; over tls: skip the placeholder is relayed"
+                      " as is, never the value)", at_key=True)  # fmt: skip
+        elif not inspected:
             how = f"protocol {protocol}" if protocol else "an L4 endpoint (no protocol)"
             self.err(path, f"a credential can only be bound to an endpoint whose requests the gateway parses;"
                      f" this is {how}: set protocol: rest (or another HTTP protocol) with access or rules",
                      at_key=True)  # fmt: skip
             return None
-        if tls == "skip":
+        elif tls == "skip":
             self.err(path, "a credential cannot be bound to a tls: skip endpoint: its requests are never seen"
-                     " (upstream's allow_uninspected_credentials is not supported)", at_key=True)  # fmt: skip
+                     " (set allow_uninspected_credentials: true to record the exception, as upstream)",
+                     at_key=True)  # fmt: skip
             return None
         line, col = self.doc.pos(path)
         return CredentialBinding(name, self.doc.filename, line, col)

@@ -208,7 +208,8 @@ class AttachedGateway:
             self._server = await self.gateway.serve_socket(sock)
         self.attached_pid = pid
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
-                        "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
+                        "digest": self.holder.digest, "effective_digest": self.holder.effective_digest,
+                        "mode": self.config.mode})  # fmt: skip
         write_atomic(self.paths.attached, json.dumps({"pid": pid, "gateway_pid": os.getpid()}).encode(), 0o644)
 
     def _parser_metrics_dir(self, user: tuple[int, int]) -> str | None:

@@ -7,7 +7,7 @@ import os
 
 from clawfleet.gateway.config import GatewayConfig
 from clawfleet.gateway.privsep import parser_user
-from clawfleet.policy import load_file, require_bindings
+from clawfleet.policy import compile_policy, compose, load_file, require_bindings
 from clawfleet.sandbox.definition import DefinitionError, SandboxDefinition, load_definition, load_mapping
 
 from .attach import gateway_config_for
@@ -17,8 +17,9 @@ __all__ = ["check_definition", "check_file"]
 
 
 def check_definition(path: str) -> SandboxDefinition:
-    """The sandbox's own checks (:meth:`SandboxDefinition.check`), then its gateway settings and secrets, and the
-    policy's credential bindings against the gateway's providers (as the gateway refuses them at start).
+    """The sandbox's own checks (:meth:`SandboxDefinition.check`), then its gateway settings and secrets, the
+    policy's credential bindings against the gateway's providers (as the gateway refuses them at start), and the
+    effective policy (the policy plus its providers' ``_provider_*`` rules) compiled as the gateway compiles it.
     Raises ValueError (DefinitionError, ConfigError, EnvError), PolicyError or OSError."""
     d = load_definition(path)
     d.check()
@@ -29,7 +30,9 @@ def check_definition(path: str) -> SandboxDefinition:
     missing = set(d.credentials) - {b.name for b in config.secrets}
     if missing:
         raise DefinitionError(f"{path}: credentials without a secrets binding: {', '.join(sorted(missing))}")
-    require_bindings(load_file(config.policy), config.providers)
+    policy = load_file(config.policy)
+    require_bindings(policy, config.providers)
+    compile_policy(compose(policy, config.providers))
     return d
 
 

@@ -62,14 +62,15 @@ class Managed:
                 "exit_code": exit_code, "restarts": self.restarts, "definition": self.definition,
                 "output": self.out, "decisions": gw.config.log if gw else None,
                 "gateway_attached": bool(pid and gw and gw.attached_pid == pid),
-                "policy_digest": gw.holder.digest if pid and gw else None,
+                "policy_digest": gw.holder.digest if pid and gw else None,  # the base policy's (the file's)
+                "effective_policy_digest": gw.holder.effective_digest if pid and gw else None,  # + provider rules
                 **self._static(record if pid else None)}  # fmt: skip
 
     def _static(self, record: dict[str, Any] | None) -> dict[str, Any]:
         """The static sections (filesystem, Landlock, process) the running sandbox started with, against the
         policy the gateway holds now: ``restart_pending`` is true when only a restart can apply the difference."""
         started = record.get("static_digest") if record else None
-        current = static_digest(self.gateway.holder.policy) if self.gateway and record else None
+        current = static_digest(self.gateway.holder.base) if self.gateway and record else None
         return {"static_digest": started, "restart_pending": bool(started and current and started != current)}
 
 

@@ -78,7 +78,8 @@ class EmbeddedGateway:
         self.gateway.identify = self.identifier.identify_async
         asyncio.run_coroutine_threadsafe(self.gateway.serve_socket(sock), self.loop).result(10)
         self.log.write({"event": "listening", "netns_pid": pid, "port": self.config.listen_port,
-                        "digest": self.holder.digest, "mode": self.config.mode})  # fmt: skip
+                        "digest": self.holder.digest, "effective_digest": self.holder.effective_digest,
+                        "mode": self.config.mode})  # fmt: skip
         self.pid = pid
         self.log.write({"event": "process_start", "pid": pid, "command": list(self.argv),
                         "supervisor_pid": os.getpid()})  # fmt: skip
