@@ -266,10 +266,11 @@ class SwitchingOrigin:
     or ``switch_to``), ``200`` with the request head otherwise, and records every byte it receives after a switch:
     the origin a raw-relay bypass would reach. One connection at a time is enough for the tests."""
 
-    def __init__(self, cert: Path, key: Path, switch_to: str | None = None) -> None:
+    def __init__(self, cert: Path, key: Path, switch_to: str | None = None, extra_101: bytes = b"") -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.switch_to = switch_to
+        self.extra_101 = extra_101  # header lines added to the 101 (an extension nobody offered)
         self.heads: list[bytes] = []
         self.raw = bytearray()
         self.srv = socket.socket()
@@ -304,7 +305,7 @@ class SwitchingOrigin:
                     if upgrade:
                         proto = (self.switch_to or upgrade[0].decode()).encode()
                         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + proto
-                                  + b"\r\nConnection: Upgrade\r\n\r\n")  # fmt: skip
+                                  + b"\r\nConnection: Upgrade\r\n" + self.extra_101 + b"\r\n")  # fmt: skip
                         self.raw += buf
                         while data := s.recv(65536):
                             self.raw += data
@@ -318,3 +319,36 @@ class SwitchingOrigin:
 
     def close(self) -> None:
         self.srv.close()
+
+
+# -- WebSocket frames (RFC 6455) ----------------------------------------------------------------------------
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return head + payload
+    key = b"\x11\x22\x33\x44"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_frames(raw: bytes) -> list[tuple[int, int, bytes]]:
+    """(fin, opcode, unmasked payload) of each client frame the origin received."""
+    out, i = [], 0
+    while i + 2 <= len(raw):
+        fin, opcode, n = raw[i] >> 7, raw[i] & 0x0F, raw[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            n, i = int.from_bytes(raw[i : i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(raw[i : i + 8], "big"), i + 8
+        key, i = raw[i : i + 4], i + 4
+        out.append((fin, opcode, bytes(b ^ key[j % 4] for j, b in enumerate(raw[i : i + n]))))
+        i += n
+    return out

@@ -12,7 +12,7 @@ import pytest
 from clawfleet.gateway import limits
 from clawfleet.gateway.config import ConfigError, GatewayConfig, load_gateway_section
 
-from .support import SwitchingOrigin, connect, https, request, tls_over
+from .support import SwitchingOrigin, connect, https, request, tls_over, ws_frame
 
 
 def _idle_socket(gw) -> socket.socket:
@@ -97,8 +97,9 @@ network_policies:
     while b"\r\n\r\n" not in head:
         head += tls.recv(4096)
     assert head.startswith(b"HTTP/1.1 101")
-    tls.sendall(b"ping")
-    assert tls.recv(4096) == b"PING"
+    frame = ws_frame(0x1, b"ping")  # the endpoint has no rules: every message passes
+    tls.sendall(frame)
+    assert tls.recv(4096) == frame.upper()
     gw.close()  # what the embedded gateway does when the sandbox exits
     gw.close = lambda: None  # type: ignore[method-assign]  # already closed for the fixture's teardown
     tls.close()

@@ -186,3 +186,20 @@ def test_the_validator_refuses_what_the_schema_forbids():
     assert broken(lambda ev: ev.update(dst_endpoint={}))  # network_endpoint: at least one of ip, domain, ...
     assert broken(lambda ev: ev["device"].pop("type_id"))  # required in device
     assert broken(lambda ev: ev.update(class_uid=4002))  # class_uid of the class validated against
+
+
+def test_websocket_message_decisions_validate():
+    """One client WebSocket message (allowed, denied, refused by the frame parser): Network Activity, Other."""
+    ctx = OcsfContext("box", 3128, "host-1")
+    base = {"kind": "websocket_message", "binary": "/usr/bin/node", "pid": 5, "ancestors": [], "host": "rt.test",
+            "port": 443, "path": "/graphql", "rule": "rt", "digest": "d", "mode": "enforce", "tls": True}  # fmt: skip
+    allowed = {**base, "method": "WEBSOCKET_TEXT", "decision": "allow", "action": "allow", "reason": "ok",
+               "message_bytes": 12}  # fmt: skip
+    denied = {**allowed, "decision": "deny", "action": "deny", "reason": "denied by policy rt: deny rule mutation"}
+    refused = {**base, "method": None, "decision": "deny", "action": "deny", "reason": "not UTF-8", "close_code": 1007}
+    evs = [next(events(ctx, r, 1)) for r in (allowed, denied, refused)]
+    assert [problems(ev) for ev in evs] == [[], [], []]
+    assert [ev["class_uid"] for ev in evs] == [4001] * 3 and all(ev["activity_id"] == 99 for ev in evs)
+    assert evs[1]["action"] == "Denied" and evs[1]["firewall_rule"]["name"] == "rt"
+    assert evs[1]["message"] == "WEBSOCKET_L7_REQUEST denied WEBSOCKET_TEXT rt.test:443/graphql"
+    assert evs[2]["unmapped"]["close_code"] == 1007

@@ -18,7 +18,7 @@ from clawfleet.gateway.credentials import Destination, Secrets
 from clawfleet.gateway.providers import parse_providers, private_addresses, provider_binding
 from clawfleet.policy import PolicyError, credential_scopes, load_profile_text, load_text
 
-from .support import SECRET_VALUE, _response, connect, https, request, tls_over
+from .support import SECRET_VALUE, _response, connect, https, request, tls_over, ws_frame, ws_frames
 
 PH = "openshell:resolve:env:API_TOKEN"  # the spelling upstream's sandboxes carry
 CF = "clawfleet:secret:API_TOKEN"
@@ -479,37 +479,14 @@ network_policies:
         port: {port}
         allowed_ips: [127.0.0.1/32]
         protocol: websocket
-        rules: [{{allow: {{method: GET, path: "/ws/**"}}}}]
+        rules:  # the upgrade, then the sandbox's messages (judged one by one: .ws_relay)
+          - allow: {{method: GET, path: "/ws/**"}}
+          - allow: {{method: WEBSOCKET_TEXT, path: "/ws/**"}}
+          - allow: {{method: WEBSOCKET_BINARY, path: "/ws/**"}}
         credential_binding: {{provider: {provider}}}
         websocket_credential_rewrite: {str(rewrite).lower()}
     binaries: [{{path: /usr/bin/curl}}]
 """
-
-
-def _ws_frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    head += (
-        bytes([(0x80 if mask else 0) | n]) if n < 126 else bytes([(0x80 if mask else 0) | 126]) + n.to_bytes(2, "big")
-    )
-    if not mask:
-        return head + payload
-    key = b"\x11\x22\x33\x44"
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def _ws_frames(raw: bytes) -> list[tuple[int, int, bytes]]:
-    """(fin, opcode, unmasked payload) of each client frame the origin received."""
-    out, i = [], 0
-    while i + 2 <= len(raw):
-        fin, opcode, n = raw[i] >> 7, raw[i] & 0x0F, raw[i + 1] & 0x7F
-        i += 2
-        if n == 126:
-            n, i = int.from_bytes(raw[i : i + 2], "big"), i + 2
-        key, i = raw[i : i + 4], i + 4
-        out.append((fin, opcode, bytes(b ^ key[j % 4] for j, b in enumerate(raw[i : i + n]))))
-        i += n
-    return out
 
 
 @pytest.fixture
@@ -554,9 +531,9 @@ IDENTIFY = json.dumps({"op": 2, "d": {"token": PH, "note": f"text {PH}"}}).encod
 
 def test_a_text_message_gets_the_value_in_a_whole_json_value(ws_session):
     tls, origin = ws_session(extensions=True)
-    tls.sendall(_ws_frame(0x1, IDENTIFY))
+    tls.sendall(ws_frame(0x1, IDENTIFY))
     expected = IDENTIFY.replace(f'"{PH}"'.encode(), f'"{SECRET_VALUE}"'.encode())
-    frames = _ws_frames(_received(origin, len(expected) + 6))
+    frames = ws_frames(_received(origin, len(expected) + 6))
     assert frames == [(1, 0x1, expected)]  # the value in the token; the text around a placeholder keeps it
     assert b"sec-websocket-extensions" not in origin.heads[-1].lower()  # no deflate: the messages stay readable
     tls.close()
@@ -564,24 +541,24 @@ def test_a_text_message_gets_the_value_in_a_whole_json_value(ws_session):
 
 def test_a_fragmented_text_message_is_filled_as_one(ws_session):
     tls, origin = ws_session()
-    tls.sendall(_ws_frame(0x1, IDENTIFY[:10], fin=False) + _ws_frame(0x9, b"ping") + _ws_frame(0x0, IDENTIFY[10:]))
+    tls.sendall(ws_frame(0x1, IDENTIFY[:10], fin=False) + ws_frame(0x9, b"ping") + ws_frame(0x0, IDENTIFY[10:]))
     expected = IDENTIFY.replace(f'"{PH}"'.encode(), f'"{SECRET_VALUE}"'.encode())
-    frames = _ws_frames(_received(origin, 6 + 4 + len(expected) + 6))
+    frames = ws_frames(_received(origin, 6 + 4 + len(expected) + 6))
     assert frames == [(1, 0x9, b"ping"), (1, 0x1, expected)]
     tls.close()
 
 
 def test_without_the_opt_in_frames_pass_as_sent(ws_session):
     tls, origin = ws_session(rewrite=False)
-    frame = _ws_frame(0x1, IDENTIFY)
+    frame = ws_frame(0x1, IDENTIFY)
     tls.sendall(frame)
-    assert _received(origin, len(frame)) == frame  # raw relay: the placeholder reaches the origin unchanged
+    assert _received(origin, len(frame)) == frame  # as sent, byte for byte: the placeholder reaches the origin
     tls.close()
 
 
 def test_a_binary_message_keeps_the_placeholder(ws_session):
     tls, origin = ws_session()
-    frame = _ws_frame(0x2, IDENTIFY)
+    frame = ws_frame(0x2, IDENTIFY)
     tls.sendall(frame)
     assert _received(origin, len(frame)) == frame
     tls.close()
@@ -589,7 +566,6 @@ def test_a_binary_message_keeps_the_placeholder(ws_session):
 
 def test_an_unmasked_frame_closes_the_session_before_the_origin_sees_it(ws_session):
     tls, origin = ws_session()
-    tls.sendall(_ws_frame(0x1, IDENTIFY, mask=False))
+    tls.sendall(ws_frame(0x1, IDENTIFY, mask=False))
     assert tls.recv(16) == b"\x88\x02\x03\xea"  # close 1002 (protocol error)
-    time.sleep(0.1)
-    assert origin.raw == b""
+    assert ws_frames(_received(origin, 8)) == [(1, 0x8, b"\x03\xea")]  # the origin gets the close, not the frame

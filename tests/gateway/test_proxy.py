@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from clawfleet.gateway.addr import TargetError, parse_authority
 
-from .support import SECRET_VALUE, _response, connect, https, request, tls_over
+from .support import SECRET_VALUE, _response, connect, https, request, tls_over, ws_frame
 
 
 def test_allowed_tls_request_reaches_origin(gw, origins):
@@ -334,7 +334,8 @@ network_policies:
   ws:
     name: ws
     endpoints:
-      - {{host: origin.test, port: {port}, protocol: websocket, rules: [{{allow: {{method: GET, path: "/ws"}}}}]}}
+      - {{host: origin.test, port: {port}, protocol: websocket, rules: [{{allow: {{method: GET, path: "/ws"}}}},
+          {{allow: {{method: WEBSOCKET_TEXT, path: "/ws"}}}}]}}
     binaries: [{{path: /usr/bin/curl}}]
 """
     gw = make_gateway(policy_text=text)
@@ -347,8 +348,9 @@ network_policies:
         while b"\r\n\r\n" not in head:
             head += tls.recv(4096)
         assert head.startswith(b"HTTP/1.1 101")
-        tls.sendall(b"hello frames")
-        assert tls.recv(4096) == b"HELLO FRAMES"
+        frame = ws_frame(0x1, b"hello frames")  # a message the WEBSOCKET_TEXT rule allows, relayed as sent
+        tls.sendall(frame)
+        assert tls.recv(4096) == frame.upper()
     srv.close()
 
 

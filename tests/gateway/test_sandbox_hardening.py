@@ -37,7 +37,7 @@ try:
         if exit_early and b"PING" in got:
             break
         if exit_early and got.startswith(b"HTTP/1.1 101") and b"\\r\\n\\r\\n" in got and b"PING" not in got:
-            t.sendall(b"ping")
+            t.sendall(b"\\x81\\x84\\x00\\x00\\x00\\x00ping")  # a text frame masked with a zero key: "ping" as is
 except OSError as exc:
     got += f"<{type(exc).__name__}>".encode()
 print(json.dumps({"got": got.decode("latin-1")}), flush=True)
@@ -69,6 +69,7 @@ def box(tmp_path, world, user) -> Box:
 
 
 def _policy(world, ws_protocol: str) -> str:
+    messages = ', {allow: {method: WEBSOCKET_TEXT, path: "/public/**"}}' if ws_protocol == "websocket" else ""
     return f"""\
     api:
       name: api
@@ -78,7 +79,7 @@ def _policy(world, ws_protocol: str) -> str:
           port: {world["ws"].port}
           allowed_ips: [127.0.0.1/32]
           protocol: {ws_protocol}
-          rules: [{{allow: {{method: GET, path: "/public/**"}}}}]
+          rules: [{{allow: {{method: GET, path: "/public/**"}}}}{messages}]
       binaries: [{{path: /usr/bin/curl}}, {{path: "/usr/bin/python3*"}}]
     """
 

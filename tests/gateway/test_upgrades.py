@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from .support import SwitchingOrigin, _response, connect, tls_over
+from .support import SwitchingOrigin, _response, connect, tls_over, ws_frame
 
 
 def _policy(port: int, protocol: str) -> str:
+    messages = ', {allow: {method: WEBSOCKET_TEXT, path: "/public/**"}}' if protocol == "websocket" else ""
     return f"""\
 version: 1
 network_policies:
@@ -21,7 +22,7 @@ network_policies:
         port: {port}
         allowed_ips: [127.0.0.1/32]
         protocol: {protocol}
-        rules: [{{allow: {{method: GET, path: "/public/**"}}}}]
+        rules: [{{allow: {{method: GET, path: "/public/**"}}}}{messages}]
     binaries: [{{path: /usr/bin/curl}}]
 """
 
@@ -124,9 +125,11 @@ def test_websocket_endpoint_upgrade_relayed(make_gateway, switching):
             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
         )
         assert _head(tls).startswith(b"HTTP/1.1 101")
-        tls.sendall(b"frames")
-        assert tls.recv(4096) == b"FRAMES"
+        frame = ws_frame(0x1, b"frames")  # a message the WEBSOCKET_TEXT rule allows (.ws_relay)
+        tls.sendall(frame)
+        assert tls.recv(4096) == frame.upper()  # the origin echoes what it got, upper-cased
     assert b"upgrade: websocket" in origin.heads[-1].lower()
+    assert bytes(origin.raw) == frame
 
 
 def test_websocket_endpoint_upgrade_still_judged(make_gateway, switching):

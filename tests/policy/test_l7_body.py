@@ -113,12 +113,23 @@ def test_upstream_examples_load_unchanged_and_round_trip(name):
     assert normalize(again) == normalize(policy)
 
 
-def test_upstream_graphql_over_websocket_is_refused_with_a_message():
-    with pytest.raises(PolicyError) as err:
-        load_file(CORPUS / "realtime-graphql-websocket.yaml")
-    text = str(err.value)
-    assert "realtime-graphql-websocket.yaml:19:15:" in text
-    assert "GraphQL-over-WebSocket operation rules are not supported" in text
+def test_upstream_graphql_over_websocket_example_loads_and_decides():
+    policy = load_file(CORPUS / "realtime-graphql-websocket.yaml")
+    ep = policy.network_policies["realtime_graphql"].endpoints[0]
+    assert ep.websocket_graphql and ep.websocket_credential_rewrite
+    again = load_text(json.dumps(normalize(policy)), "again.json")
+    assert normalize(again) == normalize(policy)
+    engine = compile_policy(policy)
+    node, host = "/usr/bin/node", "realtime.example.com"
+
+    def message(msg):
+        body = json.dumps(msg).encode()
+        return engine.decide(node, (), host, 443, method="WEBSOCKET_TEXT", path="/graphql", body=body,
+                             websocket_message=True)  # fmt: skip
+
+    assert engine.decide(node, (), host, 443, method="GET", path="/graphql").decision == "allow"
+    assert message({"type": "subscribe", "id": "1", "payload": {"query": "subscription { messageAdded }"}}).allowed
+    assert not message({"type": "subscribe", "id": "1", "payload": {"query": "mutation { messageAdded }"}}).allowed
 
 
 def test_upstream_mcp_example_decides(engine):

@@ -9,6 +9,7 @@ tools (``policy pending/approve/suggest``, ``sandbox status``'s digest); the OCS
 | --- | --- | --- |
 | ``kind: connect`` decision, ``address_refused`` | Network Activity [4001] | Open (1) |
 | ``kind: http / tunnel_request / tls_request`` decision | HTTP Activity [4002] | by method (Get 3, Post 6, ...) |
+| ``kind: websocket_message`` decision (one client WebSocket message) | Network Activity [4001] | Other (99) |
 | ``connection_refused`` (over ``max_connections``) | Network Activity [4001] | Refuse (5) |
 | ``idle_timeout`` | Network Activity [4001] | Reset (3) |
 | ``tls_handshake_failed``, ``bad_request`` | Network Activity [4001] | Fail (4) |
@@ -40,7 +41,7 @@ _SEVERITY = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"
 _STATUS = {1: "Success", 2: "Failure"}
 _ACTION = {1: "Allowed", 2: "Denied", 3: "Observed"}
 _DISPOSITION = {1: "Allowed", 2: "Blocked", 17: "Logged", 25: "Rejected"}
-_NETWORK_ACTIVITY = {1: "Open", 2: "Close", 3: "Reset", 4: "Fail", 5: "Refuse", 7: "Listen"}
+_NETWORK_ACTIVITY = {1: "Open", 2: "Close", 3: "Reset", 4: "Fail", 5: "Refuse", 7: "Listen", 99: "Other"}
 # HTTP Activity's activity_id per method (OCSF 1.8.0; upstream's ActivityId::http_label)
 _HTTP_ACTIVITY = {"CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6, "PUT": 7, "TRACE": 8,
                   "PATCH": 9}  # fmt: skip
@@ -213,6 +214,18 @@ def _decision(ctx: OcsfContext, time_ms: int, record: dict[str, Any]) -> dict[st
         ev = _network(ctx, 1, time_ms, record)
         ev["dst_endpoint"] = _dst(host, port)
         ev["message"] = f"CONNECT {'allowed' if record.get('action') == 'allow' else 'denied'} {host}:{port}"
+    elif kind == "websocket_message":  # as upstream's WEBSOCKET_L7_REQUEST: Network Activity, Other
+        ev = _network(ctx, 99, time_ms, record)
+        ev["dst_endpoint"] = _dst(host, port)
+        verb = "allowed" if record.get("action") == "allow" else "denied"
+        what = method or f"close {record.get('close_code')}"
+        ev["message"] = f"WEBSOCKET_L7_REQUEST {verb} {what} {host}:{port}{record.get('path') or ''}"
+        _verdict(ev, record)
+        ev["firewall_rule"] = _firewall_rule(record)
+        extra = _unmapped(record, "method", "path", "tls", "message_bytes", "close_code")
+        if extra:
+            ev["unmapped"] = extra
+        return ev
     else:
         activity = _HTTP_ACTIVITY.get(method, 99)
         ev = _proxied(ctx, 4002, "HTTP Activity", activity, _HTTP_ACTIVITY_NAME[activity], time_ms, record)

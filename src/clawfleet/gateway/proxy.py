@@ -56,7 +56,7 @@ from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
-from .ws_credentials import relay_client_frames
+from .ws_relay import close_reason, relay_client_frames
 
 if TYPE_CHECKING:
     from .metrics import GatewayMetrics
@@ -350,6 +350,20 @@ class _MwContext:
                 "rule": self.decision.policy_key}  # fmt: skip
 
 
+#: The decision-log ``kind`` of one client WebSocket message (OCSF: Network Activity, Other, as upstream's
+#: ``WEBSOCKET_L7_REQUEST`` events).
+WEBSOCKET_KIND = "websocket_message"
+
+
+@dataclass
+class _WebSocket:
+    """What the relay after a ``101`` needs (.ws_relay): the message judge, the credential filler, the refusal log."""
+
+    judge: Callable[[str, bytes | None], str | None]
+    fill: Callable[[bytes], bytes | None] | None
+    refused: Callable[[int, str], None]
+
+
 @dataclass
 class _Upstream:
     key: tuple[str, int, bool]
@@ -397,13 +411,15 @@ class Gateway:
     # -- decisions --------------------------------------------------------------------------------------
     def decide(self, caller: Caller | None, why_unknown: str, host: str, port: int,
                method: str | None = None, path: str | None = None, body: bytes | None = None,
-               content_type: str | None = None) -> Decision:  # fmt: skip
+               content_type: str | None = None, websocket_message: bool = False) -> Decision:  # fmt: skip
         if caller is None:
             return Decision("deny", None, f"caller not identified: {why_unknown}")
         if caller.pin_error:
             return Decision("deny", None, caller.pin_error)
         engine = self.holder.engine
-        kw = {"body": body, "content_type": content_type} if body is not None else {}
+        kw: dict = {"body": body, "content_type": content_type} if body is not None else {}
+        if websocket_message:
+            kw["websocket_message"] = True
         d = engine.decide(caller.exe, caller.ancestors, host, port, method=method, path=path, **kw)
         for _pid, exe in caller.owners[1:]:  # a socket shared by several binaries: all must be allowed
             if exe != caller.exe and d.allowed:
@@ -444,6 +460,24 @@ class Gateway:
             what = f"{method} {host}:{port}{path or ''}" if method else f"CONNECT {host}:{port}"
             raise Denied(403, f"{what} not permitted by policy", d.reason, d.policy_key)
         return d
+
+    def _judge_message(self, caller, why, target: Target, path: str, is_tls: bool, action: str,
+                       message: bytes | None) -> str | None:  # fmt: skip
+        """One client WebSocket message after an allowed upgrade (.ws_relay): judged by the current policy (a reload
+        applies from the next message on) and logged; ``None`` to pass it, else the close reason (``1008``)."""
+        d = self.decide(caller, why, target.host, target.port, action, path, message, websocket_message=True)
+        allowed = d.allowed or self.monitor
+        extra = {"message_bytes": len(message)} if message is not None else {}
+        self.record(caller, WEBSOCKET_KIND, target.host, target.port, d, allowed, action, path, tls=is_tls, **extra)
+        if allowed:
+            return None
+        text = d.reason if d.policy_key is None or d.policy_key in d.reason else f"policy {d.policy_key}: {d.reason}"
+        return close_reason(text).decode("utf-8")
+
+    def _ws_refused(self, caller, target: Target, path: str, is_tls: bool, d: Decision, code: int, why: str) -> None:
+        """A WebSocket connection closed for a frame the gateway cannot judge (``1002``/``1007``/``1009``)."""
+        self.record(caller, WEBSOCKET_KIND, target.host, target.port, Decision("deny", d.policy_key, why), False,
+                    None, path, tls=is_tls, close_code=code)  # fmt: skip
 
     async def resolve(self, host: str, port: int, d: Decision, caller: Caller | None = None) -> list[str]:
         """Addresses for an allowed destination that pass the destination guard for this caller (never the
@@ -838,14 +872,18 @@ class Gateway:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
         headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
-        ws_fill: Callable[[bytes], bytes | None] | None = None
-        if websocket and d.endpoint is not None and d.endpoint.websocket_credential_rewrite and self.secrets:
-            secrets = self.credentials()
-            if secrets.provider_reaches(dest):
-                # no extension (permessage-deflate): the gateway must read the text messages it fills
-                headers = [(k, v) for k, v in headers if k != b"sec-websocket-extensions"]
-                ws_used: set[str] = set()
-                ws_fill = functools.partial(secrets.fill, dest, used=ws_used)
+        ws: _WebSocket | None = None
+        if websocket:  # a protocol: websocket endpoint judges every client message after the 101 (.ws_relay)
+            # no extension (permessage-deflate): the gateway must read the messages it judges (and fills)
+            headers = [(k, v) for k, v in headers if k != b"sec-websocket-extensions"]
+            ws_fill: Callable[[bytes], bytes | None] | None = None
+            if d.endpoint is not None and d.endpoint.websocket_credential_rewrite and self.secrets:
+                secrets = self.credentials()
+                if secrets.provider_reaches(dest):
+                    ws_used: set[str] = set()
+                    ws_fill = functools.partial(secrets.fill, dest, used=ws_used)
+            ws = _WebSocket(functools.partial(self._judge_message, caller, why, target, path, is_tls), ws_fill,
+                            functools.partial(self._ws_refused, caller, target, path, is_tls, d))  # fmt: skip
         resp_hooks = tuple(h for h in hooks if h.response) if not websocket else ()
         if resp_hooks:  # ask for the body as the origin has it: a compressed one cannot be inspected
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
@@ -866,7 +904,7 @@ class Gateway:
                 method=ev.method, target=out_target, headers=headers, http_version="1.1"), upstreams,
                 websocket, used, _sent(ev) if used else b"", body,
                 resp_hooks, _MwContext(caller, kind, target, method, path, d) if resp_hooks else None,
-                ws_fill)  # fmt: skip
+                ws)  # fmt: skip
             if self.metrics is not None and not websocket:  # a WebSocket's time is the session's, not a request's
                 self.metrics.request_done(self.config.sandbox, kind, time.perf_counter() - started)
             return keep
@@ -1046,7 +1084,7 @@ class Gateway:
                         websocket: bool = False, used: set[str] | frozenset[str] = frozenset(),
                         sent: bytes = b"", body: bytes | None = None, resp_hooks: tuple[RegexHook, ...] = (),
                         mwctx: _MwContext | None = None,
-                        ws_fill: Callable[[bytes], bytes | None] | None = None) -> bool:  # fmt: skip
+                        ws: _WebSocket | None = None) -> bool:  # fmt: skip
         uconn, ustream = up.conn, up.stream
         # Response middleware: the response is held (head and body, bounded) until the chain has run on it.
         held: h11.Response | None = None
@@ -1089,6 +1127,9 @@ class Gateway:
                 if ev.status_code == 101:
                     if not websocket or not switch_accepted(ev.headers):
                         raise h11.RemoteProtocolError("upstream switched protocols; only offered WebSocket passes")
+                    if any(k == b"sec-websocket-extensions" for k, _ in ev.headers):
+                        # none was offered (.ws_relay): compressed frames are messages the gateway cannot judge
+                        raise h11.RemoteProtocolError("upstream selected a WebSocket extension that was not offered")
                     out.append(cconn.send(ev))
                     switched = True
                     break
@@ -1159,8 +1200,9 @@ class Gateway:
             upstreams.pop(up.key, None)
             client.pre = cconn.trailing_data[0]
             ustream.pre = uconn.trailing_data[0]
-            if ws_fill is not None:  # websocket_credential_rewrite: the sandbox's messages are parsed (.ws_credentials)
-                await asyncio.gather(relay_client_frames(client, ustream, ws_fill), pipe(ustream, client))
+            if ws is not None:  # the sandbox's messages are judged (and filled) one by one (.ws_relay)
+                await asyncio.gather(relay_client_frames(client, ustream, ws.judge, ws.fill, ws.refused),
+                                     pipe(ustream, client))  # fmt: skip
             else:
                 await splice(client, ustream)
             return False

@@ -27,7 +27,8 @@ __all__ = [
 
 
 def _selector(rule: L7Rule, protocol: str | None = None) -> dict[str, Any]:
-    if protocol in BODY_PROTOCOLS:  # body selectors: only the keys the file may carry, as written
+    # body selectors (and a websocket endpoint's GraphQL operation rules): only the keys the file may carry, as written
+    if protocol in BODY_PROTOCOLS or (protocol == "websocket" and rule.is_graphql):
         body: dict[str, Any] = {}
         if rule.method is not None:
             body["method"] = rule.method
@@ -112,7 +113,7 @@ def _body_options(ep: Endpoint) -> dict[str, Any]:
             out["mcp"] = mcp
     elif ep.protocol == "json-rpc" and ep.max_body_bytes is not None:
         out["json_rpc"] = {"max_body_bytes": ep.max_body_bytes}
-    elif ep.protocol == "graphql":
+    elif ep.protocol in ("graphql", "websocket"):  # websocket: GraphQL-over-WebSocket persisted queries
         if ep.max_body_bytes is not None:
             out["graphql_max_body_bytes"] = ep.max_body_bytes
         if ep.persisted_queries is not None:

@@ -23,7 +23,10 @@ Decision semantics (see docs/policy.md):
 5. with a method, each matching endpoint votes: an enforced ``deny_rules`` hit -> deny;
    an audited deny hit -> audit; otherwise any allowing endpoint -> allow; otherwise an
    audited endpoint -> audit; otherwise deny. Endpoints without L7 inspection allow
-   every request. Ties go to the first rule and endpoint in file order.
+   every request. Ties go to the first rule and endpoint in file order;
+6. a WebSocket message (``websocket_message=True``: ``WEBSOCKET_TEXT`` / ``WEBSOCKET_BINARY`` on the upgrade's
+   path) is voted on the same way, but only ``protocol: websocket`` endpoints may allow it; on an endpoint with
+   GraphQL operation policy a text message is judged by its operations (.ws_messages).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from .matching import (
     parse_query,
 )
 from .middleware import RegexHook, matches_host
-from .model import ACCESS_METHODS, Endpoint, L7Rule, Policy
+from .model import ACCESS_METHODS, WEBSOCKET_ACCESS_METHODS, WEBSOCKET_ACTIONS, WEBSOCKET_TEXT, Endpoint, L7Rule, Policy
+from .ws_messages import graphql_message_verdict
 
 __all__ = ["Decision", "Engine", "compile_policy", "ssrf_verdict"]
 
@@ -175,10 +179,13 @@ class _CompiledEndpoint:
         self.audit = ep.enforcement == "audit"
         self.path_rx = compile_glob(ep.path) if ep.path else None
         # a body endpoint's access preset is operation rules (Endpoint.allow_rules, judged in l7_body)
-        self.methods: frozenset[str] = ACCESS_METHODS[ep.access] if ep.access and not self.body else frozenset()
+        presets = WEBSOCKET_ACCESS_METHODS if ep.protocol == "websocket" else ACCESS_METHODS
+        self.methods: frozenset[str] = presets[ep.access] if ep.access and not self.body else frozenset()
         self.allow_all = "*" in self.methods or (not ep.access and not ep.rules)
-        self.rules = tuple(_Selector(r) for r in ep.rules)
-        self.deny = tuple(_Selector(r) for r in ep.deny_rules)
+        # A websocket endpoint's GraphQL operation rules judge message payloads (.ws_messages), never the upgrade or
+        # a message by method/path: as selectors they would match everything (no method, no path).
+        self.rules = tuple(_Selector(r) for r in ep.rules if not r.is_graphql)
+        self.deny = tuple(_Selector(r) for r in ep.deny_rules if not r.is_graphql)
 
     def covers(self, path: str) -> bool:
         return self.path_rx is None or bool(self.path_rx.match(path))
@@ -200,6 +207,11 @@ class _CompiledEndpoint:
         for sel in self.deny:
             if sel.matches(method, path, query) or (bare is not None and sel.matches(method, bare, query)):
                 return "denyrule", sel.rule, f"deny rule {sel.rule.describe()} matches {method} {path}"
+        if method == WEBSOCKET_TEXT and ep.websocket_graphql:  # GraphQL-over-WebSocket: the operations decide
+            message = payload[0] if payload is not None else None
+            if message is None:
+                return "nomatch", None, f"the WebSocket message was not inspected on {ep.describe()}"
+            return graphql_message_verdict(ep, message)
         if self.allow_all:
             how = f"access: {ep.access}" if ep.access else "no allow rules (all requests)"
             return "allow", None, f"{method} {path} allowed by {how} on {ep.describe()}"
@@ -344,12 +356,21 @@ class Engine:
         resolved_ip: str | None = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        websocket_message: bool = False,
     ) -> Decision:
         """Decide one connection (``method is None``) or one request through it.
 
         On endpoints with body selectors (protocol graphql / mcp / json-rpc) ``body`` is the whole request body
         (``b""`` for none; ``None`` = not read, which such an endpoint denies): see :meth:`body_limit`.
+
+        ``websocket_message``: one client-to-server message after an allowed upgrade, ``method`` its action
+        (``WEBSOCKET_TEXT`` with the message as ``body``, or ``WEBSOCKET_BINARY``), ``path`` the upgrade's target.
+        Only ``protocol: websocket`` endpoints may allow one; an HTTP request never carries these actions.
         """
+        if method is not None and (method.upper() in WEBSOCKET_ACTIONS) != websocket_message:
+            why = (f"{method.upper()} is a WebSocket message action, not an HTTP method" if not websocket_message
+                   else f"{method!r} is not a WebSocket message action")  # fmt: skip
+            return Decision("deny", None, why)
         h = normalize_request_host(host) if isinstance(host, str) else None
         if h is None:
             return Decision("deny", None, f"invalid host {host!r}")
@@ -430,7 +451,8 @@ class Engine:
         # A request a body-inspecting endpoint covers is granted only by such an endpoint: a broad REST (or L4)
         # endpoint on the same host:port must not allow a tool call or mutation the body rules deny. Deny rules
         # of every endpoint still apply.
-        body_only = any(c.body and c.covers(cpath) for c in matched)
+        ws_message = method in WEBSOCKET_ACTIONS  # decide() let it through only as a WebSocket message
+        body_only = not ws_message and any(c.body and c.covers(cpath) for c in matched)
         audit_deny: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         allow: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
         audit_nomatch: tuple[_CompiledEndpoint, L7Rule | None, str] | None = None
@@ -439,6 +461,9 @@ class Engine:
             verdict, rule, detail = c.vote(method, cpath, params, payload)
             if verdict == "allow" and body_only and not c.body:
                 verdict, detail = "nomatch", f"{detail}; but a body-inspecting endpoint covers {cpath}"
+            elif verdict == "allow" and ws_message and c.endpoint.protocol != "websocket":
+                # a REST '*' rule or an L4 endpoint on the same host:port never judged the message
+                verdict, detail = "nomatch", f"{c.endpoint.describe()} is not a protocol: websocket endpoint"
             if verdict == "denyrule":
                 if not c.audit:
                     return Decision("deny", c.key, f"denied by policy {c.key}: {detail}", c.endpoint, rule)

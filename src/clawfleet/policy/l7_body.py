@@ -33,10 +33,14 @@ __all__ = [
     "GraphqlOperation",
     "RpcCall",
     "body_verdict",
+    "describe_operation",
+    "operation_matches",
     "parse_graphql_document",
+    "parse_graphql_payload",
     "parse_graphql_request",
     "parse_json_strict",
     "parse_jsonrpc",
+    "rule_text",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 65536
@@ -479,6 +483,13 @@ def _op_matches(rule: L7Rule, op: GraphqlOperation, *, deny: bool) -> bool:
 
 def _describe_op(op: GraphqlOperation) -> str:
     return f"{op.type} {op.name or '(anonymous)'} {{{', '.join(op.fields)}}}"
+
+
+# the same parsing and matching for GraphQL-over-WebSocket messages (.ws_messages)
+parse_graphql_payload = _graphql_one
+operation_matches = _op_matches
+describe_operation = _describe_op
+rule_text = _rule_text
 
 
 def body_verdict(

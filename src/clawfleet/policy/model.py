@@ -20,6 +20,10 @@ __all__ = [
     "BODY_PROTOCOLS",
     "GRAPHQL_ACCESS_OPERATIONS",
     "STATIC_SECTIONS",
+    "WEBSOCKET_ACCESS_METHODS",
+    "WEBSOCKET_ACTIONS",
+    "WEBSOCKET_BINARY",
+    "WEBSOCKET_TEXT",
     "Binary",
     "CredentialBinding",
     "Endpoint",
@@ -39,6 +43,24 @@ ACCESS_METHODS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "read-only": frozenset({"GET", "HEAD", "OPTIONS"}),
         "read-write": frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"}),
+        "full": frozenset({"*"}),
+    }
+)
+
+#: The actions a ``protocol: websocket`` endpoint judges after the upgrade, one per client-to-server message
+#: (policy/ws_messages.py). ``WEBSOCKET_TEXT`` is upstream's synthetic method for a text message;
+#: ``WEBSOCKET_BINARY`` is clawfleet's for a binary one (upstream relays binary messages unjudged; clawfleet denies
+#: them unless a rule names this action or ``*``). Neither is an HTTP method: a request that sends one is refused.
+WEBSOCKET_TEXT = "WEBSOCKET_TEXT"
+WEBSOCKET_BINARY = "WEBSOCKET_BINARY"
+WEBSOCKET_ACTIONS = frozenset({WEBSOCKET_TEXT, WEBSOCKET_BINARY})
+
+#: ``access`` presets on a ``protocol: websocket`` endpoint, as upstream expands them (``access_preset_rules``):
+#: read-only is the upgrade handshake only, read-write adds client text messages, full is every action.
+WEBSOCKET_ACCESS_METHODS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "read-only": frozenset({"GET"}),
+        "read-write": frozenset({"GET", WEBSOCKET_TEXT}),
         "full": frozenset({"*"}),
     }
 )
@@ -96,6 +118,11 @@ class L7Rule:
     @property
     def is_body(self) -> bool:
         return bool(self.tool or self.operation_type or self.operation_name or self.fields)
+
+    @property
+    def is_graphql(self) -> bool:
+        """A GraphQL operation rule (on ``protocol: graphql``, or GraphQL-over-WebSocket on ``websocket``)."""
+        return bool(self.operation_type or self.operation_name or self.fields)
 
     def describe(self) -> str:
         if self.operation_type or self.operation_name or self.fields:
@@ -165,6 +192,17 @@ class Endpoint:
         if self.access is not None and self.protocol == "graphql":
             return _graphql_preset_rules(self.access)
         return self.rules
+
+    @property
+    def websocket_graphql(self) -> bool:
+        """A ``protocol: websocket`` endpoint with GraphQL operation policy (upstream's ``websocket_graphql_policy``):
+        its client text messages are read as graphql-transport-ws / graphql-ws messages and their operations judged
+        by the GraphQL rules, instead of by ``WEBSOCKET_TEXT`` rules."""
+        return self.protocol == "websocket" and (
+            any(r.is_graphql for r in (*self.rules, *self.deny_rules))
+            or self.persisted_queries == "allow_registered"
+            or bool(self.graphql_persisted_queries)
+        )
 
     @property
     def inspects_body(self) -> bool:

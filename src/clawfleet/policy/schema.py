@@ -16,6 +16,9 @@ from typing import Any
 from .errors import PolicyError, Problem
 from .middleware import REGEX, check_regex_config, tls_skip_conflicts
 from .model import (
+    WEBSOCKET_ACTIONS,
+    WEBSOCKET_BINARY,
+    WEBSOCKET_TEXT,
     Binary,
     CredentialBinding,
     Endpoint,
@@ -98,6 +101,8 @@ _ENDPOINT_KEYS = (
     "allow_uninspected_credentials",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
+_GRAPHQL_KEYS = ("operation_type", "operation_name", "fields")
+_WEBSOCKET_METHODS = frozenset({"GET", WEBSOCKET_TEXT, WEBSOCKET_BINARY, "*"})
 _BODY_SELECTOR_KEYS = {
     "mcp": ("method", "tool", "params"),
     "json-rpc": ("method",),
@@ -493,14 +498,25 @@ class Validator:
     def selector(self, path: Path, value: Any, *, deny: bool, protocol: str | None = None) -> L7Rule | None:
         if protocol in _BODY_SELECTOR_KEYS:
             return self.body_selector(path, value, deny=deny, protocol=protocol)
+        if protocol == "websocket" and isinstance(value, dict) and any(k in _GRAPHQL_KEYS for k in value):
+            # GraphQL-over-WebSocket (upstream): the rule judges the operations of client messages; the upgrade
+            # needs its own GET rule, so a rule is one or the other, never both (upstream refuses the mix too).
+            transport = [k for k in value if k in _SELECTOR_KEYS]
+            for key in transport:
+                self.err((*path, key), "a WebSocket GraphQL rule must not combine method/path/query with"
+                         " operation_type/operation_name/fields: allow the upgrade with its own GET rule",
+                         at_key=True)  # fmt: skip
+            rule = self.body_selector(path, {k: v for k, v in value.items() if k not in transport}, deny=deny,
+                                      protocol="graphql")  # fmt: skip
+            return None if transport else rule
         body_keys = {"operation_type", "operation_name", "fields", "tool", "params"}
         for key in value if isinstance(value, dict) else ():
             if key in body_keys:
                 self.err(
                     (*path, key),
                     f"{key!r} is a body selector: it applies on protocol: graphql / mcp / json-rpc endpoints"
-                    + (" (GraphQL-over-WebSocket operation rules are not supported by clawfleet yet)"
-                       if protocol == "websocket" else ""),
+                    + (" (on protocol: websocket only GraphQL operation rules apply: MCP and JSON-RPC over"
+                       " WebSocket are not upstream features)" if protocol == "websocket" else ""),
                     at_key=True,
                 )  # fmt: skip
         reported = tuple(k for k in value if k in body_keys) if isinstance(value, dict) else ()
@@ -519,6 +535,17 @@ class Validator:
                     bad = True
                 else:
                     method = method.upper()
+                    if protocol != "websocket" and method in WEBSOCKET_ACTIONS:
+                        self.err(
+                            (*path, "method"),
+                            f"{method} is a WebSocket message action: it applies on"
+                            " protocol: websocket endpoints (after the upgrade), never to an HTTP request",
+                        )
+                        method, bad = None, True  # fmt: skip
+                    elif protocol == "websocket" and method not in _WEBSOCKET_METHODS:
+                        self.warn((*path, "method"), f"unknown WebSocket method {method!r}: a protocol: websocket"
+                                  " endpoint judges GET (the upgrade), WEBSOCKET_TEXT and WEBSOCKET_BINARY (client"
+                                  " messages) or '*'; this rule matches nothing")  # fmt: skip
             else:
                 bad = True
         rpath = None
@@ -917,11 +944,13 @@ class Validator:
         """Validate the body-inspection options of one endpoint (upstream's rules, docs/policy.md)."""
         out: dict[str, Any] = {}
         bad = False
-        owner = {"mcp": "mcp", "json_rpc": "json-rpc", "graphql_max_body_bytes": "graphql",
-                 "persisted_queries": "graphql", "graphql_persisted_queries": "graphql"}  # fmt: skip
-        for key, proto in owner.items():
-            if key in m and protocol != proto:
-                self.err((*path, key), f"{key!r} applies only to protocol: {proto} endpoints", at_key=True)
+        owner = {"mcp": ("mcp",), "json_rpc": ("json-rpc",), "graphql_max_body_bytes": ("graphql",),
+                 "persisted_queries": ("graphql", "websocket"),
+                 "graphql_persisted_queries": ("graphql", "websocket")}  # fmt: skip
+        for key, protos in owner.items():
+            if key in m and protocol not in protos:
+                self.err((*path, key), f"{key!r} applies only to protocol: {' / '.join(protos)} endpoints",
+                         at_key=True)  # fmt: skip
                 bad = True
         if bad:
             return None
@@ -953,7 +982,7 @@ class Validator:
             n = self.integer(limit_path, limit_value, 1, MAX_BODY_BYTES, "a body limit in bytes")
             bad = bad or n is None
             out["max_body_bytes"] = n
-        if protocol == "graphql":
+        if protocol in ("graphql", "websocket"):
             if "persisted_queries" in m:
                 pq = self.choice((*path, "persisted_queries"), m["persisted_queries"], ("deny", "allow_registered"))
                 bad = bad or pq is None
@@ -983,6 +1012,8 @@ class Validator:
                         (*path, "graphql_persisted_queries"),
                         "registered persisted queries are used only with persisted_queries: allow_registered",
                     )
+        if protocol == "websocket":
+            bad = self.websocket_rules(path, rules, out) or bad
         if protocol not in ("graphql", "mcp", "json-rpc"):
             return None if bad else out
         if "access" in m and protocol != "graphql":  # graphql: operation types (model.GRAPHQL_ACCESS_OPERATIONS)
@@ -1035,6 +1066,28 @@ class Validator:
                 )
                 bad = True
         return None if bad else out
+
+    def websocket_rules(self, path: Path, rules: tuple[L7Rule, ...], options: dict[str, Any]) -> bool:
+        """Upstream's checks of a ``protocol: websocket`` endpoint's rules (True: a problem was reported)."""
+        graphql = (any(r.is_graphql for r in rules) or options.get("persisted_queries") == "allow_registered"
+                   or bool(options.get("graphql_persisted_queries")))  # fmt: skip
+        bad = False
+        for i, r in enumerate(rules):
+            if r.is_graphql and r.operation_type is None:
+                self.err(
+                    (*path, "rules", i, "allow"),
+                    "a GraphQL allow rule needs 'operation_type' (query, mutation, subscription or '*')",
+                )
+                bad = True  # fmt: skip
+            if graphql and r.method == WEBSOCKET_TEXT:
+                self.err(
+                    (*path, "rules", i, "allow", "method"),
+                    "a WebSocket endpoint with GraphQL operation policy"
+                    " judges client messages by its operation_type/operation_name/fields rules: a"
+                    " WEBSOCKET_TEXT allow rule would let any message past them (upstream refuses it too)",
+                )
+                bad = True  # fmt: skip
+        return bad
 
     def binary(self, path: Path, value: Any) -> Binary | None:
         m = self.mapping(path, value, ("path",), required=("path",), what="{path: /usr/bin/tool}")
