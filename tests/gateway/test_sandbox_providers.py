@@ -88,14 +88,14 @@ def _policy(e: int, p: int, w: int) -> str:
           port: {w}
           allowed_ips: [127.0.0.1/32]
           protocol: websocket
-          rules: [{{allow: {{method: GET, path: "/ws/**"}}}}]
+          rules: [{{allow: {{method: GET, path: "/ws/**"}}}}, {{allow: {{method: WEBSOCKET_TEXT, path: "/ws/**"}}}}]
           websocket_credential_rewrite: true
           credential_binding: {{provider: work}}
         - host: other.test
           port: {w}
           allowed_ips: [127.0.0.1/32]
           protocol: websocket
-          rules: [{{allow: {{method: GET, path: "/ws/**"}}}}]
+          rules: [{{allow: {{method: GET, path: "/ws/**"}}}}, {{allow: {{method: WEBSOCKET_TEXT, path: "/ws/**"}}}}]
           websocket_credential_rewrite: true
       binaries: {clients}
     """
