@@ -151,7 +151,7 @@ def start_litellm(exe: Path, tmp: Path, up_port: int) -> tuple[subprocess.Popen[
 @contextlib.contextmanager
 def servers(
     litellm: Path | None = None, compare_src: Path | None = None
-) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
+) -> Iterator[tuple[int, int, int, int, int, int, int, int, int]]:
     """Start the fake upstream, two routers and (``litellm``) the peer as separate processes; yield (upstream
     port, router port, router pid, limits-router port, limits-router pid, peer port, peer pid), the last two 0
     without the peer, and the port of a router run from ``compare_src`` (another checkout's src/; 0 without).
@@ -235,7 +235,9 @@ def servers(
                 print((tmp / "litellm.log").read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
         peer_pid = peer.pid if peer else 0
-        yield up_port, router_port, router.pid, limits_port, limits_router.pid, peer_port, peer_pid, compare_port
+        compare_pid = procs[3].pid if compare_port else 0
+        yield (up_port, router_port, router.pid, limits_port, limits_router.pid, peer_port, peer_pid, compare_port,
+               compare_pid)  # fmt: skip
     finally:
         for proc in procs:
             proc.terminate()
@@ -278,6 +280,7 @@ def measure(
     peer_port: int = 0,
     peer_pid: int = 0,
     compare_port: int = 0,
+    compare_pid: int = 0,
 ) -> int:
     fast = [m for m in ("httptools", "uvloop") if importlib.util.find_spec(m)]
     print(f"uvicorn accelerators importable: {', '.join(fast) or 'none (pure-Python h11 + asyncio)'}")
@@ -304,8 +307,8 @@ def measure(
                 ).encode()
                 headers = {"content-type": "application/json", "authorization": "Bearer agent-placeholder"}
                 times: dict[str, list[float]] = {"direct": [], "router": [], "limits": [], "litellm": []}
-                cpu = {"router": 0.0, "litellm": 0.0}
-                pids = {"router": router_pid, "litellm": peer_pid}
+                cpu = {"router": 0.0, "litellm": 0.0, "compare": 0.0}
+                pids = {"router": router_pid, "litellm": peer_pid, "compare": compare_pid}
                 urls = {
                     "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
                     "router": f"http://127.0.0.1:{router_port}/v1/chat/completions",
@@ -344,7 +347,8 @@ def measure(
                 limit_rows.append((size_label, label, r50, r99, l50, l99))
                 if compare_port:
                     c50, c99 = pct(times["compare"], 50), pct(times["compare"], 99)
-                    compare_rows.append((size_label, label, c50 - d50, c99 - d99, r50 - d50, r99 - d99))
+                    compare_rows.append((size_label, label, c50 - d50, c99 - d99, r50 - d50, r99 - d99,
+                                         cpu["compare"] / args.requests, cpu["router"] / args.requests))  # fmt: skip
                 if peer_port:
                     p50, p99 = pct(times["litellm"], 50), pct(times["litellm"], 99)
                     peer_rows.append((size_label, label, r50 - d50, r99 - d99, p50 - d50, p99 - d99,
@@ -380,9 +384,10 @@ def measure(
             f"before/after in this loop: 'before' = the router from {args.compare_src}, 'after' = from {ROOT / 'src'}"
         )
         print(f"{'prompt':<8}{'stream':<8}{'before +p50':>12}{'before +p99':>12}{'after +p50':>12}{'after +p99':>12}"
-              "   (ms added over direct)")  # fmt: skip
-        for size_label, stream, b50, b99, a50, a99 in compare_rows:
-            print(f"{size_label:<8}{stream:<8}{b50:>12.3f}{b99:>12.3f}{a50:>12.3f}{a99:>12.3f}")
+              f"{'before CPU':>11}{'after CPU':>11}   (ms over direct; CPU per request)")  # fmt: skip
+        for size_label, stream, *cells in compare_rows:
+            print(f"{size_label:<8}{stream:<8}" + "".join(f"{c:>12.3f}" for c in cells[:4])
+                  + "".join(f"{c:>11.3f}" for c in cells[4:]))  # fmt: skip
 
     limits_alone(args)
     clf = Classifier()
