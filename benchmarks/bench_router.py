@@ -13,6 +13,11 @@ A second router process, "router+limits", has the same routes plus caller attrib
 request carries a fresh gateway proof, signed before the clock starts) and per-sandbox and per-host limits
 (requests, tokens, USD per day, none reached) with their sqlite state: "limits added" = router+limits -
 router, measured in the same alternating loop.
+
+The peer, "litellm": a LiteLLM proxy (`litellm --config`, version pinned in benchmarks/setup-litellm-venv.sh,
+installed in its own venv) on loopback in front of the same fake upstream, with one model alias pointing at it,
+no database, no master key, no callbacks: the smallest LiteLLM proxy, in the same alternating loop. Without
+that venv the benchmark stops and says so; `--no-litellm` measures without the peer.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from clawfleet.router.classifier import Classifier  # noqa: E402
 from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, sign  # noqa: E402
 
 IDENTITY_KEY = b"bench-identity-key-0123456789abcdef0123456789"
+LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4
+LITELLM_VENV = Path(os.environ.get("LITELLM_VENV", ROOT / ".venv-litellm"))
 
 CHUNKS = 20
 
@@ -91,10 +98,63 @@ def pct(values: list[float], q: float) -> float:
     return values[k]
 
 
+def litellm_binary(venv: Path) -> Path | None:
+    exe = venv / "bin" / "litellm"
+    return exe if exe.is_file() and os.access(exe, os.X_OK) else None
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until ``url`` answers 200 (LiteLLM opens its port before its app is ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: server exited early with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_litellm(exe: Path, tmp: Path, up_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """The peer: a LiteLLM proxy with one alias, "default", for the fake upstream's OpenAI API, offline."""
+    port = free_port()
+    config = {
+        "model_list": [
+            {"model_name": "default",
+             "litellm_params": {"model": "openai/fake-model", "api_base": f"http://127.0.0.1:{up_port}/v1",
+                                "api_key": "sk-bench-not-a-real-key"}},
+        ],
+        # LiteLLM 1.110 refuses to start without a master key: requests carry it (a string compare, no database)
+        "general_settings": {"master_key": LITELLM_KEY},
+        "litellm_settings": {"telemetry": False, "drop_params": True},
+    }  # fmt: skip
+    (tmp / "litellm.yaml").write_text(json.dumps(config))  # JSON is YAML
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        # offline: the bundled model price map, no telemetry, no proxy from the environment
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MODE": "PRODUCTION",
+        "NO_PROXY": "*",
+    }
+    proc = subprocess.Popen(
+        [str(exe), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "litellm.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+    return proc, port
+
+
 @contextlib.contextmanager
-def servers() -> Iterator[tuple[int, int, int, int, int]]:
-    """Start the fake upstream and two routers as separate processes; yield (upstream port, router port,
-    router pid, limits-router port, limits-router pid).
+def servers(
+    litellm: Path | None = None, compare_src: Path | None = None
+) -> Iterator[tuple[int, int, int, int, int, int, int, int, int]]:
+    """Start the fake upstream, two routers and (``litellm``) the peer as separate processes; yield (upstream
+    port, router port, router pid, limits-router port, limits-router pid, peer port, peer pid), the last two 0
+    without the peer, and the port of a router run from ``compare_src`` (another checkout's src/; 0 without).
 
     The router's cloud route is the fake; its local route points at a closed port, so a request the router keeps
     local is answered 503 at once (the benchmarks measure the router, not a model)."""
@@ -139,28 +199,65 @@ def servers() -> Iterator[tuple[int, int, int, int, int]]:
         env=env,
     )  # fmt: skip
 
-    def serve(name: str) -> subprocess.Popen[bytes]:
+    def serve(name: str, src: Path | None = None, port: int | None = None) -> subprocess.Popen[bytes]:
+        # the compared router gets its src/ alone: the interpreter's own packages, not this run's PYTHONPATH (so a
+        # PYTHONPATH adding uvloop/httptools for the branch leaves "before" as main runs without them)
+        path = env["PYTHONPATH"] if src is None else str(src)
         return subprocess.Popen(
             [sys.executable, "-c",
              "import argparse, sys\nfrom clawfleet.router.cli import cmd_serve\n"
-             f"sys.exit(cmd_serve(argparse.Namespace(config={str(tmp / name)!r}, host=None, port=None)))"],
-            env=env,
+             f"sys.exit(cmd_serve(argparse.Namespace(config={str(tmp / name)!r}, host=None, port={port!r})))"],
+            env={**env, "PYTHONPATH": path},
         )  # fmt: skip
 
     router, limits_router = serve("router.yaml"), serve("router-limits.yaml")
+    procs = [router, limits_router, upstream]
+    compare_port = 0
+    if compare_src is not None:
+        compare_port = free_port()
+        compared = {**config, "metrics_listen": {"host": "127.0.0.1", "port": free_port()},
+                    "decision_log": str(tmp / "decisions-compare.jsonl")}  # fmt: skip
+        (tmp / "router-compare.yaml").write_text(json.dumps(compared))
+        procs.append(serve("router-compare.yaml", compare_src, compare_port))
     try:
+        peer, peer_port = (None, 0) if litellm is None else start_litellm(litellm, tmp, up_port)
+        if peer is not None:
+            procs.append(peer)
         wait_port(up_port, upstream)
         wait_port(router_port, router)
         wait_port(limits_port, limits_router)
-        yield up_port, router_port, router.pid, limits_port, limits_router.pid
+        if compare_port:
+            wait_port(compare_port, procs[3])
+        if peer is not None:
+            try:
+                wait_http(f"http://127.0.0.1:{peer_port}/health/liveliness", peer, timeout=180)
+            except SystemExit:
+                print((tmp / "litellm.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+                raise
+        peer_pid = peer.pid if peer else 0
+        compare_pid = procs[3].pid if compare_port else 0
+        yield (up_port, router_port, router.pid, limits_port, limits_router.pid, peer_port, peer_pid, compare_port,
+               compare_pid)  # fmt: skip
     finally:
-        for proc in (router, limits_router, upstream):
+        for proc in procs:
             proc.terminate()
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def run(args: argparse.Namespace) -> int:
-    with servers() as ports:
+    litellm = None
+    if not args.no_litellm:
+        litellm = litellm_binary(args.litellm_venv)
+        if litellm is None:
+            print(f"LiteLLM peer NOT installed ({args.litellm_venv}/bin/litellm is missing): run "
+                  "benchmarks/setup-litellm-venv.sh (or set LITELLM_VENV), or pass --no-litellm to measure "
+                  "without the peer.", file=sys.stderr)  # fmt: skip
+            return 2
+    with servers(litellm, args.compare_src) as ports:
         return measure(args, *ports)
 
 
@@ -174,15 +271,33 @@ def cpu_ms(pid: int) -> float:
 
 
 def measure(
-    args: argparse.Namespace, up_port: int, router_port: int, router_pid: int, limits_port: int, limits_pid: int
+    args: argparse.Namespace,
+    up_port: int,
+    router_port: int,
+    router_pid: int,
+    limits_port: int,
+    limits_pid: int,
+    peer_port: int = 0,
+    peer_pid: int = 0,
+    compare_port: int = 0,
+    compare_pid: int = 0,
 ) -> int:
     fast = [m for m in ("httptools", "uvloop") if importlib.util.find_spec(m)]
     print(f"uvicorn accelerators importable: {', '.join(fast) or 'none (pure-Python h11 + asyncio)'}")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; "
           f"{args.requests} requests per cell after {args.warmup} warm-up; stream = {CHUNKS} SSE chunks")  # fmt: skip
+    if peer_port:
+        version = subprocess.run([str(args.litellm_venv / "bin" / "python"), "-c",
+                                  "import importlib.metadata as m; print(m.version('litellm'))"],
+                                 capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+        print(f"peer: LiteLLM proxy {version or '?'} ({args.litellm_venv}), same upstream, same loop")
+    else:
+        print("peer: LiteLLM left out (--no-litellm)")
     rows = []
     limit_rows = []
+    peer_rows = []
+    compare_rows = []
     with httpx.Client(timeout=30) as client:
         for size_label, size in (("2 KB", 2048), ("100 KB", 100 * 1024)):
             prompt = clean_text(size)
@@ -191,24 +306,29 @@ def measure(
                     {"model": "default", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
                 ).encode()
                 headers = {"content-type": "application/json", "authorization": "Bearer agent-placeholder"}
-                times: dict[str, list[float]] = {"direct": [], "router": [], "limits": []}
-                cpu = 0.0
+                times: dict[str, list[float]] = {"direct": [], "router": [], "limits": [], "litellm": []}
+                cpu = {"router": 0.0, "litellm": 0.0, "compare": 0.0}
+                pids = {"router": router_pid, "litellm": peer_pid, "compare": compare_pid}
                 urls = {
                     "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
                     "router": f"http://127.0.0.1:{router_port}/v1/chat/completions",
                     "limits": f"http://127.0.0.1:{limits_port}/v1/chat/completions",
                 }
-                orders = (
-                    ("direct", "router", "limits"),
-                    ("limits", "router", "direct"),
-                    ("router", "limits", "direct"),
-                )
+                if peer_port:
+                    urls["litellm"] = f"http://127.0.0.1:{peer_port}/v1/chat/completions"
+                if compare_port:
+                    urls["compare"] = f"http://127.0.0.1:{compare_port}/v1/chat/completions"
+                    times["compare"] = []
+                names = list(urls)
                 for i in range(args.warmup + args.requests):
-                    for name in orders[i % 3]:
-                        c0 = cpu_ms(router_pid) if name == "router" else 0.0
+                    shift = i % len(names)  # each target goes first, second... in turn
+                    for name in names[shift:] + names[:shift]:
+                        c0 = cpu_ms(pids[name]) if name in pids else 0.0
                         hdrs = headers
                         if name == "limits":  # what the gateway adds (signed outside the timed part)
                             hdrs = {**headers, HEADER_SANDBOX: "bench", HEADER_PROOF: sign(IDENTITY_KEY, "bench")}
+                        elif name == "litellm":
+                            hdrs = {**headers, "authorization": f"Bearer {LITELLM_KEY}"}
                         t0 = time.perf_counter()
                         with client.stream("POST", urls[name], content=body, headers=hdrs) as resp:
                             for _ in resp.iter_raw():
@@ -217,13 +337,22 @@ def measure(
                                 raise SystemExit(f"{name}: HTTP {resp.status_code}")
                         if i >= args.warmup:
                             times[name].append((time.perf_counter() - t0) * 1000)
-                            if name == "router":
-                                cpu += cpu_ms(router_pid) - c0
+                            if name in pids:
+                                cpu[name] += cpu_ms(pids[name]) - c0
                 d50, d99 = pct(times["direct"], 50), pct(times["direct"], 99)
                 r50, r99 = pct(times["router"], 50), pct(times["router"], 99)
                 l50, l99 = pct(times["limits"], 50), pct(times["limits"], 99)
-                rows.append((size_label, "yes" if stream else "no", d50, d99, r50, r99, cpu / args.requests))
-                limit_rows.append((size_label, "yes" if stream else "no", r50, r99, l50, l99))
+                label = "yes" if stream else "no"
+                rows.append((size_label, label, d50, d99, r50, r99, cpu["router"] / args.requests))
+                limit_rows.append((size_label, label, r50, r99, l50, l99))
+                if compare_port:
+                    c50, c99 = pct(times["compare"], 50), pct(times["compare"], 99)
+                    compare_rows.append((size_label, label, c50 - d50, c99 - d99, r50 - d50, r99 - d99,
+                                         cpu["compare"] / args.requests, cpu["router"] / args.requests))  # fmt: skip
+                if peer_port:
+                    p50, p99 = pct(times["litellm"], 50), pct(times["litellm"], 99)
+                    peer_rows.append((size_label, label, r50 - d50, r99 - d99, p50 - d50, p99 - d99,
+                                      cpu["litellm"] / args.requests))  # fmt: skip
     print()
     print(f"{'prompt':<8}{'stream':<8}{'direct p50':>11}{'direct p99':>11}{'router p50':>11}{'router p99':>11}"
           f"{'added p50':>11}{'added p99':>11}{'router CPU':>11}   (ms; CPU = router process per request)")  # fmt: skip
@@ -238,6 +367,27 @@ def measure(
         cells = [r50, r99, l50, l99, l50 - r50, l99 - r99]
         print(f"{size_label:<8}{stream:<8}" + "".join(f"{c:>11.3f}" if i < 2 or i > 3 else f"{c:>12.3f}"
                                                      for i, c in enumerate(cells)))  # fmt: skip
+
+    print()
+    if peer_rows:
+        print("peer: LiteLLM proxy in the same loop (added = peer - direct, as for the router):")
+        print(f"{'prompt':<8}{'stream':<8}{'router +p50':>12}{'router +p99':>12}{'litellm +p50':>13}"
+              f"{'litellm +p99':>13}{'peer CPU':>10}   (ms; CPU = LiteLLM process per request)")  # fmt: skip
+        for size_label, stream, ra50, ra99, pa50, pa99, pcpu in peer_rows:
+            print(f"{size_label:<8}{stream:<8}{ra50:>12.3f}{ra99:>12.3f}{pa50:>13.3f}{pa99:>13.3f}{pcpu:>10.3f}")
+    else:
+        print("peer: LiteLLM NOT measured (--no-litellm)")
+
+    if compare_rows:
+        print()
+        print(
+            f"before/after in this loop: 'before' = the router from {args.compare_src}, 'after' = from {ROOT / 'src'}"
+        )
+        print(f"{'prompt':<8}{'stream':<8}{'before +p50':>12}{'before +p99':>12}{'after +p50':>12}{'after +p99':>12}"
+              f"{'before CPU':>11}{'after CPU':>11}   (ms over direct; CPU per request)")  # fmt: skip
+        for size_label, stream, *cells in compare_rows:
+            print(f"{size_label:<8}{stream:<8}" + "".join(f"{c:>12.3f}" for c in cells[:4])
+                  + "".join(f"{c:>11.3f}" for c in cells[4:]))  # fmt: skip
 
     limits_alone(args)
     clf = Classifier()
@@ -294,6 +444,18 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--classify-runs", type=int, default=30)
+    ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM peer out (it is measured by default)")
+    ap.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also run the router from this src/ directory (e.g. a checkout of main) in the same loop: before/after",
+    )
+    ap.add_argument(
+        "--litellm-venv",
+        type=Path,
+        default=LITELLM_VENV,
+        help="venv made by benchmarks/setup-litellm-venv.sh (default: $LITELLM_VENV or .venv-litellm)",
+    )
     return run(ap.parse_args())
 
 

@@ -5,6 +5,10 @@
 #   (cd .devbundle && apt-get download bubblewrap)
 #   pip wheel --no-deps -w .devbundle/mitm pyperclip==1.9.0
 #   pip download --only-binary=:all: --find-links .devbundle/mitm --python-version 3.12 ... -d .devbundle/mitm mitmproxy==12.1.2
+#   pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#     --platform manylinux_2_28_x86_64 -d .devbundle/litellm $(benchmarks/setup-litellm-venv.sh --print-requirements)
+# (the LiteLLM proxy, bench_router.py's peer: its pinned list lives in setup-litellm-venv.sh; ~120 MB of wheels).
+# The router's own uvloop and httptools are runtime pins, so the bundle's wheels already carry them.
 # Figures go to ${OUT:-/tmp/bench-out}. Each benchmark compares against its baseline in the same run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +16,16 @@ out=${OUT:-/tmp/bench-out}
 mkdir -p "$out"
 python3 -m venv /tmp/cf-venv && /tmp/cf-venv/bin/pip install -q --no-index --find-links .devbundle/wheels clawfleet
 python3 -m venv /tmp/cf-mitm && /tmp/cf-mitm/bin/pip install -q --no-index --find-links .devbundle/mitm mitmproxy
+LITELLM_VENV=/tmp/cf-litellm PIP_NO_INDEX=1 PIP_FIND_LINKS=.devbundle/litellm bash benchmarks/setup-litellm-venv.sh
 mkdir -p /tmp/bwrap && dpkg -x .devbundle/bubblewrap_*.deb /tmp/bwrap
-export PATH=/tmp/bwrap/usr/bin:$PATH MITM_VENV=/tmp/cf-mitm
+export PATH=/tmp/bwrap/usr/bin:$PATH MITM_VENV=/tmp/cf-mitm LITELLM_VENV=/tmp/cf-litellm
 { uname -r; nproc; python3 --version; uptime; } >"$out/host.txt"
 py=/tmp/cf-venv/bin/python
 timeout 120 $py benchmarks/bench_policy.py >"$out/policy.txt" 2>&1
 timeout 180 $py benchmarks/bench_sandbox_start.py -n 30 >"$out/sandbox.txt" 2>&1
 timeout 240 $py benchmarks/bench_gateway.py --requests 2000 >"$out/gateway.txt" 2>&1
-timeout 240 $py benchmarks/bench_router.py --requests 400 >"$out/router.txt" 2>&1
+# the router beside the fake upstream and the LiteLLM proxy (peer) in one loop; it stops if the peer is missing
+timeout 420 $py benchmarks/bench_router.py --requests 400 >"$out/router.txt" 2>&1
 timeout 120 $py benchmarks/bench_classifier.py >"$out/classifier.txt" 2>&1
 # one daemon, sandbox B measured while sandbox A attacks; more of A's request loops and B's samples on a big host;
 # each sandbox's proxy in its own unprivileged process, as the gateway role deploys it (gateway_user)

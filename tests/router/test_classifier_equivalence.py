@@ -206,3 +206,27 @@ def test_cue_state_built_once_under_concurrent_first_use() -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: findings._scan_cues(lower), range(16)))
     assert all(r == want for r in results)
+
+
+# ASCII texts take RE2 paths for the long-token scan and the digit clusters (issue 16, router latency): the same
+# spans as the ``re`` patterns they stand in for, on texts dense in delimiters, digits and runs around 16
+_ASCII_PARTS = st.sampled_from(
+    [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", '"', "'", "<", ">", "=", "%41", "\\u0041", "a", "Z",
+     "x" * 15, "y" * 16, "z" * 17, "1", "12", "123456", "-", ".", "/", "(", ")", "+", "\x00", "\x7f"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_ASCII_PARTS, st.text(st.characters(max_codepoint=127), max_size=6)), max_size=40))
+def test_ascii_fast_paths_find_what_re_finds(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert text.isascii()
+    raw = text.encode("ascii")
+    assert list(findings.byte_spans(decode._LONG_TOKEN_ASCII, raw)) == [
+        m.span() for m in decode._LONG_TOKEN.finditer(text)
+    ]
+    for gap, min_digits in ((3, 6), (1, 2), (0, 4)):
+        assert list(findings.byte_spans(findings._cluster_ascii(gap, min_digits), raw)) == [
+            m.span() for m in findings._cluster_rx(gap, min_digits).finditer(text)
+        ]
+    assert list(decode._candidates(text)) == list(classifier_before.decode._candidates(text))

@@ -91,3 +91,21 @@ def test_check_refuses_an_invalid_config(tmp_path, monkeypatch, capsys):
     code, _, err = _run(["router", "check", "--config", str(bad)], "", monkeypatch, capsys)
     assert code == 2
     assert "unknown provider 'opneai'" in err
+
+
+def test_serve_runs_on_uvloop_where_installed_and_on_asyncio_without_it(monkeypatch):
+    import asyncio
+    import importlib.util
+    import sys
+
+    seen: list[str] = []
+
+    async def probe() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    cli.run_loop(probe())
+    installed = importlib.util.find_spec("uvloop") is not None  # a runtime pin; a dev venv may lack it
+    assert seen[0].split(".")[0] == ("uvloop" if installed else "asyncio")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not importable: the fallback
+    cli.run_loop(probe())
+    assert seen[1].split(".")[0] == "asyncio"

@@ -13,6 +13,8 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
+from clawfleet.router.classifier.findings import byte_spans, re2_bytes
+
 MAX_TOKEN = 64 * 1024  # longer tokens are not decoded
 MAX_DECODED = 256 * 1024  # total decoded characters per text: the decoding pass stays bounded
 
@@ -80,6 +82,11 @@ def _from_json_escapes(token: str) -> str | None:
 
 
 _LONG_TOKEN = re.compile(r"(?<![^\s\"'<>])[^\s\"'<>]{16,}")  # maximal tokens of 16 characters or more
+# The same tokens in an ASCII text, found by RE2's DFA instead of ``re`` trying the look-behind at every character
+# (a third of the time of a clean 100 KB prompt). In ASCII, ``re``'s \s is exactly [\t\n\v\f\r\x1c-\x1f ]. No
+# look-behind is needed: the leftmost position from which 16 non-delimiters follow is the first character of a
+# token of 16 or more, and the greedy run then ends at its delimiter, so every match is a whole maximal token.
+_LONG_TOKEN_ASCII = re2_bytes(rb"[^\t\n\v\f\r\x1c-\x1f \"'<>]{16,}")
 _DELIM = re.compile(r"[\s\"'<>]")
 _SHORT_TAIL = re.compile(r"[^\s\"'<>]{0,16}")
 
@@ -95,7 +102,10 @@ def _tokens(text: str) -> Iterator[tuple[int, int]]:
     each character at most twice. Short tokens are found from their ``%`` / ``\\u`` and widened to their
     delimiters within 16 characters.
     """
-    long = [m.span() for m in _LONG_TOKEN.finditer(text)]
+    if text.isascii():
+        long = list(byte_spans(_LONG_TOKEN_ASCII, text.encode("ascii")))
+    else:
+        long = [m.span() for m in _LONG_TOKEN.finditer(text)]
     marks = sorted(_find_all(text, "%") + _find_all(text, "\\u"))
     if not marks:
         yield from long

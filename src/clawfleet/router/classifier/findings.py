@@ -202,6 +202,13 @@ def _cluster_rx(gap: int, min_digits: int) -> re.Pattern[str]:
     return re.compile(rf"\d(?:\D{{0,{gap}}}\d){{{min_digits - 1},}}")
 
 
+@functools.lru_cache(maxsize=8)
+def _cluster_ascii(gap: int, min_digits: int) -> Any:
+    """``_cluster_rx`` for ASCII texts, with RE2: in ASCII ``re``'s \\d is [0-9], and RE2's leftmost-first
+    matching of this expression (no look-around, no back-reference) gives the spans ``re`` gives."""
+    return re2_bytes(rf"[0-9](?:[^0-9]{{0,{gap}}}[0-9]){{{min_digits - 1},}}".encode())
+
+
 class DigitView:
     """The parts of a text around its digits, joined into one shorter string (``\\x00`` between parts).
 
@@ -215,11 +222,14 @@ class DigitView:
     def __init__(self, text: str, *, before: int = 16, after: int = 28, gap: int = 3, min_digits: int = 6) -> None:
         # clusters of digits separated by at most ``gap`` other characters ("+44 20 7946", "536-22-8741")
         # holding at least ``min_digits`` digits: only those can be identifiers; found in one C-level pass
-        cluster = _cluster_rx(gap, min_digits)
+        if text.isascii():
+            clusters: Iterable[tuple[int, int]] = byte_spans(_cluster_ascii(gap, min_digits), text.encode("ascii"))
+        else:
+            clusters = (m.span() for m in _cluster_rx(gap, min_digits).finditer(text))
         windows: list[list[int]] = []
         n = len(text)
-        for m in cluster.finditer(text):
-            lo, hi = max(0, m.start() - before), min(n, m.end() + after)
+        for m_start, m_end in clusters:
+            lo, hi = max(0, m_start - before), min(n, m_end + after)
             if windows and lo <= windows[-1][1]:
                 windows[-1][1] = max(windows[-1][1], hi)
             else:
@@ -390,6 +400,18 @@ def re2_spans(rx: Any, text: str) -> Iterator[tuple[int, int]]:
 
 
 _UNANCHORED = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+
+
+def re2_bytes(pattern: bytes) -> Any:
+    """An RE2 expression for :func:`byte_spans` (leftmost-first, like ``re``)."""
+    opts = re2.Options()
+    opts.log_errors = False
+    return re2.compile(pattern, opts)
+
+
+def byte_spans(rx: Any, raw: bytes) -> Iterator[tuple[int, int]]:
+    """Spans of the matches of an RE2 expression in ``raw``; for an ASCII text, its character spans."""
+    return _byte_spans(rx, raw)
 
 
 def _byte_spans(rx: Any, raw: bytes) -> Iterator[tuple[int, int]]:
