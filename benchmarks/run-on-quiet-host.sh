@@ -32,4 +32,21 @@ timeout 120 $py benchmarks/bench_classifier.py >"$out/classifier.txt" 2>&1
 id clawfleet-gateway >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin clawfleet-gateway
 timeout 600 $py benchmarks/bench_gateway_isolation.py --requests 1000 --workers 8 --gateway-user clawfleet-gateway \
   >"$out/isolation.txt" 2>&1
+# how cost grows with the work (issue 16): policy size, sandboxes per daemon (privilege-separated parsers),
+# connections per gateway
+timeout 900 $py benchmarks/bench_scaling.py --gateway-user clawfleet-gateway --json "$out/scaling.json" \
+  >"$out/scaling.txt" 2>&1
+# rollout time at 5 / 10 / 20 hosts: systemd containers, so only where Docker and the base image are (not the lent
+# GPU machine), with a venv that has Ansible and pyinfra (ROLLOUT_PY, default the dev .venv); a host without them
+# records why it skipped
+rpy=${ROLLOUT_PY:-.venv/bin/python}
+if command -v docker >/dev/null && docker image inspect clawfleet/systemd-debian:bookworm >/dev/null 2>&1 \
+  && [ -x "$(dirname "$rpy")/ansible-playbook" ]; then
+  for n in 5 10 20; do
+    timeout 1800 "$rpy" benchmarks/bench_rollout.py --hosts "$n" >"$out/rollout-$n.txt" 2>&1
+  done
+else
+  echo "skipped: no Docker engine, clawfleet/systemd-debian:bookworm image (tests/infra/base-images.sh) or $rpy" \
+    >"$out/rollout.txt"
+fi
 tail -n 30 "$out"/*.txt
