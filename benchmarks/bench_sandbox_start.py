@@ -7,18 +7,22 @@ median and p90 wall time per command and the ratio of each median to bwrap's; on
 ratios within one run only. Goal (issue 16): `clawfleet sandbox run` (with its gateway) at most 10x bwrap.
 Needs root (the sandbox launcher does), bwrap (Debian: bubblewrap) and the user clawfleet-sbx (made if missing).
 
-The clawfleet rows run the tree this interpreter imports: the venv's `clawfleet` script honours PYTHONPATH, so
-``PYTHONPATH=$PWD/src`` measures a worktree rather than the venv's editable install. ``--baseline-src DIR``
+The clawfleet rows run ``python -m clawfleet.cli`` (the `clawfleet` script's entry, from the tree this interpreter
+imports: ``PYTHONPATH=$PWD/src`` measures a worktree rather than the venv's editable install, whose script may
+name an older entry). ``--baseline-src DIR``
 adds the two `clawfleet sandbox run` rows again for another source tree (``git archive main src | tar -x -C
 DIR/..``), interleaved with the others: a before/after comparison from one run. Every child gets compiled
 bytecode (PYTHONDONTWRITEBYTECODE is dropped, the cache goes to a temporary PYTHONPYCACHEPREFIX), as an
 installed wheel has: without it each run compiles every clawfleet module again.
 
-The last row runs ``Launcher.run()`` inside this process: the sandbox alone, without interpreter start-up
-and imports. ``clawfleet sandbox run`` goes through the top-level CLI, which imports only the ``sandbox``
-command's modules; ``python -m clawfleet.sandbox run`` is the same command. ``--no-gateway`` leaves out the
-egress gateway: the difference between the two rows is what the gateway's imports (asyncio, h11, cryptography
-for the per-sandbox CA, which the sandbox must trust before its command starts) and its attach cost.
+``clawfleet sandbox run`` goes through the top-level CLI, which imports only the ``sandbox`` command's modules;
+``python -m clawfleet.sandbox run`` is the same command. ``--no-gateway`` leaves out the egress gateway: the
+difference between the two rows is the gateway's imports (asyncio, h11, cryptography for the per-sandbox CA,
+which the sandbox must trust before its command starts: a hot reload may add L7 endpoints) and its attach.
+
+The last two rows run inside this process, imports done: ``Launcher.run()`` is the sandbox alone;
+``run_sandbox()`` is the sandbox with its embedded gateway, what a pre-started supervisor forking sandboxes for a
+thin client would pay per launch (that client would add its own interpreter start, the ``python3 -c pass`` row).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ process:
 
 
 IN_PROCESS = "Launcher.run() in-process"
+IN_PROCESS_GW = "run_sandbox() in-process (with gateway)"
 
 
 def _in_process_launch(policy: Path, work: Path):
@@ -71,6 +76,29 @@ def _in_process_launch(policy: Path, work: Path):
     return launch
 
 
+def _in_process_gateway_launch(policy: Path, work: Path):
+    """What `clawfleet sandbox run` does once its modules are loaded: the embedded gateway (policy holder, CA,
+    loop thread, listener in the sandbox's namespace) and the sandbox. The floor for a pre-started supervisor
+    that would launch sandboxes for a thin client: that client would still pay an interpreter start."""
+    import argparse as ap
+
+    from clawfleet.gateway.config import config_from_args
+    from clawfleet.sandbox.run_args import add_run_arguments, spec_from_args
+    from clawfleet.supervisor.embedded import run_sandbox
+
+    parser = ap.ArgumentParser()
+    add_run_arguments(parser)
+    ns = parser.parse_args(["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"])
+    spec = spec_from_args(ns, {})
+    gateway = config_from_args(ns.policy, ns.gateway_config, ns.mode, ns.gateway_log)
+
+    def launch() -> None:
+        if run_sandbox(spec, gateway)[0] != 0:
+            raise SystemExit("in-process launch with the gateway failed")
+
+    return launch
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="runs per command (default 30)")
@@ -84,7 +112,8 @@ def main() -> int:
         pwd.getpwnam(USER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", USER], check=True)
-    clawfleet = str(Path(sys.executable).with_name("clawfleet"))
+    # What the `clawfleet` script runs (clawfleet.cli's entry), from the tree this interpreter imports.
+    clawfleet = [sys.executable, "-m", "clawfleet.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
@@ -96,8 +125,8 @@ def main() -> int:
         os.chmod(tmp, 0o755)
         run_args = ["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"]
         commands = {
-            "clawfleet sandbox run": [clawfleet, "sandbox", "run", *run_args],
-            "clawfleet sandbox run --no-gateway": [clawfleet, "sandbox", "run", "--no-gateway", *run_args],
+            "clawfleet sandbox run": [*clawfleet, "sandbox", "run", *run_args],
+            "clawfleet sandbox run --no-gateway": [*clawfleet, "sandbox", "run", "--no-gateway", *run_args],
             "python -m clawfleet.sandbox": [
                 sys.executable,
                 "-m",
@@ -141,7 +170,10 @@ def main() -> int:
             subprocess.run(argv, check=True, env=envs[name])  # warm caches; fail loudly if something does not work
         times: dict[str, list[float]] = {name: [] for name in commands}
         launch = _in_process_launch(policy, work)
+        launch_gw = _in_process_gateway_launch(policy, work)
+        launch_gw()  # warm
         times[IN_PROCESS] = []
+        times[IN_PROCESS_GW] = []
         for _ in range(args.n):
             for name, argv in commands.items():
                 start = time.perf_counter()
@@ -150,6 +182,9 @@ def main() -> int:
             start = time.perf_counter()
             launch()
             times[IN_PROCESS].append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            launch_gw()
+            times[IN_PROCESS_GW].append((time.perf_counter() - start) * 1000)
     base = statistics.median(times["bwrap --unshare-all"]) if "bwrap --unshare-all" in times else float("nan")
     load = os.getloadavg()[0]
     header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}"
