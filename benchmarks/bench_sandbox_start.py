@@ -9,11 +9,11 @@ Needs root (the sandbox launcher does), bwrap (Debian: bubblewrap) and the user 
 
 The clawfleet rows run ``python -m clawfleet.cli`` (the `clawfleet` script's entry, from the tree this interpreter
 imports: ``PYTHONPATH=$PWD/src`` measures a worktree rather than the venv's editable install, whose script may
-name an older entry). ``--baseline-src DIR``
-adds the two `clawfleet sandbox run` rows again for another source tree (``git archive main src | tar -x -C
-DIR/..``), interleaved with the others: a before/after comparison from one run. Every child gets compiled
-bytecode (PYTHONDONTWRITEBYTECODE is dropped, the cache goes to a temporary PYTHONPYCACHEPREFIX), as an
-installed wheel has: without it each run compiles every clawfleet module again.
+name an older entry). ``--baseline-src DIR`` adds the two `clawfleet sandbox run` rows again for another source
+tree (``git archive main src | tar -x -C /tmp/base`` gives ``/tmp/base/src``), interleaved with the others: a
+before/after comparison from one run. Every child gets compiled bytecode (PYTHONDONTWRITEBYTECODE is dropped,
+the cache goes to a temporary PYTHONPYCACHEPREFIX), as an installed wheel has: without it each run compiles
+every clawfleet module again.
 
 ``clawfleet sandbox run`` goes through the top-level CLI, which imports only the ``sandbox`` command's modules;
 ``python -m clawfleet.sandbox run`` is the same command. ``--no-gateway`` leaves out the egress gateway: the
