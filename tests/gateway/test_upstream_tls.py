@@ -54,3 +54,18 @@ def test_unreadable_extra_ca_file_still_fails_the_start(tmp_path, origins):
         assemble(GatewayConfig(policy=str(policy), sandbox="unit", extra_ca_file=str(bad)))
     with pytest.raises(FileNotFoundError):
         assemble(GatewayConfig(policy=str(policy), sandbox="unit", extra_ca_file=str(tmp_path / "missing.pem")))
+
+
+def test_a_trust_store_that_cannot_be_loaded_refuses_with_a_reason(gw, origins, monkeypatch):
+    # Made at first use, a broken system store shows on the connection (502, the reason logged), fail closed.
+    import clawfleet.gateway.proxy as proxy
+
+    def broken(extra_ca_file=None):
+        raise ssl.SSLError("unreadable system bundle")
+
+    monkeypatch.setattr(proxy, "upstream_context", broken)
+    seen = len(origins["https"].seen)
+    status, _, body = https(gw, origins, "GET", "/ok/a")
+    assert status == 502 and "gateway trust store" in json.loads(body)["reason"]
+    assert len(origins["https"].seen) == seen
+    assert gw.gateway._upstream_ctx is None  # tried again on the next connection

@@ -497,7 +497,10 @@ class Gateway:
 
     async def open_upstream(self, host: str, port: int, ips: list[str], tls: bool) -> Stream:
         last: Exception | None = None
-        ctx = await self._upstream_tls() if tls else None
+        try:
+            ctx = await self._upstream_tls() if tls else None
+        except (OSError, ssl.SSLError) as exc:  # made at first use now: say why, as the start used to
+            raise Denied(502, f"cannot verify upstream {host}:{port}", f"gateway trust store: {exc}") from None
         for ip in ips:
             try:
                 r, w = await asyncio.wait_for(
