@@ -262,6 +262,36 @@ def test_failing_hook_aborts_start(sandbox, capfd):
     assert "must not run" not in capfd.readouterr().out
 
 
+def test_on_forked_runs_before_the_netns_hook_and_before_the_command(sandbox, capfd):
+    order = []
+    marker = sandbox.workdir / "written-beside"  # /sandbox/written-beside inside
+
+    def forked(pid: int) -> None:
+        order.append(("forked", pid))
+        marker.write_text("ready")  # what the gateway does here: the CA bundle the sandbox will read
+
+    def hook(pid: int) -> None:
+        order.append(("netns", pid))
+
+    launcher = Launcher(_spec(sandbox, "print('saw', open('/sandbox/written-beside').read())"), on_netns_ready=hook,
+                        on_forked=forked)  # fmt: skip
+    assert launcher.run() == 0, launcher.report.error
+    assert [kind for kind, _ in order] == ["forked", "netns"] and order[0][1] == order[1][1]
+    assert "saw ready" in capfd.readouterr().out
+
+
+def test_failing_on_forked_aborts_start_before_anything_runs(sandbox, capfd):
+    hooked = []
+
+    def forked(pid: int) -> None:
+        raise RuntimeError("gateway failed to start")
+
+    launcher = Launcher(_spec(sandbox, "print('must not run')"), on_netns_ready=hooked.append, on_forked=forked)
+    assert launcher.run() == 125
+    assert "gateway failed to start" in (launcher.report.error or "")
+    assert hooked == [] and "must not run" not in capfd.readouterr().out
+
+
 def test_module_entry_point_is_the_same_command(sandbox):
     proc = subprocess.run(
         [sys.executable, "-m", "clawfleet.sandbox", "run", "--policy", str(sandbox.write_policy()), "--workdir",

@@ -7,14 +7,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .ca import SandboxCA
 from .config import DecisionLog, GatewayConfig
 from .ident import Caller, HashPins
-from .metrics import GatewayMetrics
-from .ocsf import OcsfContext, OcsfLog
 from .proxy import Gateway
 from .reload import PolicyHolder
+
+if TYPE_CHECKING:  # metrics (prometheus_client) is the caller's, when it exports any: not on the sandbox start path
+    from .metrics import GatewayMetrics
 
 __all__ = ["AssembledGateway", "Identify", "assemble", "assembled"]
 
@@ -54,6 +56,8 @@ def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Id
     log = DecisionLog(config.log, sandbox=config.sandbox)
     try:
         if config.ocsf_log:
+            from .ocsf import OcsfContext, OcsfLog  # only with an OCSF file: not on the sandbox start path
+
             log.observers.append(OcsfLog(config.ocsf_log, OcsfContext(config.sandbox, config.listen_port)))
         holder = PolicyHolder(config.policy, log, config.providers)
     except BaseException:

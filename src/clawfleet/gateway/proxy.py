@@ -29,6 +29,7 @@ import json
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -393,7 +394,14 @@ class Gateway:
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
         self._scoped: tuple[object, object] | None = None  # (secrets, policy) the provider scopes were set for
-        self.upstream_ctx = upstream_context(config.extra_ca_file)
+        # The gateway -> origin TLS context is built on first use (``upstream_ctx``): loading the system trust
+        # store costs ~100 ms, which `clawfleet sandbox run` paid before the sandbox could start even when its
+        # command never opens a TLS upstream connection. The extra CA file is checked now, as before: a bad
+        # file still fails the gateway's start, not its first connection.
+        self._upstream_ctx: ssl.SSLContext | None = None
+        self._upstream_lock = threading.Lock()
+        if config.extra_ca_file:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(config.extra_ca_file)
         self.monitor = config.mode == MONITOR
         self.servers: list[asyncio.base_events.Server] = []
         self.active = 0
@@ -401,6 +409,20 @@ class Gateway:
         self.limits = ConnectionLimits(config.max_connections, config.idle_timeout, self.log.write)
         self.router_identity = RouterIdentity.from_environment(config.sandbox)
         self.metrics: GatewayMetrics | None = None  # set by assembly.assemble when the process exports metrics
+
+    @property
+    def upstream_ctx(self) -> ssl.SSLContext:
+        """The client context for the gateway -> origin leg (:func:`.ca.upstream_context`), made once."""
+        with self._upstream_lock:
+            if self._upstream_ctx is None:
+                self._upstream_ctx = upstream_context(self.config.extra_ca_file)
+            return self._upstream_ctx
+
+    async def _upstream_tls(self) -> ssl.SSLContext:
+        """``upstream_ctx`` without stalling the event loop (every sandbox's connections) while it is made."""
+        if self._upstream_ctx is not None:
+            return self._upstream_ctx
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.upstream_ctx)
 
     async def serve_socket(self, sock: socket.socket) -> asyncio.base_events.Server:
         sock.setblocking(False)
@@ -509,11 +531,15 @@ class Gateway:
 
     async def open_upstream(self, host: str, port: int, ips: list[str], tls: bool) -> Stream:
         last: Exception | None = None
+        try:
+            ctx = await self._upstream_tls() if tls else None
+        except (OSError, ssl.SSLError) as exc:  # made at first use now: say why, as the start used to
+            raise Denied(502, f"cannot verify upstream {host}:{port}", f"gateway trust store: {exc}") from None
         for ip in ips:
             try:
                 r, w = await asyncio.wait_for(
                     asyncio.open_connection(
-                        ip, port, ssl=self.upstream_ctx if tls else None, server_hostname=host if tls else None,
+                        ip, port, ssl=ctx, server_hostname=host if tls else None,
                         limit=READ_SIZE,
                     ),
                     self.config.connect_timeout,

@@ -13,4 +13,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clawfleet.cli import entry  # the script's exit (see clawfleet.cli.exit_without_teardown)
+
+    sys.exit(entry(["sandbox", *sys.argv[1:]]))

@@ -83,14 +83,20 @@ NetnsHook = Callable[[int], None]
 class Launcher:
     """Run ``spec`` once. ``on_netns_ready(pid)`` runs in the supervisor after the sandbox's network
     namespace exists (``/proc/<pid>/ns/net``) and before anything in the sandbox executes; the sandbox
-    waits for it to return. An exception from the hook aborts the start (exit 125).
+    waits for it to return. ``on_forked(pid)`` runs in the supervisor as soon as stage 1 is forked, while that
+    stage joins its cgroup (the first cgroup migration after a while waits for an RCU grace period, ~10-15 ms)
+    and makes its namespaces: work the caller would otherwise do before the launch (the gateway's imports and
+    set-up) overlaps that wait, and no thread of the caller's exists at the fork. An exception from either hook
+    aborts the start (exit 125); nothing in the sandbox has run.
     """
 
     def __init__(
-        self, spec: SandboxSpec, on_netns_ready: NetnsHook | None = None, warn: Callable[[str], None] | None = None
-    ) -> None:
+        self, spec: SandboxSpec, on_netns_ready: NetnsHook | None = None, warn: Callable[[str], None] | None = None,
+        on_forked: NetnsHook | None = None,
+    ) -> None:  # fmt: skip
         self.spec = spec
         self.on_netns_ready = on_netns_ready
+        self.on_forked = on_forked
         self.warn = warn or (lambda msg: print(f"clawfleet sandbox: WARNING: {msg}", file=sys.stderr))
         self.report = Report(mode=spec.mode)
 
@@ -161,13 +167,18 @@ class Launcher:
             os.close(fd)
         restore = self._forward_signals(pid)
         try:
+            if self.on_forked is not None:
+                try:
+                    self.on_forked(pid)
+                except Exception as exc:
+                    _kill(pid)
+                    raise SetupError(f"set-up beside the sandbox failed: {exc}") from None
             if os.read(ready_r, 1) == b"R":
                 try:
                     if self.on_netns_ready is not None:
                         self.on_netns_ready(pid)
                 except Exception as exc:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
+                    _kill(pid)
                     raise SetupError(f"network namespace hook failed: {exc}") from None
                 os.write(go_w, b"G")
             os.close(go_w)
@@ -229,6 +240,12 @@ class Launcher:
                 f.write(json.dumps(record, default=list) + "\n")
         except OSError as exc:  # the log is a record, not a protection: say so, keep going
             self.warn(f"cannot write the log {self.spec.log}: {exc.strerror}")
+
+
+def _kill(pid: int) -> None:
+    """Stage 1 waits for "G" before anything of the sandbox runs: kill it there and reap it."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 def _read_all(fd: int) -> bytes:

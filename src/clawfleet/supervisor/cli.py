@@ -26,7 +26,7 @@ def register_sandbox(sub: Any) -> None:
         description="Run CMD as the sandbox user in fresh namespaces under Landlock and seccomp.",
     )
     add_run_arguments(run)
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, exit_without_teardown=True)  # it closes its own files
     # list/status/logs/connect/stop talk to the gateway daemon's control socket.
     register_control_subcommands(sub)
     _register_forward(sub)
@@ -97,7 +97,7 @@ def register_gateway(sub: Any) -> None:
     reload.set_defaults(func=_reload)
     run = sub.add_parser("run", help="the same as 'clawfleet sandbox run' (all traffic through the gateway)")
     add_run_arguments(run)
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, exit_without_teardown=True)  # it closes its own files
 
 
 def _fail(reason: str) -> int:

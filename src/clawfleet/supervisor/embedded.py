@@ -11,7 +11,6 @@ where the upstream sockets are opened. See docs/gateway.md for the wiring::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -22,13 +21,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from clawfleet import paths
-from clawfleet.atomicfile import write_atomic
-from clawfleet.gateway.assembly import assemble
 from clawfleet.gateway.config import GatewayConfig
-from clawfleet.gateway.ident import Identifier
-from clawfleet.gateway.listen import listen_in_netns, sandbox_env
+from clawfleet.gateway.listen import sandbox_env
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from clawfleet.gateway.assembly import AssembledGateway
+    from clawfleet.gateway.ident import Identifier
     from clawfleet.sandbox.launcher import Launcher
     from clawfleet.sandbox.spec import SandboxSpec
 
@@ -38,31 +38,55 @@ STATE_ROOT = paths.EMBEDDED_GATEWAY_ROOT
 
 
 class EmbeddedGateway:
-    """The gateway for one sandbox: policy holder, CA, asyncio loop thread, netns hook."""
+    """The gateway for one sandbox: policy holder, CA, asyncio loop thread, netns hook.
+
+    Made in two steps so that `clawfleet sandbox run` can fork the sandbox before the gateway's heavy imports
+    (asyncio, h11, cryptography): ``EmbeddedGateway(config)`` only makes the state directory whose CA bundle
+    :meth:`prepare` points the sandbox at; :meth:`start` (``Launcher(on_forked=...)``, else the hook) imports and
+    assembles the gateway and writes the bundle, always before anything in the sandbox runs.
+    """
 
     def __init__(self, config: GatewayConfig, *, state_root: str = STATE_ROOT) -> None:
         self.config = config
-        self.parts = assemble(config)
-        self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
-                                                                   self.parts.pins, self.parts.gateway)  # fmt: skip
         os.makedirs(state_root, mode=0o755, exist_ok=True)
         self.state_dir = tempfile.mkdtemp(prefix=f"{_safe(config.sandbox)}-", dir=state_root)
         os.chmod(self.state_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is never here
         self.ca_bundle = os.path.join(self.state_dir, "ca-bundle.pem")
-        write_atomic(self.ca_bundle, self.ca.bundle_text(extra_ca_file=config.extra_ca_file), 0o644)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
-        self._thread.start()
-        self._watch = asyncio.run_coroutine_threadsafe(self._start_watch(), self.loop).result(5)
+        self.parts: AssembledGateway | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.identifier: Identifier | None = None
         self.argv: tuple[str, ...] = ()
         self.pid: int | None = None
 
+    def start(self, _pid: int | None = None) -> None:
+        """Assemble the gateway (an invalid policy raises PolicyError), write the CA bundle, start the loop."""
+        if self.parts is not None:
+            return
+        import asyncio
+
+        from clawfleet.atomicfile import write_atomic
+        from clawfleet.gateway.assembly import assemble
+
+        self.parts = assemble(self.config)
+        self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
+                                                                   self.parts.pins, self.parts.gateway)  # fmt: skip
+        write_atomic(self.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
+        self._thread.start()
+        self._watch = asyncio.run_coroutine_threadsafe(self._start_watch(), self.loop).result(5)
+
     def _run_loop(self) -> None:
+        import asyncio
+
+        assert self.loop is not None
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
     async def _start_watch(self) -> asyncio.Task[None]:
+        import asyncio
+
         return asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
 
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
@@ -73,6 +97,13 @@ class EmbeddedGateway:
 
     def hook(self, pid: int) -> None:
         """``Launcher(on_netns_ready=...)``: listen inside the sandbox's namespace, identify callers there."""
+        import asyncio
+
+        from clawfleet.gateway.ident import Identifier
+        from clawfleet.gateway.listen import listen_in_netns
+
+        self.start()
+        assert self.loop is not None
         sock = listen_in_netns(pid, self.config.listen_port)
         self.identifier = Identifier(netns_pid=pid, pins=self.pins)
         self.gateway.identify = self.identifier.identify_async
@@ -91,16 +122,20 @@ class EmbeddedGateway:
                             "supervisor_pid": os.getpid()})  # fmt: skip
 
     def close(self) -> None:
-        async def stop() -> None:
-            self._watch.cancel()
-            await self.gateway.close()
+        if self.loop is not None and self._thread is not None:
+            import asyncio
 
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+            async def stop() -> None:
+                self._watch.cancel()
+                await self.gateway.close()
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        self.parts.close_files()
+        if self.parts is not None:
+            self.parts.close_files()
 
 
 def _safe(name: str) -> str:
@@ -109,12 +144,14 @@ def _safe(name: str) -> str:
 
 def run_sandbox(spec: SandboxSpec, config: GatewayConfig, *,
                 warn: Callable[[str], None] | None = None) -> tuple[int, Launcher]:  # fmt: skip
-    """Run ``spec`` (a SandboxSpec) with its traffic through a gateway; returns ``(exit code, launcher)``."""
+    """Run ``spec`` (a SandboxSpec) with its traffic through a gateway; returns ``(exit code, launcher)``. The gateway
+    is started beside the forked sandbox, before anything in it runs (see :class:`EmbeddedGateway`); a gateway that
+    fails to start aborts the sandbox (exit 125, the reason in ``launcher.report.error``)."""
     from clawfleet.sandbox.launcher import Launcher
 
     gw = EmbeddedGateway(config)
     try:
-        launcher = Launcher(gw.prepare(spec), on_netns_ready=gw.hook, warn=warn)
+        launcher = Launcher(gw.prepare(spec), on_netns_ready=gw.hook, warn=warn, on_forked=gw.start)
         code = launcher.run()
         gw.exited(code)
     finally:
