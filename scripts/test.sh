@@ -39,11 +39,19 @@ syntax_check_all() {
 }
 
 molecule_all() {
-  local dir rc=0
+  local dir rc=0 start times=()
   for dir in molecule/*/; do
     [ -f "$dir/molecule.yml" ] || continue
-    molecule test -s "$(basename "$dir")" || rc=1
+    start=$SECONDS
+    if molecule test -s "$(basename "$dir")"; then
+      times+=("$(basename "$dir") ok ($((SECONDS - start)) s)")
+    else
+      times+=("$(basename "$dir") FAILED ($((SECONDS - start)) s)")
+      rc=1
+    fi
   done
+  # Molecule is most of CI's time: each scenario's share, to see which one to make faster
+  printf '  molecule %s\n' "${times[@]}"
   return $rc
 }
 
