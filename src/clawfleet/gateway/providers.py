@@ -30,7 +30,7 @@ from clawfleet.policy.schema import PROVIDER_NAME_RE
 
 from .credentials import SecretBinding
 
-__all__ = ["parse_providers", "private_addresses", "provider_binding"]
+__all__ = ["gateway_unsupported", "parse_providers", "private_addresses", "provider_binding"]
 
 #: Authorization schemes a provider credential may fill, whatever the profile's auth_style: the header goes only
 #: to the bound endpoints either way, and clients differ (``gh`` sends ``token``, git sends Basic).
@@ -90,6 +90,9 @@ def parse_providers(
             profile = load_profile_file(path(spec["profile"]) or "")
         except PolicyError as exc:
             raise ValueError(f"provider {name}: profile {spec['profile']}:\n{exc}") from None
+        unsupported = gateway_unsupported(profile)
+        if unsupported:
+            raise ValueError(f"provider {name}: {unsupported}")
         files = spec.get("credentials") or {}
         if not isinstance(files, Mapping):
             raise ValueError(f"provider {name}: 'credentials' maps an environment variable to a file")
@@ -108,6 +111,21 @@ def parse_providers(
                                  f" give a file for one of {', '.join(c.env_vars)}")  # fmt: skip
         profiles[name] = profile
     return profiles, tuple(bindings)
+
+
+def gateway_unsupported(profile: ProviderProfile) -> str | None:
+    """Why this gateway cannot serve a profile that loads (None: it can). Profiles load with upstream's
+    gateway-minted credentials and SigV4 signing so that they can be checked, composed and diffed; a gateway that
+    does not mint or sign refuses them at start rather than sending the sandbox's placeholder on."""
+    for c in profile.credentials:
+        if c.refresh is not None:
+            return (f"credential {c.name!r} of profile {profile.id!r} is minted by the gateway (refresh strategy"
+                    f" {c.refresh.strategy}), which this gateway does not do yet")  # fmt: skip
+    for ep in profile.endpoints:
+        if ep.credential_signing is not None:
+            return (f"endpoint {ep.host} of profile {profile.id!r} needs credential_signing: {ep.credential_signing},"
+                    " which this gateway does not do yet")  # fmt: skip
+    return None
 
 
 def private_addresses(ips: Iterable[str]) -> bool:
