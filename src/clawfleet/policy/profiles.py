@@ -37,6 +37,7 @@ from .yamlio import Document, load_document
 __all__ = [
     "AUTH_STYLES",
     "CATEGORIES",
+    "REFRESH_OUTPUT_ENV",
     "REFRESH_STRATEGIES",
     "CredentialRefresh",
     "ProfileCredential",
@@ -75,7 +76,7 @@ _OTHER_STRATEGIES = {
 }
 #: Extra outputs a strategy mints besides its primary credential, with the environment key each must use (the
 #: SigV4 signer reads AWS's keys by name), and the primary key it pins (upstream's strategy_output_spec).
-_OUTPUTS: dict[str, dict[str, str]] = {
+REFRESH_OUTPUT_ENV: dict[str, dict[str, str]] = {
     "aws_sts_assume_role": {"secret_access_key": "AWS_SECRET_ACCESS_KEY", "session_token": "AWS_SESSION_TOKEN"},
 }
 _PRIMARY_ENV = {"aws_sts_assume_role": "AWS_ACCESS_KEY_ID"}
@@ -256,7 +257,7 @@ class _ProfileValidator(Validator):
                     ok = False
                     continue
                 sibling = creds[k]
-                key = _OUTPUTS[c.refresh.strategy][output]
+                key = REFRESH_OUTPUT_ENV[c.refresh.strategy][output]
                 if key not in sibling.env_vars:
                     self.err(where, f"credential {name!r} receives {output}, so it must list {key} in env_vars")
                     ok = False
@@ -411,7 +412,7 @@ class _ProfileValidator(Validator):
     def outputs(
         self, path: tuple[str | int, ...], value: Any, strategy: str | None
     ) -> tuple[tuple[str, str], ...] | None:
-        spec = _OUTPUTS.get(strategy or "", {})
+        spec = REFRESH_OUTPUT_ENV.get(strategy or "", {})
         items = self.seq(path, value, "additional outputs") if value is not None else []
         if items is None:
             return None
