@@ -1,11 +1,12 @@
 """AWS Signature Version 4, as the gateway signs with keys the sandbox never holds (upstream's
 ``credential_signing: sigv4``) and as it calls STS ``AssumeRole`` to mint them (:mod:`.token_mint`).
 
-Hand-written rather than botocore's ``SigV4Auth``: botocore is a 13 MiB wheel (its service models) for some
-hundred lines that matter here, and it signs its own request objects; the gateway signs the request a sandbox
-sent, as bytes. The signer is checked against AWS's published SigV4 test-suite vectors (tests/gateway/
-test_sigv4.py: get-vanilla, get-vanilla-query-order-key-case, get-utf8, get-space-normalized, post-vanilla,
-post-vanilla-query) and against a fake S3 that verifies with the real secret.
+Hand-written rather than botocore's ``SigV4Auth``: botocore 1.44.18 is a 17.5 MB wheel (``pip download botocore
+--no-deps``; mostly service models) plus jmespath and python-dateutil, for some hundred lines that matter here,
+and it signs its own request objects where the gateway signs the bytes a sandbox sent. The signer reproduces
+AWS's published SigV4 test-suite signatures (tests/gateway/test_sigv4.py: get-vanilla,
+get-vanilla-query-order-key-case, post-vanilla, post-vanilla-query) and a fake S3 that verifies with the real
+secret accepts what it signs.
 
 What it signs: ``host``, ``content-type`` when present, and every ``x-amz-*`` header (the date, the payload
 hash, the session token), so a header the origin authenticates cannot be changed after signing.
