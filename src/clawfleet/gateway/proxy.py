@@ -45,7 +45,7 @@ from .body import BodyRefused, body_headers, read_body, reframe
 from .body_credentials import MAX_REWRITE_BYTES, rewrite_body
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
-from .credentials import Destination
+from .credentials import CredentialUnavailable, Destination
 from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
@@ -55,6 +55,7 @@ from .providers import private_addresses
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
+from .token_mint import MintDriver
 from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
 from .ws_relay import close_reason, relay_client_frames
 
@@ -392,6 +393,8 @@ class Gateway:
         self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
+        # gateway-minted credentials: minted here, in the privileged process (privsep sets it to None in the parser)
+        self.minting: MintDriver | None = MintDriver(config.providers, config.refresh) if config.refresh else None
         self._scoped: tuple[object, object] | None = None  # (secrets, policy) the provider scopes were set for
         self.upstream_ctx = upstream_context(config.extra_ca_file)
         self.monitor = config.mode == MONITOR
@@ -890,8 +893,17 @@ class Gateway:
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets:
+            if self.minting is not None:
+                await self.minting.refresh(self.secrets)  # cached: only a due token costs a call
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
-            out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+            try:
+                out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+            except CredentialUnavailable as exc:  # a minted credential it carries has no value: never send it on
+                upstreams.pop(up.key, None)
+                up.stream.close()
+                await self._error(conn, client, exc.status, str(exc), "credential unavailable",
+                                  error="credential_unavailable")  # fmt: skip
+                return False
             used |= body_used
         else:
             used = set()

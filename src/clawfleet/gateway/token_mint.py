@@ -42,7 +42,7 @@ from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, Pro
 
 from .sigv4 import sign_headers
 
-__all__ = ["MintError", "Minted", "Minter", "minters_for"]
+__all__ = ["MintDriver", "MintError", "Minted", "Minter", "minters_for"]
 
 _MAX_RESPONSE = 64 * 1024  # a token answer is a few KiB; more is not a token endpoint
 _TIMEOUT = 10.0
@@ -118,6 +118,10 @@ class Minter:
         self._transport, self._clock = transport, clock
         self._cached: Minted | None = None
         self._lock = asyncio.Lock()
+
+    def names(self) -> tuple[str, ...]:
+        """The environment variables this minter fills: the credential's own and its additional outputs'."""
+        return (*self.credential.env_vars, *self.outputs.values())
 
     def _error(self, why: str, status: int = 502) -> MintError:
         return MintError(self.provider, self.credential.name, why, status)
@@ -285,3 +289,36 @@ def minters_for(provider: str, profile: ProviderProfile, material: Mapping[str, 
         outputs = {o: REFRESH_OUTPUT_ENV[c.refresh.strategy][o] for o, _ in c.refresh.additional_outputs}
         out[var] = Minter(provider, c, files, outputs, **kwargs)
     return out
+
+
+class MintDriver:
+    """The privileged gateway's minters (``providers.<name>.refresh``): :meth:`refresh` brings each minted value
+    in :class:`.credentials.Secrets` up to date (cached minters answer at once), recording a failure so the
+    placeholder is refused with the minter's status rather than sent on. The unprivileged parser has none: it gets
+    the values this process minted with the other secrets (.privsep)."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderProfile],
+        material: Mapping[str, Mapping[str, Mapping[str, str]]],
+        **kwargs: Any,
+    ) -> None:
+        self.minters: list[Minter] = []
+        for name, per_var in material.items():
+            self.minters.extend(minters_for(name, providers[name], per_var, **kwargs).values())
+
+    def __bool__(self) -> bool:
+        return bool(self.minters)
+
+    async def refresh(self, secrets: Any) -> None:
+        for minter in self.minters:
+            try:
+                secrets.set_minted(await minter.values())
+            except MintError as exc:
+                secrets.mint_failed(minter.names(), exc.status, str(exc))
+
+    async def run(self, secrets: Any, interval: float = 5.0) -> None:
+        """Refresh every ``interval`` seconds, so values reach the parser before a request needs them."""
+        while True:
+            await self.refresh(secrets)
+            await asyncio.sleep(interval)
