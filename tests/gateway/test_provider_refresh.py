@@ -2,8 +2,8 @@
 sandbox, mints the token from material files configured beside the provider (``providers.<name>.refresh``),
 caches it and puts it where the profile says; when it cannot mint, a request carrying the placeholder is refused
 with a 502/503 naming the provider and goes nowhere. In process: the gateway of tests/gateway/conftest.py, the
-echo origins on 127.0.0.1, FAKE Google OAuth on loopback (tests/fakes/fake_google_oauth.py). Profiles that need
-SigV4 signing (and policy endpoints with credential_signing) are still refused at start."""
+echo origins on 127.0.0.1, FAKE Google OAuth on loopback (tests/fakes/fake_google_oauth.py). SigV4 signing:
+tests/gateway/test_provider_signing.py."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clawfleet.gateway.providers import parse_providers, refresh_material
-from clawfleet.gateway.reload import require_no_signing
-from clawfleet.policy import PolicyError, load_text
 
 from .support import https
 
@@ -42,10 +40,9 @@ def _parse(profile: str, **spec):
 # -- configuration ------------------------------------------------------------------------------------------
 
 
-def test_aws_s3_is_refused_until_the_gateway_signs():
-    with pytest.raises(ValueError, match=r"^provider p: endpoint \*\.s3\.amazonaws\.com of profile 'aws-s3' needs"
-                       r" credential_signing: sigv4, which this gateway does not do yet"):  # fmt: skip
-        _parse("aws-s3", refresh={"AWS_ACCESS_KEY_ID": {"role_arn": "/r"}})
+def test_aws_s3_loads_with_minted_keys():
+    _, bindings = _parse("aws-s3", refresh={"AWS_ACCESS_KEY_ID": {"role_arn": "/r"}})
+    assert {b.name for b in bindings} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 
 
 def test_a_required_minted_credential_needs_a_file_or_its_material():
@@ -81,26 +78,6 @@ def test_a_minted_name_cannot_also_have_a_file():
     with pytest.raises(ValueError, match="GCP_SA_ACCESS_TOKEN is also bound by provider p"):
         _parse("google-cloud", credentials={"GCP_SA_ACCESS_TOKEN": "/f"},
                refresh={"GCP_SA_ACCESS_TOKEN": {"client_email": "/e", "private_key": "/k"}})  # fmt: skip
-
-
-SIGNED = """\
-version: 1
-network_policies:
-  s3:
-    binaries: [{path: /usr/bin/aws}]
-    endpoints:
-      - {host: "*.s3.*.amazonaws.com", port: 443, protocol: rest, access: full%s}
-"""
-
-
-def test_a_signing_policy_is_refused_by_the_gateway_beside_its_unsigned_twin():
-    require_no_signing(load_text(SIGNED % "", "p.yaml"))
-    with pytest.raises(PolicyError) as info:
-        require_no_signing(load_text(SIGNED % ", credential_signing: sigv4, signing_service: s3", "p.yaml"))
-    (problem,) = info.value.problems
-    assert str(problem).startswith(
-        "p.yaml: network_policies.s3.endpoints[0].credential_signing: this gateway does not re-sign SigV4 requests"
-    ), str(problem)
 
 
 # -- at the gateway -----------------------------------------------------------------------------------------

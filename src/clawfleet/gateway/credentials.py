@@ -204,6 +204,28 @@ class Secrets:
         """New values handed over (only for a :class:`Secrets` made with ``values``)."""
         self._given = dict(values)
 
+    def aws_keys(self, dest: Destination) -> tuple[str, str, str, str | None] | None:
+        """(provider, access key id, secret access key, session token or None) of the provider whose AWS
+        credentials reach ``dest`` (SigV4 re-signing, upstream's ``credential_signing``), None when none does.
+        Raises :class:`CredentialUnavailable` for a minted key that has no current value."""
+        for b in self.bindings.values():
+            if b.provider is None or b.name != "AWS_ACCESS_KEY_ID" or not self._reaches(b, dest):
+                continue
+            peers = {n: x for n, x in self.bindings.items() if x.provider == b.provider}
+            if "AWS_SECRET_ACCESS_KEY" not in peers:
+                continue
+            token = None
+            if "AWS_SESSION_TOKEN" in peers:
+                try:
+                    token = self._value("AWS_SESSION_TOKEN").decode()
+                except CredentialUnavailable:
+                    raise
+                except OSError:
+                    token = None  # a static pair without a session token
+            key_id = self._value("AWS_ACCESS_KEY_ID").decode()
+            return b.provider, key_id, self._value("AWS_SECRET_ACCESS_KEY").decode(), token
+        return None
+
     def set_minted(self, values: Mapping[str, str]) -> None:
         """Freshly minted values (environment variable -> value) of gateway-minted credentials."""
         for name, value in values.items():

@@ -36,7 +36,7 @@ from clawfleet.policy.schema import PROVIDER_NAME_RE
 from .credentials import SecretBinding
 from .token_mint import minters_for
 
-__all__ = ["gateway_unsupported", "parse_providers", "private_addresses", "provider_binding", "refresh_material"]
+__all__ = ["parse_providers", "private_addresses", "provider_binding", "refresh_material"]
 
 #: Authorization schemes a provider credential may fill, whatever the profile's auth_style: the header goes only
 #: to the bound endpoints either way, and clients differ (``gh`` sends ``token``, git sends Basic).
@@ -96,9 +96,6 @@ def parse_providers(
             profile = load_profile_file(path(spec["profile"]) or "")
         except PolicyError as exc:
             raise ValueError(f"provider {name}: profile {spec['profile']}:\n{exc}") from None
-        unsupported = gateway_unsupported(profile)
-        if unsupported:
-            raise ValueError(f"provider {name}: {unsupported}")
         files = spec.get("credentials") or {}
         if not isinstance(files, Mapping):
             raise ValueError(f"provider {name}: 'credentials' maps an environment variable to a file")
@@ -161,17 +158,6 @@ def _minted_bindings(provider: str, profile: ProviderProfile, refresh: Any,
             key = REFRESH_OUTPUT_ENV[c.refresh.strategy][output]
             out.append(replace(provider_binding(provider, key, "", by_name[sibling]), minted_by=var))
     return out
-
-
-def gateway_unsupported(profile: ProviderProfile) -> str | None:
-    """Why this gateway cannot serve a profile that loads (None: it can). Profiles load with upstream's SigV4
-    signing so that they can be checked, composed and diffed; a gateway that does not sign yet refuses them at start
-    rather than sending the sandbox's placeholder-signed request on."""
-    for ep in profile.endpoints:
-        if ep.credential_signing is not None:
-            return (f"endpoint {ep.host} of profile {profile.id!r} needs credential_signing: {ep.credential_signing},"
-                    " which this gateway does not do yet")  # fmt: skip
-    return None
 
 
 def private_addresses(ips: Iterable[str]) -> bool:

@@ -53,6 +53,7 @@ from .middleware import MiddlewareStop, run_chain
 from .middleware import event as mw_event
 from .providers import private_addresses
 from .reload import PolicyHolder
+from .resign import ResignRefused, resign
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .token_mint import MintDriver
@@ -60,6 +61,8 @@ from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
 from .ws_relay import close_reason, relay_client_frames
 
 if TYPE_CHECKING:
+    from clawfleet.policy.model import Endpoint
+
     from .metrics import GatewayMetrics
 
 __all__ = ["Denied", "Gateway"]
@@ -563,6 +566,16 @@ class Gateway:
             return True
         return bool(self.secrets) and self.credentials().bound(host, port)
 
+    def _resign(self, ep: Endpoint, method: str, host: str, target: bytes, headers: list, body: bytes | None,
+                dest: Destination) -> list:  # fmt: skip
+        """Headers signed with the real AWS keys of the provider that reaches ``dest`` (.resign); never the
+        sandbox's own signature."""
+        keys = self.credentials().aws_keys(dest)
+        if keys is None:
+            raise ResignRefused(503, f"{ep.host}: credential_signing needs a provider whose AWS credentials"
+                                " (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) reach this endpoint")  # fmt: skip
+        return resign(ep, method, host, target, headers, body, keys[1:])
+
     def credentials(self) -> Secrets:
         """The secrets, with each provider's endpoints taken from the live policy: an endpointless provider's
         credentials follow the policy's ``credential_binding`` endpoints from one reload to the next."""
@@ -898,11 +911,18 @@ class Gateway:
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
             try:
                 out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+                if d.endpoint is not None and d.endpoint.credential_signing is not None:
+                    headers = self._resign(d.endpoint, method, target.host, out_target, headers, body, dest)
             except CredentialUnavailable as exc:  # a minted credential it carries has no value: never send it on
                 upstreams.pop(up.key, None)
                 up.stream.close()
                 await self._error(conn, client, exc.status, str(exc), "credential unavailable",
                                   error="credential_unavailable")  # fmt: skip
+                return False
+            except ResignRefused as exc:
+                upstreams.pop(up.key, None)
+                up.stream.close()
+                await self._error(conn, client, exc.status, str(exc), "cannot re-sign", error="signing_refused")
                 return False
             used |= body_used
         else:

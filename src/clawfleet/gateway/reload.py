@@ -30,7 +30,6 @@ import threading
 from collections.abc import Mapping
 
 from clawfleet.policy import Engine, PolicyError, compile_policy, compose, diff, digest, load_file, require_bindings
-from clawfleet.policy.errors import Problem, format_path
 from clawfleet.policy.model import Policy
 from clawfleet.policy.profiles import ProviderProfile
 
@@ -91,7 +90,6 @@ class PolicyHolder:
     def _load(self) -> Policy:
         policy = load_file(self.path)
         require_bindings(policy, self.providers)
-        require_no_signing(policy)
         return policy
 
     def _stat(self) -> tuple[int, int, int, int] | None:
@@ -146,24 +144,3 @@ class PolicyHolder:
                 self.check()
             except Exception as exc:  # never let the watcher die
                 self._emit({"event": "reload", "ok": False, "error": [f"{type(exc).__name__}: {exc}"]})
-
-
-def require_no_signing(policy: Policy) -> None:
-    """Refuse a policy endpoint with ``credential_signing`` (PolicyError, positioned at the endpoint's file): it
-    loads for checking and diffing, but this gateway does not re-sign SigV4 requests yet, and passing the
-    sandbox's placeholder-signed request on would fail at AWS with no word why."""
-    problems = [
-        Problem(
-            policy.source,
-            None,
-            None,
-            format_path(("network_policies", key, "endpoints", i, "credential_signing")),
-            "this gateway does not re-sign SigV4 requests yet: remove credential_signing or use a static"
-            " credential the sandbox signs with",
-        )
-        for key, rule in policy.network_policies.items()
-        for i, ep in enumerate(rule.endpoints)
-        if ep.credential_signing is not None
-    ]
-    if problems:
-        raise PolicyError(problems)
