@@ -102,3 +102,21 @@ def test_a_body_changed_after_signing_is_refused(s3):
                            region="us-east-1", service="s3")  # fmt: skip
     assert _send(s3, "PUT", "/bucket/x", headers, b"tampered").status_code == 403
     assert _send(s3, "PUT", "/bucket/x", headers, body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "region"),
+    [
+        ("bucket.s3.eu-west-1.amazonaws.com", "eu-west-1"),
+        ("s3.dualstack.ap-southeast-2.amazonaws.com", "ap-southeast-2"),
+        ("bedrock-runtime.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        ("bucket.s3.amazonaws.com", "us-east-1"),  # the global endpoint
+        ("s3.amazonaws.com", "us-east-1"),
+    ],
+)
+def test_the_signing_region_comes_from_the_host_unless_the_endpoint_names_it(host, region):
+    from clawfleet.gateway.resign import region_of
+    from clawfleet.policy.model import Endpoint
+
+    assert region_of(host, Endpoint(host="x.com", ports=(443,))) == region
+    assert region_of(host, Endpoint(host="x.com", ports=(443,), signing_region="eu-central-1")) == "eu-central-1"
