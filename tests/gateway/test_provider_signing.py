@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clawfleet.gateway.providers import parse_providers
+from clawfleet.gateway.providers import parse_providers, refresh_material
 from clawfleet.gateway.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 
 from .support import https
@@ -145,3 +145,32 @@ def test_a_body_the_gateway_would_have_to_hash_is_refused_not_signed_wrongly(sig
                                                             if not v.startswith("STREAMING")})[0] == 200  # fmt: skip
     assert _verified(origins)
     assert EMPTY_SHA256 in origins["https"].seen[-1]["headers"].get("x-amz-content-sha256", EMPTY_SHA256)
+
+
+def test_keys_minted_by_sts_sign_the_request(make_gateway, origins, tmp_path):
+    """upstream's aws profile end to end: AssumeRole (FAKE STS, signed with the source keys) mints the three keys,
+    and the request is re-signed with the minted ones, session token included."""
+    sts = fake_sts.FakeSts("source/secret", "arn:aws:iam::123456789012:role/fake")
+    try:
+        before = "      refresh_before_seconds: 300\n"
+        profile = tmp_path / "aws.yaml"
+        profile.write_text((CORPUS / "aws.yaml").read_text().replace(before, f"      token_url: {sts.url}\n{before}"))
+        for name, value in (("role", sts.role), ("kid", "AKIASOURCE"), ("secret", "source/secret")):
+            (tmp_path / name).write_text(value)
+        material = {"role_arn": str(tmp_path / "role"), "aws_access_key_id": str(tmp_path / "kid"),
+                    "aws_secret_access_key": str(tmp_path / "secret")}  # fmt: skip
+        section = {"aws": {"profile": str(profile), "refresh": {"AWS_ACCESS_KEY_ID": material}}}
+        providers, bindings = parse_providers(section, lambda p: p)
+        gw = make_gateway(policy_text=_policy(origins), secrets=False, bindings=bindings, providers=providers,
+                          refresh=refresh_material(section, lambda p: p))  # fmt: skip
+        headers = _sandbox_headers(origins, "GET", "/bucket/k", b"")
+        assert https(gw, origins, "GET", "/bucket/k", headers=headers)[0] == 200
+        rec = origins["https"].seen[-1]
+        seen = {k.lower(): v for k, v in rec["headers"].items()}
+        assert seen["authorization"].startswith("AWS4-HMAC-SHA256 Credential=ASIAFAKE1/")
+        assert seen["x-amz-security-token"] == "fake-session-token-1"
+        path, _, query = rec["path"].partition("?")
+        assert fake_sts.verify_sigv4("GET", path, query, seen, b"", "fake-minted-secret-1")
+        assert "source/secret" not in json.dumps(rec) and PH not in json.dumps(rec)
+    finally:
+        sts.close()

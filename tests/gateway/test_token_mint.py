@@ -250,3 +250,17 @@ def test_assume_role_without_source_keys_is_refused_before_any_call(sts, tmp_pat
     with pytest.raises(MintError, match="does not use ambient AWS credentials"):
         asyncio.run(minter.values())
     assert sts.seen == []
+
+
+def test_after_a_failure_the_endpoint_is_not_called_again_for_a_few_seconds(google, key, tmp_path):
+    clock = Clock()
+    minter = _sa_minter(google, key, tmp_path, clock)
+    google.mode = "garbage"
+    for _ in range(3):  # a hanging or broken endpoint must not be called (and waited for) by every request
+        with pytest.raises(MintError):
+            asyncio.run(minter.values())
+    assert len(google.seen) == 1
+    google.mode = "ok"
+    clock.now += 5
+    assert asyncio.run(minter.values())["GCP_SA_ACCESS_TOKEN"] == "ya29.fake-1"
+    assert len(google.seen) == 2

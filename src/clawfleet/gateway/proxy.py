@@ -906,7 +906,7 @@ class Gateway:
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets:
-            if self.minting is not None:
+            if self.minting is not None and self.credentials().provider_reaches(dest):
                 await self.minting.refresh(self.secrets)  # cached: only a due token costs a call
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
             try:

@@ -46,6 +46,7 @@ __all__ = ["MintDriver", "MintError", "Minted", "Minter", "minters_for"]
 
 _MAX_RESPONSE = 64 * 1024  # a token answer is a few KiB; more is not a token endpoint
 _TIMEOUT = 10.0
+_RETRY_AFTER = 5.0  # seconds between attempts after a failed mint
 _JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _GOOGLE_MAX = 3600  # Google refuses assertions that live longer than an hour
 _STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
@@ -118,6 +119,9 @@ class Minter:
         self._transport, self._clock = transport, clock
         self._cached: Minted | None = None
         self._lock = asyncio.Lock()
+        # after a failure, the same error for _RETRY_AFTER seconds: a token endpoint that hangs must not hold every
+        # request (and the daemon's loop) for the full timeout, nor be hammered by each one
+        self._failed: tuple[float, MintError] | None = None
 
     def names(self) -> tuple[str, ...]:
         """The environment variables this minter fills: the credential's own and its additional outputs'."""
@@ -150,12 +154,18 @@ class Minter:
             if self._fresh(now):
                 assert self._cached is not None
                 return self._cached.values
+            if self._failed is not None and now < self._failed[0]:
+                if self._cached is not None and now < self._cached.expires_at:
+                    return self._cached.values
+                raise self._failed[1]
             try:
                 self._cached = await self._mint(now)
-            except MintError:
+            except MintError as exc:
+                self._failed = (now + _RETRY_AFTER, exc)
                 if self._cached is not None and now < self._cached.expires_at:
                     return self._cached.values  # refreshing failed, but the last token is still good
                 raise
+            self._failed = None
             return self._cached.values
 
     def _lifetime(self, granted: float) -> float:
