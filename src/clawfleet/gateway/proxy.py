@@ -53,7 +53,7 @@ from .middleware import MiddlewareStop, run_chain
 from .middleware import event as mw_event
 from .providers import private_addresses
 from .reload import PolicyHolder
-from .resign import ResignRefused, resign
+from .resign import MAX_SIGNED_BODY, ResignRefused, needs_body, resign
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
 from .token_mint import MintDriver
@@ -883,6 +883,13 @@ class Gateway:
             if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
                 body, req_headers = await self._body_credentials(conn, client, ev, caller, kind, target, method,
                                                                  path, dest, body, req_headers, body_used)  # fmt: skip
+            signing = d.endpoint if d.endpoint is not None and d.endpoint.credential_signing is not None else None
+            if signing is not None and body is None and needs_body(signing, req_headers):
+                # the signature covers the body's hash: read it (bounded) and forward it with an exact length
+                where = f"{target.authority} (credential_signing)"
+                body, _ = await self._read_bounded_body(conn, client, ev, caller, kind, target, method, path,
+                                                        MAX_SIGNED_BODY, where)  # fmt: skip
+                req_headers = reframe(ev.headers, body)
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)

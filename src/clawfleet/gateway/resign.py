@@ -3,8 +3,8 @@ sandbox signed with placeholder keys; the gateway drops that signature and signs
 (:mod:`.sigv4`). The payload hash, as upstream's modes say: ``sigv4:no_body`` ``UNSIGNED-PAYLOAD``; ``sigv4`` the
 client's own ``x-amz-content-sha256`` when it is a hex hash or ``UNSIGNED-PAYLOAD`` (the body is the sandbox's
 and goes on unchanged, so the hash it computed is the one to sign), else the hash of an empty body when there is
-none; a body the gateway would have to hash but does not hold (``sigv4:body``, or ``sigv4`` without the header) is
-refused (501) rather than signed wrongly, and so are chunk-signed streaming payloads (as upstream)."""
+none, else the hash of the body, which the gateway then reads (``sigv4:body`` always; at most
+:data:`MAX_SIGNED_BODY`, as upstream); chunk-signed streaming payloads are refused (501, as upstream)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from clawfleet.policy.model import Endpoint
 
 from .sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 
-__all__ = ["ResignRefused", "region_of", "resign"]
+__all__ = ["MAX_SIGNED_BODY", "ResignRefused", "needs_body", "region_of", "resign"]
 
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 # a region label in an AWS host name: us-east-1, eu-west-3, us-gov-west-1, cn-north-1, ap-southeast-2
@@ -36,6 +36,25 @@ def region_of(host: str, endpoint: Endpoint) -> str:
     return m.group(1) if m else "us-east-1"
 
 
+#: The largest body the gateway buffers to hash for a signature (upstream's ``sigv4:body`` limit).
+MAX_SIGNED_BODY = 10 * 1024 * 1024
+
+
+def needs_body(endpoint: Endpoint, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether signing this request needs the hash of a body the gateway must read first: ``sigv4:body``, or
+    ``sigv4`` when the client sent no usable ``x-amz-content-sha256``, and the request has a body."""
+    mode = endpoint.credential_signing
+    given = next((v.strip() for k, v in headers if k == b"x-amz-content-sha256"), None)
+    length = next((v.strip() for k, v in headers if k == b"content-length"), None)
+    if not any(k == b"transfer-encoding" for k, _ in headers) and length in (None, b"0"):
+        return False
+    if given is not None and given.startswith(b"STREAMING-"):
+        return False  # refused or sent unsigned below, never buffered
+    if mode == "sigv4:body":
+        return True
+    return mode == "sigv4" and not (given is not None and (_HEX64.fullmatch(given) or given == b"UNSIGNED-PAYLOAD"))
+
+
 def _payload_hash(mode: str, headers: list[tuple[bytes, bytes]], body: bytes | None) -> str:
     given = next((v.strip() for k, v in headers if k == b"x-amz-content-sha256"), None)
     if mode == "sigv4:no_body":
@@ -53,8 +72,8 @@ def _payload_hash(mode: str, headers: list[tuple[bytes, bytes]], body: bytes | N
     chunked = any(k == b"transfer-encoding" for k, _ in headers)
     if not chunked and length in (None, b"0"):
         return EMPTY_SHA256
-    raise ResignRefused(501, "this request's body would have to be hashed to sign it, which the gateway does not"
-                        " buffer yet: send x-amz-content-sha256 or use credential_signing: sigv4:no_body")  # fmt: skip
+    # defensive: needs_body() made the proxy read every body this could be reached with
+    raise ResignRefused(501, "this request's body was not read, so its hash cannot be signed")
 
 
 def resign(endpoint: Endpoint, method: str, host: str, target: bytes, headers: list[tuple[bytes, bytes]],
