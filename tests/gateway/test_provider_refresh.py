@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clawfleet.gateway.providers import parse_providers, refresh_material
 
-from .support import https
+from .support import https, request
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "openshell-providers"
@@ -179,3 +180,15 @@ def test_when_the_gateway_cannot_mint_the_request_is_refused_naming_the_provider
     assert len(origins["https"].seen) == before  # nothing reached the origin, placeholder or otherwise
     # a request without the placeholder still goes through
     assert https(minting_gw, origins, "GET", "/gcp/v1/plain")[0] == 200
+
+
+def test_the_token_endpoint_is_the_gateways_egress_not_the_sandboxs(minting_gw, origins, google):
+    """The gateway calls the token endpoint itself; a sandbox asking the gateway for it is denied like any host
+    its policy does not list, and the endpoint never hears from it."""
+    port = google.server_address[1]
+    with socket.create_connection(("127.0.0.1", minting_gw.port), timeout=10) as sock:
+        status = request(sock, "POST", f"http://127.0.0.1:{port}/token", f"127.0.0.1:{port}")[0]
+    assert status == 403 and google.seen == []
+    # the gateway's own mint still works
+    assert https(minting_gw, origins, "GET", "/gcp/v1/x", headers={"Authorization": f"Bearer {PH}"})[0] == 200
+    assert len(google.seen) == 1
