@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote
 
@@ -108,5 +108,5 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("Action") != "AssumeRole" or form.get("RoleArn") != srv.role:
             return self._send(403, "<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>")
         srv.issued += 1
-        exp = (datetime.now(UTC) + timedelta(seconds=srv.lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        exp = (datetime.now(timezone.utc) + timedelta(seconds=srv.lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
         return self._send(200, _OK.format(n=srv.issued, exp=exp, role=srv.role))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ fake_s3 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake_s3)
 
 VECTOR_KEY = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-VECTOR_TIME = datetime(2015, 8, 30, 12, 36, tzinfo=UTC)
+VECTOR_TIME = datetime(2015, 8, 30, 12, 36, tzinfo=timezone.utc)
 REAL = ("AKIAREALKEYFORTEST01", "real/secret+key/only-the-gateway-has")
 PLACEHOLDER = ("openshell:resolve:env:AWS_ACCESS_KEY_ID", "openshell:resolve:env:AWS_SECRET_ACCESS_KEY")
 

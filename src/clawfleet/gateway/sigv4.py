@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import posixpath
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from urllib.parse import quote, unquote
 
 __all__ = ["EMPTY_SHA256", "UNSIGNED_PAYLOAD", "canonical_request", "sign_headers", "signing_key"]
@@ -97,7 +97,7 @@ def sign_headers(
     """The request's headers with the sandbox's ``Authorization`` and ``X-Amz-Date`` / ``-Security-Token`` /
     ``-Content-Sha256`` dropped and the gateway's own put in their place. ``host``: as the origin will see it
     (``bucket.s3.eu-west-1.amazonaws.com``, with ``:port`` when not the scheme's default)."""
-    stamp = (now or datetime.now(UTC)).astimezone(UTC)
+    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     amz_date, date = stamp.strftime("%Y%m%dT%H%M%SZ"), stamp.strftime("%Y%m%d")
     kept = [(n, v) for n, v in headers if n.lower() not in _DROPPED and n.lower() != "host"]
     added = [("host", host), ("x-amz-date", amz_date)]

@@ -30,7 +30,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -246,7 +246,7 @@ class Minter:
             headers=[("content-type", "application/x-www-form-urlencoded")],
             payload_hash=hashlib.sha256(body).hexdigest(), access_key=key_id, secret_key=secret,
             region=region, service="sts", session_token=self._read("aws_session_token"),
-            now=datetime.fromtimestamp(now, UTC),
+            now=datetime.fromtimestamp(now, timezone.utc),
         )  # fmt: skip
         data = await self._post(url, form, [(n, v) for n, v in headers if n != "content-type"])
         try:

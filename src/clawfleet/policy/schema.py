@@ -907,7 +907,9 @@ class Validator:
             websocket_credential_rewrite=ws_rewrite,
             allow_uninspected_credentials=uninspected,
             **body,
-            **signing,
+            credential_signing=signing.get("credential_signing"),
+            signing_service=signing.get("signing_service"),
+            signing_region=signing.get("signing_region"),
         )
 
     def signing(
