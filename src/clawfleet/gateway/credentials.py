@@ -244,7 +244,7 @@ class Secrets:
             if name not in self._given:
                 if b.minted_by is not None:
                     raise CredentialUnavailable(f"provider {b.provider}: no current value for {name} (the gateway"
-                                                " has not minted it; see its log)")  # fmt: skip
+                                                " could not mint it yet)")  # fmt: skip
                 raise FileNotFoundError(f"secret {name}: no value handed over")
             return self._given[name]
         if b.minted_by is not None:
