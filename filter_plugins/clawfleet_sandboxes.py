@@ -120,7 +120,7 @@ def _providers(sandbox, index: int) -> dict:
         if not _PROVIDER_NAME.fullmatch(str(provider)):
             raise AnsibleFilterError(f"{where}: provider name {provider!r} must be letters, digits and . _ -")
         if not isinstance(spec, Mapping) or not isinstance(spec.get("profile"), Mapping) or set(spec) - {
-                "profile", "credentials"}:  # fmt: skip
+                "profile", "credentials", "refresh"}:  # fmt: skip
             raise AnsibleFilterError(f"{where}: providers.{provider} needs 'profile' (a mapping: the provider"
                                      " profile) and 'credentials'")  # fmt: skip
         creds = spec.get("credentials") or {}
@@ -145,9 +145,57 @@ def _providers(sandbox, index: int) -> dict:
             secrets[var] = {"value": value, "provider": provider}
             names[var] = {"secret": True}
         public[provider] = {"profile": spec["profile"], "credentials": names}
+        refresh = _refresh(spec.get("refresh"), provider, spec["profile"], secrets, where)
+        if refresh:
+            public[provider]["refresh"], public[provider]["minted"] = refresh
     out = {k: v for k, v in sandbox.items() if k != "providers"}
     out.update(secrets=secrets, providers=public)
     return out
+
+
+def _refresh(refresh, provider: str, profile: Mapping, secrets: dict, where: str) -> tuple[dict, list] | None:
+    """``refresh: {VARIABLE: {material: value | {file: /path}}}`` (gateway-minted credentials, docs/gateway.md): each
+    material value becomes a root-only secret ``VARIABLE__material`` marked ``material: true`` (stored like any
+    secret, never a placeholder in the sandbox); returns (VARIABLE -> material -> {secret: KEY} | {file: PATH}, the
+    variables the refresh mints: the credential's and its additional outputs' siblings', which the sandbox gets
+    as placeholders)."""
+    if not refresh:
+        return None
+    if not isinstance(refresh, Mapping):
+        raise AnsibleFilterError(f"{where}: providers.{provider}.refresh must map a variable to its material")
+    creds = [c for c in profile.get("credentials") or [] if isinstance(c, Mapping)]
+    out: dict = {}
+    minted: list = []
+    for var, material in refresh.items():
+        cred = next((c for c in creds if var in (c.get("env_vars") or []) and c.get("refresh")), None)
+        if cred is None or not isinstance(material, Mapping):
+            raise AnsibleFilterError(f"{where}: providers.{provider}.refresh.{var}: not a credential with a refresh"
+                                     " block in the profile, or its material is not a mapping")  # fmt: skip
+        minted += [v for v in cred["env_vars"] if v not in minted]
+        for output in cred["refresh"].get("additional_outputs") or []:
+            sibling = next((c for c in creds if c.get("name") == output.get("credential")), {})
+            minted += [v for v in sibling.get("env_vars") or [] if v not in minted]
+        out[var] = {}
+        for name, value in material.items():
+            key = f"{var}__{name}"
+            if not _SECRET_NAME.fullmatch(key):
+                raise AnsibleFilterError(
+                    f"{where}: providers.{provider}.refresh.{var}: {name!r} is not a material name"
+                )
+            if isinstance(value, Mapping):
+                if set(value) != {"file"} or not str(value["file"]).startswith("/"):
+                    raise AnsibleFilterError(f"{where}: providers.{provider}.refresh.{var}.{name}: a value (the"
+                                             " vault's) or {file: /absolute/path}")  # fmt: skip
+                out[var][name] = {"file": value["file"]}
+                continue
+            if value is None or isinstance(value, (list, bool, int, float)) or not str(value).strip():
+                raise AnsibleFilterError(f"{where}: providers.{provider}.refresh.{var}.{name} must be a non-empty"
+                                         " string (the vault's)")  # fmt: skip
+            if key in secrets:
+                raise AnsibleFilterError(f"{where}: providers.{provider}.refresh: {key} is also a secret")
+            secrets[key] = {"value": value, "provider": provider, "material": True}
+            out[var][name] = {"secret": key}
+    return out, minted
 
 
 def sandbox_channels(sandboxes) -> list:

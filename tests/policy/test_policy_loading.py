@@ -172,8 +172,8 @@ CASES = [
     ),
     (
         "host-mid-wildcard",
-        GOOD_RULE.replace("api.github.com", "api.*.com"),
-        "5:15: network_policies.gh.endpoints[0].host: wildcards are allowed in the first label only",
+        GOOD_RULE.replace("api.github.com", "api.*-x.com"),
+        "5:15: network_policies.gh.endpoints[0].host: a wildcard after the first label must be the whole label",
     ),
     (
         "host-bare-star",

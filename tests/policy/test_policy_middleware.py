@@ -117,8 +117,8 @@ def test_good_config_twin_loads():
          "5:16: network_middlewares.m.endpoints: the host selector must include at least one host pattern"),
         ("    middleware: openshell/regex\n    endpoints: {include: [" + ", ".join(f"h{i}.com" for i in range(33))
          + "]}\n", "network_middlewares.m.endpoints: at most 32 include and exclude patterns in all"),
-        ("    middleware: openshell/regex\n    endpoints: {include: ['a.*.com']}\n",
-         "network_middlewares.m.endpoints.include[0]: wildcards are allowed in the first label only"),
+        ("    middleware: openshell/regex\n    endpoints: {include: ['a.**.com']}\n",
+         "network_middlewares.m.endpoints.include[0]: a wildcard after the first label must be the whole label"),
     ],
 )  # fmt: skip
 def test_bad_selector_is_refused(body, expected):

@@ -244,13 +244,12 @@ def test_allow_uninspected_credentials_is_part_of_the_digest_and_needs_a_boolean
     assert "allow_uninspected_credentials" in only(text)
 
 
-def test_the_upstream_only_credential_options_are_still_refused():
+def test_credential_signing_without_a_service_is_refused():
     option = "        credential_signing: sigv4\n"
     text = BOUND.replace("        access: full\n", "        access: full\n" + option)
     assert only(text) == (
         "p.yaml:9:9: network_policies.gcp_storage.endpoints[0].credential_signing:"
-        " 'credential_signing' is an upstream OpenShell option that clawfleet does not support;"
-        " remove it"
+        " credential_signing needs signing_service (s3, bedrock, sts, ...)"
     )
 
 
@@ -357,8 +356,8 @@ def _profile_only(text: str) -> str:
         (
             "    auth_style: bearer\n",
             "    auth_style: bearer\n    refresh: {strategy: static}\n",
-            "p.yaml:9:5: credentials[0].refresh: 'refresh': clawfleet injects static credentials only (no"
-            " gateway-minted or refreshed tokens); remove it and keep the current value in the provider's file",
+            "p.yaml:9:25: credentials[0].refresh.strategy: strategy static: a static credential needs no refresh"
+            " block: give its value in the provider's credential file",
         ),
         (
             "    auth_style: bearer\n",

@@ -26,27 +26,16 @@ from clawfleet.policy.yamlio import dump_yaml
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "openshell-providers"
 
-#: The profiles clawfleet loads unchanged.
-LOADS = ["aws-bedrock", "claude-code", "codex", "copilot", "cursor", "deepinfra", "github", "nvidia", "pypi"]
-#: The profiles it refuses, and every distinct reason (an option it does not offer, named with its key).
-REFUSED = {
-    "aws": {"'refresh': clawfleet injects static credentials only"},
-    "aws-s3": {
-        "'refresh': clawfleet injects static credentials only",
-        "'credential_signing' is an upstream OpenShell option that clawfleet does not support",
-        "'signing_service' is an upstream OpenShell option that clawfleet does not support",
-        "'signing_region' is an upstream OpenShell option that clawfleet does not support",
-        "wildcards are allowed in the first label only",
-    },
-    "google-cloud": {"'refresh': clawfleet injects static credentials only"},
-    "google-vertex-ai": {"'refresh': clawfleet injects static credentials only"},
-}
+#: The profiles clawfleet loads unchanged: all thirteen (refresh blocks, SigV4 signing and inner-label host
+#: wildcards load since Providers v2 minting; tests/policy/test_profile_refresh_signing.py checks them).
+LOADS = ["aws", "aws-bedrock", "aws-s3", "claude-code", "codex", "copilot", "cursor", "deepinfra", "github",
+         "google-cloud", "google-vertex-ai", "nvidia", "pypi"]  # fmt: skip
 
 GH, GIT = "/usr/bin/gh", "/usr/bin/git"
 
 
 def test_the_corpus_is_every_upstream_profile():
-    assert sorted(p.stem for p in CORPUS.glob("*.yaml")) == sorted([*LOADS, *REFUSED])
+    assert sorted(p.stem for p in CORPUS.glob("*.yaml")) == sorted(LOADS)
 
 
 @pytest.mark.parametrize("name", LOADS)
@@ -55,17 +44,6 @@ def test_upstream_profiles_load_unchanged(name):
     assert profile.id == name
     again = normalize_profile(profile)
     assert json.loads(json.dumps(again)) == again
-
-
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_upstream_profiles_with_options_clawfleet_lacks_are_refused_by_name(name):
-    with pytest.raises(PolicyError) as info:
-        load_profile_file(CORPUS / f"{name}.yaml")
-    found = [str(p) for p in info.value.problems]
-    assert all(f"{name}.yaml:" in p for p in found)
-    # each problem is one of the known reasons, and each known reason is reported
-    assert all(any(why in p for why in REFUSED[name]) for p in found), found
-    assert all(any(why in p for p in found) for why in REFUSED[name]), found
 
 
 # -- the github profile, as upstream ships it -------------------------------------------------------------

@@ -216,3 +216,67 @@ def test_a_policy_binding_an_unknown_provider_fails_the_definitions_check(tmp_pa
     assert proc.returncode != 0
     assert "provider 'nobody' is not configured for this sandbox (the gateway's providers: work-gcp)" in proc.stdout
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+# -- gateway-minted credentials: refresh material from the vault ---------------------------------------------
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nFAKE-material-VALUE-9Qx2\n-----END PRIVATE KEY-----"
+GCP_PROFILE = YAML(typ="safe").load((REPO / "tests/data/openshell-providers/google-cloud.yaml").read_text())
+
+
+def _minting(**material) -> list[dict]:
+    refresh = {"GCP_SA_ACCESS_TOKEN": {"client_email": "agent@p.iam.gserviceaccount.com", "private_key": KEY_PEM,
+                                       **material}}  # fmt: skip
+    return [{"name": "cloud", "providers": {"work-gcp": {"profile": GCP_PROFILE, "refresh": refresh}}}]
+
+
+def test_refresh_material_becomes_gateway_only_secrets():
+    f = _filters()
+    expanded = f.sandbox_channels(_minting())[0]
+    assert expanded["secrets"]["GCP_SA_ACCESS_TOKEN__private_key"] == {
+        "value": KEY_PEM, "provider": "work-gcp", "material": True}  # fmt: skip
+    assert expanded["providers"]["work-gcp"]["refresh"] == {"GCP_SA_ACCESS_TOKEN": {
+        "client_email": {"secret": "GCP_SA_ACCESS_TOKEN__client_email"},
+        "private_key": {"secret": "GCP_SA_ACCESS_TOKEN__private_key"}}}  # fmt: skip
+    assert expanded["providers"]["work-gcp"]["minted"] == ["GCP_SA_ACCESS_TOKEN"]
+    assert KEY_PEM not in json.dumps(f.sandboxes_without_secret_values(_minting()))
+    on_host = f.sandbox_channels(_minting(private_key={"file": "/srv/keys/sa.pem"}))[0]
+    assert on_host["providers"]["work-gcp"]["refresh"]["GCP_SA_ACCESS_TOKEN"]["private_key"] == {
+        "file": "/srv/keys/sa.pem"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("refresh", "message"),
+    [
+        ({"GCP_TOKEN": {"x": "y"}}, "providers.work-gcp.refresh.GCP_TOKEN: not a credential with a refresh block"),
+        ({"GCP_SA_ACCESS_TOKEN": {"private_key": ""}}, "providers.work-gcp.refresh.GCP_SA_ACCESS_TOKEN.private_key must"
+         " be a non-empty string (the vault's)"),
+        ({"GCP_SA_ACCESS_TOKEN": {"private_key": {"file": "rel"}}}, "private_key: a value (the vault's) or {file:"),
+    ],
+)  # fmt: skip
+def test_refresh_errors_name_the_setting_never_the_value(refresh, message):
+    sandboxes = [{"name": "cloud", "providers": {"work-gcp": {"profile": GCP_PROFILE, "refresh": refresh}}}]
+    with pytest.raises(Exception) as info:
+        _filters().sandbox_channels(sandboxes)
+    assert message in str(info.value) and KEY_PEM not in str(info.value)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_the_definition_names_the_refresh_material_and_passes_gateway_check(tmp_path):
+    binding = BINDING.replace("work-gcp", "work-gcp")  # the policy binds the endpointless google-cloud provider
+    proc, out = _render(tmp_path, _minting(), binding)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert KEY_PEM not in proc.stdout + proc.stderr
+    stored = tmp_path / "secrets" / "sandbox-cloud-GCP_SA_ACCESS_TOKEN__private_key"
+    assert stored.read_text() == KEY_PEM + "\n"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and stored.stat().st_uid == 0
+    text = (out / "cloud.yaml").read_text()
+    assert KEY_PEM not in text
+    definition = YAML(typ="safe").load(text)
+    assert definition["credentials"] == ["GCP_SA_ACCESS_TOKEN"]  # the placeholder, never the material
+    assert definition["gateway"]["providers"]["work-gcp"]["refresh"] == {"GCP_SA_ACCESS_TOKEN": {
+        "client_email": str(tmp_path / "secrets" / "sandbox-cloud-GCP_SA_ACCESS_TOKEN__client_email"),
+        "private_key": str(stored)}}  # fmt: skip
+    config = load_gateway_section({"policy": "p", **definition["gateway"]})
+    assert config.refresh["work-gcp"]["GCP_SA_ACCESS_TOKEN"]["private_key"] == str(stored)
+    assert [b.minted_by for b in config.secrets] == ["GCP_SA_ACCESS_TOKEN"]

@@ -45,7 +45,7 @@ from typing import Any, TextIO
 from clawfleet.policy.profiles import ProviderProfile
 
 from .credentials import PLACEHOLDER_PREFIXES, SecretBinding, Secrets, parse_binding
-from .providers import parse_providers
+from .providers import parse_providers, refresh_material
 
 __all__ = ["PLACEHOLDER_PREFIXES", "ConfigError", "DecisionLog", "DecisionObserver", "GatewayConfig",
            "SecretBinding", "Secrets", "config_from_args", "current_digest", "load_gateway_section"]  # fmt: skip
@@ -70,6 +70,8 @@ class GatewayConfig:
     static_hosts: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[SecretBinding, ...] = ()  # the ``secrets:`` bindings, then the providers' credentials
     providers: Mapping[str, ProviderProfile] = field(default_factory=dict)  # instance name -> its profile
+    # provider -> minted credential's env var -> {material name -> file} (.token_mint; read by the privileged side)
+    refresh: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
     listen_port: int = 3128
     reload_interval: float = 0.1
     connect_timeout: float = 10.0
@@ -130,6 +132,7 @@ def load_gateway_section(data: Mapping[str, Any], base_dir: str = ".", **default
         static_hosts=static,
         secrets=tuple(secrets),
         providers=providers,
+        refresh=refresh_material(data.get("providers"), path),
         listen_port=int(data.get("listen_port", 3128)),
         reload_interval=float(data.get("reload_interval", 0.1)),
         connect_timeout=float(data.get("connect_timeout", 10.0)),

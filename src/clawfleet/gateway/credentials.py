@@ -47,7 +47,7 @@ from clawfleet.policy.globmatch import compile_glob
 from clawfleet.policy.middleware import matches_host
 from clawfleet.policy.model import Endpoint
 
-__all__ = ["PLACEHOLDER_PREFIXES", "Destination", "SecretBinding", "Secrets", "parse_binding"]
+__all__ = ["PLACEHOLDER_PREFIXES", "CredentialUnavailable", "Destination", "SecretBinding", "Secrets", "parse_binding"]
 
 PLACEHOLDER_PREFIXES = ("clawfleet:secret:", "openshell:resolve:env:")
 _PLACEHOLDER = re.compile(rb"(?:clawfleet:secret:|openshell:resolve:env:)([A-Za-z_][A-Za-z0-9_]{0,127})")
@@ -64,6 +64,16 @@ _SEGMENT_SAFE = "-._~!$&'()*+,=:@"
 ECHO_METHODS = frozenset({"TRACE", "TRACK"})
 
 
+class CredentialUnavailable(FileNotFoundError):
+    """A gateway-minted credential has no current value: the request that carries its placeholder is answered
+    ``status`` (503: not minted / unreachable token endpoint, 502: a bad answer) with a message naming the
+    provider, instead of going on with the placeholder."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class SecretBinding:
     name: str
@@ -74,6 +84,9 @@ class SecretBinding:
     query: tuple[str, ...] = ()
     path: tuple[str, ...] = ()
     provider: str | None = None  # a provider's credential: bound to that provider's endpoints, not to ``hosts``
+    # a gateway-minted credential (.token_mint): the primary environment variable of the refresh that mints it
+    # (its own name for the primary); its value comes from the minter, never from ``file``
+    minted_by: str | None = None
 
     def bound_to(self, host: str) -> bool:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
@@ -144,6 +157,8 @@ class Secrets:
         self._values: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._given: dict[str, bytes] | None = dict(values) if values is not None else None
         self._scopes: dict[str, tuple[Endpoint, ...]] = {}  # provider -> its endpoints (see scope)
+        self._minted: dict[str, bytes] = {}  # gateway-minted values (.token_mint), by environment variable
+        self._mint_errors: dict[str, tuple[int, str]] = {}  # why a minted value is missing: (status, message)
 
     def __bool__(self) -> bool:
         return bool(self.bindings)
@@ -189,12 +204,54 @@ class Secrets:
         """New values handed over (only for a :class:`Secrets` made with ``values``)."""
         self._given = dict(values)
 
+    def aws_keys(self, dest: Destination) -> tuple[str, str, str, str | None] | None:
+        """(provider, access key id, secret access key, session token or None) of the provider whose AWS
+        credentials reach ``dest`` (SigV4 re-signing, upstream's ``credential_signing``), None when none does.
+        Raises :class:`CredentialUnavailable` for a minted key that has no current value."""
+        for b in self.bindings.values():
+            if b.provider is None or b.name != "AWS_ACCESS_KEY_ID" or not self._reaches(b, dest):
+                continue
+            peers = {n: x for n, x in self.bindings.items() if x.provider == b.provider}
+            if "AWS_SECRET_ACCESS_KEY" not in peers:
+                continue
+            token = None
+            if "AWS_SESSION_TOKEN" in peers:
+                try:
+                    token = self._value("AWS_SESSION_TOKEN").decode()
+                except CredentialUnavailable:
+                    raise
+                except OSError:
+                    token = None  # a static pair without a session token
+            key_id = self._value("AWS_ACCESS_KEY_ID").decode()
+            return b.provider, key_id, self._value("AWS_SECRET_ACCESS_KEY").decode(), token
+        return None
+
+    def set_minted(self, values: Mapping[str, str]) -> None:
+        """Freshly minted values (environment variable -> value) of gateway-minted credentials."""
+        for name, value in values.items():
+            self._minted[name] = value.encode("utf-8")
+            self._mint_errors.pop(name, None)
+
+    def mint_failed(self, names: Iterable[str], status: int, message: str) -> None:
+        """Minting these failed and no unexpired value is left: their placeholders are refused with ``status``."""
+        for name in names:
+            self._minted.pop(name, None)
+            self._mint_errors[name] = (status, message)
+
     def _value(self, name: str) -> bytes:
+        b = self.bindings[name]
         if self._given is not None:
             if name not in self._given:
+                if b.minted_by is not None:
+                    raise CredentialUnavailable(f"provider {b.provider}: no current value for {name} (the gateway"
+                                                " could not mint it yet)")  # fmt: skip
                 raise FileNotFoundError(f"secret {name}: no value handed over")
             return self._given[name]
-        b = self.bindings[name]
+        if b.minted_by is not None:
+            if name in self._minted:
+                return self._minted[name]
+            status, message = self._mint_errors.get(name, (503, f"provider {b.provider}: {name} is not minted yet"))
+            raise CredentialUnavailable(message, status)
         st = os.stat(b.file)
         key = (st.st_mtime_ns, st.st_size)
         cached = self._values.get(name)

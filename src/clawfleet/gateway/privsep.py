@@ -406,6 +406,7 @@ async def _serve_parser(setup: ParserSetup) -> None:
     holder = PolicyHolder.given(setup.policy, cfg.providers)
     gateway = Gateway(cfg, holder, log, None, ca)
     gateway.secrets = Secrets(cfg.secrets, values=setup.secrets)
+    gateway.minting = None  # the daemon mints (it can read the material) and hands the values over
     gateway.router_identity = setup.router_identity
     metrics = GatewayMetrics(parser=True) if setup.metrics else None
     if metrics is not None:

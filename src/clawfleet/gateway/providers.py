@@ -8,6 +8,10 @@ they may be sent to) plus the files that hold this instance's values::
         profile: /etc/clawfleet/providers/github.yaml   # relative paths: relative to the config file
         credentials:
           GITHUB_TOKEN: /etc/clawfleet/secrets/work-github-GITHUB_TOKEN   # root-only, as secrets: files
+      work-gcp:
+        profile: /etc/clawfleet/providers/google-cloud.yaml
+        refresh:                             # a credential the gateway mints (the profile's refresh block)
+          GCP_SA_ACCESS_TOKEN: {client_email: /etc/clawfleet/secrets/gcp-email, private_key: /etc/.../gcp-key}
 
 Each credential becomes a :class:`.credentials.SecretBinding` bound to the provider, not to hosts: its value goes
 only to the profile's endpoints, or for an endpointless profile to the policy endpoints that name the instance
@@ -21,16 +25,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from clawfleet.policy import PolicyError
-from clawfleet.policy.profiles import ProfileCredential, ProviderProfile, load_profile_file
+from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, ProviderProfile, load_profile_file
 from clawfleet.policy.providers import provider_rule_key
 from clawfleet.policy.schema import PROVIDER_NAME_RE
 
 from .credentials import SecretBinding
+from .token_mint import minters_for
 
-__all__ = ["parse_providers", "private_addresses", "provider_binding"]
+__all__ = ["parse_providers", "private_addresses", "provider_binding", "refresh_material"]
 
 #: Authorization schemes a provider credential may fill, whatever the profile's auth_style: the header goes only
 #: to the bound endpoints either way, and clients differ (``gh`` sends ``token``, git sends Basic).
@@ -83,7 +89,7 @@ def parse_providers(
                              "; rename one")  # fmt: skip
         if not isinstance(spec, Mapping) or "profile" not in spec:
             raise ValueError(f"provider {name}: needs 'profile' (a provider profile file) and 'credentials'")
-        unknown = set(spec) - {"profile", "credentials"}
+        unknown = set(spec) - {"profile", "credentials", "refresh"}
         if unknown:
             raise ValueError(f"provider {name}: unknown settings {', '.join(sorted(map(str, unknown)))}")
         try:
@@ -102,12 +108,56 @@ def parse_providers(
                 raise ValueError(f"provider {name}: {var} is also bound by {owner[var]}; one name, one value")
             owner[var] = f"provider {name}"
             bindings.append(provider_binding(name, var, path(file) or "", declared[var]))
+        minted = _minted_bindings(name, profile, spec.get("refresh"), path)
+        for b in minted:
+            if b.name in owner:
+                raise ValueError(f"provider {name}: {b.name} is also bound by {owner[b.name]}; one name, one value")
+            owner[b.name] = f"provider {name}"
+        bindings.extend(minted)
+        given = set(files) | {b.name for b in minted}
         for c in profile.credentials:
-            if c.required and not any(v in files for v in c.env_vars):
+            if c.required and not any(v in given for v in c.env_vars):
                 raise ValueError(f"provider {name}: credential {c.name!r} of profile {profile.id!r} is required:"
-                                 f" give a file for one of {', '.join(c.env_vars)}")  # fmt: skip
+                                 f" give a file for one of {', '.join(c.env_vars)}"
+                                 f"{' or its refresh material' if c.refresh else ''}")  # fmt: skip
         profiles[name] = profile
     return profiles, tuple(bindings)
+
+
+def refresh_material(data: Any, path: Callable[[Any], str | None]) -> dict[str, dict[str, dict[str, str]]]:
+    """provider -> minted credential's primary environment variable -> {material name -> file} (the
+    ``refresh:`` settings :func:`parse_providers` checked): what the privileged gateway mints from."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for name, spec in (data or {}).items():
+        refresh = spec.get("refresh") if isinstance(spec, Mapping) else None
+        if refresh:
+            out[name] = {var: {m: path(f) or "" for m, f in files.items()} for var, files in refresh.items()}
+    return out
+
+
+def _minted_bindings(provider: str, profile: ProviderProfile, refresh: Any,
+                     path: Callable[[Any], str | None]) -> list[SecretBinding]:  # fmt: skip
+    """One binding per value a configured refresh mints (its primary's env vars and its additional outputs'),
+    placed where the minted credential's profile entry says; ``refresh``: env var -> {material name -> file}."""
+    if refresh is None:
+        return []
+    if not isinstance(refresh, Mapping) or not all(isinstance(v, Mapping) for v in refresh.values()):
+        raise ValueError(f"provider {provider}: 'refresh' maps a minted credential's environment variable to"
+                         " {material name: file}")  # fmt: skip
+    resolved = {var: {m: path(f) or "" for m, f in files.items()} for var, files in refresh.items()}
+    minters_for(provider, profile, resolved)  # checks every name: a refreshed credential, known and required material
+    by_var = {v: c for c in profile.credentials for v in c.env_vars}
+    by_name = {c.name: c for c in profile.credentials}
+    out: list[SecretBinding] = []
+    for var in refresh:
+        c = by_var[var]
+        assert c.refresh is not None
+        for v in c.env_vars:
+            out.append(replace(provider_binding(provider, v, "", c), minted_by=var))
+        for output, sibling in c.refresh.additional_outputs:
+            key = REFRESH_OUTPUT_ENV[c.refresh.strategy][output]
+            out.append(replace(provider_binding(provider, key, "", by_name[sibling]), minted_by=var))
+    return out
 
 
 def private_addresses(ips: Iterable[str]) -> bool:

@@ -46,7 +46,7 @@ from .body import BodyRefused, body_headers, read_body, reframe
 from .body_credentials import MAX_REWRITE_BYTES, rewrite_body
 from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
-from .credentials import Destination
+from .credentials import CredentialUnavailable, Destination
 from .destguard import address_verdict
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
@@ -54,12 +54,16 @@ from .middleware import MiddlewareStop, run_chain
 from .middleware import event as mw_event
 from .providers import private_addresses
 from .reload import PolicyHolder
+from .resign import MAX_SIGNED_BODY, ResignRefused, needs_body, resign
 from .router_identity import RouterIdentity
 from .target import RequestRefused, checked_target
+from .token_mint import MintDriver
 from .upgrade import offers_websocket, sanitize_upgrade, switch_accepted
 from .ws_relay import close_reason, relay_client_frames
 
 if TYPE_CHECKING:
+    from clawfleet.policy.model import Endpoint
+
     from .metrics import GatewayMetrics
 
 __all__ = ["Denied", "Gateway"]
@@ -393,6 +397,8 @@ class Gateway:
         self.identify_socket: Callable[[int], Awaitable[Caller]] | None = None
         self.ca = ca or SandboxCA(config.sandbox)
         self.secrets = Secrets(config.secrets)
+        # gateway-minted credentials: minted here, in the privileged process (privsep sets it to None in the parser)
+        self.minting: MintDriver | None = MintDriver(config.providers, config.refresh) if config.refresh else None
         self._scoped: tuple[object, object] | None = None  # (secrets, policy) the provider scopes were set for
         # The gateway -> origin TLS context is built on first use (``upstream_ctx``): loading the system trust
         # store costs ~100 ms, which `clawfleet sandbox run` paid before the sandbox could start even when its
@@ -585,6 +591,16 @@ class Gateway:
         if middleware and self.holder.engine.middlewares(host):  # it sees only traffic the gateway parses
             return True
         return bool(self.secrets) and self.credentials().bound(host, port)
+
+    def _resign(self, ep: Endpoint, method: str, host: str, target: bytes, headers: list, body: bytes | None,
+                dest: Destination) -> list:  # fmt: skip
+        """Headers signed with the real AWS keys of the provider that reaches ``dest`` (.resign); never the
+        sandbox's own signature."""
+        keys = self.credentials().aws_keys(dest)
+        if keys is None:
+            raise ResignRefused(503, f"{ep.host}: credential_signing needs a provider whose AWS credentials"
+                                " (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) reach this endpoint")  # fmt: skip
+        return resign(ep, method, host, target, headers, body, keys[1:])
 
     def credentials(self) -> Secrets:
         """The secrets, with each provider's endpoints taken from the live policy: an endpointless provider's
@@ -893,6 +909,13 @@ class Gateway:
             if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
                 body, req_headers = await self._body_credentials(conn, client, ev, caller, kind, target, method,
                                                                  path, dest, body, req_headers, body_used)  # fmt: skip
+            signing = d.endpoint if d.endpoint is not None and d.endpoint.credential_signing is not None else None
+            if signing is not None and body is None and needs_body(signing, req_headers):
+                # the signature covers the body's hash: read it (bounded) and forward it with an exact length
+                where = f"{target.authority} (credential_signing)"
+                body, _ = await self._read_bounded_body(conn, client, ev, caller, kind, target, method, path,
+                                                        MAX_SIGNED_BODY, where)  # fmt: skip
+                req_headers = reframe(ev.headers, body)
             up = await self._upstream(upstreams, target, ips, is_tls)
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
@@ -916,8 +939,24 @@ class Gateway:
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
         if self.secrets:
+            if self.minting is not None and self.credentials().provider_reaches(dest):
+                await self.minting.refresh(self.secrets)  # cached: only a due token costs a call
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form
-            out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+            try:
+                out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
+                if d.endpoint is not None and d.endpoint.credential_signing is not None:
+                    headers = self._resign(d.endpoint, method, target.host, out_target, headers, body, dest)
+            except CredentialUnavailable as exc:  # a minted credential it carries has no value: never send it on
+                upstreams.pop(up.key, None)
+                up.stream.close()
+                await self._error(conn, client, exc.status, str(exc), "credential unavailable",
+                                  error="credential_unavailable")  # fmt: skip
+                return False
+            except ResignRefused as exc:
+                upstreams.pop(up.key, None)
+                up.stream.close()
+                await self._error(conn, client, exc.status, str(exc), "cannot re-sign", error="signing_refused")
+                return False
             used |= body_used
         else:
             used = set()

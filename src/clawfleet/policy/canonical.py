@@ -93,6 +93,9 @@ def canonical_endpoint(ep: Endpoint) -> dict[str, Any]:
         out["websocket_credential_rewrite"] = True
     if ep.allow_uninspected_credentials:
         out["allow_uninspected_credentials"] = True
+    for key in ("credential_signing", "signing_service", "signing_region"):
+        if getattr(ep, key) is not None:
+            out[key] = getattr(ep, key)
     if ep.allowed_ips:
         out["allowed_ips"] = list(ep.allowed_ips)
     return out

@@ -8,6 +8,8 @@ glob matches (linear in the text, :mod:`.globmatch`), never a scan of every rule
 * host index: exact hosts in a dict; ``*.x.com`` / ``*-a.x.com`` (exactly one label)
   under their suffix, tried with the request's first label cut off; ``**.x.com``
   (one or more labels) under their suffix, tried for each proper suffix of the host;
+  a pattern with a ``*`` label after the first (``*.s3.*.amazonaws.com``) under the fixed labels after its last
+  wildcard, tried for each proper suffix of the host and then matched whole by one anchored regex;
   each bucket maps port -> candidate endpoints;
 * binaries: exact paths in a dict, globs compiled once; the set of rules a
   (binary, ancestors) chain may use is cached (LRU);
@@ -43,7 +45,10 @@ from .l7_body import DEFAULT_MAX_BODY_BYTES, body_verdict
 from .matching import (
     canonical_request_path,
     compile_glob,
+    compile_host_pattern,
     compile_label_glob,
+    fixed_host_suffix,
+    has_inner_wildcard,
     normalize_request_host,
     parse_query,
 )
@@ -249,6 +254,7 @@ class Engine:
         exact: dict[str, dict[int, list[_CompiledEndpoint]]] = {}
         single: dict[str, dict[str, dict[int, list[_CompiledEndpoint]]]] = {}
         multi: dict[str, dict[int, list[_CompiledEndpoint]]] = {}
+        inner: dict[str, dict[str, dict[int, list[_CompiledEndpoint]]]] = {}
         bin_exact: dict[str, set[int]] = {}
         bin_glob: dict[str, set[int]] = {}
         self.keys: list[str] = []
@@ -264,7 +270,9 @@ class Engine:
                 cep = _CompiledEndpoint(rule_idx, ep_idx, key, ep)
                 self._inspects_bodies = self._inspects_bodies or cep.body
                 first, _, rest = ep.host.partition(".")
-                if first == "**":
+                if has_inner_wildcard(ep.host):
+                    _add(inner.setdefault(fixed_host_suffix(ep.host), {}).setdefault(ep.host, {}), cep)
+                elif first == "**":
                     _add(multi.setdefault(rest, {}), cep)
                 elif "*" in first or "?" in first:
                     _add(single.setdefault(rest, {}).setdefault(first, {}), cep)
@@ -278,6 +286,10 @@ class Engine:
             for suffix, labels in single.items()
         }
         self._multi: dict[str, _Bucket] = {s: _freeze(b) for s, b in multi.items()}
+        self._inner: dict[str, tuple[tuple[re.Pattern[str], _Bucket], ...]] = {
+            suffix: tuple((compile_host_pattern(pattern), _freeze(b)) for pattern, b in patterns.items())
+            for suffix, patterns in inner.items()
+        }
         self._bin_exact = {p: frozenset(s) for p, s in bin_exact.items()}
         self._bin_glob = tuple((compile_glob(p), frozenset(s)) for p, s in bin_glob.items())
         self._rules_for_chain = lru_cache(maxsize=cache_size)(self._compute_rules_for_chain)
@@ -324,6 +336,15 @@ class Engine:
                         if eps:
                             found.append(eps)
                     pos = host.find(".", pos + 1)
+        if self._inner:
+            pos = dot
+            while pos != -1:
+                for rx, b in self._inner.get(host[pos + 1 :], ()):
+                    if rx.match(host) is not None:
+                        eps = b.get(port)
+                        if eps:
+                            found.append(eps)
+                pos = host.find(".", pos + 1)
         if not found:
             return ()
         if len(found) == 1:

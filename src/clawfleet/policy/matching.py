@@ -73,6 +73,33 @@ def compile_label_glob(label: str) -> re.Pattern[str]:
     return re.compile("(?:" + body + r")\Z")
 
 
+def has_inner_wildcard(pattern: str) -> bool:
+    """Whether a (normalised) host pattern has a ``*`` label after its first (``*.s3.*.amazonaws.com``)."""
+    return "*" in pattern.partition(".")[2]
+
+
+def fixed_host_suffix(pattern: str) -> str:
+    """The labels after a host pattern's last wildcard label (``amazonaws.com`` for ``*.s3.*.amazonaws.com``):
+    the engine indexes inner-wildcard patterns under it."""
+    labels = pattern.split(".")
+    last = max(i for i, label in enumerate(labels) if "*" in label or "?" in label)
+    return ".".join(labels[last + 1 :])
+
+
+@lru_cache(maxsize=1024)
+def compile_host_pattern(pattern: str) -> re.Pattern[str]:
+    """A wildcard host pattern as one anchored regex over the whole host, upstream's ``glob.match`` with the ``.``
+    delimiter: ``**`` (whole first label) one or more labels, a whole-label ``*`` exactly one label, ``*``/``?``
+    inside the first label any run of / one label character(s). The written specification for inner labels."""
+    first, _, rest = pattern.partition(".")
+    if first == "**":
+        head = r"[^.]+(?:\.[^.]+)*"
+    else:
+        head = "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c) for c in first)
+    tail = "".join(r"\.[^.]+" if label == "*" else r"\." + re.escape(label) for label in rest.split("."))
+    return re.compile("(?:" + head + tail + r")\Z")
+
+
 @lru_cache(maxsize=16384)
 def normalize_request_host(host: str) -> str | None:
     """Lower-case, strip a trailing dot and IPv6 brackets, IDNA-encode; ``None`` if not a host."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import re2
 
-from .matching import compile_label_glob
+from .matching import compile_host_pattern, compile_label_glob, has_inner_wildcard
 from .model import Middleware, NetworkRule
 
 __all__ = [
@@ -222,6 +222,10 @@ def matches_host(patterns: Sequence[str], host: str) -> bool:
     """Whether a normalised ``host`` matches one of the (normalised) selector patterns: exact, ``*`` one label,
     ``**`` one or more labels, ``*-x`` within the first label, as network endpoints."""
     for pattern in patterns:
+        if has_inner_wildcard(pattern):  # *.s3.*.amazonaws.com: a whole-label '*' is exactly one label
+            if compile_host_pattern(pattern).match(host) is not None:
+                return True
+            continue
         first, _, rest = pattern.partition(".")
         if "*" not in first and "?" not in first:
             if host == pattern:

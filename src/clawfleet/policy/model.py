@@ -160,7 +160,7 @@ class CredentialBinding:
 
 @dataclass(frozen=True)
 class Endpoint:
-    host: str  # lower-case; may carry a first-label wildcard (*.x.com, **.x.com, *-a.x.com)
+    host: str  # lower-case; may carry a first-label wildcard (*.x.com, **.x.com, *-a.x.com), inner '*' labels
     ports: tuple[int, ...]
     path: str | None = None
     protocol: str | None = None  # None = L4 passthrough
@@ -183,6 +183,10 @@ class Endpoint:
     websocket_credential_rewrite: bool = False
     # upstream's recorded exception: a provider credential may be bound to an L4 or tls: skip endpoint
     allow_uninspected_credentials: bool = False
+    # upstream's proxy-side AWS SigV4 signing: the gateway re-signs each request with the provider's real keys
+    credential_signing: str | None = None  # "sigv4" | "sigv4:body" | "sigv4:no_body"
+    signing_service: str | None = None  # the SigV4 service name (s3, bedrock, sts)
+    signing_region: str | None = None  # None: taken from the request's host name
 
     @property
     def allow_rules(self) -> tuple[L7Rule, ...]:

@@ -3,8 +3,12 @@ sent to, and the binaries that use them, in upstream's YAML (``openshell provide
 
 :func:`load_profile_text` / :func:`load_profile_file` validate a profile with the policy's positioned problems
 (``FILE:LINE:COL: path: message``); endpoints are checked by the same code as a policy's. What clawfleet does not
-do is refused rather than loaded and ignored: gateway-minted credentials (``refresh``, ``token_grant``) would
-leave a sandbox with a credential that silently expires or never arrives. Metadata that changes nothing at the
+do is refused rather than loaded and ignored: a sandbox-side ``token_grant`` would leave a sandbox with a
+credential that never arrives. A ``refresh`` block (gateway-minted credentials: ``google_service_account_jwt``,
+``oauth2_refresh_token``, ``aws_sts_assume_role``) is validated as upstream's profile checks do (the strategy's
+material declared, its ``additional_outputs`` naming sibling credentials with the environment keys the SigV4
+signer reads) and kept in the canonical form; the refresh strategies upstream resolves elsewhere (``static``,
+``external``) and ``oauth2_client_credentials`` are refused by name. Metadata that changes nothing at the
 gateway (``resource_version``, ``annotations``, ``discovery``, ``inference_capable``) is validated and kept.
 
 A credential's placement (``auth_style``, ``header_name``, ``query_param``, ``path_template``) is where the
@@ -21,6 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .canonical import canonical_endpoint
 from .errors import PolicyError, format_path
@@ -32,8 +37,12 @@ from .yamlio import Document, load_document
 __all__ = [
     "AUTH_STYLES",
     "CATEGORIES",
+    "REFRESH_OUTPUT_ENV",
+    "REFRESH_STRATEGIES",
+    "CredentialRefresh",
     "ProfileCredential",
     "ProviderProfile",
+    "RefreshMaterial",
     "load_profile_data",
     "load_profile_file",
     "load_profile_text",
@@ -46,9 +55,33 @@ CATEGORIES = ("other", "inference", "agent", "source_control", "messaging", "dat
 _TOP = ("id", "resource_version", "annotations", "display_name", "description", "category", "inference_capable",
         "credentials", "discovery", "endpoints", "binaries")  # fmt: skip
 _CREDENTIAL = ("name", "description", "env_vars", "required", "auth_style", "header_name", "query_param",
-               "path_template")  # fmt: skip
-#: Upstream credential options that need a gateway that mints tokens; clawfleet injects static values only.
-_MINTED = frozenset({"refresh", "token_grant"})
+               "path_template", "refresh")  # fmt: skip
+#: Upstream credential options clawfleet does not offer: a token the sandbox fetches itself (SPIFFE JWT-SVID grant).
+_MINTED = frozenset({"token_grant"})
+_REFRESH = ("strategy", "token_url", "scopes", "refresh_before_seconds", "max_lifetime_seconds", "material",
+            "additional_outputs")  # fmt: skip
+#: The refresh strategies the gateway mints, with the material each needs (upstream's provider_refresh.rs).
+REFRESH_STRATEGIES: dict[str, tuple[str, ...]] = {
+    "google_service_account_jwt": ("client_email", "private_key"),
+    "oauth2_refresh_token": ("client_id", "client_secret", "refresh_token"),
+    "aws_sts_assume_role": ("role_arn",),
+}
+#: Upstream strategies clawfleet refuses, and why.
+_OTHER_STRATEGIES = {
+    "static": "a static credential needs no refresh block: give its value in the provider's credential file",
+    "external": "an externally refreshed credential is a file some other process rewrites: give that file as the"
+    " provider's credential file (the gateway re-reads it on change)",
+    "oauth2_client_credentials": "clawfleet's gateway mints google_service_account_jwt, oauth2_refresh_token and"
+    " aws_sts_assume_role tokens only",
+}
+#: Extra outputs a strategy mints besides its primary credential, with the environment key each must use (the
+#: SigV4 signer reads AWS's keys by name), and the primary key it pins (upstream's strategy_output_spec).
+REFRESH_OUTPUT_ENV: dict[str, dict[str, str]] = {
+    "aws_sts_assume_role": {"secret_access_key": "AWS_SECRET_ACCESS_KEY", "session_token": "AWS_SESSION_TOKEN"},
+}
+_PRIMARY_ENV = {"aws_sts_assume_role": "AWS_ACCESS_KEY_ID"}
+_MATERIAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MAX_LIFETIME = 12 * 3600  # AWS's longest AssumeRole session; Google tokens live one hour
 _PROFILE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # upstream: lower-case kebab-case
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _REVISION_PREFIX = re.compile(r"^v[0-9]+_")  # upstream reserves it for revision-scoped placeholders
@@ -61,6 +94,29 @@ _SLOT = "{credential}"
 
 
 @dataclass(frozen=True)
+class RefreshMaterial:
+    """One input a refresh strategy needs (a service account key, a role ARN): configured on the gateway only."""
+
+    name: str
+    description: str = ""
+    required: bool = False
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class CredentialRefresh:
+    """How the gateway mints a credential (upstream's ``refresh`` block). The sandbox holds only the placeholder."""
+
+    strategy: str  # one of REFRESH_STRATEGIES
+    token_url: str = ""  # "" = the strategy's default (Google's token endpoint, the region's STS)
+    scopes: tuple[str, ...] = ()
+    refresh_before_seconds: int = 0
+    max_lifetime_seconds: int = 0
+    material: tuple[RefreshMaterial, ...] = ()
+    additional_outputs: tuple[tuple[str, str], ...] = ()  # (output id, sibling credential name)
+
+
+@dataclass(frozen=True)
 class ProfileCredential:
     name: str
     env_vars: tuple[str, ...]
@@ -70,6 +126,7 @@ class ProfileCredential:
     header_name: str | None = None  # lower-case
     query_param: str | None = None
     path_template: str | None = None
+    refresh: CredentialRefresh | None = None
 
     @property
     def path_prefix(self) -> str | None:
@@ -174,7 +231,41 @@ class _ProfileValidator(Validator):
                 self.err(("credentials", i, "name"), f"credential name {c.name!r} is declared twice")
                 ok = False
             out.append(c)
+        if ok:
+            ok = self.refresh_outputs(out)
         return tuple(out) if ok else None
+
+    def refresh_outputs(self, creds: list[ProfileCredential]) -> bool:
+        """A refresh's extra outputs land on sibling credentials with the keys the strategy pins (upstream: the
+        SigV4 signer reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN by name); a sibling is
+        minted by one refresh only and has none of its own."""
+        ok = True
+        by_name = {c.name: i for i, c in enumerate(creds)}
+        minted: dict[str, int] = {}
+        for i, c in enumerate(creds):
+            if c.refresh is None:
+                continue
+            primary = _PRIMARY_ENV.get(c.refresh.strategy)
+            if primary is not None and primary not in c.env_vars:
+                self.err(("credentials", i, "env_vars"), f"strategy {c.refresh.strategy} mints {primary}: list it")
+                ok = False
+            for j, (output, name) in enumerate(c.refresh.additional_outputs):
+                where = ("credentials", i, "refresh", "additional_outputs", j, "credential")
+                k = by_name.get(name)
+                if k is None or k == i:
+                    self.err(where, f"{name!r} is not a sibling credential of {c.name!r}")
+                    ok = False
+                    continue
+                sibling = creds[k]
+                key = REFRESH_OUTPUT_ENV[c.refresh.strategy][output]
+                if key not in sibling.env_vars:
+                    self.err(where, f"credential {name!r} receives {output}, so it must list {key} in env_vars")
+                    ok = False
+                if sibling.refresh is not None or name in minted:
+                    self.err(where, f"credential {name!r} is already minted by another refresh")
+                    ok = False
+                minted[name] = i
+        return ok
 
     def credential(self, path: tuple[str | int, ...], value: Any) -> ProfileCredential | None:
         m = self.mapping(path, value, _CREDENTIAL, required=("name", "env_vars"), unsupported=_MINTED,
@@ -182,11 +273,13 @@ class _ProfileValidator(Validator):
         if m is None:
             return None
         for key in _MINTED & set(m):
-            # replace the generic "not supported" with why: the gateway would never mint the token
+            # replace the generic "not supported" with why: nothing would ever fetch the token
             self.errors[:] = [e for e in self.errors if e.path != format_path((*path, key))]
-            self.err((*path, key), f"{key!r}: clawfleet injects static credentials only (no gateway-minted or"
-                     " refreshed tokens); remove it and keep the current value in the provider's file",
-                     at_key=True)  # fmt: skip
+            self.err((*path, key), f"{key!r}: clawfleet does not offer sandbox-side token grants; use a refresh"
+                     " strategy the gateway mints, or a static value in the provider's file", at_key=True)  # fmt: skip
+        refresh = self.refresh((*path, "refresh"), m["refresh"]) if "refresh" in m else None
+        if "refresh" in m and refresh is None:
+            return None
         bad = any(k not in _CREDENTIAL for k in m) or not {"name", "env_vars"} <= set(m)
         name = self.string((*path, "name"), m["name"], what="a credential name") if "name" in m else None
         env_vars: list[str] = []
@@ -223,7 +316,130 @@ class _ProfileValidator(Validator):
                                                    ("path_template", template))):  # fmt: skip
             return None
         return ProfileCredential(name, tuple(env_vars), texts.get("description") or "", required, style,
-                                 header.lower() if header else None, param, template)  # fmt: skip
+                                 header.lower() if header else None, param, template, refresh)  # fmt: skip
+
+    def refresh(self, path: tuple[str | int, ...], value: Any) -> CredentialRefresh | None:
+        m = self.mapping(path, value, _REFRESH, required=("strategy",), what="a refresh block")
+        if m is None or "strategy" not in m:
+            return None
+        bad = any(k not in _REFRESH for k in m)
+        strategy = self.string((*path, "strategy"), m["strategy"], what="a refresh strategy")
+        if strategy is not None:
+            strategy = strategy.strip().lower().replace("-", "_")  # upstream's spelling tolerance
+            if strategy in _OTHER_STRATEGIES:
+                self.err((*path, "strategy"), f"strategy {strategy}: {_OTHER_STRATEGIES[strategy]}")
+                strategy = None
+            elif strategy not in REFRESH_STRATEGIES:
+                self.err((*path, "strategy"), f"unknown refresh strategy {strategy!r} (one of"
+                         f" {', '.join(REFRESH_STRATEGIES)})")  # fmt: skip
+                strategy = None
+        url = self.token_url((*path, "token_url"), m["token_url"]) if "token_url" in m else ""
+        if strategy in ("google_service_account_jwt", "oauth2_refresh_token") and "token_url" not in m:
+            self.err(path, f"strategy {strategy} needs token_url (the OAuth 2.0 token endpoint)")
+            bad = True
+        scopes: list[str] = []
+        items = self.seq((*path, "scopes"), m["scopes"], "scopes") if "scopes" in m else []
+        for i, item in enumerate(items or []):
+            text = self.string((*path, "scopes", i), item, what="an OAuth scope")
+            if text is not None and (not text.isascii() or any(c.isspace() or c == '"' for c in text)):
+                self.err((*path, "scopes", i), f"{text!r} is not an OAuth scope (no spaces or quotes)")
+            elif text is not None:
+                scopes.append(text)
+        before = after = 0
+        if "refresh_before_seconds" in m:
+            before = self.integer((*path, "refresh_before_seconds"), m["refresh_before_seconds"], 0, _MAX_LIFETIME,
+                                  "seconds") or 0  # fmt: skip
+        if "max_lifetime_seconds" in m:
+            after = self.integer((*path, "max_lifetime_seconds"), m["max_lifetime_seconds"], 60, _MAX_LIFETIME,
+                                 "seconds") or 0  # fmt: skip
+        if before and after and before >= after:
+            self.err((*path, "refresh_before_seconds"), f"refresh_before_seconds ({before}) must be less than"
+                     f" max_lifetime_seconds ({after}): the token would be refreshed on every request")  # fmt: skip
+        material = self.material((*path, "material"), m.get("material"), strategy)
+        outputs = self.outputs((*path, "additional_outputs"), m.get("additional_outputs"), strategy)
+        if bad or strategy is None or url is None or material is None or outputs is None:
+            return None
+        return CredentialRefresh(strategy, url, tuple(scopes), before, after, material, outputs)
+
+    def token_url(self, path: tuple[str | int, ...], value: Any) -> str | None:
+        text = self.string(path, value, what="a token URL")
+        if text is None:
+            return None
+        parsed = urlsplit(text)
+        loopback = parsed.hostname in ("127.0.0.1", "::1", "localhost")
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+            self.err(path, f"{text!r}: the token URL must be https:// (http:// only to a loopback token broker):"
+                     " the gateway sends the provider's material there")  # fmt: skip
+            return None
+        if not parsed.hostname or parsed.username or parsed.password or parsed.fragment:
+            self.err(path, f"{text!r} is not a token URL (a host, no user:password@, no #fragment)")
+            return None
+        return text
+
+    def material(
+        self, path: tuple[str | int, ...], value: Any, strategy: str | None
+    ) -> tuple[RefreshMaterial, ...] | None:
+        items = self.seq(path, value, "refresh material") if value is not None else []
+        if items is None:
+            return None
+        out: list[RefreshMaterial] = []
+        for i, item in enumerate(items):
+            m = self.mapping((*path, i), item, ("name", "description", "required", "secret"), required=("name",),
+                             what="a material entry")  # fmt: skip
+            if m is None or "name" not in m:
+                return None
+            name = self.string((*path, i, "name"), m["name"], what="a material name")
+            if name is not None and not _MATERIAL_NAME.match(name):
+                self.err((*path, i, "name"), f"{name!r} is not a material name (lower-case, digits, '_')")
+                return None
+            if name is not None and any(x.name == name for x in out):
+                self.err((*path, i, "name"), f"material {name!r} is declared twice")
+                return None
+            desc = (
+                self.string((*path, i, "description"), m["description"], allow_empty=True) if "description" in m else ""
+            )
+            flags = [self.boolean((*path, i, k), m[k]) if k in m else False for k in ("required", "secret")]
+            if name is None or desc is None or None in flags:
+                return None
+            out.append(RefreshMaterial(name, desc, bool(flags[0]), bool(flags[1])))
+        names = {x.name for x in out}
+        for need in REFRESH_STRATEGIES.get(strategy or "", ()):
+            if need not in names:
+                self.err(path if value is not None else path[:-1], f"strategy {strategy} needs material {need!r}")
+                return None
+        return tuple(out)
+
+    def outputs(
+        self, path: tuple[str | int, ...], value: Any, strategy: str | None
+    ) -> tuple[tuple[str, str], ...] | None:
+        spec = REFRESH_OUTPUT_ENV.get(strategy or "", {})
+        items = self.seq(path, value, "additional outputs") if value is not None else []
+        if items is None:
+            return None
+        out: list[tuple[str, str]] = []
+        for i, item in enumerate(items):
+            m = self.mapping((*path, i), item, ("output", "credential"), required=("output", "credential"),
+                             what="an additional output")  # fmt: skip
+            if m is None or not {"output", "credential"} <= set(m):
+                return None
+            output = self.string((*path, i, "output"), m["output"], what="an output id")
+            cred = self.string((*path, i, "credential"), m["credential"], what="a credential name")
+            if output is None or cred is None:
+                return None
+            if output not in spec:
+                known = ", ".join(spec) or "none"
+                self.err((*path, i, "output"), f"strategy {strategy} mints no output {output!r} (its outputs: {known})")
+                return None
+            if any(o == output for o, _ in out):
+                self.err((*path, i, "output"), f"output {output!r} is mapped twice")
+                return None
+            out.append((output, cred))
+        missing = [o for o in spec if all(o != x for x, _ in out)]
+        if strategy is not None and missing:
+            self.err(path if value is not None else path[:-1], f"strategy {strategy} mints {', '.join(missing)} too:"
+                     " map each to a sibling credential under additional_outputs")  # fmt: skip
+            return None
+        return tuple(out)
 
     def token(self, path: tuple[str | int, ...], value: Any, pattern: re.Pattern[str], what: str) -> str | None:
         if value is None:
@@ -366,6 +582,8 @@ def normalize_profile(profile: ProviderProfile) -> dict[str, Any]:
             value = getattr(c, key)
             if value not in (None, "", False):
                 entry[key] = value
+        if c.refresh is not None:
+            entry["refresh"] = _canonical_refresh(c.refresh)
         creds.append(entry)
     if creds:
         out["credentials"] = creds
@@ -376,6 +594,30 @@ def normalize_profile(profile: ProviderProfile) -> dict[str, Any]:
         out["endpoints"] = [eps[k] for k in sorted(eps)]
     if profile.binaries:
         out["binaries"] = sorted({b.path for b in profile.binaries})
+    return out
+
+
+def _canonical_material(x: RefreshMaterial) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": x.name}
+    for key in ("description", "required", "secret"):
+        if getattr(x, key):
+            out[key] = getattr(x, key)
+    return out
+
+
+def _canonical_refresh(r: CredentialRefresh) -> dict[str, Any]:
+    out: dict[str, Any] = {"strategy": r.strategy}
+    if r.token_url:
+        out["token_url"] = r.token_url
+    if r.scopes:
+        out["scopes"] = sorted(set(r.scopes))
+    for key in ("refresh_before_seconds", "max_lifetime_seconds"):
+        if getattr(r, key):
+            out[key] = getattr(r, key)
+    if r.material:
+        out["material"] = [_canonical_material(x) for x in sorted(r.material, key=lambda x: x.name)]
+    if r.additional_outputs:
+        out["additional_outputs"] = [{"output": o, "credential": c} for o, c in sorted(r.additional_outputs)]
     return out
 
 

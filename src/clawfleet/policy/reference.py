@@ -17,7 +17,13 @@ import re
 from collections.abc import Sequence
 
 from .engine import Decision, QueryArg, ssrf_verdict
-from .matching import canonical_request_path, normalize_request_host, parse_query
+from .matching import (
+    canonical_request_path,
+    compile_host_pattern,
+    has_inner_wildcard,
+    normalize_request_host,
+    parse_query,
+)
 from .matching import compile_glob_regex as compile_glob  # the specification, independent of the engine's matcher
 from .model import ACCESS_METHODS, Endpoint, L7Rule, Policy
 
@@ -26,6 +32,8 @@ __all__ = ["host_matches", "reference_decide"]
 
 def host_matches(pattern: str, host: str) -> bool:
     """Does policy host ``pattern`` cover the (normalised) request ``host``?"""
+    if has_inner_wildcard(pattern):
+        return compile_host_pattern(pattern).match(host) is not None
     first, _, rest = pattern.partition(".")
     if "*" not in first and "?" not in first:
         return pattern == host

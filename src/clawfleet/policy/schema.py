@@ -98,6 +98,9 @@ _ENDPOINT_KEYS = (
     "credential_binding",
     "request_body_credential_rewrite",
     "websocket_credential_rewrite",
+    "credential_signing",
+    "signing_service",
+    "signing_region",
     "allow_uninspected_credentials",
 )
 _SELECTOR_KEYS = ("method", "path", "query")
@@ -119,13 +122,13 @@ _RPC_METHOD_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _UPSTREAM_ENDPOINT_ONLY = frozenset(
     {
         "allow_encoded_slash",
-        "credential_signing",
-        "signing_service",
-        "signing_region",
         "review",
     }
 )
 _UPSTREAM_SELECTOR_ONLY = frozenset({"command", "review"})
+#: upstream's credential_signing modes: sign the body as the client did, always, or never (UNSIGNED-PAYLOAD)
+SIGNING_MODES = ("sigv4", "sigv4:body", "sigv4:no_body")
+_SIGNING_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
@@ -140,9 +143,10 @@ PROVIDER_RULE_PREFIX = "_provider_"
 def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
     """Return ``(normalised, None)`` or ``(None, why)`` for a policy host pattern.
 
-    Lower-cases, strips one trailing dot, IDNA-encodes non-ASCII labels. Wildcards
-    (``*``, ``**``, ``?``) may appear in the first label only, and at least one fixed
-    label must follow a wildcard label.
+    Lower-cases, strips one trailing dot, IDNA-encodes non-ASCII labels. The first label may be
+    a wildcard (``*``, ``**``, ``*-x``, ``?``); a later label only the whole label ``*`` (exactly one DNS label,
+    upstream's ``*.s3.*.amazonaws.com``); ``**`` only as the whole first label; the last label is never a
+    wildcard and at least one fixed label must follow a wildcard label (as upstream's host-wildcard shape check).
     """
     host = raw.strip().lower()
     if host.endswith("."):
@@ -170,8 +174,16 @@ def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
             except UnicodeError:
                 return None, f"label {label!r} is not a valid internationalised domain name"
         if any(c in label for c in "*?"):
+            if i != 0 and label != "*":
+                return None, (
+                    "a wildcard after the first label must be the whole label '*' (exactly one DNS label, as"
+                    " upstream: *.s3.*.amazonaws.com); '**', '*-x' and '?' belong in the first label only"
+                )
+            if i != 0 and i == len(labels) - 1:
+                return None, "the last label must be fixed (no wildcard top-level domain)"
             if i != 0:
-                return None, "wildcards are allowed in the first label only (*.example.com, **.example.com)"
+                out.append(label)
+                continue
             if "**" in label and label != "**":
                 return None, "'**' must be the whole first label (**.example.com)"
             if not _WILD_LABEL_RE.match(label):
@@ -875,7 +887,9 @@ class Validator:
                          " websocket (the only endpoints the gateway upgrades), not tls: skip",
                          at_key=True)  # fmt: skip
                 bad = True
-        if bad or host is None or body is None:
+        signing = self.signing(path, m, protocol, tls, rewrite)
+        bad = bad or signing is None
+        if bad or host is None or body is None or signing is None:
             return None
         return Endpoint(
             host=host,
@@ -893,7 +907,53 @@ class Validator:
             websocket_credential_rewrite=ws_rewrite,
             allow_uninspected_credentials=uninspected,
             **body,
+            credential_signing=signing.get("credential_signing"),
+            signing_service=signing.get("signing_service"),
+            signing_region=signing.get("signing_region"),
         )
+
+    def signing(
+        self, path: Path, m: dict[str, Any], protocol: str | None, tls: str | None, rewrite: bool
+    ) -> dict[str, str | None] | None:
+        """``credential_signing`` / ``signing_service`` / ``signing_region``, checked as upstream's policy
+        validation does (a known mode, a service, not with body rewriting), plus what re-signing needs here: the
+        gateway must read each request (protocol: rest, not tls: skip)."""
+        out: dict[str, str | None] = {}
+        ok = True
+        for key, what in (("signing_service", "an AWS service name"), ("signing_region", "an AWS region")):
+            if key in m:
+                out[key] = self.signing_name(path, key, m[key], what)
+                ok = ok and out[key] is not None
+        if "credential_signing" not in m:
+            for key in out:
+                self.err((*path, key), f"{key} only applies with credential_signing: sigv4", at_key=True)
+                ok = False
+            return out if ok else None
+        mode = self.choice((*path, "credential_signing"), m["credential_signing"], SIGNING_MODES)
+        if mode is None:
+            return None
+        out["credential_signing"] = mode
+        if "signing_service" not in m:
+            self.err((*path, "credential_signing"), "credential_signing needs signing_service (s3, bedrock, sts, ...)",
+                     at_key=True)  # fmt: skip
+            ok = False
+        if rewrite:
+            self.err((*path, "credential_signing"), "credential_signing and request_body_credential_rewrite"
+                     " cannot both be set (a rewritten body would not match its signature; as upstream)",
+                     at_key=True)  # fmt: skip
+            ok = False
+        if protocol != "rest" or tls == "skip":
+            self.err((*path, "credential_signing"), "SigV4 signing needs protocol: rest and not tls: skip (the"
+                     " gateway re-signs each request it reads)", at_key=True)  # fmt: skip
+            ok = False
+        return out if ok else None
+
+    def signing_name(self, path: Path, key: str, value: Any, what: str) -> str | None:
+        text = self.string((*path, key), value, what=what)
+        if text is not None and not _SIGNING_NAME.match(text):
+            self.err((*path, key), f"{text!r} is not {what} (lower-case letters, digits, '-')")
+            return None
+        return text
 
     def credential_binding(
         self, path: Path, value: Any, protocol: str | None, tls: str | None, has_l7: bool, uninspected: bool = False

@@ -141,6 +141,10 @@ class AttachedGateway:
 
     async def run(self, interval: float = 0.2) -> None:
         watch = asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
+        minting = self.gateway.minting
+        if minting is not None:  # minted values reach the parser with the other secrets (parser.update below)
+            mint_task = asyncio.ensure_future(minting.run(self.gateway.secrets))
+            watch.add_done_callback(lambda _t: mint_task.cancel())
         try:
             while True:
                 record = read_json(self.paths.pidfile)

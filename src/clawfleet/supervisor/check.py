@@ -25,8 +25,13 @@ def check_definition(path: str) -> SandboxDefinition:
     d.check()
     config: GatewayConfig = gateway_config_for(d, state_dir=os.path.dirname(d.path))
     for b in config.secrets:
-        if not os.path.isfile(b.file):
+        if b.minted_by is None and not os.path.isfile(b.file):
             raise DefinitionError(f"{path}: secret {b.name}: no file {b.file}")
+    for provider, per_var in config.refresh.items():  # a minted credential's material, read by the gateway only
+        for var, material in per_var.items():
+            for name, file in material.items():
+                if not os.path.isfile(file):
+                    raise DefinitionError(f"{path}: provider {provider}: {var} refresh material {name}: no file {file}")
     missing = set(d.credentials) - {b.name for b in config.secrets}
     if missing:
         raise DefinitionError(f"{path}: credentials without a secrets binding: {', '.join(sorted(missing))}")

@@ -1,0 +1,91 @@
+"""Gateway-minted credentials end to end: a real ``gateway serve`` with an unprivileged parser (``gateway_user``)
+and a real sandbox running curl with the placeholder from its environment. The daemon (the only process that can
+read the root-only service-account key) signs the JWT, exchanges it at a FAKE Google OAuth endpoint on the host's
+loopback (tests/fakes/fake_google_oauth.py, which verifies the signature with the public key) and hands the token
+to the parser, which puts it in ``Authorization`` at the bound endpoint only; the sandbox holds the placeholder,
+and neither the sandbox nor the origin sees the key. Root only (CI runs as root)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .test_daemon import Fleetlet, until
+from .test_daemon import origin as origin  # the module-scoped fixture
+from .test_privsep import PARSER_USER
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation tests need root; CI runs as root")
+
+REPO = Path(__file__).resolve().parents[2]
+EMAIL = "agent@fake-project.iam.gserviceaccount.com"
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+_spec = importlib.util.spec_from_file_location("fake_google_oauth", REPO / "tests" / "fakes" / "fake_google_oauth.py")
+assert _spec and _spec.loader
+fake_google_oauth = importlib.util.module_from_spec(_spec)
+sys.modules["fake_google_oauth"] = fake_google_oauth
+_spec.loader.exec_module(fake_google_oauth)
+
+LOOP = """echo "$GCP_SA_ACCESS_TOKEN" > /sandbox/placeholder.txt
+while true; do
+  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/ok/p
+  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/other/p
+  sleep 0.2
+done"""
+
+
+def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_path, origin, user):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    google = fake_google_oauth.FakeGoogleOAuth(key.public_key(), EMAIL, SCOPE, ("i", "s", "r"))
+    port = origin["origin"].port
+    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
+    try:
+        policy = (tmp_path / "policy.yaml").read_text()
+        bound = f"""\
+      - host: origin.test
+        port: {port}
+        path: /ok/**
+        allowed_ips: [127.0.0.1/32]
+        protocol: rest
+        access: read-only
+        credential_binding: {{provider: gcp}}
+"""
+        (tmp_path / "policy.yaml").write_text(policy.replace("    binaries:", bound + "    binaries:"))
+        profile = (REPO / "tests/data/openshell-providers/google-cloud.yaml").read_text()
+        (tmp_path / "google-cloud.yaml").write_text(profile.replace("https://oauth2.googleapis.com/token", google.url))
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+        for name, data in (("gcp-email", EMAIL.encode()), ("gcp-key.pem", pem)):
+            (tmp_path / name).write_bytes(data)
+            (tmp_path / name).chmod(0o600)
+        definition = json.loads((tmp_path / "looper.yaml").read_text())
+        definition["credentials"] = ["GCP_SA_ACCESS_TOKEN"]
+        definition["gateway"]["providers"] = {"gcp": {"profile": "google-cloud.yaml", "refresh": {
+            "GCP_SA_ACCESS_TOKEN": {"client_email": str(tmp_path / "gcp-email"),
+                                    "private_key": str(tmp_path / "gcp-key.pem")}}}}  # fmt: skip
+        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
+        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+
+        def auth(path: str) -> list[str]:
+            return [r["headers"].get("authorization", r["headers"].get("Authorization", "")) for r in
+                    origin["origin"].seen if r["path"] == path]  # fmt: skip
+
+        f.start()
+        until(lambda: "Bearer ya29.fake-1" in auth("/ok/p"), 60, "the minted token at the bound endpoint")
+        until(lambda: auth("/other/p"), 30, "a request outside the bound path")
+        placeholder = (f.work / "placeholder.txt").read_text().strip()
+        assert placeholder.endswith(":GCP_SA_ACCESS_TOKEN") and "ya29" not in placeholder
+        assert set(auth("/other/p")) == {f"Bearer {placeholder}"}  # same host, other path: the placeholder
+        assert set(auth("/ok/p")) == {"Bearer ya29.fake-1"}  # cached: one token for every request
+        assert google.issued == 1 and all(form["grant_type"].endswith("jwt-bearer") for form in google.seen)
+        assert "PRIVATE KEY" not in json.dumps(origin["origin"].seen)
+    finally:
+        f.close()
+        google.close()
