@@ -456,15 +456,10 @@ def gateway_section(concurrency: list[int], requests: int) -> dict:
     try:
         ca, cert, key = bench_gateway.make_pki(tmp)
         port_file = tmp / "origin.port"
-        procs.append(subprocess.Popen([py, bench_gateway.__file__, "origin", str(cert), str(key), str(port_file)]))
         plain = subprocess.Popen([py, "-c", iso.ORIGIN], stdout=subprocess.PIPE, text=True)
         procs.append(plain)
+        tls_port = bench_gateway.start_origin(procs, cert, key, port_file)
         plain_port = int(plain.stdout.readline())  # type: ignore[union-attr]
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.05)
-        tls_port = int(port_file.read_text())
         policy = tmp / "policy.yaml"
         policy.write_text(
             "version: 1\nnetwork_policies:\n  bench:\n    name: bench\n    endpoints:\n"
@@ -501,14 +496,7 @@ def gateway_section(concurrency: list[int], requests: int) -> dict:
             series[mode] = growth(rows, "connections", metrics)
         return {"cells": cells, "growth": series}
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        bench_gateway.stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

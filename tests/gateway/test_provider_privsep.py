@@ -13,6 +13,7 @@ import pytest
 
 from clawfleet.gateway.privsep import parser_user
 
+from .support import CUSTOM_API_PROFILE, bind_provider, seen_header
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER, _parsers, _status
@@ -26,32 +27,13 @@ while true; do
   sleep 0.2
 done"""
 
-PROFILE = """\
-id: custom-api
-credentials:
-  - name: api_token
-    env_vars: [API_TOKEN]
-    auth_style: header
-    header_name: X-Api-Key
-"""
-
 
 def test_a_provider_credential_reaches_only_its_bound_endpoint_through_an_unprivileged_parser(tmp_path, origin, user):
     port = origin["origin"].port
     f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
     try:
-        policy = (tmp_path / "policy.yaml").read_text()
-        bound = f"""\
-      - host: origin.test
-        port: {port}
-        path: /ok/**
-        allowed_ips: [127.0.0.1/32]
-        protocol: rest
-        access: read-only
-        credential_binding: {{provider: work}}
-"""
-        (tmp_path / "policy.yaml").write_text(policy.replace("    binaries:", bound + "    binaries:"))
-        (tmp_path / "custom-api.yaml").write_text(PROFILE)
+        bind_provider(tmp_path / "policy.yaml", port, "work")
+        (tmp_path / "custom-api.yaml").write_text(CUSTOM_API_PROFILE)
         secret = tmp_path / "work-API_TOKEN"
         secret.write_text("first-value\n")
         secret.chmod(0o600)
@@ -63,8 +45,7 @@ def test_a_provider_credential_reaches_only_its_bound_endpoint_through_an_unpriv
         f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
 
         def keys(path: str) -> list[str]:
-            return [r["headers"].get("x-api-key", r["headers"].get("X-Api-Key", "")) for r in origin["origin"].seen
-                    if r["path"] == path]  # fmt: skip
+            return seen_header(origin["origin"], path, "X-Api-Key")
 
         f.start()
         until(lambda: "first-value" in keys("/ok/p"), 60, "the injected value at the bound endpoint")

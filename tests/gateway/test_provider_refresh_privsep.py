@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .support import bind_provider, seen_header
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER
@@ -47,17 +48,7 @@ def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_
     port = origin["origin"].port
     f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
     try:
-        policy = (tmp_path / "policy.yaml").read_text()
-        bound = f"""\
-      - host: origin.test
-        port: {port}
-        path: /ok/**
-        allowed_ips: [127.0.0.1/32]
-        protocol: rest
-        access: read-only
-        credential_binding: {{provider: gcp}}
-"""
-        (tmp_path / "policy.yaml").write_text(policy.replace("    binaries:", bound + "    binaries:"))
+        bind_provider(tmp_path / "policy.yaml", port, "gcp")
         profile = (REPO / "tests/data/openshell-providers/google-cloud.yaml").read_text()
         (tmp_path / "google-cloud.yaml").write_text(profile.replace("https://oauth2.googleapis.com/token", google.url))
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -74,8 +65,7 @@ def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_
         f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
 
         def auth(path: str) -> list[str]:
-            return [r["headers"].get("authorization", r["headers"].get("Authorization", "")) for r in
-                    origin["origin"].seen if r["path"] == path]  # fmt: skip
+            return seen_header(origin["origin"], path, "Authorization")
 
         f.start()
         until(lambda: "Bearer ya29.fake-1" in auth("/ok/p"), 60, "the minted token at the bound endpoint")
