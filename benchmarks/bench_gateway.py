@@ -154,6 +154,11 @@ async def run_client(mode: str, conc: int, total: int, proxy_port: int, origin_p
     elapsed = time.perf_counter() - start
     for _, w, _ in conns:
         w.close()
+    return summary(mode, conc, latencies, elapsed)
+
+
+def summary(mode: str, conc: int, latencies: list[float], elapsed: float) -> dict:
+    """One cell's figures from its per-request latencies (seconds) and its wall time."""
     latencies.sort()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"mode": mode, "concurrency": conc, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),

@@ -420,11 +420,8 @@ async def run_client(mode: str, conc: int, total: int, proxy_port: int, origin_p
     elapsed = time.perf_counter() - start
     for _, w, _ in conns:
         w.close()
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"mode": mode, "concurrency": conc, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
-            "wall_us_per_req": round(elapsed / len(latencies) * 1e6, 1), "p50_ms": round(q[49] * 1000, 3),
-            "p99_ms": round(q[98] * 1000, 3)}  # fmt: skip
+    return {**bench_gateway.summary(mode, conc, latencies, elapsed),
+            "wall_us_per_req": round(elapsed / len(latencies) * 1e6, 1)}  # fmt: skip
 
 
 def measure_cell(argv: list[str], proxy_pid: int | None) -> dict:

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import http.client
 import http.server
+import importlib.util
 import json
 import socket
 import ssl
@@ -15,12 +16,14 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
 ORIGIN_NAME = "origin.test"
 SECRET_VALUE = "ghp_REALsecretVALUE_1234567890"
 
@@ -427,3 +430,34 @@ def script_server(script: Path, log_path: Path, *args: str, env: dict | None = N
         proc.kill()
         proc.wait(10)
         log.close()
+
+
+def load_fake(name: str) -> ModuleType:
+    """Loads tests/fakes/<name>.py (not a package: the fakes also run as scripts) and registers it under its name."""
+    spec = importlib.util.spec_from_file_location(name, FAKES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_head(tls) -> bytes:
+    """Reads up to the end of a response's head (or until the peer closes)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = tls.recv(4096)
+        if not data:
+            break
+        head += data
+    return head
+
+
+def use_providers(tmp_path: Path, config: Path, credentials: list[str], providers: dict, gateway_user: str) -> None:
+    """Gives a Fleetlet's sandbox (looper.yaml) these placeholders and gateway providers, and runs the daemon's
+    parser as ``gateway_user``."""
+    definition = json.loads((tmp_path / "looper.yaml").read_text())
+    definition["credentials"] = credentials
+    definition["gateway"]["providers"] = providers
+    (tmp_path / "looper.yaml").write_text(json.dumps(definition))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "gateway_user": gateway_user}))

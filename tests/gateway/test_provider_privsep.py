@@ -6,14 +6,13 @@ placeholder. Root only (CI runs as root)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 from clawfleet.gateway.privsep import parser_user
 
-from .support import CUSTOM_API_PROFILE, bind_provider, seen_header
+from .support import CUSTOM_API_PROFILE, bind_provider, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER, _parsers, _status
@@ -37,12 +36,8 @@ def test_a_provider_credential_reaches_only_its_bound_endpoint_through_an_unpriv
         secret = tmp_path / "work-API_TOKEN"
         secret.write_text("first-value\n")
         secret.chmod(0o600)
-        definition = json.loads((tmp_path / "looper.yaml").read_text())
-        definition["credentials"] = ["API_TOKEN"]
-        definition["gateway"]["providers"] = {"work": {"profile": "custom-api.yaml",
-                                                       "credentials": {"API_TOKEN": str(secret)}}}  # fmt: skip
-        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
-        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+        work = {"profile": "custom-api.yaml", "credentials": {"API_TOKEN": str(secret)}}
+        use_providers(tmp_path, f.config, ["API_TOKEN"], {"work": work}, PARSER_USER)
 
         def keys(path: str) -> list[str]:
             return seen_header(origin["origin"], path, "X-Api-Key")

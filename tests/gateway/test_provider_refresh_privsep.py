@@ -7,17 +7,15 @@ and neither the sandbox nor the origin sees the key. Root only (CI runs as root)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .support import bind_provider, seen_header
+from .support import bind_provider, load_fake, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER
@@ -28,11 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 EMAIL = "agent@fake-project.iam.gserviceaccount.com"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
-_spec = importlib.util.spec_from_file_location("fake_google_oauth", REPO / "tests" / "fakes" / "fake_google_oauth.py")
-assert _spec and _spec.loader
-fake_google_oauth = importlib.util.module_from_spec(_spec)
-sys.modules["fake_google_oauth"] = fake_google_oauth
-_spec.loader.exec_module(fake_google_oauth)
+fake_google_oauth = load_fake("fake_google_oauth")
 
 LOOP = """echo "$GCP_SA_ACCESS_TOKEN" > /sandbox/placeholder.txt
 while true; do
@@ -56,13 +50,9 @@ def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_
         for name, data in (("gcp-email", EMAIL.encode()), ("gcp-key.pem", pem)):
             (tmp_path / name).write_bytes(data)
             (tmp_path / name).chmod(0o600)
-        definition = json.loads((tmp_path / "looper.yaml").read_text())
-        definition["credentials"] = ["GCP_SA_ACCESS_TOKEN"]
-        definition["gateway"]["providers"] = {"gcp": {"profile": "google-cloud.yaml", "refresh": {
-            "GCP_SA_ACCESS_TOKEN": {"client_email": str(tmp_path / "gcp-email"),
-                                    "private_key": str(tmp_path / "gcp-key.pem")}}}}  # fmt: skip
-        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
-        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+        material = {"client_email": str(tmp_path / "gcp-email"), "private_key": str(tmp_path / "gcp-key.pem")}
+        gcp = {"profile": "google-cloud.yaml", "refresh": {"GCP_SA_ACCESS_TOKEN": material}}
+        use_providers(tmp_path, f.config, ["GCP_SA_ACCESS_TOKEN"], {"gcp": gcp}, PARSER_USER)
 
         def auth(path: str) -> list[str]:
             return seen_header(origin["origin"], path, "Authorization")
