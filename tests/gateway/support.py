@@ -402,6 +402,20 @@ def bind_provider(policy: Path, port: int, provider: str) -> None:
     policy.write_text(policy.read_text().replace("    binaries:", bound + "    binaries:"))
 
 
+def placeholder_loop(var: str, header: str, port: int) -> list[str]:
+    """A Fleetlet sandbox command: saves the placeholder in ``$var`` to /sandbox/placeholder.txt, then sends it in
+    ``header`` (``$var`` expanded by the sandbox's shell) to origin.test's bound ``/ok/p`` and unbound ``/other/p``,
+    again and again."""
+    curl = f'curl -s -o /dev/null --max-time 2 -H "{header}" https://origin.test:{port}'
+    script = f"""echo "${var}" > /sandbox/placeholder.txt
+while true; do
+  {curl}/ok/p
+  {curl}/other/p
+  sleep 0.2
+done"""
+    return ["/bin/sh", "-c", script]
+
+
 def seen_header(origin: Origin, path: str, name: str) -> list[str]:
     """Every value of header ``name`` (either spelling) the origin received on ``path``."""
     return [r["headers"].get(name.lower(), r["headers"].get(name, "")) for r in origin.seen if r["path"] == path]

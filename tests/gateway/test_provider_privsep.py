@@ -12,24 +12,17 @@ import pytest
 
 from clawfleet.gateway.privsep import parser_user
 
-from .support import CUSTOM_API_PROFILE, bind_provider, seen_header, use_providers
+from .support import CUSTOM_API_PROFILE, bind_provider, placeholder_loop, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER, _parsers, _status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation tests need root; CI runs as root")
 
-LOOP = """echo "$API_TOKEN" > /sandbox/placeholder.txt
-while true; do
-  curl -s -o /dev/null --max-time 2 -H "X-Api-Key: $API_TOKEN" https://origin.test:PORT/ok/p
-  curl -s -o /dev/null --max-time 2 -H "X-Api-Key: $API_TOKEN" https://origin.test:PORT/other/p
-  sleep 0.2
-done"""
-
 
 def test_a_provider_credential_reaches_only_its_bound_endpoint_through_an_unprivileged_parser(tmp_path, origin, user):
     port = origin["origin"].port
-    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
+    f = Fleetlet(tmp_path, origin, user, command=placeholder_loop("API_TOKEN", "X-Api-Key: $API_TOKEN", port))
     try:
         bind_provider(tmp_path / "policy.yaml", port, "work")
         (tmp_path / "custom-api.yaml").write_text(CUSTOM_API_PROFILE)

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .support import bind_provider, load_fake, seen_header, use_providers
+from .support import bind_provider, load_fake, placeholder_loop, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER
@@ -28,19 +28,13 @@ SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 fake_google_oauth = load_fake("fake_google_oauth")
 
-LOOP = """echo "$GCP_SA_ACCESS_TOKEN" > /sandbox/placeholder.txt
-while true; do
-  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/ok/p
-  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/other/p
-  sleep 0.2
-done"""
-
 
 def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_path, origin, user):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     google = fake_google_oauth.FakeGoogleOAuth(key.public_key(), EMAIL, SCOPE, ("i", "s", "r"))
     port = origin["origin"].port
-    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
+    loop = placeholder_loop("GCP_SA_ACCESS_TOKEN", "Authorization: Bearer $GCP_SA_ACCESS_TOKEN", port)
+    f = Fleetlet(tmp_path, origin, user, command=loop)
     try:
         bind_provider(tmp_path / "policy.yaml", port, "gcp")
         profile = (REPO / "tests/data/openshell-providers/google-cloud.yaml").read_text()
