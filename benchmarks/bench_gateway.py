@@ -154,6 +154,11 @@ async def run_client(mode: str, conc: int, total: int, proxy_port: int, origin_p
     elapsed = time.perf_counter() - start
     for _, w, _ in conns:
         w.close()
+    return summary(mode, conc, latencies, elapsed)
+
+
+def summary(mode: str, conc: int, latencies: list[float], elapsed: float) -> dict:
+    """One cell's figures from its per-request latencies (seconds) and its wall time."""
     latencies.sort()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"mode": mode, "concurrency": conc, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
@@ -179,6 +184,28 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def start_origin(procs: list[subprocess.Popen], cert: Path, key: Path, port_file: Path) -> int:
+    """Starts this file's TLS origin (appended to ``procs``, for ``stop``) and returns its port once written."""
+    procs.append(subprocess.Popen([sys.executable, __file__, "origin", str(cert), str(key), str(port_file)]))
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            break
+        time.sleep(0.05)
+    return int(port_file.read_text())
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGINT to every helper first (they stop together), then reap each; kill what has not left in 10 s."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _free_port() -> int:
@@ -211,12 +238,7 @@ def main() -> int:
     try:
         ca, cert, key = make_pki(tmp)
         port_file = tmp / "origin.port"
-        procs.append(subprocess.Popen([py, __file__, "origin", str(cert), str(key), str(port_file)]))
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.05)
-        oport = int(port_file.read_text())
+        oport = start_origin(procs, cert, key, port_file)
         policy = tmp / "policy.yaml"
         client_exe = os.path.realpath(py)
         policy.write_text(
@@ -300,13 +322,7 @@ def main() -> int:
         if a.json:
             Path(a.json).write_text(json.dumps({"cells": cells, "summary": summary, "cpus": os.cpu_count()}, indent=1))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -420,11 +420,8 @@ async def run_client(mode: str, conc: int, total: int, proxy_port: int, origin_p
     elapsed = time.perf_counter() - start
     for _, w, _ in conns:
         w.close()
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"mode": mode, "concurrency": conc, "requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
-            "wall_us_per_req": round(elapsed / len(latencies) * 1e6, 1), "p50_ms": round(q[49] * 1000, 3),
-            "p99_ms": round(q[98] * 1000, 3)}  # fmt: skip
+    return {**bench_gateway.summary(mode, conc, latencies, elapsed),
+            "wall_us_per_req": round(elapsed / len(latencies) * 1e6, 1)}  # fmt: skip
 
 
 def measure_cell(argv: list[str], proxy_pid: int | None) -> dict:
@@ -456,15 +453,10 @@ def gateway_section(concurrency: list[int], requests: int) -> dict:
     try:
         ca, cert, key = bench_gateway.make_pki(tmp)
         port_file = tmp / "origin.port"
-        procs.append(subprocess.Popen([py, bench_gateway.__file__, "origin", str(cert), str(key), str(port_file)]))
         plain = subprocess.Popen([py, "-c", iso.ORIGIN], stdout=subprocess.PIPE, text=True)
         procs.append(plain)
+        tls_port = bench_gateway.start_origin(procs, cert, key, port_file)
         plain_port = int(plain.stdout.readline())  # type: ignore[union-attr]
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.05)
-        tls_port = int(port_file.read_text())
         policy = tmp / "policy.yaml"
         policy.write_text(
             "version: 1\nnetwork_policies:\n  bench:\n    name: bench\n    endpoints:\n"
@@ -501,14 +493,7 @@ def gateway_section(concurrency: list[int], requests: int) -> dict:
             series[mode] = growth(rows, "connections", metrics)
         return {"cells": cells, "growth": series}
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        bench_gateway.stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -9,34 +9,23 @@ otherwise, as S3 answers. Each request's headers are recorded in ``server.seen``
 from __future__ import annotations
 
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_sts import verify_sigv4
+from fake_sts import LoopbackServer, QuietHandler, verify_sigv4
 
 
-class FakeS3(ThreadingHTTPServer):
+class FakeS3(LoopbackServer):
     def __init__(self, access_key: str, secret: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.access_key, self.secret = access_key, secret
         self.objects: dict[str, bytes] = {}
         self.seen: list[dict[str, str]] = []
         self.host = f"127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: FakeS3
-
-    def log_message(self, fmt, *a):
-        pass
 
     def _send(self, status: int, body: bytes) -> None:
         self.send_response(status)

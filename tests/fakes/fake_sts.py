@@ -64,12 +64,12 @@ _OK = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
 </AssumeRoleResponse>"""
 
 
-class FakeSts(ThreadingHTTPServer):
-    def __init__(self, source_secret: str, role_arn: str, lifetime: int = 3600) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.secret, self.role, self.lifetime, self.mode, self.issued = source_secret, role_arn, lifetime, "ok", 0
-        self.seen: list[tuple[dict[str, str], dict[str, str]]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/"
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on a free 127.0.0.1 port, serving from a daemon thread until ``close`` (the fakes'
+    shared plumbing; fake_s3.py imports it from here)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -77,12 +77,25 @@ class FakeSts(ThreadingHTTPServer):
         self.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, as the gateway's upstream connections expect; no per-request log on stderr."""
+
     protocol_version = "HTTP/1.1"
-    server: FakeSts
 
     def log_message(self, fmt, *a):
         pass
+
+
+class FakeSts(LoopbackServer):
+    def __init__(self, source_secret: str, role_arn: str, lifetime: int = 3600) -> None:
+        super().__init__(_Handler)
+        self.secret, self.role, self.lifetime, self.mode, self.issued = source_secret, role_arn, lifetime, "ok", 0
+        self.seen: list[tuple[dict[str, str], dict[str, str]]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Handler(QuietHandler):
+    server: FakeSts
 
     def _send(self, status: int, body: str) -> None:
         data = body.encode()

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import http.server
+import importlib.util
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
+from types import ModuleType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
 ORIGIN_NAME = "origin.test"
 SECRET_VALUE = "ghp_REALsecretVALUE_1234567890"
 
@@ -352,3 +359,119 @@ def ws_frames(raw: bytes) -> list[tuple[int, int, bytes]]:
         out.append((fin, opcode, bytes(b ^ key[j % 4] for j, b in enumerate(raw[i : i + n]))))
         i += n
     return out
+
+
+# -- Providers v2: the profile and policy pieces several provider tests share ---------------------------------
+
+# upstream's endpointless custom-api profile: one credential, injected as the X-Api-Key header
+CUSTOM_API_PROFILE = """\
+id: custom-api
+credentials:
+  - name: api_token
+    env_vars: [API_TOKEN]
+    auth_style: header
+    header_name: X-Api-Key
+"""
+
+
+def profile_endpoint(host: str, port: int, binaries: str) -> str:
+    """The tail of a profile that brings its own endpoint (read-only REST on loopback) for ``binaries``."""
+    return f"""\
+endpoints:
+  - host: {host}
+    port: {port}
+    allowed_ips: [127.0.0.1/32]
+    protocol: rest
+    access: read-only
+binaries: {binaries}
+"""
+
+
+def bind_provider(policy: Path, port: int, provider: str) -> None:
+    """Adds to a Fleetlet's policy file a rule for origin.test's ``/ok/**`` bound to ``provider``'s credentials
+    (the same host on other paths stays unbound: the placeholder goes there)."""
+    bound = f"""\
+      - host: origin.test
+        port: {port}
+        path: /ok/**
+        allowed_ips: [127.0.0.1/32]
+        protocol: rest
+        access: read-only
+        credential_binding: {{provider: {provider}}}
+"""
+    policy.write_text(policy.read_text().replace("    binaries:", bound + "    binaries:"))
+
+
+def placeholder_loop(var: str, header: str, port: int) -> list[str]:
+    """A Fleetlet sandbox command: saves the placeholder in ``$var`` to /sandbox/placeholder.txt, then sends it in
+    ``header`` (``$var`` expanded by the sandbox's shell) to origin.test's bound ``/ok/p`` and unbound ``/other/p``,
+    again and again."""
+    curl = f'curl -s -o /dev/null --max-time 2 -H "{header}" https://origin.test:{port}'
+    script = f"""echo "${var}" > /sandbox/placeholder.txt
+while true; do
+  {curl}/ok/p
+  {curl}/other/p
+  sleep 0.2
+done"""
+    return ["/bin/sh", "-c", script]
+
+
+def seen_header(origin: Origin, path: str, name: str) -> list[str]:
+    """Every value of header ``name`` (either spelling) the origin received on ``path``."""
+    return [r["headers"].get(name.lower(), r["headers"].get(name, "")) for r in origin.seen if r["path"] == path]
+
+
+# -- a helper server script on the host, for tests that drive a real client inside a sandbox ----------------
+
+
+@contextlib.contextmanager
+def script_server(script: Path, log_path: Path, *args: str, env: dict | None = None):
+    """Runs ``python script PORT *args`` on a free loopback port, waits until it accepts, yields the port and
+    kills it after (its output in ``log_path``, shown when it dies before accepting)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = log_path.open("wb")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), *args], stdout=log, stderr=log, env=env)
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, log_path.read_text()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+def load_fake(name: str) -> ModuleType:
+    """Loads tests/fakes/<name>.py (not a package: the fakes also run as scripts) and registers it under its name."""
+    spec = importlib.util.spec_from_file_location(name, FAKES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_head(tls) -> bytes:
+    """Reads up to the end of a response's head (or until the peer closes)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = tls.recv(4096)
+        if not data:
+            break
+        head += data
+    return head
+
+
+def use_providers(tmp_path: Path, config: Path, credentials: list[str], providers: dict, gateway_user: str) -> None:
+    """Gives a Fleetlet's sandbox (looper.yaml) these placeholders and gateway providers, and runs the daemon's
+    parser as ``gateway_user``."""
+    definition = json.loads((tmp_path / "looper.yaml").read_text())
+    definition["credentials"] = credentials
+    definition["gateway"]["providers"] = providers
+    (tmp_path / "looper.yaml").write_text(json.dumps(definition))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "gateway_user": gateway_user}))

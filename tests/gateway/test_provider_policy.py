@@ -18,7 +18,7 @@ from clawfleet.gateway.providers import parse_providers
 from clawfleet.gateway.reload import PolicyHolder
 from clawfleet.policy import compose, digest, load_text
 
-from .support import SECRET_VALUE, connect, https, request, tls_over
+from .support import CUSTOM_API_PROFILE, SECRET_VALUE, connect, https, profile_endpoint, request, tls_over
 
 PH = "openshell:resolve:env:API_TOKEN"
 GH = "/usr/bin/gh"  # the profile's binary; the base policy grants only curl
@@ -26,21 +26,7 @@ GH = "/usr/bin/gh"  # the profile's binary; the base policy grants only curl
 
 def _profile(port: int) -> str:
     # pass.test is in the base policy for no one; the profile brings it, read-only, for gh and git
-    return f"""\
-id: custom-api
-credentials:
-  - name: api_token
-    env_vars: [API_TOKEN]
-    auth_style: header
-    header_name: X-Api-Key
-endpoints:
-  - host: pass.test
-    port: {port}
-    allowed_ips: [127.0.0.1/32]
-    protocol: rest
-    access: read-only
-binaries: [{GH}, /usr/bin/git]
-"""
+    return CUSTOM_API_PROFILE + profile_endpoint("pass.test", port, f"[{GH}, /usr/bin/git]")
 
 
 def _base(origins, extra: str = "") -> str:

@@ -6,65 +6,34 @@ placeholder. Root only (CI runs as root)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 from clawfleet.gateway.privsep import parser_user
 
+from .support import CUSTOM_API_PROFILE, bind_provider, placeholder_loop, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER, _parsers, _status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation tests need root; CI runs as root")
 
-LOOP = """echo "$API_TOKEN" > /sandbox/placeholder.txt
-while true; do
-  curl -s -o /dev/null --max-time 2 -H "X-Api-Key: $API_TOKEN" https://origin.test:PORT/ok/p
-  curl -s -o /dev/null --max-time 2 -H "X-Api-Key: $API_TOKEN" https://origin.test:PORT/other/p
-  sleep 0.2
-done"""
-
-PROFILE = """\
-id: custom-api
-credentials:
-  - name: api_token
-    env_vars: [API_TOKEN]
-    auth_style: header
-    header_name: X-Api-Key
-"""
-
 
 def test_a_provider_credential_reaches_only_its_bound_endpoint_through_an_unprivileged_parser(tmp_path, origin, user):
     port = origin["origin"].port
-    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
+    f = Fleetlet(tmp_path, origin, user, command=placeholder_loop("API_TOKEN", "X-Api-Key: $API_TOKEN", port))
     try:
-        policy = (tmp_path / "policy.yaml").read_text()
-        bound = f"""\
-      - host: origin.test
-        port: {port}
-        path: /ok/**
-        allowed_ips: [127.0.0.1/32]
-        protocol: rest
-        access: read-only
-        credential_binding: {{provider: work}}
-"""
-        (tmp_path / "policy.yaml").write_text(policy.replace("    binaries:", bound + "    binaries:"))
-        (tmp_path / "custom-api.yaml").write_text(PROFILE)
+        bind_provider(tmp_path / "policy.yaml", port, "work")
+        (tmp_path / "custom-api.yaml").write_text(CUSTOM_API_PROFILE)
         secret = tmp_path / "work-API_TOKEN"
         secret.write_text("first-value\n")
         secret.chmod(0o600)
-        definition = json.loads((tmp_path / "looper.yaml").read_text())
-        definition["credentials"] = ["API_TOKEN"]
-        definition["gateway"]["providers"] = {"work": {"profile": "custom-api.yaml",
-                                                       "credentials": {"API_TOKEN": str(secret)}}}  # fmt: skip
-        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
-        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+        work = {"profile": "custom-api.yaml", "credentials": {"API_TOKEN": str(secret)}}
+        use_providers(tmp_path, f.config, ["API_TOKEN"], {"work": work}, PARSER_USER)
 
         def keys(path: str) -> list[str]:
-            return [r["headers"].get("x-api-key", r["headers"].get("X-Api-Key", "")) for r in origin["origin"].seen
-                    if r["path"] == path]  # fmt: skip
+            return seen_header(origin["origin"], path, "X-Api-Key")
 
         f.start()
         until(lambda: "first-value" in keys("/ok/p"), 60, "the injected value at the bound endpoint")

@@ -7,10 +7,8 @@ tests/gateway/test_provider_signing.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clawfleet.gateway.providers import parse_providers, refresh_material
 
-from .support import https, request
+from .support import https, load_fake, request
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "openshell-providers"
@@ -27,11 +25,7 @@ EMAIL = "agent@fake-project.iam.gserviceaccount.com"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 PH = "openshell:resolve:env:GCP_SA_ACCESS_TOKEN"
 
-_spec = importlib.util.spec_from_file_location("fake_google_oauth", REPO / "tests" / "fakes" / "fake_google_oauth.py")
-assert _spec and _spec.loader
-fake_google_oauth = importlib.util.module_from_spec(_spec)
-sys.modules["fake_google_oauth"] = fake_google_oauth
-_spec.loader.exec_module(fake_google_oauth)
+fake_google_oauth = load_fake("fake_google_oauth")
 
 
 def _parse(profile: str, **spec):

@@ -7,16 +7,15 @@ and neither the sandbox nor the origin sees the key. Root only (CI runs as root)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .support import bind_provider, load_fake, placeholder_loop, seen_header, use_providers
 from .test_daemon import Fleetlet, until
 from .test_daemon import origin as origin  # the module-scoped fixture
 from .test_privsep import PARSER_USER
@@ -27,37 +26,17 @@ REPO = Path(__file__).resolve().parents[2]
 EMAIL = "agent@fake-project.iam.gserviceaccount.com"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
-_spec = importlib.util.spec_from_file_location("fake_google_oauth", REPO / "tests" / "fakes" / "fake_google_oauth.py")
-assert _spec and _spec.loader
-fake_google_oauth = importlib.util.module_from_spec(_spec)
-sys.modules["fake_google_oauth"] = fake_google_oauth
-_spec.loader.exec_module(fake_google_oauth)
-
-LOOP = """echo "$GCP_SA_ACCESS_TOKEN" > /sandbox/placeholder.txt
-while true; do
-  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/ok/p
-  curl -s -o /dev/null --max-time 2 -H "Authorization: Bearer $GCP_SA_ACCESS_TOKEN" https://origin.test:PORT/other/p
-  sleep 0.2
-done"""
+fake_google_oauth = load_fake("fake_google_oauth")
 
 
 def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_path, origin, user):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     google = fake_google_oauth.FakeGoogleOAuth(key.public_key(), EMAIL, SCOPE, ("i", "s", "r"))
     port = origin["origin"].port
-    f = Fleetlet(tmp_path, origin, user, command=["/bin/sh", "-c", LOOP.replace("PORT", str(port))])
+    loop = placeholder_loop("GCP_SA_ACCESS_TOKEN", "Authorization: Bearer $GCP_SA_ACCESS_TOKEN", port)
+    f = Fleetlet(tmp_path, origin, user, command=loop)
     try:
-        policy = (tmp_path / "policy.yaml").read_text()
-        bound = f"""\
-      - host: origin.test
-        port: {port}
-        path: /ok/**
-        allowed_ips: [127.0.0.1/32]
-        protocol: rest
-        access: read-only
-        credential_binding: {{provider: gcp}}
-"""
-        (tmp_path / "policy.yaml").write_text(policy.replace("    binaries:", bound + "    binaries:"))
+        bind_provider(tmp_path / "policy.yaml", port, "gcp")
         profile = (REPO / "tests/data/openshell-providers/google-cloud.yaml").read_text()
         (tmp_path / "google-cloud.yaml").write_text(profile.replace("https://oauth2.googleapis.com/token", google.url))
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -65,17 +44,12 @@ def test_the_daemon_mints_and_the_parser_injects_only_at_the_bound_endpoint(tmp_
         for name, data in (("gcp-email", EMAIL.encode()), ("gcp-key.pem", pem)):
             (tmp_path / name).write_bytes(data)
             (tmp_path / name).chmod(0o600)
-        definition = json.loads((tmp_path / "looper.yaml").read_text())
-        definition["credentials"] = ["GCP_SA_ACCESS_TOKEN"]
-        definition["gateway"]["providers"] = {"gcp": {"profile": "google-cloud.yaml", "refresh": {
-            "GCP_SA_ACCESS_TOKEN": {"client_email": str(tmp_path / "gcp-email"),
-                                    "private_key": str(tmp_path / "gcp-key.pem")}}}}  # fmt: skip
-        (tmp_path / "looper.yaml").write_text(json.dumps(definition))
-        f.config.write_text(json.dumps({**json.loads(f.config.read_text()), "gateway_user": PARSER_USER}))
+        material = {"client_email": str(tmp_path / "gcp-email"), "private_key": str(tmp_path / "gcp-key.pem")}
+        gcp = {"profile": "google-cloud.yaml", "refresh": {"GCP_SA_ACCESS_TOKEN": material}}
+        use_providers(tmp_path, f.config, ["GCP_SA_ACCESS_TOKEN"], {"gcp": gcp}, PARSER_USER)
 
         def auth(path: str) -> list[str]:
-            return [r["headers"].get("authorization", r["headers"].get("Authorization", "")) for r in
-                    origin["origin"].seen if r["path"] == path]  # fmt: skip
+            return seen_header(origin["origin"], path, "Authorization")
 
         f.start()
         until(lambda: "Bearer ya29.fake-1" in auth("/ok/p"), 60, "the minted token at the bound endpoint")

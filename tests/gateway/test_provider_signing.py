@@ -8,10 +8,8 @@ tests/gateway/conftest.py, the TLS echo origin on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import ssl
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,14 @@ import pytest
 from clawfleet.gateway.providers import parse_providers, refresh_material
 from clawfleet.gateway.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_headers
 
-from .support import https
+from .support import https, load_fake
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "openshell-providers"
 REAL = ("AKIAREALKEYFORTEST01", "real/secret+key/only-the-gateway-has", "real-session-token")
 PH = "openshell:resolve:env:"
 
-_spec = importlib.util.spec_from_file_location("fake_sts", REPO / "tests" / "fakes" / "fake_sts.py")
-assert _spec and _spec.loader
-fake_sts = importlib.util.module_from_spec(_spec)
-sys.modules["fake_sts"] = fake_sts
-_spec.loader.exec_module(fake_sts)
+fake_sts = load_fake("fake_sts")
 
 
 def _policy(origins, mode: str = "sigv4", bind: bool = True) -> str:

@@ -5,21 +5,16 @@ own Streamable HTTP server on the host. Root only (CI runs as root, so nothing s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import sysconfig
 import textwrap
-import time
 
 import pytest
 
 from policy_daemon import SANDBOX_USER
 
-from .support import EchoHandler, Origin, make_ca_and_leaf
+from .support import EchoHandler, Origin, make_ca_and_leaf, script_server
 from .test_sandbox import NAMES, Box
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox integration tests need root; CI runs as root")
@@ -273,24 +268,9 @@ asyncio.run(main(sys.argv[1]))
 def mcp_server(tmp_path):
     script = tmp_path / "mcp_server.py"
     script.write_text(MCP_SERVER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     ran = tmp_path / "ran.txt"
-    log_path = tmp_path / "mcp_server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, str(script), str(port), str(ran)], stdout=log, stderr=log)
-    try:
-        for _ in range(600):
-            assert proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.05)
+    with script_server(script, tmp_path / "mcp_server.log", str(ran)) as port:
         yield port, ran
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
 
 
 def test_mcp_sdk_client_and_server_through_the_sandbox(tmp_path, mworld, user, mcp_server):

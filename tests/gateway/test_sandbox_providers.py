@@ -21,7 +21,7 @@ import textwrap
 
 import pytest
 
-from .support import Origin, SwitchingOrigin, make_ca_and_leaf
+from .support import CUSTOM_API_PROFILE, Origin, SwitchingOrigin, make_ca_and_leaf, profile_endpoint
 from .test_sandbox import Box
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox integration tests need root; CI runs as root")
@@ -31,33 +31,18 @@ API_VALUE = "sk_REALapiVALUE_0987654321"  # provider "work" (endpointless profil
 GH_VALUE = "ghp_REALghVALUE_1122334455"  # provider "gh" (a profile with endpoints: composed rule)
 HAS_NODE = shutil.which("node") is not None
 
-API_PROFILE = """\
-id: custom-api
-credentials:
-  - name: api_token
-    env_vars: [API_TOKEN]
-    auth_style: header
-    header_name: X-Api-Key
-    query_param: api_key
-"""
+API_PROFILE = CUSTOM_API_PROFILE + "    query_param: api_key\n"
 
 
 def _gh_profile(port: int) -> str:
     # api.test is in no rule of the policy file: only this profile's composed rule allows it, for curl only
-    return f"""\
+    return """\
 id: custom-gh
 credentials:
   - name: token
     env_vars: [GH_TOKEN]
     auth_style: bearer
-endpoints:
-  - host: api.test
-    port: {port}
-    allowed_ips: [127.0.0.1/32]
-    protocol: rest
-    access: read-only
-binaries: [/usr/bin/curl]
-"""
+""" + profile_endpoint("api.test", port, "[/usr/bin/curl]")
 
 
 def _policy(e: int, p: int, w: int) -> str:

@@ -6,14 +6,9 @@ runs as root, so nothing skips there)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +16,7 @@ import websockets
 
 from policy_daemon import SANDBOX_USER
 
-from .support import make_ca_and_leaf
+from .support import make_ca_and_leaf, script_server
 from .test_sandbox import NAMES, Box
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox integration tests need root; CI runs as root")
@@ -100,25 +95,10 @@ def ws_server(tmp_path):
     ca, cert, key = make_ca_and_leaf(d, NAMES)
     script, seen = d / "server.py", d / "seen.jsonl"
     script.write_text(SERVER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log_path = d / "server.log"
-    log = log_path.open("wb")
     env = {**os.environ, "PYTHONPATH": LIB}
-    proc = subprocess.Popen([sys.executable, str(script), str(port), str(cert), str(key), str(seen)], stdout=log,
-                            stderr=log, env=env)  # fmt: skip
-    try:
-        for _ in range(600):
-            assert proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.05)
+    with script_server(script, log_path, str(cert), str(key), str(seen), env=env) as port:
         yield {"ca": ca, "port": port, "seen": seen, "log": log_path}
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
 
 
 def test_websockets_client_allowed_and_denied_messages(tmp_path, ws_server, user):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .support import SwitchingOrigin, _response, connect, tls_over, ws_frame
+from .support import SwitchingOrigin, _response, connect, read_head, tls_over, ws_frame
 
 
 def _policy(port: int, protocol: str) -> str:
@@ -45,16 +45,6 @@ def _tunnel(gw, origin):
     sock, status, _ = connect(gw, f"origin.test:{origin.port}")
     assert status == 200
     return tls_over(gw, sock, "origin.test")
-
-
-def _head(tls) -> bytes:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = tls.recv(4096)
-        if not data:
-            break
-        head += data
-    return head
 
 
 def test_rest_endpoint_upgrade_cannot_smuggle_a_raw_request(make_gateway, switching):
@@ -110,7 +100,7 @@ def test_websocket_offer_answered_with_another_protocol_is_502(make_gateway, swi
             f"GET /public/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
             "PRI * HTTP/2.0\r\n\r\n".encode()
         )
-        head = _head(tls)
+        head = read_head(tls)
     assert head.startswith(b"HTTP/1.1 502")
 
 
@@ -124,7 +114,7 @@ def test_websocket_endpoint_upgrade_relayed(make_gateway, switching):
             f"GET /public/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
         )
-        assert _head(tls).startswith(b"HTTP/1.1 101")
+        assert read_head(tls).startswith(b"HTTP/1.1 101")
         frame = ws_frame(0x1, b"frames")  # a message the WEBSOCKET_TEXT rule allows (.ws_relay)
         tls.sendall(frame)
         assert tls.recv(4096) == frame.upper()  # the origin echoes what it got, upper-cased

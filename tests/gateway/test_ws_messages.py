@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .support import SwitchingOrigin, _response, connect, tls_over, ws_frame, ws_frames
+from .support import SwitchingOrigin, _response, connect, read_head, tls_over, ws_frame, ws_frames
 
 RULE = "realtime"
 
@@ -64,13 +64,7 @@ def ws(make_gateway, pki):
         tls.sendall(f"GET {path} HTTP/1.1\r\nHost: origin.test:{origin.port}\r\nUpgrade: websocket\r\n"
                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                     f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{ext}\r\n".encode())  # fmt: skip
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = tls.recv(4096)
-            if not data:
-                break
-            head += data
-        return gw, tls, origin, head
+        return gw, tls, origin, read_head(tls)
 
     yield open_ws
     for o in made:
