@@ -389,9 +389,9 @@ class Engine:
         Only ``protocol: websocket`` endpoints may allow one; an HTTP request never carries these actions.
         """
         if method is not None and (method.upper() in WEBSOCKET_ACTIONS) != websocket_message:
-            why = (f"{method.upper()} is a WebSocket message action, not an HTTP method" if not websocket_message
-                   else f"{method!r} is not a WebSocket message action")  # fmt: skip
-            return Decision("deny", None, why)
+            misuse = (f"{method.upper()} is a WebSocket message action, not an HTTP method" if not websocket_message
+                      else f"{method!r} is not a WebSocket message action")  # fmt: skip
+            return Decision("deny", None, misuse)
         h = normalize_request_host(host) if isinstance(host, str) else None
         if h is None:
             return Decision("deny", None, f"invalid host {host!r}")
