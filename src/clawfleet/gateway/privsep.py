@@ -406,7 +406,6 @@ async def _serve_parser(setup: ParserSetup) -> None:
     holder = PolicyHolder.given(setup.policy, cfg.providers)
     gateway = Gateway(cfg, holder, log, None, ca)
     gateway.secrets = Secrets(cfg.secrets, values=setup.secrets)
-    gateway.minting = None  # the daemon mints (it can read the material) and hands the values over
     gateway.router_identity = setup.router_identity
     metrics = GatewayMetrics(parser=True) if setup.metrics else None
     if metrics is not None:
@@ -546,7 +545,9 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
             ocsf_fd = os.open(config.ocsf_log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         passed = (listener.fileno(), theirs.fileno(), log_fd) + ((ocsf_fd,) if ocsf_fd is not None else ())
         # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
-        parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None)
+        # no refresh material either: the daemon mints (it can read the material) and hands the values over
+        parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None,
+                                            refresh={})  # fmt: skip
         values = secrets.snapshot() if secrets else {}
         generation = holder.generation
         setup = ParserSetup(parser_config, ca_pem, holder.base, values, router_identity, extra, user, os.getpid(),

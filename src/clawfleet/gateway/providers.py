@@ -30,8 +30,7 @@ from typing import Any
 
 from clawfleet.policy import PolicyError
 from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, ProviderProfile, load_profile_file
-from clawfleet.policy.providers import provider_rule_key
-from clawfleet.policy.schema import PROVIDER_NAME_RE
+from clawfleet.policy.providers import instance_name_problem
 
 from .credentials import SecretBinding
 from .token_mint import minters_for
@@ -81,12 +80,9 @@ def parse_providers(
     bindings: list[SecretBinding] = []
     owner = {name: "secrets" for name in taken}
     for name, spec in data.items():
-        if not isinstance(name, str) or not PROVIDER_NAME_RE.match(name):
-            raise ValueError(f"providers: invalid provider instance name {name!r}")
-        clash = next((other for other in profiles if provider_rule_key(other) == provider_rule_key(name)), None)
-        if clash is not None:  # both would compose into one _provider_ rule
-            raise ValueError(f"providers: {name!r} and {clash!r} both derive the policy rule {provider_rule_key(name)}"
-                             "; rename one")  # fmt: skip
+        problem = instance_name_problem(name, profiles)
+        if problem is not None:
+            raise ValueError(f"providers: {problem}")
         if not isinstance(spec, Mapping) or "profile" not in spec:
             raise ValueError(f"provider {name}: needs 'profile' (a provider profile file) and 'credentials'")
         unknown = set(spec) - {"profile", "credentials", "refresh"}

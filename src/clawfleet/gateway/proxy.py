@@ -946,16 +946,15 @@ class Gateway:
                 out_target, headers, used = self.credentials().inject(dest, out_target, headers, ev.target)
                 if d.endpoint is not None and d.endpoint.credential_signing is not None:
                     headers = self._resign(d.endpoint, method, target.host, out_target, headers, body, dest)
-            except CredentialUnavailable as exc:  # a minted credential it carries has no value: never send it on
+            except (CredentialUnavailable, ResignRefused) as exc:  # never send on what could not be filled or signed
+                reason, error = (
+                    ("credential unavailable", "credential_unavailable")
+                    if isinstance(exc, CredentialUnavailable)
+                    else ("cannot re-sign", "signing_refused")
+                )
                 upstreams.pop(up.key, None)
                 up.stream.close()
-                await self._error(conn, client, exc.status, str(exc), "credential unavailable",
-                                  error="credential_unavailable")  # fmt: skip
-                return False
-            except ResignRefused as exc:
-                upstreams.pop(up.key, None)
-                up.stream.close()
-                await self._error(conn, client, exc.status, str(exc), "cannot re-sign", error="signing_refused")
+                await self._error(conn, client, exc.status, str(exc), reason, error=error)
                 return False
             used |= body_used
         else:

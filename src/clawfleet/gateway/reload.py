@@ -110,13 +110,13 @@ class PolicyHolder:
             self._sig = sig
             try:
                 new = self._load()
+                new_digest = digest(new)
+                if new_digest == self.digest:  # touched, not changed: nothing to compose or compile
+                    return False
                 effective = self._effective(new)
             except PolicyError as exc:
                 self._emit({"event": "reload", "ok": False, "error": str(exc).splitlines()[:20],
                             "kept_digest": self.digest})  # fmt: skip
-                return False
-            new_digest = digest(new)
-            if new_digest == self.digest:
                 return False
             changes = diff(self.base, new)
             static = sorted({c.section for c in diff(self.static_policy, new).changes if c.static})

@@ -116,7 +116,7 @@ async def relay_client_frames(src: _Stream, dst: _Stream, judge: Judge, fill: Ca
     ``websocket_credential_rewrite`` placeholder filler; ``refused(code, why)``: told of a protocol refusal (a denial
     was logged by ``judge`` already)."""
     reader = _Reader(src)
-    text: list[bytes] | None = None  # the frames of a text message being collected, as they came
+    frames: list[bytes] = []  # the frames of a text message being collected, as they came (empty: none)
     parts: list[bytes] = []  # and their unmasked payloads
     size = 0
     binary = False  # inside a fragmented binary message
@@ -147,8 +147,8 @@ async def relay_client_frames(src: _Stream, dst: _Stream, judge: Judge, fill: Ca
                 if opcode not in (_CLOSE, _PING, _PONG) or not fin or n > 125:
                     raise _Refused(1002, "invalid control frame")
                 closed = opcode == _CLOSE
-            elif opcode == _TEXT or (opcode == _CONT and text is not None):
-                if opcode == _TEXT and (text is not None or binary):
+            elif opcode == _TEXT or (opcode == _CONT and frames):
+                if opcode == _TEXT and (frames or binary):
                     raise _Refused(1002, "a new message inside a fragmented one")
                 size += n
                 if size > MAX_MESSAGE_BYTES:
@@ -158,7 +158,7 @@ async def relay_client_frames(src: _Stream, dst: _Stream, judge: Judge, fill: Ca
                 payload = await reader.exactly(n)
                 if payload is None:
                     break
-                text = [*(text or []), bytes(raw) + payload]
+                frames.append(bytes(raw) + payload)
                 parts.append(_unmask(payload, key))
                 if fin:
                     message = b"".join(parts)
@@ -170,13 +170,13 @@ async def relay_client_frames(src: _Stream, dst: _Stream, judge: Judge, fill: Ca
                     if why is not None:
                         raise _Refused(1008, why)
                     out = rewrite_body(message, "application/json", fill) if fill is not None else message
-                    dst.write(b"".join(text) if out is message else _frame(_TEXT, out))
+                    dst.write(b"".join(frames) if out is message else _frame(_TEXT, out))
                     await dst.drain()
-                    text, parts, size = None, [], 0
+                    frames, parts, size = [], [], 0
                 continue
             elif opcode == _BINARY or (opcode == _CONT and binary):
                 if opcode == _BINARY:
-                    if text is not None or binary:
+                    if frames or binary:
                         raise _Refused(1002, "a new message inside a fragmented one")
                     why = judge(WEBSOCKET_BINARY, None)
                     if why is not None:

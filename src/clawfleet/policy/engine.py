@@ -172,6 +172,7 @@ class _CompiledEndpoint:
         "path_rx",
         "rule_idx",
         "rules",
+        "ws_graphql",
     )
 
     def __init__(self, rule_idx: int, ep_idx: int, key: str, ep: Endpoint) -> None:
@@ -181,6 +182,7 @@ class _CompiledEndpoint:
         self.endpoint = ep
         self.l7 = ep.inspects_l7
         self.body = ep.inspects_body
+        self.ws_graphql = ep.websocket_graphql  # a scan of the rules: once per compile, not once per message
         self.audit = ep.enforcement == "audit"
         self.path_rx = compile_glob(ep.path) if ep.path else None
         # a body endpoint's access preset is operation rules (Endpoint.allow_rules, judged in l7_body)
@@ -212,7 +214,7 @@ class _CompiledEndpoint:
         for sel in self.deny:
             if sel.matches(method, path, query) or (bare is not None and sel.matches(method, bare, query)):
                 return "denyrule", sel.rule, f"deny rule {sel.rule.describe()} matches {method} {path}"
-        if method == WEBSOCKET_TEXT and ep.websocket_graphql:  # GraphQL-over-WebSocket: the operations decide
+        if method == WEBSOCKET_TEXT and self.ws_graphql:  # GraphQL-over-WebSocket: the operations decide
             message = payload[0] if payload is not None else None
             if message is None:
                 return "nomatch", None, f"the WebSocket message was not inspected on {ep.describe()}"

@@ -19,6 +19,8 @@ from .schema import (
     ON_ERROR,
     PROTOCOLS,
     PROVIDER_NAME_RE,
+    SIGNING_MODES,
+    SIGNING_NAME_RE,
     TLS_MODES,
     USER_RE,
 )
@@ -242,9 +244,9 @@ JSON_SCHEMA: dict[str, Any] = {
                 "request_body_credential_rewrite": {"type": "boolean"},
                 "websocket_credential_rewrite": {"type": "boolean"},
                 "allow_uninspected_credentials": {"type": "boolean"},
-                "credential_signing": {"enum": ["sigv4", "sigv4:body", "sigv4:no_body"]},
-                "signing_service": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
-                "signing_region": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+                "credential_signing": {"enum": list(SIGNING_MODES)},
+                "signing_service": {"type": "string", "pattern": SIGNING_NAME_RE.pattern},
+                "signing_region": {"type": "string", "pattern": SIGNING_NAME_RE.pattern},
                 "credential_binding": {
                     "type": "object",
                     "additionalProperties": False,

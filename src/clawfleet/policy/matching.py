@@ -66,11 +66,15 @@ def compile_glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(glob_to_regex(pattern))
 
 
+def _label_regex(label: str) -> str:
+    """One host label's wildcards as regex text: ``*`` any run of label characters, ``?`` one."""
+    return "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c) for c in label)
+
+
 @lru_cache(maxsize=1024)
 def compile_label_glob(label: str) -> re.Pattern[str]:
     """A first-label host wildcard (``*-aiplatform``): ``*`` any run of label characters."""
-    body = "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c) for c in label)
-    return re.compile("(?:" + body + r")\Z")
+    return re.compile("(?:" + _label_regex(label) + r")\Z")
 
 
 def has_inner_wildcard(pattern: str) -> bool:
@@ -92,10 +96,7 @@ def compile_host_pattern(pattern: str) -> re.Pattern[str]:
     delimiter: ``**`` (whole first label) one or more labels, a whole-label ``*`` exactly one label, ``*``/``?``
     inside the first label any run of / one label character(s). The written specification for inner labels."""
     first, _, rest = pattern.partition(".")
-    if first == "**":
-        head = r"[^.]+(?:\.[^.]+)*"
-    else:
-        head = "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c) for c in first)
+    head = r"[^.]+(?:\.[^.]+)*" if first == "**" else _label_regex(first)
     tail = "".join(r"\.[^.]+" if label == "*" else r"\." + re.escape(label) for label in rest.split("."))
     return re.compile("(?:" + head + tail + r")\Z")
 

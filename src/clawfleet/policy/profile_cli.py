@@ -21,8 +21,7 @@ from .errors import PolicyError
 from .loader import load_file
 from .model import Policy
 from .profiles import ProviderProfile, load_profile_file, normalize_profile, profile_digest
-from .providers import check_bindings, compose, provider_rule_key, require_bindings
-from .schema import PROVIDER_NAME_RE
+from .providers import check_bindings, compose, instance_name_problem, require_bindings
 
 __all__ = ["effective_policy", "load_provider_args", "register_profile_subcommands"]
 
@@ -55,11 +54,9 @@ def load_provider_args(items: list[str] | None) -> dict[str, ProviderProfile]:
         name, eq, path = item.partition("=")
         if not eq or not name or not path:
             raise ValueError(f"--provider {item!r}: expected NAME=PROFILE_FILE")
-        if not PROVIDER_NAME_RE.match(name):
-            raise ValueError(f"--provider {item!r}: invalid provider instance name {name!r}")
-        clash = next((o for o in providers if provider_rule_key(o) == provider_rule_key(name)), None)
-        if clash is not None:
-            raise ValueError(f"--provider {name!r} and {clash!r} both derive the rule {provider_rule_key(name)}")
+        problem = instance_name_problem(name, providers)
+        if problem is not None:
+            raise ValueError(f"--provider {item!r}: {problem}")
         try:
             providers[name] = load_profile_file(path)
         except PolicyError as exc:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .errors import PolicyError, Problem, format_path
 from .model import Endpoint, NetworkRule, Policy
 from .profiles import ProviderProfile
-from .schema import PROVIDER_RULE_PREFIX
+from .schema import PROVIDER_NAME_RE, PROVIDER_RULE_PREFIX
 
 __all__ = ["check_bindings", "compose", "credential_scopes", "provider_rule_key", "require_bindings"]
 
@@ -79,6 +79,17 @@ def credential_scopes(policy: Policy, providers: Mapping[str, ProviderProfile]) 
 def provider_rule_key(name: str) -> str:
     """Upstream's derived rule name: ``work-github`` -> ``_provider_work_github``."""
     return PROVIDER_RULE_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def instance_name_problem(name: object, taken: Iterable[str]) -> str | None:
+    """Why ``name`` cannot name one more provider instance beside ``taken`` (None: it can): not a valid name, or
+    it derives the same ``_provider_`` rule as one of them (both would compose into one rule)."""
+    if not isinstance(name, str) or not PROVIDER_NAME_RE.match(name):
+        return f"invalid provider instance name {name!r}"
+    clash = next((other for other in taken if provider_rule_key(other) == provider_rule_key(name)), None)
+    if clash is not None:
+        return f"{name!r} and {clash!r} both derive the policy rule {provider_rule_key(name)}; rename one"
+    return None
 
 
 def compose(policy: Policy, providers: Mapping[str, ProviderProfile]) -> Policy:

@@ -128,7 +128,7 @@ _UPSTREAM_ENDPOINT_ONLY = frozenset(
 _UPSTREAM_SELECTOR_ONLY = frozenset({"command", "review"})
 #: upstream's credential_signing modes: sign the body as the client did, always, or never (UNSIGNED-PAYLOAD)
 SIGNING_MODES = ("sigv4", "sigv4:body", "sigv4:no_body")
-_SIGNING_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SIGNING_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 METHOD_RE = re.compile(r"^(?:\*|[A-Za-z][A-Za-z0-9_-]{0,31})$")
 _LABEL_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _WILD_LABEL_RE = re.compile(r"^[a-z0-9_*?-]{1,63}$")
@@ -950,7 +950,7 @@ class Validator:
 
     def signing_name(self, path: Path, key: str, value: Any, what: str) -> str | None:
         text = self.string((*path, key), value, what=what)
-        if text is not None and not _SIGNING_NAME.match(text):
+        if text is not None and not SIGNING_NAME_RE.match(text):
             self.err((*path, key), f"{text!r} is not {what} (lower-case letters, digits, '-')")
             return None
         return text

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clawfleet.router import classify_pool, translate
-from clawfleet.router.classifier import UNSCANNED, Classifier, Finding
+from clawfleet.router.classifier import UNSCANNED, Classifier
 from clawfleet.router.config import ConfigError, RouterConfig, load_config
 from clawfleet.router.extract import ExtractError
 from clawfleet.router.health import HealthChecker
@@ -41,7 +41,7 @@ from clawfleet.router.redact import Redactor
 from clawfleet.router.reload import ConfigWatcher
 from clawfleet.router.restore_stream import StreamRestoreTransform
 from clawfleet.router.routing import Decision, Router
-from clawfleet.router.scan import PreparedRequest, RequestFindings, outgoing_text, parse_body, prepare_request
+from clawfleet.router.scan import RequestFindings, outgoing_text, parse_body, prepare_request
 from clawfleet.router.sse import SSEParser, stream_error_event
 from clawfleet.router.usage import UsageMeter
 from clawfleet.router.usage_store import UsageStore
@@ -382,14 +382,8 @@ class RouterApp:
 
     async def _classify(self, gen: Generation, kind: str, body: Any) -> RequestFindings | None:
         """Findings for a request, or None when classification ran out of its time budget."""
-        deadline = time.monotonic() + gen.budget_s
-        pool = gen.pool
         try:
-            # one thread hop: walk the body, and classify it right there when its texts are small enough for
-            # a thread; only large texts come back to be sent on to the worker processes
-            prepared, results = await pool.run(_prepare_small, kind, body, pool, budget=gen.budget_s)
-            if results is None:
-                results = await pool.classify(prepared.texts(), budget=max(0.0, deadline - time.monotonic()))
+            prepared, results = await gen.pool.prepare_and_classify(prepare_request, kind, body, budget=gen.budget_s)
         except asyncio.TimeoutError:
             return None
         found: RequestFindings = prepared.assemble(results)
@@ -767,18 +761,6 @@ class RouterApp:
         if redactor:
             doc = redactor.restore_json(doc)
         return json.dumps(doc, ensure_ascii=False).encode()
-
-
-def _prepare_small(
-    kind: str, body: Any, pool: classify_pool.ClassifyPool
-) -> tuple[PreparedRequest, list[list[Finding]] | None]:
-    """Walk a request body (on a classify thread) and, when its texts are under the pool's inline threshold,
-    classify them in the same thread, as :meth:`ClassifyPool.classify` would have on its next hop."""
-    prepared = prepare_request(kind, body)
-    texts = prepared.texts()
-    if sum(len(t) for t in texts) < pool.inline_below:
-        return prepared, classify_pool.classify_all(pool.classifier.classify, texts)
-    return prepared, None
 
 
 def create_app(config: RouterConfig, **kwargs: Any) -> Starlette:

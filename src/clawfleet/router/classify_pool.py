@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
@@ -85,10 +86,31 @@ class ClassifyPool:
         future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
         return await asyncio.wait_for(future, budget)
 
+    def _inline(self, texts: Sequence[str]) -> bool:
+        """Whether these texts are classified on a thread rather than in the worker processes."""
+        return sum(len(t) for t in texts) < self.inline_below
+
+    async def prepare_and_classify(self, prepare: Callable[..., Any], *args: Any,
+                                   budget: float) -> tuple[Any, list[list[Finding]]]:  # fmt: skip
+        """``prepare(*args)`` (an object with ``texts()``, e.g. a walked request body) and the findings per text,
+        within ``budget`` seconds in all: small texts are classified on the same thread as the preparation (one
+        hop), large ones go on to the worker processes."""
+        deadline = time.monotonic() + budget
+
+        def step() -> tuple[Any, list[list[Finding]] | None]:
+            prepared = prepare(*args)
+            texts = prepared.texts()
+            return prepared, (classify_all(self.classifier.classify, texts) if self._inline(texts) else None)
+
+        prepared, results = await self.run(step, budget=budget)
+        if results is None:
+            results = await self.classify(prepared.texts(), budget=max(0.0, deadline - time.monotonic()))
+        return prepared, results
+
     async def classify(self, texts: Sequence[str], *, budget: float) -> list[list[Finding]]:
         """Findings per text; raises TimeoutError past ``budget`` seconds."""
         loop = asyncio.get_running_loop()
-        if sum(len(t) for t in texts) < self.inline_below:
+        if self._inline(texts):
             future = loop.run_in_executor(self._threads, classify_all, self.classifier.classify, list(texts))
         else:
             future = loop.run_in_executor(self._processes(), _classify_in_worker, list(texts))

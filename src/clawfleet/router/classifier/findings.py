@@ -386,7 +386,7 @@ def re2_spans(rx: Any, text: str) -> Iterator[tuple[int, int]]:
     matches are decoded once, in order. Matches must start and end on character boundaries (they do for every
     expression built from whole characters: a UTF-8 lead byte never occurs inside a character)."""
     raw = text.encode("utf-8", "surrogatepass")
-    spans = _byte_spans(rx, raw)
+    spans = byte_spans(rx, raw)
     if len(raw) == len(text):  # ASCII: byte offsets are character offsets
         yield from spans
         return
@@ -410,11 +410,6 @@ def re2_bytes(pattern: bytes) -> Any:
 
 
 def byte_spans(rx: Any, raw: bytes) -> Iterator[tuple[int, int]]:
-    """Spans of the matches of an RE2 expression in ``raw``; for an ASCII text, its character spans."""
-    return _byte_spans(rx, raw)
-
-
-def _byte_spans(rx: Any, raw: bytes) -> Iterator[tuple[int, int]]:
     """``m.span()`` for ``m`` in ``rx.finditer(raw)``, for expressions that never match the empty string.
 
     With the pinned google-re2 this calls the compiled RE2 object the wrapper's own ``finditer`` loop calls, without
