@@ -101,6 +101,18 @@ def _write_sums(root: Path) -> int:
     return len(files)
 
 
+def _wheel_source(project: Path, dest: Path) -> Path:
+    """A copy of what ``pip wheel`` reads from the checkout: pyproject.toml, the readme and licence files it names
+    or finds, and the package (without byte code)."""
+    dest.mkdir()
+    for path in [*sorted(project.glob("LICEN[CS]E*")), project / "pyproject.toml", project / "README.md"]:
+        if path.is_file():
+            shutil.copy2(path, dest / path.name)
+    shutil.copytree(project / "src" / "clawfleet", dest / "src" / "clawfleet",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    return dest
+
+
 def build_bundle(
     out: str | Path,
     project: str | Path,
@@ -151,12 +163,17 @@ def build_bundle(
         for target in targets:
             _download(target, requirements, wheels)
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # stable zip timestamps in our own wheel
+        # Built from a private copy: setuptools writes build/ and *.egg-info beside the sources and removes its
+        # build directory when done, so two builds of one checkout at once (CI runs scenarios side by side) could
+        # pack each other's half-removed tree. The copy holds exactly the wheel's inputs.
+        source = _wheel_source(project, staging / "source")
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(project)],
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
             capture_output=True, text=True, check=False, env=env,
         )  # fmt: skip
         if proc.returncode != 0:
             raise BundleError(f"pip wheel {project} failed:\n{proc.stderr[-2000:]}")
+        shutil.rmtree(source)
         if policies:
             shutil.copytree(policies, staging / "policies")
         for path in artifact_paths:
