@@ -124,6 +124,16 @@ def test_no_provider_keys_for_the_endpoint_is_a_503_and_nothing_is_sent(signing_
     assert len(origins["https"].seen) == before
 
 
+def test_a_gateway_without_any_secrets_refuses_to_sign_instead_of_forwarding_the_placeholder(make_gateway, origins):
+    gw = make_gateway(policy_text=_policy(origins, bind=False), secrets=False)  # no provider, no secret at all
+    before = len(origins["https"].seen)
+    status, _, body = https(gw, origins, "GET", "/bucket/k", headers=_sandbox_headers(origins, "GET", "/bucket/k", b""))
+    assert status == 503 and json.loads(body)["error"] == "signing_refused"
+    assert len(origins["https"].seen) == before  # the sandbox's placeholder signature was not sent on
+    headers = _sandbox_headers(origins, "GET", "/bucket/k", b"", host="other.test")  # no credential_signing: passes
+    assert https(gw, origins, "GET", "/bucket/k", host="other.test", headers=headers)[0] == 200
+
+
 @pytest.mark.parametrize("mode", ["sigv4", "sigv4:body"])
 def test_a_body_without_the_clients_hash_is_read_and_signed_with_its_hash(signing_gw, origins, mode):
     gw = signing_gw(mode=mode)

@@ -264,3 +264,40 @@ def test_after_a_failure_the_endpoint_is_not_called_again_for_a_few_seconds(goog
     clock.now += 5
     assert asyncio.run(minter.values())["GCP_SA_ACCESS_TOKEN"] == "ya29.fake-1"
     assert len(google.seen) == 2
+
+
+class _Handover:
+    """What MintDriver.refresh hands to the secrets (the real Secrets' two methods, recorded)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def set_minted(self, values) -> None:
+        self.calls.append(("set", dict(values)))
+
+    def mint_failed(self, names, status, message) -> None:
+        self.calls.append(("failed", tuple(names), status))
+
+
+def test_the_driver_hands_a_value_over_once_until_it_is_minted_again(google, key, tmp_path):
+    from clawfleet.gateway.token_mint import MintDriver
+
+    clock = Clock()
+    material = _files(tmp_path, client_email=EMAIL, private_key=_pem(key))
+    driver = MintDriver({"gcp": _google_profile(google.url)}, {"gcp": {"GCP_SA_ACCESS_TOKEN": material}}, clock=clock)
+    secrets = _Handover()
+    for _ in range(3):  # a request each: the cached token is handed over once
+        asyncio.run(driver.refresh(secrets))
+    assert secrets.calls == [("set", {"GCP_SA_ACCESS_TOKEN": "ya29.fake-1"})]
+    other = _Handover()  # another Secrets (a reload) gets the value although it is not new
+    asyncio.run(driver.refresh(other))
+    assert other.calls == [("set", {"GCP_SA_ACCESS_TOKEN": "ya29.fake-1"})]
+    clock.now += 3600  # expired and the endpoint fails: the placeholder must be refused, not the old token kept
+    google.mode = "garbage"
+    asyncio.run(driver.refresh(secrets))
+    assert secrets.calls[-1] == ("failed", ("GCP_SA_ACCESS_TOKEN",), 502)
+    google.mode = "ok"
+    clock.now += 60  # past the few seconds a failure is remembered
+    asyncio.run(driver.refresh(secrets))
+    asyncio.run(driver.refresh(secrets))
+    assert secrets.calls[-1][0] == "set" and secrets.calls[-2][0] == "failed"

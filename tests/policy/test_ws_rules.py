@@ -109,6 +109,14 @@ def test_websocket_text_beside_graphql_operation_rules_is_refused():
     assert _ep(_policy(GQL + '          - allow: {method: WEBSOCKET_BINARY, path: "/graphql"}\n')).websocket_graphql
 
 
+def test_websocket_text_beside_graphql_deny_rules_alone_is_refused():
+    """The validator and the model agree on what makes an endpoint judge GraphQL: a deny rule alone does (the
+    model would otherwise ignore the WEBSOCKET_TEXT allow rule the validator let through)."""
+    text = _policy(TEXT, extra="        deny_rules:\n          - {operation_type: mutation}\n")
+    assert "WEBSOCKET_TEXT allow rule would let any message past them" in only(text)
+    assert not _ep(_policy(TEXT)).websocket_graphql
+
+
 def test_mcp_selectors_are_refused_on_a_websocket_endpoint():
     text = _policy('          - allow: {method: GET, path: "/ws"}\n          - allow: {tool: search}\n')
     assert "'tool' is a body selector" in only(text) and "MCP and JSON-RPC over WebSocket" in only(text)

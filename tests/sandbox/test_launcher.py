@@ -168,17 +168,31 @@ def test_memory_limit(sandbox):
 
 
 def test_cgroup_is_removed_afterwards(sandbox):
+    """This sandbox's own cgroup (``sandbox-<launcher pid>-…``) exists while it runs and is gone after: other
+    sandboxes on the host (a daemon, another test run) may have theirs in the same directory meanwhile."""
     from clawfleet.sandbox import cgroups
 
     layout = cgroups.detect()
     bases = [os.path.join(m, layout.own.get(c, "/").lstrip("/"), cgroups.GROUP) for c, m in layout.v1_mounts.items()]
     if layout.v2_mount and "pids" in layout.v2_controllers:
         bases.append(os.path.join(layout.v2_mount, cgroups.GROUP))
-    proc = sandbox.run(["/bin/sh", "-c", "cat /proc/self/cgroup"], extra=("--memory-max", "1G"))
-    assert proc.returncode == 0
-    for b in bases:
-        if os.path.isdir(b):
-            assert not [e for e in os.listdir(b) if e.startswith("sandbox-")], os.listdir(b)
+    cmd = [sys.executable, "-m", "clawfleet.cli", "sandbox", "run", "--policy", str(sandbox.write_policy()),
+           "--workdir", str(sandbox.workdir), "--memory-max", "1G", "--", "/bin/sleep", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def mine() -> list[str]:
+        return [
+            f"{b}/{e}" for b in bases if os.path.isdir(b) for e in os.listdir(b) if e.startswith(f"sandbox-{proc.pid}-")
+        ]
+
+    seen: list[str] = []
+    while proc.poll() is None and not seen:
+        seen = mine()
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert seen, "the sandbox's cgroup was never seen while it ran"
+    assert mine() == []
 
 
 def _spec(sandbox, code: str, **kw) -> SandboxSpec:

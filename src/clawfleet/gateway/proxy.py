@@ -938,7 +938,9 @@ class Gateway:
             headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
         headers = self.router_identity.apply(target.host, target.port, headers)
         out_target = path.encode()
-        if self.secrets:
+        # a credential_signing endpoint is re-signed or refused, also on a gateway with no secrets at all: the
+        # sandbox's own (placeholder) signature is never sent on
+        if self.secrets or signing is not None:
             if self.minting is not None and self.credentials().provider_reaches(dest):
                 await self.minting.refresh(self.secrets)  # cached: only a due token costs a call
             # the raw target too: a path binding fills only a path the sandbox sent in canonical form

@@ -40,13 +40,26 @@ def region_of(host: str, endpoint: Endpoint) -> str:
 MAX_SIGNED_BODY = 10 * 1024 * 1024
 
 
+def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bool]:
+    """(the client's ``x-amz-content-sha256`` or None, whether the request has a body), in one pass."""
+    given = length = None
+    chunked = False
+    for k, v in headers:
+        if k == b"x-amz-content-sha256" and given is None:
+            given = v.strip()
+        elif k == b"content-length" and length is None:
+            length = v.strip()
+        elif k == b"transfer-encoding":
+            chunked = True
+    return given, chunked or length not in (None, b"0")
+
+
 def needs_body(endpoint: Endpoint, headers: list[tuple[bytes, bytes]]) -> bool:
     """Whether signing this request needs the hash of a body the gateway must read first: ``sigv4:body``, or
     ``sigv4`` when the client sent no usable ``x-amz-content-sha256``, and the request has a body."""
     mode = endpoint.credential_signing
-    given = next((v.strip() for k, v in headers if k == b"x-amz-content-sha256"), None)
-    length = next((v.strip() for k, v in headers if k == b"content-length"), None)
-    if not any(k == b"transfer-encoding" for k, _ in headers) and length in (None, b"0"):
+    given, has_body = _framing(headers)
+    if not has_body:
         return False
     if given is not None and given.startswith(b"STREAMING-"):
         return False  # refused or sent unsigned below, never buffered
@@ -56,7 +69,7 @@ def needs_body(endpoint: Endpoint, headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 def _payload_hash(mode: str, headers: list[tuple[bytes, bytes]], body: bytes | None) -> str:
-    given = next((v.strip() for k, v in headers if k == b"x-amz-content-sha256"), None)
+    given, has_body = _framing(headers)
     if mode == "sigv4:no_body":
         return UNSIGNED_PAYLOAD
     if given is not None and given.startswith(b"STREAMING-") and given != b"STREAMING-UNSIGNED-PAYLOAD-TRAILER":
@@ -68,9 +81,7 @@ def _payload_hash(mode: str, headers: list[tuple[bytes, bytes]], body: bytes | N
         return given.decode()
     if mode == "sigv4" and given == b"STREAMING-UNSIGNED-PAYLOAD-TRAILER":
         return UNSIGNED_PAYLOAD
-    length = next((v.strip() for k, v in headers if k == b"content-length"), None)
-    chunked = any(k == b"transfer-encoding" for k, _ in headers)
-    if not chunked and length in (None, b"0"):
+    if not has_body:
         return EMPTY_SHA256
     # defensive: needs_body() made the proxy read every body this could be reached with
     raise ResignRefused(501, "this request's body was not read, so its hash cannot be signed")

@@ -316,6 +316,9 @@ class MintDriver:
         self.minters: list[Minter] = []
         for name, per_var in material.items():
             self.minters.extend(minters_for(name, providers[name], per_var, **kwargs).values())
+        # (secrets, values) last handed over per minter: a cached minter returns the same dict until it mints
+        # again, so a request pays for the hand-over only when a value is new (or went to another Secrets).
+        self._handed: dict[int, tuple[Any, Mapping[str, str]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.minters)
@@ -323,9 +326,15 @@ class MintDriver:
     async def refresh(self, secrets: Any) -> None:
         for minter in self.minters:
             try:
-                secrets.set_minted(await minter.values())
+                values = await minter.values()
             except MintError as exc:
+                self._handed.pop(id(minter), None)
                 secrets.mint_failed(minter.names(), exc.status, str(exc))
+                continue
+            last = self._handed.get(id(minter))
+            if last is None or last[0] is not secrets or last[1] is not values:
+                secrets.set_minted(values)
+                self._handed[id(minter)] = (secrets, values)
 
     async def run(self, secrets: Any, interval: float = 5.0) -> None:
         """Refresh every ``interval`` seconds, so values reach the parser before a request needs them."""

@@ -27,6 +27,7 @@ _EXPORTS = {
     "require_bindings": "providers",
     "credential_scopes": "providers",
     "compose": "providers",
+    "compose_checked": "providers",
     "Binary": "model",
     "Change": "differ",
     "Decision": "engine",
@@ -92,6 +93,7 @@ __all__ = [
     "check_bindings",
     "compile_policy",
     "compose",
+    "compose_checked",
     "credential_scopes",
     "diff",
     "digest",
@@ -167,4 +169,4 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
         normalize_profile,
         profile_digest,
     )
-    from .providers import check_bindings, compose, credential_scopes, require_bindings
+    from .providers import check_bindings, compose, compose_checked, credential_scopes, require_bindings

@@ -21,7 +21,7 @@ from .errors import PolicyError
 from .loader import load_file
 from .model import Policy
 from .profiles import ProviderProfile, load_profile_file, normalize_profile, profile_digest
-from .providers import check_bindings, compose, instance_name_problem, require_bindings
+from .providers import check_bindings, compose_checked, instance_name_problem
 
 __all__ = ["effective_policy", "load_provider_args", "register_profile_subcommands"]
 
@@ -72,8 +72,7 @@ def effective_policy(policy: Policy, items: list[str] | None) -> Policy:
     providers = load_provider_args(items)
     if not providers:
         return policy
-    require_bindings(policy, providers)
-    return compose(policy, providers)
+    return compose_checked(policy, providers)
 
 
 def _cmd_bindings(args: argparse.Namespace) -> int:

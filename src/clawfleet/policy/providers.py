@@ -65,6 +65,13 @@ def require_bindings(policy: Policy, providers: Mapping[str, ProviderProfile]) -
         raise PolicyError(problems)
 
 
+def compose_checked(policy: Policy, providers: Mapping[str, ProviderProfile]) -> Policy:
+    """The effective policy a gateway with ``providers`` enforces: the bindings checked (:func:`require_bindings`),
+    then :func:`compose`."""
+    require_bindings(policy, providers)
+    return compose(policy, providers)
+
+
 def credential_scopes(policy: Policy, providers: Mapping[str, ProviderProfile]) -> dict[str, tuple[Endpoint, ...]]:
     """Provider name -> the endpoints its static credentials may be put into (host pattern, ports, path): the
     profile's own endpoints, else the policy's endpoints that bind it (none: its credentials go nowhere).

@@ -1073,7 +1073,7 @@ class Validator:
                         "registered persisted queries are used only with persisted_queries: allow_registered",
                     )
         if protocol == "websocket":
-            bad = self.websocket_rules(path, rules, out) or bad
+            bad = self.websocket_rules(path, rules, deny, out) or bad
         if protocol not in ("graphql", "mcp", "json-rpc"):
             return None if bad else out
         if "access" in m and protocol != "graphql":  # graphql: operation types (model.GRAPHQL_ACCESS_OPERATIONS)
@@ -1127,9 +1127,12 @@ class Validator:
                 bad = True
         return None if bad else out
 
-    def websocket_rules(self, path: Path, rules: tuple[L7Rule, ...], options: dict[str, Any]) -> bool:
-        """Upstream's checks of a ``protocol: websocket`` endpoint's rules (True: a problem was reported)."""
-        graphql = (any(r.is_graphql for r in rules) or options.get("persisted_queries") == "allow_registered"
+    def websocket_rules(self, path: Path, rules: tuple[L7Rule, ...], deny: tuple[L7Rule, ...],
+                        options: dict[str, Any]) -> bool:  # fmt: skip
+        """Upstream's checks of a ``protocol: websocket`` endpoint's rules (True: a problem was reported).
+        Whether the endpoint judges GraphQL operations is decided as Endpoint.websocket_graphql decides it: a
+        GraphQL deny rule alone makes it so, and a WEBSOCKET_TEXT allow rule would then be silently ignored."""
+        graphql = (any(r.is_graphql for r in (*rules, *deny)) or options.get("persisted_queries") == "allow_registered"
                    or bool(options.get("graphql_persisted_queries")))  # fmt: skip
         bad = False
         for i, r in enumerate(rules):

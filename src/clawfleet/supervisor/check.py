@@ -7,7 +7,7 @@ import os
 
 from clawfleet.gateway.config import GatewayConfig
 from clawfleet.gateway.privsep import parser_user
-from clawfleet.policy import compile_policy, compose, load_file, require_bindings
+from clawfleet.policy import compile_policy, compose_checked, load_file
 from clawfleet.sandbox.definition import DefinitionError, SandboxDefinition, load_definition, load_mapping
 
 from .attach import gateway_config_for
@@ -35,9 +35,7 @@ def check_definition(path: str) -> SandboxDefinition:
     missing = set(d.credentials) - {b.name for b in config.secrets}
     if missing:
         raise DefinitionError(f"{path}: credentials without a secrets binding: {', '.join(sorted(missing))}")
-    policy = load_file(config.policy)
-    require_bindings(policy, config.providers)
-    compile_policy(compose(policy, config.providers))
+    compile_policy(compose_checked(load_file(config.policy), config.providers))
     return d
 
 
