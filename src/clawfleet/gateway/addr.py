@@ -13,6 +13,7 @@ it. Parsing is strict on purpose: an ambiguous spelling is refused, never guesse
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -55,6 +56,7 @@ class Target:
         return f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a name costs two refused parses (v4, v6), once per plain request
 def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -124,6 +126,10 @@ def _port(text: str, default: int | None) -> int:
     return port
 
 
+# A pure function of its text: every request parses its Host header (and a plain one its target's authority),
+# mostly the same few names. Only successful parses are kept (a refusal raises, which lru_cache never stores),
+# so an entry is at most a valid host (253) plus a port; 1,024 entries bound the memory; the Target is frozen.
+@functools.lru_cache(maxsize=1024)
 def parse_authority(text: str, default_port: int | None = None) -> Target:
     """``host:port`` / ``[v6]:port`` (CONNECT target, Host header). No userinfo, path or whitespace."""
     if not text or len(text) > MAX_TARGET:

@@ -192,6 +192,11 @@ def current_digest(decisions: str, tail_bytes: int = 262144) -> str | None:
 DecisionObserver = Callable[[dict[str, Any], int, bool], None]
 
 
+#: One decision-log line: the compact separators of ``json.dumps(..., separators=(",", ":"))``, with the encoder
+#: made once (``json.dumps`` with any option builds a new encoder for every record, one per request).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class DecisionLog:
     """One JSON object per line: every decision and every reload. Thread-safe.
 
@@ -232,11 +237,8 @@ class DecisionLog:
             through = record.get("decision", record.get("event")) != "allow"
             for observe in self.observers:
                 observe(record, ms, through)
-        line = json.dumps(
-            {"time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "sandbox": self.sandbox,
-             **record},
-            separators=(",", ":"),
-        )  # fmt: skip
+        line = _encode({"time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                        "sandbox": self.sandbox, **record})  # fmt: skip
         key = str(record.get("decision", record.get("event", "?")))
         with self._lock:
             self.counts[key] = self.counts.get(key, 0) + 1

@@ -330,6 +330,13 @@ def _uninspectable(headers) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _private(ips: tuple[str, ...]) -> bool:
+    """:func:`.providers.private_addresses` of one address list: a pure function of the addresses, which a
+    connection's requests repeat (an absolute-form request resolves its host each time)."""
+    return private_addresses(ips)
+
+
 def _hdr(headers, name: bytes) -> bytes | None:
     for k, v in headers:
         if k == name:
@@ -374,6 +381,7 @@ class _Upstream:
     key: tuple[str, int, bool]
     stream: Stream
     conn: h11.Connection
+    peer: str | None  # the address it is connected to (a connected socket's peer does not change)
 
 
 # -- the gateway ----------------------------------------------------------------------------------------
@@ -695,7 +703,7 @@ class Gateway:
                                     "error": str(exc)})  # fmt: skip
                     await self._error(conn, client, 400, "bad request", str(exc))
                     return
-                if not isinstance(ev, h11.Request):
+                if type(ev) is not h11.Request:  # h11's events are exact classes (see _exchange)
                     return
                 if ev.method == b"CONNECT":
                     await self._connect(conn, client, ev, caller, why)
@@ -819,7 +827,7 @@ class Gateway:
                 except h11.RemoteProtocolError as exc:
                     await self._error(conn, inner, 400, "bad request", str(exc))
                     return
-                if not isinstance(ev, h11.Request):
+                if type(ev) is not h11.Request:  # h11's events are exact classes (see _exchange)
                     return
                 keep = await self._forward(conn, inner, ev, caller, why, upstreams, tunnel=ctx)
                 if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -838,7 +846,9 @@ class Gateway:
         started = time.perf_counter() if self.metrics is not None else 0.0
         method = ev.method.decode("ascii", "replace")
         raw_target = ev.target.decode("ascii", "replace")
-        host_hdr = _hdr(ev.headers, b"host")
+        # h11's Headers iterate through the Sequence ABC (a Python call per field): walked once, then a list
+        fields = list(ev.headers)
+        host_hdr = _hdr(fields, b"host")
         kind = "tls_request" if tunnel and tunnel[3] else ("tunnel_request" if tunnel else "http")
         try:
             if tunnel is not None:
@@ -857,7 +867,7 @@ class Gateway:
                 raise Denied(400, "invalid method", "methods are case-sensitive upper-case tokens")
             if host_hdr is None:
                 raise Denied(400, "missing Host header", "HTTP/1.1 requests must carry Host")
-            if _hdr(ev.headers, b"transfer-encoding") is not None and _hdr(ev.headers, b"content-length") is not None:
+            if _hdr(fields, b"transfer-encoding") is not None and _hdr(fields, b"content-length") is not None:
                 raise Denied(400, "ambiguous request framing", "both Transfer-Encoding and Content-Length (smuggling)")
             try:
                 hh = parse_authority(host_hdr.decode("ascii"), target.port)
@@ -870,7 +880,7 @@ class Gateway:
                 raise Denied(405, f"{method} to {target.host} refused",
                              "a host a credential is bound to may echo the injected value back")  # fmt: skip
             try:  # judged and forwarded: the canonical form, never the raw text
-                path = checked_target(method, raw_target, path, ev.headers).wire
+                path = checked_target(method, raw_target, path, fields).wire
             except RequestRefused as exc:
                 raise Denied(exc.status, exc.detail, exc.reason) from None
         except TargetError as exc:
@@ -886,7 +896,7 @@ class Gateway:
             return False
         body: bytes | None = None
         ctype: str | None = None
-        req_headers = list(ev.headers)
+        req_headers = list(fields)
         try:
             buffered = await self._buffer_body(conn, client, ev, caller, why, kind, target, method, path)
             if buffered is not None:
@@ -903,7 +913,7 @@ class Gateway:
                                                                    req_headers, buffered is not None)  # fmt: skip
             # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
             # addresses the policy or the operator granted on loopback or a private network (.credentials).
-            private = not is_tls and private_addresses(ips)
+            private = not is_tls and _private(tuple(ips))
             dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
             body_used: set[str] = set()
             if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
@@ -1134,7 +1144,7 @@ class Gateway:
     async def _upstream(self, upstreams: dict, target: Target, ips, tls: bool) -> _Upstream:
         key = (target.host, target.port, tls)
         up = upstreams.get(key)
-        if up is not None and up.conn.our_state is h11.IDLE and _peer_ip(up.stream) in ips:
+        if up is not None and up.conn.our_state is h11.IDLE and up.peer in ips:
             return up
         if up is not None:
             up.stream.close()
@@ -1142,7 +1152,7 @@ class Gateway:
             other.stream.close()
         upstreams.clear()
         stream = await self.open_upstream(target.host, target.port, ips, tls)
-        up = _Upstream(key, stream, h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
+        up = _Upstream(key, stream, h11.Connection(h11.CLIENT, max_incomplete_event_size=65536), _peer_ip(stream))
         upstreams[key] = up
         return up
 
@@ -1169,9 +1179,9 @@ class Gateway:
                 await ustream.drain()
                 cconn.receive_data(await client.read())
                 continue
-            if isinstance(ev, h11.Data):
+            if type(ev) is h11.Data:
                 out.append(uconn.send(ev))
-            elif isinstance(ev, h11.EndOfMessage):
+            elif type(ev) is h11.EndOfMessage:
                 out.append(uconn.send(ev))
                 break
             else:  # ConnectionClosed / PAUSED: the client went away mid-request
@@ -1182,6 +1192,8 @@ class Gateway:
         switched = False
         while True:
             ev = uconn.next_event()
+            # h11's events are exact classes (never subclassed) on an ABC base: ``type() is`` skips a Python-level
+            # ABC instance check per comparison; anything else still ends in the refusal at the bottom
             if ev is h11.NEED_DATA:
                 if out:
                     client.write(b"".join(out))
@@ -1189,7 +1201,7 @@ class Gateway:
                     await client.drain()
                 uconn.receive_data(await ustream.read())
                 continue
-            if isinstance(ev, h11.InformationalResponse):
+            if type(ev) is h11.InformationalResponse:
                 if ev.status_code == 101:
                     if not websocket or not switch_accepted(ev.headers):
                         raise h11.RemoteProtocolError("upstream switched protocols; only offered WebSocket passes")
@@ -1202,14 +1214,17 @@ class Gateway:
                 if ev.status_code != 100:
                     out.append(cconn.send(ev))
                 continue
-            if isinstance(ev, h11.Response):
-                headers = [(k, v) for k, v in ev.headers if k not in _HOP]
-                if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
-                    headers = self.secrets.scrub(set(used), headers, sent)
-                resp = h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)
+            if type(ev) is h11.Response:
+                if used or ev.http_version != b"1.1" or any(k in _HOP for k, _ in ev.headers):
+                    headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+                    if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
+                        headers = self.secrets.scrub(set(used), headers, sent)
+                    resp = h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)
+                else:  # nothing to drop or scrub: the event h11 parsed (and validated) goes on as it is
+                    resp = ev
                 if resp_hooks and req.method != b"HEAD" and ev.status_code not in (204, 304):
                     assert mwctx is not None
-                    why = _uninspectable(headers)
+                    why = _uninspectable(resp.headers)
                     if why is None:
                         held = resp
                         continue
@@ -1217,7 +1232,7 @@ class Gateway:
                         return await self._response_refused(cconn, client, up, upstreams, mwctx, resp_hooks, why)
                 out.append(cconn.send(resp))
                 continue
-            if isinstance(ev, h11.Data):
+            if type(ev) is h11.Data:
                 if held is not None:
                     held_size += len(ev.data)
                     if held_size <= hold_limit:
@@ -1232,7 +1247,7 @@ class Gateway:
                     held, held_body = None, []
                 out.append(cconn.send(ev))
                 continue
-            if isinstance(ev, h11.EndOfMessage):
+            if type(ev) is h11.EndOfMessage:
                 if held is not None:
                     assert mwctx is not None
                     got = b"".join(held_body)
@@ -1257,7 +1272,7 @@ class Gateway:
                     ev = h11.EndOfMessage()  # trailers cannot follow a Content-Length body: they are dropped
                 out.append(cconn.send(ev))
                 break
-            if isinstance(ev, h11.ConnectionClosed):
+            if type(ev) is h11.ConnectionClosed:
                 raise h11.RemoteProtocolError("upstream closed before the response ended")
             raise h11.RemoteProtocolError(f"unexpected upstream event {type(ev).__name__}")
         client.write(b"".join(x for x in out if x))
