@@ -17,8 +17,13 @@ import tempfile
 import threading
 from collections import OrderedDict
 
+# Encoding, PrivateFormat and NoEncryption from where the public `serialization` package takes them: that package
+# also imports its SSH key support (ciphers and all), a sixth of the cryptography imports on the start path of
+# `clawfleet sandbox run`, for nothing the CA does. cryptography is pinned, and tests/gateway/test_start_imports.py
+# checks these are the public classes; persistent() imports the public package, for load_pem_private_key.
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import _serialization as serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -95,10 +100,12 @@ class SandboxCA:
         """The CA kept in ``path`` (key + certificate, root-only 0600 in a 0700 directory the sandbox never
         sees), created or renewed when missing or close to expiry. The gateway daemon uses it so that a
         restarted gateway presents the same CA the running sandbox already trusts."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         try:
             with open(path, "rb") as f:
                 pem = f.read()
-            key = serialization.load_pem_private_key(pem, password=None)
+            key = load_pem_private_key(pem, password=None)
             cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----") :])
             if isinstance(key, ec.EllipticCurvePrivateKey) and cert.not_valid_after_utc - _now() > datetime.timedelta(
                 days=renew_before_days

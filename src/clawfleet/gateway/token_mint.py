@@ -22,25 +22,25 @@ yet is kept while refreshing fails, so a token endpoint's hiccup does not cut a 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
-
-import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, ProviderProfile
 
 from .sigv4 import sign_headers
+
+# asyncio, httpx, cryptography and ElementTree are imported where a minter first needs them: the gateway config
+# imports this module (minters_for checks a provider's refresh names at parse time), and `clawfleet sandbox run`
+# parses it before its sandbox forks, where httpx alone (it pulls in click and rich) cost more than the sandbox.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["MintDriver", "MintError", "Minted", "Minter", "minters_for"]
 
@@ -76,6 +76,9 @@ def _b64url(data: bytes) -> str:
 def google_assertion(email: str, key_pem: bytes, token_url: str, scopes: tuple[str, ...], now: float,
                      lifetime: int, subject: str | None = None) -> str:  # fmt: skip
     """The RS256-signed JWT a service account presents (RFC 7523 section 2.1; Google's claim set)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("private_key is not an RSA private key")
@@ -118,6 +121,8 @@ class Minter:
                              f" {credential.name!r}")  # fmt: skip
         self._transport, self._clock = transport, clock
         self._cached: Minted | None = None
+        import asyncio
+
         self._lock = asyncio.Lock()
         # after a failure, the same error for _RETRY_AFTER seconds: a token endpoint that hangs must not hold every
         # request (and the daemon's loop) for the full timeout, nor be hammered by each one
@@ -175,6 +180,8 @@ class Minter:
     async def _post(self, url: str, form: dict[str, str], headers: list[tuple[str, str]] | None = None) -> bytes:
         body = urlencode(form).encode("ascii")
         sent = [("content-type", "application/x-www-form-urlencoded"), *(headers or [])]
+        import httpx
+
         try:
             client = httpx.AsyncClient(transport=self._transport, trust_env=False, follow_redirects=False,
                                        timeout=_TIMEOUT)  # fmt: skip
@@ -249,6 +256,8 @@ class Minter:
             now=datetime.fromtimestamp(now, timezone.utc),
         )  # fmt: skip
         data = await self._post(url, form, [(n, v) for n, v in headers if n != "content-type"])
+        import xml.etree.ElementTree as ET
+
         try:
             if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
                 raise ValueError  # no entity expansion from a token endpoint
@@ -329,6 +338,8 @@ class MintDriver:
 
     async def run(self, secrets: Any, interval: float = 5.0) -> None:
         """Refresh every ``interval`` seconds, so values reach the parser before a request needs them."""
+        import asyncio
+
         while True:
             await self.refresh(secrets)
             await asyncio.sleep(interval)

@@ -1,0 +1,75 @@
+"""What `clawfleet sandbox run` imports before its sandbox forks, and the CA's serialization after the import diet.
+
+httpx (with click and rich, which its CLI module pulls in), cryptography and asyncio were imported by the gateway
+config (through the provider token minter) before the sandbox was forked: more than the sandbox itself costs. They
+are now imported where a minter or the gateway first needs them; the CA takes Encoding and friends from
+cryptography's private ``_serialization`` (the public package also loads its SSH key support)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from clawfleet.gateway import ca as ca_module
+from clawfleet.gateway.ca import SandboxCA
+
+HEAVY = ("httpx", "cryptography", "asyncio", "h11", "rich", "click")
+
+PRE_FORK = textwrap.dedent(
+    """\
+    import argparse, json, os, sys
+    from clawfleet.sandbox.run_args import add_run_arguments, spec_from_args
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    ns = parser.parse_args(["--policy", sys.argv[1], "--workdir", sys.argv[2], "--", "/bin/true"])
+    spec_from_args(ns, dict(os.environ))
+    # what supervisor.cli.run_command does before Launcher.run() forks the sandbox
+    from clawfleet.gateway.config import config_from_args
+    config_from_args(ns.policy, ns.gateway_config, ns.mode, ns.gateway_log)
+    from clawfleet.supervisor.embedded import EmbeddedGateway, run_sandbox
+    from clawfleet.sandbox.launcher import Launcher
+    print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+    """
+)
+
+
+def test_nothing_heavy_is_imported_before_the_sandbox_forks(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nfilesystem_policy:\n  include_workdir: true\n  read_only: [/usr]\n"
+                      "process:\n  run_as_user: nobody\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", PRE_FORK, str(policy), str(tmp_path)], capture_output=True,
+                         text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout))
+    assert "clawfleet" in loaded  # the probe ran the start path
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_ca_uses_the_public_serialization_classes():
+    # cryptography is pinned; should a release move these, this fails rather than the CA writing something else
+    for name in ("Encoding", "PrivateFormat", "NoEncryption"):
+        assert getattr(ca_module.serialization, name) is getattr(serialization, name)
+
+
+def test_a_persistent_ca_is_written_and_read_back(tmp_path):
+    path = tmp_path / "ca" / "ca.pem"
+    first = SandboxCA.persistent(str(path), "unit")
+    assert (path.stat().st_mode & 0o777) == 0o600
+    again = SandboxCA.persistent(str(path), "unit")
+    assert again.cert_pem == first.cert_pem  # the same CA the running sandbox trusts
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert x509.load_pem_x509_certificate(again.cert_pem).public_key() == key.public_key()
+    path.write_bytes(b"not a key\n")  # unreadable: a new CA replaces it
+    fresh = SandboxCA.persistent(str(path), "unit")
+    assert fresh.cert_pem != first.cert_pem and path.read_bytes().endswith(fresh.cert_pem)
+    for ca in (first, again, fresh):
+        ca.close()
