@@ -3,15 +3,21 @@
 httpx (with click and rich, which its CLI module pulls in), cryptography and asyncio were imported by the gateway
 config (through the provider token minter) before the sandbox was forked: more than the sandbox itself costs. They
 are now imported where a minter or the gateway first needs them; the CA takes Encoding and friends from
-cryptography's private ``_serialization`` (the public package also loads its SSH key support)."""
+cryptography's private ``_serialization`` (the public package also loads its SSH key support) and makes the key its
+leaves share with the first leaf. The CA itself is still made at start: the sandbox trusts its certificate before
+its command runs (a hot reload may add an intercepted endpoint later)."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -73,3 +79,35 @@ def test_a_persistent_ca_is_written_and_read_back(tmp_path):
     assert fresh.cert_pem != first.cert_pem and path.read_bytes().endswith(fresh.cert_pem)
     for ca in (first, again, fresh):
         ca.close()
+
+
+def test_the_leaf_key_is_made_with_the_first_leaf_and_shared_by_all(tmp_path):
+    ca = SandboxCA("unit")
+    assert ca._leaf is None  # nothing made for leaves until a connection is intercepted
+    hosts = [f"h{i}.example" for i in range(8)] + ["10.0.0.1"]
+    with ThreadPoolExecutor(len(hosts)) as pool:  # the first leaves at once: one key, not one per racing thread
+        contexts = list(pool.map(ca.server_context, hosts))
+    assert ca._leaf is not None and len(set(map(id, contexts))) == len(hosts)
+    leaf_key = ca._leaf[0].public_key()
+    for host in hosts:
+        cert = x509.load_pem_x509_certificate(ca.leaf_pem(host))
+        assert cert.public_key() == leaf_key
+        cert.verify_directly_issued_by(ca.cert)  # signed by this CA
+    # and a client that trusts only this CA completes a handshake with a leaf made after the lazy start
+    cafile = tmp_path / "ca.pem"
+    cafile.write_bytes(ca.cert_pem)
+    client = ssl.create_default_context(cafile=str(cafile))
+    srv, cli = socket.socketpair()
+    served = threading.Thread(target=lambda: _serve_one(contexts[0], srv))
+    served.start()
+    with client.wrap_socket(cli, server_hostname=hosts[0]) as c:
+        assert c.getpeercert()["subjectAltName"] == (("DNS", hosts[0]),)
+        c.sendall(b"x")
+    served.join()
+    assert os.listdir(ca._dir) == []  # the leaf PEM with its key never stays on disk
+    ca.close()
+
+
+def _serve_one(ctx: ssl.SSLContext, sock: socket.socket) -> None:
+    with ctx.wrap_socket(sock, server_side=True) as s:
+        s.recv(1)

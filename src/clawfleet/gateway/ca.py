@@ -86,10 +86,10 @@ class SandboxCA:
         else:
             self.key, self.cert = _new_ca(name, days)
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
-        self._leaf_key = ec.generate_private_key(ec.SECP256R1())
-        self._leaf_key_pem = self._leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        # The one key of every leaf, made with the first leaf (_leaf_key_and_pem): a sandbox that never opens an
+        # intercepted connection does not pay for it, nor for the PEM encoding (cryptography then imports its public
+        # serialization package, SSH key support and all).
+        self._leaf: tuple[ec.EllipticCurvePrivateKey, bytes] | None = None
         self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -137,6 +137,15 @@ class SandboxCA:
                 parts.append(data)
         return b"".join(parts) + self.cert_pem
 
+    def _leaf_key_and_pem(self) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+        with self._lock:
+            if self._leaf is None:
+                key = ec.generate_private_key(ec.SECP256R1())
+                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())  # fmt: skip
+                self._leaf = (key, pem)
+            return self._leaf
+
     def leaf_pem(self, host: str) -> bytes:
         try:
             san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -147,7 +156,7 @@ class SandboxCA:
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
             .issuer_name(self.cert.subject)
-            .public_key(self._leaf_key.public_key())
+            .public_key(self._leaf_key_and_pem()[0].public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + datetime.timedelta(days=self._days))
@@ -174,7 +183,7 @@ class SandboxCA:
         fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(pem + self._leaf_key_pem)
+                f.write(pem + self._leaf_key_and_pem()[1])
             ctx.load_cert_chain(path)
         finally:
             os.unlink(path)

@@ -75,7 +75,9 @@ class EmbeddedGateway:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
         self._thread.start()
-        self._watch = asyncio.run_coroutine_threadsafe(self._start_watch(), self.loop).result(5)
+        # Not waited for: the hook's serve_socket is the one round trip to the loop thread before the sandbox goes
+        # on (close() cancels the watch through this future).
+        self._watch = asyncio.run_coroutine_threadsafe(self.holder.watch(self.config.reload_interval), self.loop)
 
     def _run_loop(self) -> None:
         import asyncio
@@ -83,11 +85,6 @@ class EmbeddedGateway:
         assert self.loop is not None
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
-
-    async def _start_watch(self) -> asyncio.Task[None]:
-        import asyncio
-
-        return asyncio.ensure_future(self.holder.watch(self.config.reload_interval))
 
     def prepare(self, spec: SandboxSpec) -> SandboxSpec:
         """The spec with the CA bundle mounted read-only and the proxy variables set."""
