@@ -19,8 +19,9 @@ from collections import OrderedDict
 
 # Encoding, PrivateFormat and NoEncryption from where the public `serialization` package takes them: that package
 # also imports its SSH key support (ciphers and all), a sixth of the cryptography imports on the start path of
-# `clawfleet sandbox run`, for nothing the CA does. cryptography is pinned, and tests/gateway/test_start_imports.py
-# checks these are the public classes; persistent() imports the public package, for load_pem_private_key.
+# `clawfleet sandbox run`, for nothing the CA does. cryptography is pinned, and
+# tests/gateway/test_sandbox_start_path.py checks these are the public classes; persistent() imports the public
+# package, for load_pem_private_key.
 from cryptography import x509
 from cryptography.hazmat.primitives import _serialization as serialization
 from cryptography.hazmat.primitives import hashes

@@ -65,13 +65,12 @@ class EmbeddedGateway:
             return
         import asyncio
 
-        from clawfleet.atomicfile import write_atomic
         from clawfleet.gateway.assembly import assemble
 
         self.parts = assemble(self.config)
         self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
                                                                    self.parts.pins, self.parts.gateway)  # fmt: skip
-        write_atomic(self.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
+        _write_new(self.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
         self._thread.start()
@@ -133,6 +132,24 @@ class EmbeddedGateway:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         if self.parts is not None:
             self.parts.close_files()
+
+
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    """Create ``path`` (never an existing file or a symlink: O_EXCL | O_NOFOLLOW) holding ``data``.
+
+    Not atomicfile.write_atomic: the file is new in this process's own fresh state directory, read by the sandbox
+    only after the launcher lets it go on, and removed with the directory at the end, so neither the rename nor
+    the two fsyncs buy anything; where the runtime directory is on a disk rather than tmpfs they were a median
+    16 ms of every start (220 KB of system bundle, on a loaded machine).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)  # after the data, and whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _safe(name: str) -> str:

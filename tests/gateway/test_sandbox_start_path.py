@@ -1,4 +1,5 @@
-"""What `clawfleet sandbox run` imports before its sandbox forks, and the CA's serialization after the import diet.
+"""The start path of `clawfleet sandbox run`: what it imports before its sandbox forks, the CA after the import
+diet, and the CA bundle the embedded gateway writes before the sandbox goes on.
 
 httpx (with click and rich, which its CLI module pulls in), cryptography and asyncio were imported by the gateway
 config (through the provider token minter) before the sandbox was forked: more than the sandbox itself costs. They
@@ -18,13 +19,17 @@ import sys
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clawfleet.gateway import ca as ca_module
 from clawfleet.gateway.ca import SandboxCA
+from clawfleet.gateway.config import GatewayConfig
+from clawfleet.supervisor.embedded import EmbeddedGateway
 
 HEAVY = ("httpx", "cryptography", "asyncio", "h11", "rich", "click")
 
@@ -111,3 +116,35 @@ def test_the_leaf_key_is_made_with_the_first_leaf_and_shared_by_all(tmp_path):
 def _serve_one(ctx: ssl.SSLContext, sock: socket.socket) -> None:
     with ctx.wrap_socket(sock, server_side=True) as s:
         s.recv(1)
+
+
+def _embedded(tmp_path) -> EmbeddedGateway:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\n")
+    return EmbeddedGateway(GatewayConfig(policy=str(policy), sandbox="unit"), state_root=str(tmp_path / "state"))
+
+
+def test_the_ca_bundle_is_written_whole_before_the_sandbox_goes_on(tmp_path):
+    gw = _embedded(tmp_path)
+    try:
+        gw.start()  # Launcher(on_forked=...): before the sandbox is let go
+        data = Path(gw.ca_bundle).read_bytes()
+        assert data == gw.ca.bundle_text() and data.endswith(gw.ca.cert_pem) and b"PRIVATE KEY" not in data
+        assert os.stat(gw.ca_bundle).st_mode & 0o777 == 0o644  # the sandbox user reads it
+        assert os.listdir(gw.state_dir) == ["ca-bundle.pem"]  # nothing else: no temp file, never the CA key
+    finally:
+        gw.close()
+    assert not os.path.exists(gw.state_dir)
+
+
+def test_the_ca_bundle_is_never_written_through_a_planted_file(tmp_path):
+    gw = _embedded(tmp_path)
+    target = tmp_path / "elsewhere.pem"
+    target.write_text("untouched\n")
+    os.symlink(target, gw.ca_bundle)  # the state directory is root's own; were a link planted there anyway
+    try:
+        with pytest.raises(FileExistsError):
+            gw.start()  # fails the start (the launcher kills the sandbox: exit 125 with this reason)
+        assert target.read_text() == "untouched\n"
+    finally:
+        gw.close()
