@@ -64,6 +64,33 @@ def test_nothing_heavy_is_imported_before_the_sandbox_forks(tmp_path):
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
 
 
+MINT = textwrap.dedent(
+    """\
+    import json, sys
+    from clawfleet.gateway.token_mint import MintDriver, minters_for
+    from clawfleet.policy.profiles import load_profile_file
+    profile = load_profile_file(sys.argv[1])
+    material = {"GCP_SA_ACCESS_TOKEN": {"client_email": "/nonexistent/a", "private_key": "/nonexistent/b"}}
+    minters_for("gcp", profile, material)  # what parsing a gateway config with refresh material does
+    parsed = sorted({m.split(".")[0] for m in sys.modules})
+    MintDriver({"gcp": profile}, {"gcp": material})  # the gateway that will mint
+    print(json.dumps([parsed, sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "cryptography"))]))
+    """
+)
+
+
+def test_refresh_material_is_checked_without_httpx_and_a_minting_gateway_loads_it_at_start():
+    profile = Path(__file__).resolve().parents[1] / "data" / "openshell-providers" / "google-cloud.yaml"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", MINT, str(profile)], capture_output=True, text=True, env=env,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    parsed, after = json.loads(out.stdout)
+    assert set(parsed).isdisjoint(HEAVY), sorted(set(parsed) & set(HEAVY))
+    # a broken install fails the minting gateway's start, not its first mint
+    assert "httpx" in after and "cryptography.hazmat.primitives.asymmetric.rsa" in after
+
+
 def test_the_ca_uses_the_public_serialization_classes():
     # cryptography is pinned; should a release move these, this fails rather than the CA writing something else
     for name in ("Encoding", "PrivateFormat", "NoEncryption"):

@@ -36,10 +36,13 @@ from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, Pro
 
 from .sigv4 import sign_headers
 
-# asyncio, httpx, cryptography and ElementTree are imported where a minter first needs them: the gateway config
-# imports this module (minters_for checks a provider's refresh names at parse time), and `clawfleet sandbox run`
-# parses it before its sandbox forks, where httpx alone (it pulls in click and rich) cost more than the sandbox.
+# asyncio, httpx, cryptography and ElementTree are imported where they are used, and by a MintDriver with minters
+# (the gateway that mints): the gateway config imports this module (minters_for checks a provider's refresh names
+# at parse time), and `clawfleet sandbox run` parses it before its sandbox forks, where httpx alone (it pulls in
+# click and rich) cost more than the sandbox.
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
 __all__ = ["MintDriver", "MintError", "Minted", "Minter", "minters_for"]
@@ -121,9 +124,7 @@ class Minter:
                              f" {credential.name!r}")  # fmt: skip
         self._transport, self._clock = transport, clock
         self._cached: Minted | None = None
-        import asyncio
-
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made at the first mint (asyncio is not imported to parse a config)
         # after a failure, the same error for _RETRY_AFTER seconds: a token endpoint that hangs must not hold every
         # request (and the daemon's loop) for the full timeout, nor be hammered by each one
         self._failed: tuple[float, MintError] | None = None
@@ -154,6 +155,10 @@ class Minter:
         if self._fresh(self._clock()):
             assert self._cached is not None
             return self._cached.values
+        if self._lock is None:  # no await since the check: one lock, whichever request comes first
+            import asyncio
+
+            self._lock = asyncio.Lock()
         async with self._lock:  # one mint at a time; the rest wait for its result
             now = self._clock()
             if self._fresh(now):
@@ -325,6 +330,11 @@ class MintDriver:
         self.minters: list[Minter] = []
         for name, per_var in material.items():
             self.minters.extend(minters_for(name, providers[name], per_var, **kwargs).values())
+        if self.minters:  # the gateway that mints loads what minting needs now: a broken install fails its start
+            import xml.etree.ElementTree  # noqa: F401
+
+            import httpx  # noqa: F401
+            from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: F401
 
     def __bool__(self) -> bool:
         return bool(self.minters)
