@@ -17,8 +17,14 @@ import tempfile
 import threading
 from collections import OrderedDict
 
+# Encoding, PrivateFormat and NoEncryption from where the public `serialization` package takes them: that package
+# also imports its SSH key support (ciphers and all), a sixth of the cryptography imports on the start path of
+# `clawfleet sandbox run`, for nothing the CA does. cryptography is pinned, and
+# tests/gateway/test_sandbox_start_path.py checks these are the public classes; persistent() imports the public
+# package, for load_pem_private_key.
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import _serialization as serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -81,10 +87,10 @@ class SandboxCA:
         else:
             self.key, self.cert = _new_ca(name, days)
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
-        self._leaf_key = ec.generate_private_key(ec.SECP256R1())
-        self._leaf_key_pem = self._leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        # The one key of every leaf, made with the first leaf (_leaf_key_and_pem): a sandbox that never opens an
+        # intercepted connection does not pay for it, nor for the PEM encoding (cryptography then imports its public
+        # serialization package, SSH key support and all).
+        self._leaf: tuple[ec.EllipticCurvePrivateKey, bytes] | None = None
         self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -95,10 +101,12 @@ class SandboxCA:
         """The CA kept in ``path`` (key + certificate, root-only 0600 in a 0700 directory the sandbox never
         sees), created or renewed when missing or close to expiry. The gateway daemon uses it so that a
         restarted gateway presents the same CA the running sandbox already trusts."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         try:
             with open(path, "rb") as f:
                 pem = f.read()
-            key = serialization.load_pem_private_key(pem, password=None)
+            key = load_pem_private_key(pem, password=None)
             cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----") :])
             if isinstance(key, ec.EllipticCurvePrivateKey) and cert.not_valid_after_utc - _now() > datetime.timedelta(
                 days=renew_before_days
@@ -130,6 +138,15 @@ class SandboxCA:
                 parts.append(data)
         return b"".join(parts) + self.cert_pem
 
+    def _leaf_key_and_pem(self) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+        with self._lock:
+            if self._leaf is None:
+                key = ec.generate_private_key(ec.SECP256R1())
+                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())  # fmt: skip
+                self._leaf = (key, pem)
+            return self._leaf
+
     def leaf_pem(self, host: str) -> bytes:
         try:
             san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -140,7 +157,7 @@ class SandboxCA:
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
             .issuer_name(self.cert.subject)
-            .public_key(self._leaf_key.public_key())
+            .public_key(self._leaf_key_and_pem()[0].public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + datetime.timedelta(days=self._days))
@@ -167,7 +184,7 @@ class SandboxCA:
         fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(pem + self._leaf_key_pem)
+                f.write(pem + self._leaf_key_and_pem()[1])
             ctx.load_cert_chain(path)
         finally:
             os.unlink(path)

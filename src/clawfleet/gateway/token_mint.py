@@ -22,25 +22,28 @@ yet is kept while refreshing fails, so a token endpoint's hiccup does not cut a 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
-
-import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from clawfleet.policy.profiles import REFRESH_OUTPUT_ENV, ProfileCredential, ProviderProfile
 
 from .sigv4 import sign_headers
+
+# asyncio, httpx, cryptography and ElementTree are imported where they are used, and by a MintDriver with minters
+# (the gateway that mints): the gateway config imports this module (minters_for checks a provider's refresh names
+# at parse time), and `clawfleet sandbox run` parses it before its sandbox forks, where httpx alone (it pulls in
+# click and rich) cost more than the sandbox.
+if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
 
 __all__ = ["MintDriver", "MintError", "Minted", "Minter", "minters_for"]
 
@@ -76,6 +79,9 @@ def _b64url(data: bytes) -> str:
 def google_assertion(email: str, key_pem: bytes, token_url: str, scopes: tuple[str, ...], now: float,
                      lifetime: int, subject: str | None = None) -> str:  # fmt: skip
     """The RS256-signed JWT a service account presents (RFC 7523 section 2.1; Google's claim set)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("private_key is not an RSA private key")
@@ -118,7 +124,7 @@ class Minter:
                              f" {credential.name!r}")  # fmt: skip
         self._transport, self._clock = transport, clock
         self._cached: Minted | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made at the first mint (asyncio is not imported to parse a config)
         # after a failure, the same error for _RETRY_AFTER seconds: a token endpoint that hangs must not hold every
         # request (and the daemon's loop) for the full timeout, nor be hammered by each one
         self._failed: tuple[float, MintError] | None = None
@@ -149,6 +155,10 @@ class Minter:
         if self._fresh(self._clock()):
             assert self._cached is not None
             return self._cached.values
+        if self._lock is None:  # no await since the check: one lock, whichever request comes first
+            import asyncio
+
+            self._lock = asyncio.Lock()
         async with self._lock:  # one mint at a time; the rest wait for its result
             now = self._clock()
             if self._fresh(now):
@@ -175,6 +185,8 @@ class Minter:
     async def _post(self, url: str, form: dict[str, str], headers: list[tuple[str, str]] | None = None) -> bytes:
         body = urlencode(form).encode("ascii")
         sent = [("content-type", "application/x-www-form-urlencoded"), *(headers or [])]
+        import httpx
+
         try:
             client = httpx.AsyncClient(transport=self._transport, trust_env=False, follow_redirects=False,
                                        timeout=_TIMEOUT)  # fmt: skip
@@ -249,6 +261,8 @@ class Minter:
             now=datetime.fromtimestamp(now, timezone.utc),
         )  # fmt: skip
         data = await self._post(url, form, [(n, v) for n, v in headers if n != "content-type"])
+        import xml.etree.ElementTree as ET
+
         try:
             if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
                 raise ValueError  # no entity expansion from a token endpoint
@@ -319,6 +333,11 @@ class MintDriver:
         # (secrets, values) last handed over per minter: a cached minter returns the same dict until it mints
         # again, so a request pays for the hand-over only when a value is new (or went to another Secrets).
         self._handed: dict[int, tuple[Any, Mapping[str, str]]] = {}
+        if self.minters:  # the gateway that mints loads what minting needs now: a broken install fails its start
+            import xml.etree.ElementTree  # noqa: F401
+
+            import httpx  # noqa: F401
+            from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: F401
 
     def __bool__(self) -> bool:
         return bool(self.minters)
@@ -338,6 +357,8 @@ class MintDriver:
 
     async def run(self, secrets: Any, interval: float = 5.0) -> None:
         """Refresh every ``interval`` seconds, so values reach the parser before a request needs them."""
+        import asyncio
+
         while True:
             await self.refresh(secrets)
             await asyncio.sleep(interval)

@@ -7,7 +7,6 @@ there is none. :data:`JSON_SCHEMA` is the same schema for editors (``policy sche
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -199,6 +198,8 @@ def normalize_host_pattern(raw: str) -> tuple[str | None, str | None]:
 
 
 def _did_you_mean(key: str, options: tuple[str, ...] | list[str]) -> str:
+    import difflib  # only for a policy with a problem: not on every `clawfleet sandbox run`'s start path
+
     close = difflib.get_close_matches(key, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
