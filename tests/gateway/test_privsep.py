@@ -51,16 +51,26 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _parsers(daemon_pid: int) -> list[int]:
-    found = []
+def _forkserver(daemon_pid: int) -> int | None:
+    """The daemon's parser forkserver (issue 16: parsers are its children, not the daemon's)."""
     for pid in _children(daemon_pid):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"gateway-parser" in f.read():
-                    found.append(pid)
+                if b"gateway-parser-forkserver" in f.read():
+                    return pid
         except OSError:
             continue
-    return found
+    return None
+
+
+def _parsers(daemon_pid: int) -> list[int]:
+    forkserver = _forkserver(daemon_pid)
+    if forkserver is None:
+        return []
+    try:
+        return _children(forkserver)
+    except OSError:
+        return []
 
 
 @pytest.fixture
@@ -528,3 +538,20 @@ def _observe_a_separated_gateway(separated, port: int) -> None:
     assert ("Get", "Allowed") in http_events and ("Post", "Denied") in http_events  # written by the parser
     assert any(ev["class_uid"] == 4001 and ev["activity_name"] == "Listen" for ev in lines)  # by the daemon
     assert any(ev["class_uid"] == 5019 and ev["message"].startswith("Policy loaded") for ev in lines)
+
+
+def test_the_sandbox_is_called_attached_only_once_its_parser_serves_as_its_user(separated):
+    """Issue 16: ``NAME.attached`` (what the sandbox waits for before it runs its command) was written when the parser
+    had been started, about a second before it dropped to its user and accepted. At the first sight of the file the
+    parser must already be unprivileged, and the command's very first request must be answered."""
+    attached = separated.run_dir / "sandboxes" / "looper.attached"
+    separated.start()
+    deadline = time.monotonic() + 60
+    while not attached.exists():
+        assert time.monotonic() < deadline, "the gateway never attached"
+        time.sleep(0.005)
+    parsers = _parsers(separated.daemon.pid)
+    assert len(parsers) == 1, parsers
+    assert _status(parsers[0])["Uid"].split() == [str(parser_user(PARSER_USER)[0])] * 4
+    until(lambda: separated.results(), 30, "the command's first request")
+    assert separated.results()[0] == "200", separated.results()

@@ -423,3 +423,53 @@ def test_missing_file_and_binary_garbage(tmp_path):
     bad.write_bytes(b"version: 1\n\xff\xfe\n")
     with pytest.raises(PolicyError, match=r"not valid UTF-8"):
         load_file(bad)
+
+
+# -- size caps (issue 16): what aliases expand to is capped, not the nodes a file holds -----------------------------
+
+
+def _rules(n: int) -> str:
+    """A policy of ``n`` ordinary rules, no alias: about 18 nodes a rule, as the scaling bench's."""
+    out = ["version: 1", "network_policies:"]
+    for i in range(n):
+        out += [f"  r{i}:", "    endpoints:", f"      - {{host: h{i}.example.com, port: 443, protocol: rest,",
+                "         rules: [{allow: {method: GET, path: /v1/**}}]}", "    binaries:",
+                "      - path: /usr/bin/curl", "      - path: /usr/bin/python3"]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def test_a_policy_with_more_nodes_than_the_alias_cap_loads(monkeypatch):
+    """The allowed twin of the bombs below: the 10,000-rule policy of the scaling bench (about 180,000 nodes, no
+    alias) was refused by a flat 100,000-node cap. Here the expansion cap is lowered to 1,000 so that a 120-rule
+    file (about 2,000 nodes) stands for it without a 45 s load."""
+    from clawfleet.policy import yamlio
+
+    monkeypatch.setattr(yamlio, "MAX_EXPANDED_NODES", 1_000)
+    policy = load_text(_rules(120), "policy.yaml")
+    assert len(policy.network_policies) == 120
+
+
+def test_aliases_expanding_past_the_cap_are_refused_at_their_line(monkeypatch):
+    """The attack twin, same lowered cap: 3 aliases of a 400-item list expand to 1,200 nodes (3 expansions, far
+    under the 100 allowed)."""
+    from clawfleet.policy import yamlio
+
+    monkeypatch.setattr(yamlio, "MAX_EXPANDED_NODES", 1_000)
+    items = ", ".join(f"/b{i}" for i in range(400))
+    text = f"version: 1\nx: &big [{items}]\ny: [*big, *big, *big]\n"
+    # the position is the anchored node's (the composer resolves an alias to that node), the path the alias's
+    assert only(text).startswith("policy.yaml:2:") and ": y[2][" in only(text), only(text)
+    assert "aliases expand to more than 1000 nodes" in only(text)
+
+
+def test_a_wide_alias_bomb_is_refused_at_full_scale():
+    """Under 100 alias expansions, but each names a 2,000-node list: 198,000 nodes from a 2-line file."""
+    items = ", ".join(["x"] * 2000)
+    text = f"a: &a [{items}]\nb: [" + ", ".join(["*a"] * 99) + "]\n"
+    msg = only(text)
+    assert msg.startswith("policy.yaml:1:") and ": b[" in msg and "aliases expand to more than 100000 nodes" in msg, msg
+
+
+def test_an_oversized_file_is_refused_before_parsing():
+    text = GOOD_RULE + "# " + "x" * (4 * 1024 * 1024) + "\n"
+    assert only(text) == "policy.yaml:1:1: file is larger than 4194304 bytes"

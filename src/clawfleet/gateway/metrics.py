@@ -248,9 +248,9 @@ def parser_stopped(pid: int, directory: str) -> None:
 class GatewayMetrics:
     """One registry for all the gateways of a process; each gateway registers itself (:meth:`add`).
 
-    ``parser``: this is a privsep parser process, which counts into multiprocess files (``MULTIPROC_ENV`` set
-    before ``prometheus_client`` was imported) for the daemon to serve; it has no reload and no registry of its own
-    to serve, and it reports its open connections through :meth:`set_active`."""
+    ``parser``: this is a privsep parser process, which counts into multiprocess files (``MULTIPROC_ENV`` and
+    prometheus_client's value class set by :func:`.privsep.parser_child` first) for the daemon to serve; it has no
+    reload and no registry of its own to serve, and it reports its open connections through :meth:`set_active`."""
 
     content_type = CONTENT_TYPE_LATEST
 

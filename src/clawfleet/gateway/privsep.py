@@ -6,15 +6,17 @@ their binaries). None of that is needed to parse HTTP, TLS and CONNECT targets f
 exposed to hostile input. With a ``gateway_user`` in the daemon config, each sandbox's proxy runs in a
 **parser process** of its own (:func:`start_parser`):
 
-* the privileged daemon makes the listening socket inside the sandbox's namespace and starts a fresh
-  interpreter (``python -m clawfleet.supervisor gateway-parser``: nothing of the daemon's memory, so no other
+* the privileged daemon makes the listening socket inside the sandbox's namespace and starts a parser, forked
+  from a pre-imported fresh interpreter (:mod:`.parser_forkserver`: nothing of the daemon's memory, so no other
   sandbox's CA key or secret) with three descriptors: the listener, an identification channel, the decision
   log (a fourth, the OCSF log, with ``ocsf_log``; with ``metrics_listen`` it counts into multiprocess files in
-  a directory the daemon made for it, :mod:`.metrics`). The parser reads its setup from stdin, loads what
-  serving imports, then drops to ``gateway_user`` (no supplementary groups; the uid change clears every
-  capability: permitted, effective, ambient), sets ``no_new_privs``, makes itself non-dumpable (a parser of
-  another sandbox, same uid, cannot ptrace it or read its memory), checks that no privilege is left
-  (:func:`check_unprivileged`) and only then accepts;
+  a directory the daemon made for it, :mod:`.metrics`). The parser reads its setup from stdin (what serving
+  imports was loaded by the forkserver), then drops to ``gateway_user`` (no supplementary groups; the uid
+  change clears every capability: permitted, effective, ambient), sets ``no_new_privs``, makes itself
+  non-dumpable (a parser of another sandbox, same uid, cannot ptrace it or read its memory), checks that no
+  privilege is left (:func:`check_unprivileged`) and only then accepts, and says so on a fifth descriptor, a
+  pipe: the daemon reports the sandbox attached (``NAME.attached``, what the sandbox waits for to start its
+  command) only then;
 * it gets what it needs to serve and nothing else: this sandbox's policy, interception CA, secret values and
   the router identity key, and afterwards every policy change and secret rotation the daemon sees (pushed on
   its stdin, one way, daemon to parser; a parser that does not read them is killed and started again);
@@ -45,7 +47,6 @@ import pwd
 import signal
 import socket
 import struct
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -60,12 +61,14 @@ from .credentials import Secrets
 from .ident import Caller, ConnectionClosed, Identifier, IdentityError, NotThisSandbox
 from .metrics import MULTIPROC_ENV, GatewayMetrics, parser_stopped
 from .ocsf import OcsfContext, OcsfLog
+from .parser_forkserver import ForkedProcess, Forkserver
 from .proxy import Gateway
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
 
 __all__ = ["MAX_PENDING", "IdentifyClient", "IdentifyService", "Parser", "ParserSetup", "caller_from_wire",
-           "caller_to_wire", "check_unprivileged", "parser_main", "parser_user", "start_parser"]  # fmt: skip
+           "caller_to_wire", "check_unprivileged", "forkserver_main", "parser_child", "parser_user",
+           "start_forkserver", "start_parser"]  # fmt: skip
 
 MAX_PENDING = 256  # identifications queued per parser; beyond it the daemon stops reading its channel
 _MAX_REQUEST = 256  # bytes of one request datagram
@@ -305,12 +308,12 @@ class ParserSetup:
     router_identity: RouterIdentity
     extra_ca: str | None  # the extra upstream CA's text (the file may be unreadable to the parser)
     user: tuple[int, int]  # (uid, gid) to drop to
-    daemon_pid: int
-    listener: int  # descriptor numbers in the parser
+    listener: int  # descriptor numbers (the parser replaces them with those it received)
     chan: int
     log: int
     ocsf: int | None = None  # the OCSF log (ocsf_log), opened by the daemon as the decision log is
     metrics: bool = False  # count into the multiprocess directory named in the parser's environment
+    ready: int | None = None  # a pipe: one byte once the parser accepts as its user (Parser.wait_ready)
 
 
 def check_unprivileged() -> None:
@@ -345,16 +348,16 @@ def _preload() -> None:
     SandboxCA("preload").close()  # key generation, certificate building, an ssl context
 
 
-def _drop(uid: int, gid: int, daemon_pid: int) -> None:
-    """Before anything from the sandbox is read."""
+def _drop(uid: int, gid: int, parent: int) -> None:
+    """Before anything from the sandbox is read. ``parent``: the process whose death must kill this one."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)  # from uid 0 to another: the kernel clears every capability set
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     _prctl(_PR_SET_DUMPABLE, 0)  # a parser of another sandbox (same uid) cannot ptrace this one or read its memory
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setresuid, which clears it
-    if os.getppid() != daemon_pid:
-        raise RuntimeError("the daemon exited while the parser started")
+    if os.getppid() != parent:
+        raise RuntimeError("the daemon (or its forkserver) exited while the parser started")
     check_unprivileged()
 
 
@@ -379,13 +382,34 @@ def _frame(kind: str, value: Any) -> bytes:
     return struct.pack("!I", len(data)) + data
 
 
-def parser_main() -> int:
-    """``python -m clawfleet.supervisor gateway-parser``: started by :func:`start_parser`, setup on stdin."""
+def forkserver_main(argv: list[str]) -> int:
+    """``python -m clawfleet.supervisor gateway-parser-forkserver FD DAEMON_PID``: started by the daemon (root) at
+    its start (:func:`start_forkserver`) or on its first parser; forks every parser after everything serving needs
+    is loaded (:mod:`.parser_forkserver`)."""
+    from .parser_forkserver import forkserver_main as loop
+
+    _preload()
+    return loop(int(argv[0]), int(argv[1]), parser_child)
+
+
+def parser_child(fds: list[int], metrics_dir: str | None, parent: int) -> int:
+    """One sandbox's parser, in a child of the forkserver: ``fds`` are its stdin (the setup, then the pushes), the
+    listener, the identification channel, the decision log, the readiness pipe and maybe the OCSF log."""
+    os.dup2(fds[0], 0)
+    os.close(fds[0])
     kind, setup = _read_frame(0)
     if kind != "setup" or not isinstance(setup, ParserSetup):
         raise RuntimeError("expected the parser's setup")
-    _preload()
-    _drop(*setup.user, setup.daemon_pid)
+    # the descriptors as this process received them, whatever numbers the daemon had for them
+    setup = dataclasses.replace(setup, listener=fds[1], chan=fds[2], log=fds[3], ready=fds[4],
+                                ocsf=fds[5] if len(fds) > 5 else None)  # fmt: skip
+    if setup.metrics and metrics_dir:
+        # the forkserver imported prometheus_client without a multiprocess directory (it serves every sandbox)
+        from prometheus_client import values
+
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        values.ValueClass = values.MultiProcessValue()
+    _drop(*setup.user, parent)
     asyncio.run(_serve_parser(setup))
     return 0
 
@@ -416,6 +440,9 @@ async def _serve_parser(setup: ParserSetup) -> None:
     client = IdentifyClient(socket.socket(fileno=setup.chan), on_close=stop)
     gateway.identify_socket = client.identify
     await gateway.serve_socket(socket.socket(fileno=setup.listener))
+    if setup.ready is not None:  # dropped and accepting: the daemon may now call the sandbox served
+        os.write(setup.ready, b"R")
+        os.close(setup.ready)
 
     async def pushes() -> None:
         reader = asyncio.StreamReader()
@@ -452,9 +479,10 @@ async def _serve_parser(setup: ParserSetup) -> None:
 class Parser:
     """The daemon's handle on one sandbox's parser process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], service: IdentifyService, task: asyncio.Future[None],
-                 generation: int, metrics_dir: str | None = None) -> None:  # fmt: skip
+    def __init__(self, proc: ForkedProcess, service: IdentifyService, task: asyncio.Future[None],
+                 generation: int, metrics_dir: str | None = None, ready: int | None = None) -> None:  # fmt: skip
         self.proc, self.service, self.task = proc, service, task
+        self._ready = ready  # the read end of the parser's readiness pipe, until wait_ready has read it
         self.metrics_dir = metrics_dir
         self.pid = proc.pid
         assert proc.stdin is not None
@@ -468,6 +496,23 @@ class Parser:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Until the parser has dropped its privileges and accepts on the sandbox's listener. Raises OSError when
+        it exits first or does not get there within ``timeout`` seconds (the caller stops it): until then the
+        sandbox is not served, and its gateway must not say that it is (``NAME.attached``)."""
+        fd, self._ready = self._ready, None
+        if fd is None:
+            return
+        try:
+            try:
+                await asyncio.wait_for(_readable(asyncio.get_running_loop(), fd), timeout)
+            except asyncio.TimeoutError:
+                raise OSError(f"the parser does not serve after {timeout:.0f} s") from None
+            if os.read(fd, 1) != b"R":
+                raise OSError(f"the parser exited before it served (status {self.proc.poll()})")
+        finally:
+            os.close(fd)
 
     def send(self, kind: str, value: Any) -> None:
         """Push one update; a parser that does not read its pushes (pipe full) is killed (and started again)."""
@@ -493,6 +538,9 @@ class Parser:
         self._secrets = values
 
     async def stop(self, timeout: float = 5.0) -> None:
+        if self._ready is not None:
+            os.close(self._ready)
+            self._ready = None
         with contextlib.suppress(ProcessLookupError):
             self.proc.terminate()
         loop = asyncio.get_running_loop()
@@ -512,15 +560,27 @@ class Parser:
             parser_stopped(self.pid, self.metrics_dir)
 
 
-def _environment(metrics_dir: str | None) -> dict[str, str]:
-    """The daemon's environment without what points at its credentials (the parser gets the key itself); with
-    ``metrics_dir``, prometheus_client's multiprocess directory (read when the parser imports it)."""
+def _environment() -> dict[str, str]:
+    """The daemon's environment without what points at its credentials (the parser gets the key itself) or at a
+    metrics directory (each parser is told its own, :func:`parser_child`)."""
     drop = ("CLAWFLEET_ROUTER_IDENTITY_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
             MULTIPROC_ENV, MULTIPROC_ENV.lower())  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    if metrics_dir is not None:
-        env[MULTIPROC_ENV] = metrics_dir
-    return env
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+_FORKSERVER: list[Forkserver] = []  # this daemon's, made on its first parser
+
+
+def _forkserver() -> Forkserver:
+    if not _FORKSERVER:
+        _FORKSERVER.append(Forkserver(_environment()))
+    return _FORKSERVER[0]
+
+
+def start_forkserver() -> None:
+    """Start the parsers' forkserver now (the daemon, at its start): its imports overlap the sandboxes' own start
+    instead of delaying the first parser."""
+    _forkserver().start()
 
 
 async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHolder, secrets: Secrets,
@@ -535,6 +595,7 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
         with open(config.extra_ca_file, encoding="utf-8") as f:
             extra = f.read()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     if config.log is not None:
         log_fd = os.open(config.log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
     else:
@@ -543,21 +604,34 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
     try:
         if config.ocsf_log is not None:  # the daemon's own OcsfLog (assemble) made it; the parser appends to it too
             ocsf_fd = os.open(config.ocsf_log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        passed = (listener.fileno(), theirs.fileno(), log_fd) + ((ocsf_fd,) if ocsf_fd is not None else ())
+        passed = (listener.fileno(), theirs.fileno(), log_fd, ready_w) + ((ocsf_fd,) if ocsf_fd is not None else ())
         # the parser opens no file of its own: the extra CA comes as text, the log as a descriptor, pins stay here
         # no refresh material either: the daemon mints (it can read the material) and hands the values over
         parser_config = dataclasses.replace(config, extra_ca_file=None, log=None, ocsf_log=None, pins_file=None,
                                             refresh={})  # fmt: skip
         values = secrets.snapshot() if secrets else {}
         generation = holder.generation
-        setup = ParserSetup(parser_config, ca_pem, holder.base, values, router_identity, extra, user, os.getpid(),
-                            listener.fileno(), theirs.fileno(), log_fd, ocsf_fd, metrics_dir is not None)  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "clawfleet.supervisor", "gateway-parser"], stdin=subprocess.PIPE,
-            pass_fds=passed, env=_environment(metrics_dir), cwd="/",
-        )  # fmt: skip
+        setup = ParserSetup(parser_config, ca_pem, holder.base, values, router_identity, extra, user,
+                            listener.fileno(), theirs.fileno(), log_fd, ocsf_fd, metrics_dir is not None,
+                            ready_w)  # fmt: skip
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = await asyncio.get_running_loop().run_in_executor(
+                None, _forkserver().fork, (stdin_r, *passed), metrics_dir
+            )
+            proc = ForkedProcess(pid, os.fdopen(stdin_w, "wb"))
+        except BaseException:
+            os.close(stdin_w)
+            raise
+        finally:
+            os.close(stdin_r)
+    except BaseException:
+        os.close(ready_r)
+        ours.close()
+        raise
     finally:
         theirs.close()
+        os.close(ready_w)  # the parser's copy is the only writer: EOF without a byte = it exited first
         os.close(log_fd)
         if ocsf_fd is not None:
             os.close(ocsf_fd)
@@ -571,9 +645,10 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
     except OSError:
         proc.kill()
         ours.close()
+        os.close(ready_r)
         raise
     os.set_blocking(proc.stdin.fileno(), False)
     service = IdentifyService(ours, identifier, listen)
-    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation, metrics_dir)
+    parser = Parser(proc, service, asyncio.ensure_future(service.serve()), generation, metrics_dir, ready_r)
     parser.update(holder, secrets)
     return parser

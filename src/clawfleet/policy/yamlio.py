@@ -8,7 +8,7 @@ features that make policy files mean something other than what they look like:
 * duplicate keys (YAML says undefined; many loaders keep the last one silently);
 * tabs in indentation;
 * merge keys (``<<``), recursive aliases, custom tags, more than one document;
-* unreasonably large inputs (size, nesting depth, node count, alias expansions).
+* unreasonably large inputs (size, nesting depth, node count, alias expansions and the nodes they expand to).
 
 Unquoted YAML 1.1 booleans (``on``/``yes``/``no``/``off``/``y``/``n``) come back as
 strings under YAML 1.2; :meth:`Document.is_yaml11_trap` lets the validator reject
@@ -34,7 +34,11 @@ Path = tuple[str | int, ...]
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
-MAX_NODES = 100_000
+# The nodes written in the file are bounded by its size (MAX_BYTES; ruamel has composed them all before the build
+# counts any): a legitimate 10,000-rule policy has about 180,000 (issue 16). What a bomb multiplies is the nodes that
+# aliases expand to, so those are capped tightly; MAX_NODES only bounds the whole build, whatever the file.
+MAX_NODES = 1_000_000
+MAX_EXPANDED_NODES = 100_000  # nodes built again because an alias names them (billion laughs, wide alias bombs)
 MAX_ALIAS_EXPANSIONS = 100
 
 YAML11_BOOLS = frozenset(
@@ -143,6 +147,7 @@ class _Builder:
         self.doc = doc
         self.problems: list[Problem] = []
         self.nodes = 0
+        self.expanded = 0  # nodes built a second (or later) time, through an alias
         self.aliases = 0
         self.seen: set[int] = set()
         self.active: set[int] = set()
@@ -160,10 +165,14 @@ class _Builder:
         nid = id(node)
         if nid in self.active:
             raise _Abort(node, path, "recursive alias: a node contains itself")
-        if nid in self.seen and not isinstance(node, ScalarNode):
-            self.aliases += 1
-            if self.aliases > MAX_ALIAS_EXPANSIONS:
-                raise _Abort(node, path, f"more than {MAX_ALIAS_EXPANSIONS} alias expansions")
+        if nid in self.seen:  # an alias, or a node inside what an alias names: built again
+            self.expanded += 1
+            if self.expanded > MAX_EXPANDED_NODES:
+                raise _Abort(node, path, f"aliases expand to more than {MAX_EXPANDED_NODES} nodes")
+            if not isinstance(node, ScalarNode):
+                self.aliases += 1
+                if self.aliases > MAX_ALIAS_EXPANSIONS:
+                    raise _Abort(node, path, f"more than {MAX_ALIAS_EXPANSIONS} alias expansions")
         self.seen.add(nid)
         self.doc.value_pos[path] = _mark(node)
         if isinstance(node, ScalarNode):

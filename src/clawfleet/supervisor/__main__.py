@@ -1,6 +1,7 @@
 """``python -m clawfleet.supervisor run-sandbox DEFINITION RUNTIME_DIR``: how the daemon launches a sandbox
 process (:func:`clawfleet.supervisor.attach.run_attached_sandbox`) without loading the command line;
-``gateway-parser``: how it starts a sandbox's unprivileged proxy (:mod:`clawfleet.gateway.privsep`)."""
+``gateway-parser-forkserver FD DAEMON_PID``: the process that forks the sandboxes' unprivileged proxies
+(:mod:`clawfleet.gateway.privsep`, :mod:`clawfleet.gateway.parser_forkserver`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 3 and argv[0] == "run-sandbox":
         return run_attached_sandbox(argv[1], argv[2])
-    if argv == ["gateway-parser"]:  # one sandbox's unprivileged proxy, started by the daemon (privsep)
-        from clawfleet.gateway.privsep import parser_main
+    if len(argv) == 3 and argv[0] == "gateway-parser-forkserver":  # forks the unprivileged proxies (privsep)
+        from clawfleet.gateway.privsep import forkserver_main
 
-        return parser_main()
-    print("usage: python -m clawfleet.supervisor run-sandbox DEFINITION RUNTIME_DIR | gateway-parser", file=sys.stderr)
+        return forkserver_main(argv[1:])
+    print("usage: python -m clawfleet.supervisor run-sandbox DEFINITION RUNTIME_DIR | gateway-parser-forkserver FD PID",
+          file=sys.stderr)  # fmt: skip
     return 2
 
 

@@ -38,6 +38,11 @@ __all__ = ["METRICS_SUBDIR", "AttachedGateway", "RuntimePaths", "gateway_config_
 
 DEFAULT_RUNTIME_DIR = paths.RUNTIME_DIR
 _PARSER_RESTART_DELAY = 1.0  # seconds between a sandbox's parser dying and its replacement (privsep)
+_PARSER_READY_TIMEOUT = 120.0  # seconds a new parser may take to drop and accept before it is stopped, tried again
+#: seconds a sandbox waits for its gateway to serve its namespace before it gives up without running its command;
+#: 50 sandboxes starting at once on a loaded 2-core host took 28 s, 68-102 s before the parser forkserver
+#: (docs/gateway.md, Scaling)
+ATTACH_TIMEOUT = 180.0
 METRICS_SUBDIR = "gateway-metrics"  # under the runtime dir: the parsers' metrics files, one directory per sandbox
 EX_TEMPFAIL = 75  # the gateway is not up yet: systemd's Restart= tries again
 
@@ -199,12 +204,22 @@ class AttachedGateway:
         if self.parser_user is not None:
             try:
                 metrics_dir = self._parser_metrics_dir(self.parser_user) if self.metrics is not None else None
-                self.parser = await start_parser(
+                parser = await start_parser(
                     config=self.config, ca_pem=self.ca.pem(), holder=self.holder, secrets=self.gateway.secrets,
                     router_identity=self.gateway.router_identity, listener=sock, identifier=identifier,
                     user=self.parser_user, metrics_dir=metrics_dir)  # fmt: skip
             except OSError as exc:
                 identifier.close()
+                self.log.write({"event": "attach_failed", "netns_pid": pid, "error": f"parser: {exc}"})
+                return
+            # NAME.attached tells the sandbox that its traffic is served under its policy, so it is written once the
+            # parser accepts as its user, not when it was started: the sandbox runs nothing before (issue 16).
+            self.parser = parser  # from here a cancelled run() stops it (_detach)
+            try:
+                await parser.wait_ready(_PARSER_READY_TIMEOUT)
+            except OSError as exc:
+                self.parser = None
+                await parser.stop()
                 self.log.write({"event": "attach_failed", "netns_pid": pid, "error": f"parser: {exc}"})
                 return
         else:
@@ -265,9 +280,16 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05)
     return True
 
 
+class NotAttached(Exception):
+    """The gateway did not serve the sandbox's namespace in time: the command is not started."""
+
+
 def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR, *, bundle_timeout: float = 60.0,
-                         attach_timeout: float = 15.0) -> int:  # fmt: skip
-    """Sandbox-side entry: run one defined sandbox whose traffic the gateway daemon carries."""
+                         attach_timeout: float = ATTACH_TIMEOUT) -> int:  # fmt: skip
+    """Sandbox-side entry: run one defined sandbox whose traffic the gateway daemon carries. The command starts
+    only once the gateway serves the sandbox's network namespace under its policy (``NAME.attached`` names this
+    sandbox's supervisor); after ``attach_timeout`` seconds without it the start is abandoned (nothing in the
+    sandbox has run) and the exit status is EX_TEMPFAIL, which the daemon and systemd retry."""
     from clawfleet.gateway.listen import sandbox_env
     from clawfleet.sandbox.launcher import Launcher
 
@@ -286,17 +308,21 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
                                env={**dict(spec.env), **sandbox_env(port, paths.ca_bundle)})  # fmt: skip
 
     published: list[int] = []
+    not_attached: list[NotAttached] = []
 
     def publish(pid: int) -> None:
         published.append(pid)
         record = {"pid": pid, "netns": _netns_inode(pid), "started": time.time(), "definition": definition,
                   "static_digest": started_static}  # fmt: skip
         write_atomic(paths.pidfile, json.dumps(record).encode(), 0o644)
-        # Give the gateway a moment so the command's first request finds it; without it the sandbox still starts
-        # and stays offline (fail closed) until the gateway attaches.
+        # No command before its gateway serves: the namespace has only lo and nothing would listen on the proxy
+        # port (every connection refused, nothing leaves), but a command started then would have its first
+        # requests fail. An exception here makes the launcher kill the sandbox before anything in it ran.
         if not _wait_for(lambda: (read_json(paths.attached) or {}).get("pid") == pid, attach_timeout):
-            print(f"clawfleet sandbox {d.name}: the gateway has not attached after {attach_timeout:.0f} s; "
-                  "starting offline until it does", file=sys.stderr)  # fmt: skip
+            why = (f"the gateway has not attached after {attach_timeout:.0f} s: the command was not started "
+                   "(is the gateway daemon running? see its decision log's attach_failed)")  # fmt: skip
+            not_attached.append(NotAttached(why))
+            raise not_attached[-1]
 
     os.makedirs(os.path.dirname(paths.pidfile), mode=0o755, exist_ok=True)
     launcher = Launcher(spec, on_netns_ready=publish)
@@ -308,4 +334,6 @@ def run_attached_sandbox(definition: str, runtime_dir: str = DEFAULT_RUNTIME_DIR
                 os.unlink(paths.pidfile)
     if launcher.report.error:
         print(f"clawfleet sandbox {d.name}: {launcher.report.error}", file=sys.stderr)
+    if not_attached:
+        return EX_TEMPFAIL
     return code

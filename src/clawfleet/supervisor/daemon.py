@@ -24,7 +24,7 @@ from typing import Any
 
 from clawfleet.gateway.metrics import GatewayMetrics, serve_metrics
 from clawfleet.gateway.ocsf import OcsfContext, OcsfLog
-from clawfleet.gateway.privsep import parser_user
+from clawfleet.gateway.privsep import parser_user, start_forkserver
 from clawfleet.policy import PolicyError, static_digest
 from clawfleet.sandbox.definition import SandboxDefinition, load_definition
 
@@ -237,6 +237,8 @@ class Daemon:
         metrics_server = None
         if self.metrics is not None and self.metrics_listen:
             metrics_server = await serve_metrics(self.metrics, self.metrics_listen)
+        if self.parser_user is not None:
+            start_forkserver()  # the parsers' imports, once, while the sandboxes start
         if self.launch:
             for m in self.sandboxes.values():
                 self.start(m)

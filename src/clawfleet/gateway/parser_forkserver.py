@@ -1,0 +1,209 @@
+"""Parsers forked from one pre-imported interpreter instead of each importing its own (issue 16).
+
+A privsep parser (:mod:`.privsep`) used to be a fresh ``python -m clawfleet.supervisor gateway-parser``: about
+0.7 s of CPU importing the gateway before it could drop and accept, 1.4 s a sandbox on a loaded 2-core host, so 50
+sandboxes waited 68 s for the last one. The daemon now starts one **forkserver** (``python -m
+clawfleet.supervisor gateway-parser-forkserver FD DAEMON_PID``) that imports and preloads what a parser needs,
+then forks one child per parser. The properties of a fresh interpreter are kept:
+
+* the forkserver is started by the daemon as a fresh interpreter and never reads a setup: its memory holds no
+  sandbox's CA key, secret or policy, so a forked parser inherits none of another sandbox's (its own setup comes
+  on its own stdin, read by the child after the fork, exactly as before);
+* each child drops to the gateway user, sets no_new_privs, becomes non-dumpable and checks that no privilege is
+  left before it accepts (:func:`.privsep.parser_child`), as the fresh interpreter did;
+* the forkserver dies with the daemon (``PR_SET_PDEATHSIG``) and each parser with the forkserver, so no parser
+  outlives the daemon.
+
+Wire format, daemon to forkserver, on a ``SOCK_SEQPACKET`` socketpair: one datagram per parser, the JSON
+``{"metrics_dir": DIR | null}`` with the child's descriptors (stdin, listener, channel, log, readiness pipe, and
+the OCSF log when there is one); the answer is ``{"pid": N}`` or ``{"error": "..."}``. The forkserver reaps its
+children itself; the daemon follows each one with a pidfd (:class:`ForkedProcess`).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+__all__ = ["ForkedProcess", "Forkserver", "forkserver_main"]
+
+_MAX_FDS = 8
+_FD_SIZE = array.array("i").itemsize
+
+
+class ForkedProcess:
+    """What :class:`.privsep.Parser` uses of a ``subprocess.Popen``, for a child of the forkserver: the daemon is not
+    its parent, so it follows it with a pidfd (signals cannot reach a recycled pid). Its exit status is the
+    forkserver's to reap: ``returncode`` is -1 once it has exited (not known here)."""
+
+    def __init__(self, pid: int, stdin: IO[bytes]) -> None:
+        self.pid = pid
+        self.stdin: IO[bytes] | None = stdin
+        # opened before the setup is written: until it reads one the child waits on its stdin, so the pid is still its
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = -1
+            os.close(self._pidfd)
+        return self.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is not None:
+            raise ProcessLookupError(self.pid)
+        signal.pidfd_send_signal(self._pidfd, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            select.select([self._pidfd], [], [], timeout)
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+        return code
+
+
+class Forkserver:
+    """The daemon's handle on its forkserver, started on first use and again after it died."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self._env = dict(environment)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()  # one request at a time (the daemon asks from its executor threads)
+
+    def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> socket.socket:
+        if self._proc is not None and self._proc.poll() is None and self._sock is not None:
+            return self._sock
+        if self._sock is not None:
+            self._sock.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "clawfleet.supervisor", "gateway-parser-forkserver", str(theirs.fileno()),
+                 str(os.getpid())], stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=self._env, cwd="/",
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def fork(self, fds: Sequence[int], metrics_dir: str | None) -> int:
+        """A new parser with ``fds`` (stdin, listener, channel, log, readiness, [OCSF log]); its pid. Blocking: call
+        it from an executor. OSError when the forkserver cannot fork it."""
+        with self._lock:
+            sock = self._start()
+            payload = json.dumps({"metrics_dir": metrics_dir}).encode()
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+            try:
+                sock.sendmsg([payload], rights)
+                answer = sock.recv(4096)  # waits for the forkserver's imports on its first request
+            except OSError:
+                self.close()
+                raise
+            if not answer:
+                self.close()
+                raise OSError("the parser forkserver exited")
+            reply = json.loads(answer)
+            if "pid" not in reply:
+                raise OSError(f"the parser forkserver could not fork: {reply.get('error')}")
+            return int(reply["pid"])
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # the forkserver exits at the end of its channel; its parsers die with it
+            self._sock = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
+    data, anc, flags, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE))
+    fds: list[int] = []
+    for level, kind, blob in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(blob[: len(blob) - len(blob) % _FD_SIZE])
+            fds.extend(arr)
+    if not data and not fds:
+        return None
+    try:
+        request = json.loads(data)
+    except ValueError:
+        request = None
+    if not isinstance(request, dict) or flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC) or not 5 <= len(fds) <= 6:
+        for fd in fds:
+            os.close(fd)
+        return {}, []
+    return request, fds
+
+
+def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], str | None, int], int]) -> int:
+    """The forkserver's loop (``child(fds, metrics_dir, forkserver_pid)`` runs in each forked child and returns its
+    exit status). Called once everything a parser needs is imported (see :func:`.privsep.forkserver`)."""
+    from .privsep import _prctl
+
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: with the daemon
+    if os.getppid() != daemon_pid:
+        return 1
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the parsers; the daemon follows them by pidfd
+    sock = socket.socket(fileno=chan_fd)
+    me = os.getpid()
+    while True:
+        got = _receive(sock)
+        if got is None:
+            return 0  # the daemon closed the channel
+        request, fds = got
+        if not fds:
+            sock.send(b'{"error": "malformed request"}')
+            continue
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            sock.send(json.dumps({"error": str(exc)}).encode())
+            continue
+        if pid == 0:
+            code = 70
+            try:
+                sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                metrics_dir = request.get("metrics_dir")
+                code = child(fds, metrics_dir if isinstance(metrics_dir, str) else None, me)
+            except BaseException as exc:  # a child must never return into the forkserver's loop
+                with contextlib.suppress(Exception):
+                    print(f"clawfleet gateway parser: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"pid": pid}).encode())
