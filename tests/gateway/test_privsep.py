@@ -555,3 +555,28 @@ def test_the_sandbox_is_called_attached_only_once_its_parser_serves_as_its_user(
     assert _status(parsers[0])["Uid"].split() == [str(parser_user(PARSER_USER)[0])] * 4
     until(lambda: separated.results(), 30, "the command's first request")
     assert separated.results()[0] == "200", separated.results()
+
+
+def test_a_wedged_forkserver_is_killed_and_replaced_instead_of_holding_every_start(monkeypatch):
+    """A forkserver that does not answer (stopped, wedged) makes the start fail within the timeout, is killed, and
+    the next start gets a new one that answers."""
+    from clawfleet.gateway import parser_forkserver
+    from clawfleet.gateway.parser_forkserver import Forkserver
+
+    monkeypatch.setattr(parser_forkserver, "_REPLY_TIMEOUT", 2.0)
+    server = Forkserver(os.environ)
+    devnull = [os.open(os.devnull, os.O_RDONLY) for _ in range(5)]
+    try:
+        server.start()
+        wedged = server._proc
+        assert wedged is not None
+        os.kill(wedged.pid, signal.SIGSTOP)
+        with pytest.raises(OSError, match="did not answer"):
+            server.fork(devnull, None)
+        assert wedged.poll() is not None  # killed, not left stopped
+        pid = server.fork(devnull, None)  # a fresh forkserver; its child fails on the empty setup and exits
+        assert pid > 0 and server._proc is not None and server._proc.pid != wedged.pid
+    finally:
+        server.close()
+        for fd in devnull:
+            os.close(fd)

@@ -14,6 +14,13 @@ then forks one child per parser. The properties of a fresh interpreter are kept:
 * the forkserver dies with the daemon (``PR_SET_PDEATHSIG``) and each parser with the forkserver, so no parser
   outlives the daemon.
 
+What a fork does not renew: every parser shares the forkserver's address-space layout (ASLR), stack canary,
+CPython hash secret and pre-fork heap layout, where fresh interpreters had their own. Nothing secret is shared
+(OpenSSL reseeds after a fork, ``random`` reseeds itself, ``os.urandom`` is the kernel's, no SSL context exists
+before the fork), but a memory-disclosure bug in one sandbox's parser would tell an attacker the layout of the
+others' (defence in depth, not isolation: they already share one uid and cannot ptrace each other). A pool of
+pre-started fresh interpreters would keep both; it is not built.
+
 Wire format, daemon to forkserver, on a ``SOCK_SEQPACKET`` socketpair: one datagram per parser, the JSON
 ``{"metrics_dir": DIR | null}`` with the child's descriptors (stdin, listener, channel, log, readiness pipe, and
 the OCSF log when there is one); the answer is ``{"pid": N}`` or ``{"error": "..."}``. The forkserver reaps its
@@ -38,6 +45,9 @@ from typing import IO
 __all__ = ["ForkedProcess", "Forkserver", "forkserver_main"]
 
 _MAX_FDS = 8
+# The longest wait for the forkserver's answer (its first includes its imports): a wedged or stopped forkserver
+# is killed and started again on the next request instead of holding every parser start behind its lock.
+_REPLY_TIMEOUT = 120.0
 _FD_SIZE = array.array("i").itemsize
 
 
@@ -119,8 +129,12 @@ class Forkserver:
             payload = json.dumps({"metrics_dir": metrics_dir}).encode()
             rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
             try:
+                sock.settimeout(_REPLY_TIMEOUT)
                 sock.sendmsg([payload], rights)
                 answer = sock.recv(4096)  # waits for the forkserver's imports on its first request
+            except TimeoutError as exc:
+                self.close(kill=True)
+                raise OSError(f"the parser forkserver did not answer in {_REPLY_TIMEOUT:.0f} s (restarted)") from exc
             except OSError:
                 self.close()
                 raise
@@ -132,11 +146,13 @@ class Forkserver:
                 raise OSError(f"the parser forkserver could not fork: {reply.get('error')}")
             return int(reply["pid"])
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         if self._sock is not None:
             self._sock.close()  # the forkserver exits at the end of its channel; its parsers die with it
             self._sock = None
         if self._proc is not None:
+            if kill:  # wedged or stopped: it would not read the end of its channel
+                self._proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(5)
             if self._proc.poll() is None:

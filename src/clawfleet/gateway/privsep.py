@@ -345,7 +345,9 @@ def _preload() -> None:
     import encodings.punycode  # noqa: F401
 
     "bücher.example".encode("idna").decode("ascii")
-    SandboxCA("preload").close()  # key generation, certificate building, an ssl context
+    ca = SandboxCA("preload")  # key generation, certificate building
+    ca.server_context("preload.invalid")  # the leaf key (made at the first leaf), its PEM, an ssl context
+    ca.close()
 
 
 def _drop(uid: int, gid: int, parent: int) -> None:
@@ -548,7 +550,8 @@ class Parser:
         while self.alive() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if self.alive():
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may exit between the check and the signal
+                self.proc.kill()
             await loop.run_in_executor(None, self.proc.wait)
         self.task.cancel()
         with contextlib.suppress(OSError):
@@ -642,8 +645,9 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
     try:
         await loop.run_in_executor(None, proc.stdin.write, frame)
         await loop.run_in_executor(None, proc.stdin.flush)
-    except OSError:
-        proc.kill()
+    except OSError:  # usually EPIPE: the child is gone already, and kill() says so
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
         ours.close()
         os.close(ready_r)
         raise

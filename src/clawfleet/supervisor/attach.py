@@ -222,6 +222,9 @@ class AttachedGateway:
                 await parser.stop()
                 self.log.write({"event": "attach_failed", "netns_pid": pid, "error": f"parser: {exc}"})
                 return
+            # the run loop was not updating it during the wait: a policy or secret that changed meanwhile goes
+            # to the parser before the sandbox is let go
+            parser.update(self.holder, self.gateway.secrets)
         else:
             self.gateway.identify = identifier.identify_async
             self._server = await self.gateway.serve_socket(sock)
