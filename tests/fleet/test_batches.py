@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -78,14 +79,35 @@ def test_push_cli_wiring_with_a_failing_canary(monkeypatch, tmp_path, capsys):
     assert code == 1
     [(names, command, uploads)] = seen
     assert names == ["h1"]
-    assert command.startswith("/opt/clawfleet/venv/bin/clawfleet policy apply /var/lib/clawfleet/policy-staging/")
-    assert "--source-commit abc" in command and "--operator me" in command and "rm -f" in command
-    assert uploads[0][0] == policy.read_bytes()
+    # One round trip per host: the policy travels in the command (base64 piped to `apply -`), nothing is uploaded
+    encoded = base64.b64encode(policy.read_bytes()).decode()
+    assert command.startswith(f"printf '%s' {encoded} | base64 -d | /opt/clawfleet/venv/bin/clawfleet policy apply - ")
+    assert "--source-commit abc" in command and "--operator me" in command
+    assert "--staging-dir /var/lib/clawfleet/policy-staging" in command and uploads == []
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(x.get("target"), x.get("result")) for x in lines[:-1]] == [
         ("h1", "rolled_back"), ("h2", "skipped"), ("h3", "skipped"), ("h4", "skipped")]  # fmt: skip
     assert lines[-1]["summary"]["counts"] == {"rolled_back": 1, "skipped": 3}
     assert lines[-1]["summary"]["stopped_early"] is True
+
+
+def test_a_policy_too_large_for_the_command_is_uploaded_first(monkeypatch, tmp_path, capsys):
+    from clawfleet.fleet.push import INLINE_MAX_BYTES
+    from policy_daemon import policy_text
+
+    policy = tmp_path / "big.yaml"
+    policy.write_text(policy_text() + "# " + "x" * INLINE_MAX_BYTES + "\n")
+    seen: list = []
+
+    def fake_run(targets, command, uploads=(), **kw):
+        seen.append((command, uploads))
+        return {n: HostRun(connected=True, ran=True, stdout=json.dumps({"result": "applied"})) for n, _ in targets}
+
+    monkeypatch.setattr(transport, "run_on_hosts", fake_run)
+    assert main(["fleet", "push", str(policy), "--name", "agent", "--hosts", "h1", "--json"]) == 0
+    [(command, uploads)] = seen
+    assert command.startswith("/opt/clawfleet/venv/bin/clawfleet policy apply /var/lib/clawfleet/policy-staging/")
+    assert "rm -f" in command and uploads[0][0] == policy.read_bytes()
 
 
 def test_invalid_policy_is_refused_before_any_host(monkeypatch, tmp_path, capsys):

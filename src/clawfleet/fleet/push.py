@@ -1,15 +1,17 @@
 """``clawfleet fleet push|status``: the fast path for policy rollouts, without Ansible.
 
 On the controller the policy is validated and digested with :mod:`clawfleet.policy` before any host is
-touched. Then, batch by batch (``--serial``), each host gets the file in a staging path and runs its own
-``clawfleet policy apply`` (validate -> place -> hot reload -> verify -> roll back, ledger record): the same
-code the Ansible role runs, so both paths behave alike. A batch with more failures than ``--max-fail`` stops
-the rollout; later hosts stay untouched.
+touched. Then, batch by batch (``--serial``), each host runs its own ``clawfleet policy apply`` (validate ->
+place -> hot reload -> verify -> roll back, ledger record): the same code the Ansible role runs, so both paths
+behave alike. The policy travels in that one command (``apply -``, stdin; up to INLINE_MAX_BYTES), so a host
+costs one round trip; a larger policy is uploaded to a staging path first. A batch with more failures than
+``--max-fail`` stops the rollout; later hosts stay untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shlex
@@ -27,6 +29,9 @@ __all__ = ["register_fleet_subcommands"]
 DEFAULT_REMOTE_CLAWFLEET = paths.VENV_CLAWFLEET
 DEFAULT_STAGING = paths.POLICY_STAGING_DIR
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+#: Policies up to this size travel inside the remote command (base64: 4/3 of it, below Linux's 128 KiB limit on one
+#: argument, which ``docker exec sh -c`` and ``ssh`` pass the command as); larger ones are uploaded first.
+INLINE_MAX_BYTES = 64 * 1024
 
 
 def git_commit(path: str) -> str | None:
@@ -79,8 +84,13 @@ def _targets(args: argparse.Namespace):
 # -- push --------------------------------------------------------------------------------------------------
 
 
-def remote_apply_command(args: argparse.Namespace, staged: str, operator: str, commit: str | None) -> str:
-    argv = [args.clawfleet, "policy", "apply", staged, "--name", args.name, "--policy-dir", args.policy_dir,
+def remote_apply_command(args: argparse.Namespace, staged: str, operator: str, commit: str | None,
+                         inline: bytes | None = None) -> str:  # fmt: skip
+    """The one command each host runs. ``inline``: the policy goes in the command itself (base64, piped to
+    ``apply -``, which stages it privately and removes it), so a host needs no upload and no directory or file
+    facts: one round trip. Otherwise ``staged`` is the path the caller uploads it to first."""
+    source = "-" if inline is not None else staged
+    argv = [args.clawfleet, "policy", "apply", source, "--name", args.name, "--policy-dir", args.policy_dir,
             "--socket", args.socket, "--timeout", str(args.timeout), "--ledger", args.ledger, "--operator", operator,
             "--group", args.group]  # fmt: skip
     if commit:
@@ -89,6 +99,10 @@ def remote_apply_command(args: argparse.Namespace, staged: str, operator: str, c
         argv.append("--check")
     if args.no_verify:
         argv.append("--no-verify")
+    if inline is not None:
+        argv += ["--stdin-label", args.policy, "--staging-dir", args.staging_dir]
+        # base64 is shell-safe as it is: no quoting, no heredoc end marker that the policy could contain
+        return f"printf '%s' {base64.b64encode(inline).decode()} | base64 -d | {shlex.join(argv)}"
     q = shlex.quote(staged)
     return f"{shlex.join(argv)}; rc=$?; rm -f {q}; exit $rc"
 
@@ -135,11 +149,13 @@ def _cmd_push(args: argparse.Namespace) -> int:
     operator = args.operator or default_operator()
     commit = args.source_commit if args.source_commit is not None else git_commit(args.policy)
     staged = f"{args.staging_dir.rstrip('/')}/{args.name}.{want.removeprefix('sha256:')[:16]}.yaml"
-    command = remote_apply_command(args, staged, operator, commit)
+    inline = len(data) <= INLINE_MAX_BYTES
+    command = remote_apply_command(args, staged, operator, commit, data if inline else None)
+    uploads = [] if inline else [(data, staged)]
     data_by_name = dict(targets)
 
     def run_batch(batch: list[str]) -> dict[str, dict[str, Any]]:
-        runs = run_on_hosts([(n, data_by_name[n]) for n in batch], command, [(data, staged)], sudo=args.sudo,
+        runs = run_on_hosts([(n, data_by_name[n]) for n in batch], command, uploads, sudo=args.sudo,
                             parallel=args.parallel, verbose=args.verbose)  # fmt: skip
         out: dict[str, dict[str, Any]] = {}
         for name, run in runs.items():

@@ -9,6 +9,12 @@ and wait for its digest (``rolled_back``), or remove the file when there was non
 object on stdout; one ledger record per apply that wrote something. Exit 0 unchanged/would_apply/applied,
 1 rolled_back/failed, 2 invalid input.
 
+``apply - --name NAME``: the same with the policy read from stdin, so that a fleet tool needs one remote command
+per host and sandbox (no upload, no separate validation, stat or read of the live file): ``--staging-dir`` keeps
+it in a private directory of this run while it is applied, ``--verify-if-deployed`` asks systemd whether the gateway
+is installed and running, and the JSON reports what the caller used to read separately (``exists``, ``diff``,
+``needs_restart``, ``gateway_installed``, ``gateway_running``).
+
 Everything the Ansible role and ``clawfleet fleet push`` do on a host goes through :func:`apply_policy`, so the
 two paths share validation, placement, verification, rollback and the ledger.
 """
@@ -245,6 +251,20 @@ class ApplyOptions:
     keep_owner: bool = False
     #: Seconds to wait for the policy directory's lock (None: as long as it takes).
     lock_timeout: float | None = None
+    #: Verify a sandbox's first policy too (False: only where a live policy existed; the gateway cannot know a
+    #: sandbox deployed for the first time until it starts, and the gateway role verifies after that start).
+    verify_first: bool = True
+    #: Why a change is not verified, recorded in the ledger's detail.
+    no_verify_reason: str = "--no-verify"
+
+
+def _make_policy_dir(directory: str, group: str | None) -> None:
+    """The policy directory as the base role makes it (root:GROUP 0750: the gateway reads it through the group),
+    for a host where only the policy role or ``fleet push`` ran."""
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(directory, 0, _gid(group))
+        os.chmod(directory, 0o750)  # noqa: S103 - root:GROUP, read by the gateway through its group
 
 
 def _valid_name(name: str) -> bool:
@@ -288,13 +308,16 @@ def apply_bytes(data: bytes, newfile: str, opts: ApplyOptions) -> dict[str, Any]
     directory = opts.policy_dir
     live = opts.live or os.path.join(directory, f"{opts.name}.yaml")
     previous = live + ".previous"
-    if not opts.check:
-        os.makedirs(directory, mode=0o750, exist_ok=True)
+    if not opts.check and not os.path.isdir(directory):
+        _make_policy_dir(directory, opts.group)
     lock = locked(directory, opts.lock_timeout) if os.path.isdir(directory) else contextlib.nullcontext()
     with lock:
         old_bytes, old, live_problem = _read_live(live)
         old_digest = policy_digest(old) if old is not None else None
         out["previous_digest"] = old_digest
+        out["exists"] = old_bytes is not None
+        if opts.verify and old_bytes is None and not opts.verify_first:
+            opts = dataclasses.replace(opts, verify=False, no_verify_reason="first policy of this sandbox")
         if opts.expect_previous is not None and old_digest != opts.expect_previous:
             out["result"] = "failed"
             out["error"] = (f"{live} changed meanwhile (digest {old_digest}, expected {opts.expect_previous}): "
@@ -334,7 +357,7 @@ def _place_and_verify(data: bytes, new_digest: str, old_bytes: bytes | None, old
         _write_owned(live, data, 0o640, 0, gid)
     if not opts.verify:
         out["result"] = "applied"
-        out["detail"] = "not verified (--no-verify)"
+        out["detail"] = f"not verified ({opts.no_verify_reason})"
         return _record(out, opts)
     interrupted = False
     try:
@@ -440,16 +463,42 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                         ledger=args.ledger or None, operator=args.operator or default_operator(),
                         source_commit=args.source_commit, check=args.check, verify=not args.no_verify,
                         group=args.group, settle=args.settle, host=args.host_label)  # fmt: skip
+    gateway: dict[str, bool] = {}
+    if args.verify_if_deployed:
+        # One command per host and sandbox does what the role used to ask in separate round trips.
+        from .unit_state import unit_state
+
+        unit = unit_state(args.gateway_unit)
+        gateway = {"gateway_installed": unit.installed, "gateway_running": unit.running}
+        if not unit.installed:
+            opts = dataclasses.replace(opts, verify=False, no_verify_reason=f"{args.gateway_unit} not installed")
+        opts.verify_first = False
     try:
-        out = apply_policy(args.newfile, opts)
+        out = _apply_stdin(args, opts) if args.newfile == "-" else apply_policy(args.newfile, opts)
+    except PolicyError as exc:  # stdin over the size limit
+        out = {**_result(opts), "error": str(exc)}
     except OSError as exc:
         out = {"host": opts.host or socket.gethostname(), "sandbox": opts.name, "result": "failed", "digest": None,
                "previous_digest": None, "diff": "", "enforce_latency_s": None,
                "error": f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}"}  # fmt: skip
+    out.update(gateway)
     if out["result"] == "invalid":
         print(out["error"], file=sys.stderr)
     print(json.dumps(out))
     return RESULT_EXIT[out["result"]]
+
+
+def _apply_stdin(args: argparse.Namespace, opts: ApplyOptions) -> dict[str, Any]:
+    """``apply -``: the policy's bytes from stdin, named ``--stdin-label`` in messages and the diff, kept in a
+    private staging directory of this run while it is applied (``--staging-dir``)."""
+    from .staging import read_stdin, staged
+
+    label = args.stdin_label or "<stdin>"
+    data = read_stdin(label)
+    if not args.staging_dir or not _valid_name(opts.name):  # (the name becomes a file name there)
+        return apply_bytes(data, label, opts)
+    with staged(args.staging_dir, opts.name, data):
+        return apply_bytes(data, label, opts)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -504,7 +553,7 @@ def register_apply_subcommands(sub: Any) -> None:
     """Add ``apply``, ``status`` and ``ledger`` to the ``clawfleet policy`` subparsers."""
     p = sub.add_parser("apply", help="place a policy for a sandbox, verify the gateway enforces it, roll back if not",
                        description=__doc__.split("\n\n")[1])  # fmt: skip
-    p.add_argument("newfile", metavar="NEWFILE")
+    p.add_argument("newfile", metavar="NEWFILE", help="the new policy; - reads it from stdin")
     p.add_argument("--name", required=True, help="sandbox name: the live policy is DIR/NAME.yaml")
     p.add_argument("--policy-dir", default=DEFAULT_POLICY_DIR, metavar="DIR")
     p.add_argument("--socket", default=DEFAULT_SOCKET, help="gateway daemon control socket")
@@ -517,6 +566,18 @@ def register_apply_subcommands(sub: Any) -> None:
     p.add_argument("--group", default=DEFAULT_GROUP, help="group of the policy file if it exists (else root)")
     p.add_argument("--settle", type=float, default=0.2, help="health probe: re-check after this many seconds")
     p.add_argument("--host-label", metavar="NAME", help="host name in the output and ledger (default: hostname)")
+    p.add_argument("--stdin-label", metavar="LABEL", help="with NEWFILE -: the name messages give it (<stdin>)")
+    p.add_argument(
+        "--staging-dir",
+        metavar="DIR",
+        help="with NEWFILE -: keep the policy in a private DIR/run-*/ (root 0700) while it is applied",
+    )
+    p.add_argument("--verify-if-deployed", action="store_true",
+                   help="verify only where the gateway unit is installed and the sandbox had a policy (first "
+                        "deployments: the gateway role verifies after the start); reports gateway_installed and "
+                        "gateway_running. --no-verify still wins")  # fmt: skip
+    p.add_argument("--gateway-unit", default="clawfleet-gateway.service", metavar="UNIT",
+                   help="the gateway's systemd unit, for --verify-if-deployed")  # fmt: skip
     p.set_defaults(func=_cmd_apply)
 
     p = sub.add_parser("status", help="per sandbox: policy file digest vs the digest the gateway enforces")
