@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-__all__ = ["ForkedProcess", "Forkserver", "forkserver_main"]
+__all__ = ["ForkedProcess", "Forkserver", "forkserver_main", "received_fds"]
 
 _MAX_FDS = 8
 # The longest wait for the forkserver's answer (its first includes its imports): a wedged or stopped forkserver
@@ -161,14 +161,20 @@ class Forkserver:
             self._proc = None
 
 
-def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
-    data, anc, flags, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE))
+def received_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in a ``recvmsg`` answer's ``SCM_RIGHTS`` messages (also the identification channel's)."""
     fds: list[int] = []
-    for level, kind, blob in anc:
+    for level, kind, blob in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             arr = array.array("i")
             arr.frombytes(blob[: len(blob) - len(blob) % _FD_SIZE])
             fds.extend(arr)
+    return fds
+
+
+def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
+    data, anc, flags, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE))
+    fds = received_fds(anc)
     if not data and not fds:
         return None
     try:

@@ -61,7 +61,7 @@ from .credentials import Secrets
 from .ident import Caller, ConnectionClosed, Identifier, IdentityError, NotThisSandbox
 from .metrics import MULTIPROC_ENV, GatewayMetrics, parser_stopped
 from .ocsf import OcsfContext, OcsfLog
-from .parser_forkserver import ForkedProcess, Forkserver
+from .parser_forkserver import ForkedProcess, Forkserver, received_fds
 from .proxy import Gateway
 from .reload import PolicyHolder
 from .router_identity import RouterIdentity
@@ -100,16 +100,6 @@ def caller_to_wire(c: Caller) -> dict[str, Any]:
 def caller_from_wire(d: Mapping[str, Any]) -> Caller:
     return Caller(int(d["pid"]), str(d["exe"]), tuple(map(str, d["ancestors"])),
                   tuple((int(p), str(e)) for p, e in d["owners"]), d.get("sha256"), d.get("pin_error"))  # fmt: skip
-
-
-def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            arr = array.array("i")
-            arr.frombytes(data[: len(data) - len(data) % _FD_SIZE])
-            fds.extend(arr)
-    return fds
 
 
 def _request_id(data: bytes) -> int | None:
@@ -194,7 +184,7 @@ class IdentifyService:
     def _receive(self) -> tuple[int | None, int | None, str | None] | None:
         """(request id, descriptor, refusal); None at the end of the channel."""
         data, anc, flags, _ = self.chan.recvmsg(_MAX_REQUEST, socket.CMSG_SPACE(_FD_SIZE))
-        fds = _fds(anc)
+        fds = received_fds(anc)
         if not data and not fds:
             return None
         rid = _request_id(data)
