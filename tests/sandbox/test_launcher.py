@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -193,6 +194,33 @@ def test_cgroup_is_removed_afterwards(sandbox):
     assert proc.returncode == 0, err
     assert seen, "the sandbox's cgroup was never seen while it ran"
     assert mine() == []
+
+
+def test_a_killed_launchers_empty_cgroup_is_swept_and_a_live_ones_kept(sandbox):
+    """A launcher killed with SIGKILL cannot remove its cgroup; the next sandbox removes such an empty group whose
+    launcher is gone, and leaves the group of a launcher that still runs."""
+    from clawfleet.sandbox import cgroups
+
+    layout = cgroups.detect()
+    bases = [os.path.join(m, layout.own.get(c, "/").lstrip("/"), cgroups.GROUP)
+             for c, m in layout.v1_mounts.items() if c in ("memory", "pids")]  # fmt: skip
+    if layout.v2_mount and "pids" in layout.v2_controllers:
+        bases.append(os.path.join(layout.v2_mount, cgroups.GROUP))
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()  # a pid no process has now
+    stale = [os.path.join(b, f"sandbox-{gone.pid}-deadbeef") for b in bases]
+    live = [os.path.join(b, f"sandbox-{os.getpid()}-cafebabe") for b in bases]
+    for d in stale + live:
+        os.makedirs(d)
+    try:
+        proc = sandbox.run(["/bin/true"], extra=("--memory-max", "1G", "--pids-max", "64"))
+        assert proc.returncode == 0, proc.stderr
+        assert [d for d in stale if os.path.isdir(d)] == []
+        assert all(os.path.isdir(d) for d in live)
+    finally:
+        for d in stale + live:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(d)
 
 
 def _spec(sandbox, code: str, **kw) -> SandboxSpec:

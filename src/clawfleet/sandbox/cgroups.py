@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -119,6 +120,32 @@ class Cgroup:
                     time.sleep(0.005)
 
 
+_NAME = re.compile(r"sandbox-([0-9]+)-[0-9a-f]{8}")
+
+
+def _sweep(base: str) -> None:
+    """Remove the empty cgroups of sandboxes whose launcher is gone: one killed with SIGKILL (or by the OOM killer)
+    never ran its own clean-up, and its directory would stay forever. A launcher that still runs (or a process that
+    got its pid since) keeps its group; the kernel refuses to remove a group that still holds a process."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # alive (or its pid was reused): not ours to judge
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(base, name))
+
+
 def create(memory_max: int | None, pids_max: int | None, root: str = "/", layout: Layout | None = None) -> Cgroup:
     """Create the sandbox's cgroup(s) with the given limits; nothing is created when no limit is asked."""
     wanted = {"memory": memory_max, "pids": pids_max}
@@ -139,6 +166,7 @@ def create(memory_max: int | None, pids_max: int | None, root: str = "/", layout
                 missing = [c for c in v2_ctrls if c not in enabled]
                 if missing:
                     _write(os.path.join(parent, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
+            _sweep(base)
             d = os.path.join(base, name)
             os.mkdir(d, 0o755)
             made.append(d)
@@ -155,6 +183,7 @@ def create(memory_max: int | None, pids_max: int | None, root: str = "/", layout
             if mount is None:
                 raise CgroupError(0, f"cgroup: no {ctrl} controller on this host (neither cgroup v2 nor v1)")
             d = _join(root, mount, layout.own.get(ctrl, "/"), GROUP, name)
+            _sweep(os.path.dirname(d))
             os.makedirs(d, 0o755)
             made.append(d)
             if ctrl == "memory":
