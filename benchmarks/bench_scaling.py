@@ -17,8 +17,8 @@ Sections (each compares within one run; absolute times move with the machine's l
   duration unique to this run), privilege-separated parsers (``--gateway-user``, as the gateway role deploys it;
   ``--gateway-user ''`` runs the proxies in the daemon): time from the daemon's start until every sandbox's
   gateway has attached (``NAME.attached``) and until every parser has dropped to its user (it accepts only
-  then); then RSS and PSS of the daemon, of its parsers and of the sandboxes' own processes. Everything it
-  started is stopped, also on failure.
+  then); then RSS and PSS of the daemon (with the parser forkserver it starts), of its parsers and of the
+  sandboxes' own processes. Everything it started is stopped, also on failure.
 * ``gateway``: one gateway (``clawfleet gateway proxy``, caller identification, policy decisions and the JSON
   decision log on: the proxy a sandbox's parser runs) to a loopback origin at 1 / 10 / 50 / 200 keep-alive
   connections, ``--gw-requests`` per cell: plain HTTP through an L7 rule (absolute-form GETs) and TLS-inspected
@@ -298,12 +298,23 @@ class DaemonFleet:
             self.seen.setdefault(pid, table[pid][2])
         return [p for p in pids if "gateway-parser" in table[p][1]]
 
+    def _split_parsers(self, table: dict) -> tuple[list[int], list[int]]:
+        """(the parsers, the forkserver they are forked from): the forkserver is the daemon's own child."""
+        assert self.daemon is not None
+        procs = self._parsers(table)
+        forkserver = [p for p in procs if table[p][0] == self.daemon.pid]
+        return [p for p in procs if p not in forkserver], forkserver
+
     def memory(self) -> dict:
         assert self.daemon is not None
         table = _proc_table()
-        parsers = set(self._parsers(table))
-        others = [p for p in _descendants(self.daemon.pid, table) if p not in parsers]
+        parser_list, forkserver = self._split_parsers(table)
+        parsers = set(parser_list)
+        others = [p for p in _descendants(self.daemon.pid, table) if p not in parsers and p not in forkserver]
         d_rss, d_pss = _memory_kib(self.daemon.pid)
+        for p in forkserver:  # the gateway's own memory: the daemon and the interpreter its parsers are forked from
+            f_rss, f_pss = _memory_kib(p)
+            d_rss, d_pss = d_rss + f_rss, d_pss + f_pss
         p_mem = [_memory_kib(p) for p in parsers]
         o_mem = [_memory_kib(p) for p in others]
         info = _control(self.socket, {"cmd": "list"})

@@ -191,9 +191,9 @@ def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
 def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], str | None, int], int]) -> int:
     """The forkserver's loop (``child(fds, metrics_dir, forkserver_pid)`` runs in each forked child and returns its
     exit status). Called once everything a parser needs is imported (see :func:`.privsep.forkserver`)."""
-    from .privsep import _prctl
+    from .privsep import prctl
 
-    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: with the daemon
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: with the daemon
     if os.getppid() != daemon_pid:
         return 1
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the parsers; the daemon follows them by pidfd

@@ -319,7 +319,7 @@ def check_unprivileged() -> None:
         raise RuntimeError(f"parser still privileged: uids {uids}, gids {gids}, groups {os.getgroups()}, {caps}")
 
 
-def _prctl(option: int, arg: int) -> None:
+def prctl(option: int, arg: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
@@ -345,9 +345,9 @@ def _drop(uid: int, gid: int, parent: int) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)  # from uid 0 to another: the kernel clears every capability set
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(_PR_SET_DUMPABLE, 0)  # a parser of another sandbox (same uid) cannot ptrace this one or read its memory
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setresuid, which clears it
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    prctl(_PR_SET_DUMPABLE, 0)  # a parser of another sandbox (same uid) cannot ptrace this one or read its memory
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setresuid, which clears it
     if os.getppid() != parent:
         raise RuntimeError("the daemon (or its forkserver) exited while the parser started")
     check_unprivileged()
