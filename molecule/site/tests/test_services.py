@@ -222,11 +222,14 @@ def test_gateway_unit_hardening(host):
 
 
 def test_gateway_parser_runs_without_privileges(host):
-    """The process that parses my-assistant's traffic: clawfleet-gateway, no capability; the daemon keeps them."""
+    """The process that parses my-assistant's traffic: clawfleet-gateway, no capability; the daemon keeps them.
+    Parsers are forked from the daemon's parser forkserver (a root interpreter that reads no sandbox's setup)."""
     daemon = show(host, "clawfleet-gateway.service", "MainPID")["MainPID"]
     children = host.check_output(f"cat /proc/{daemon}/task/*/children").split()
-    parsers = [p for p in children if "gateway-parser" in host.file(f"/proc/{p}/cmdline").content_string]
-    assert len(parsers) == 1, children
+    forkservers = [p for p in children if "gateway-parser-forkserver" in host.file(f"/proc/{p}/cmdline").content_string]
+    assert len(forkservers) == 1, children
+    parsers = host.check_output(f"cat /proc/{forkservers[0]}/task/*/children").split()
+    assert len(parsers) == 1, parsers  # one sandbox, one parser
     status = dict(line.split(":\t", 1) for line in host.file(f"/proc/{parsers[0]}/status").content_string.splitlines()
                   if ":\t" in line)  # fmt: skip
     uid = host.user("clawfleet-gateway").uid
