@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -561,13 +562,10 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-_FORKSERVER: list[Forkserver] = []  # this daemon's, made on its first parser
-
-
+@functools.cache
 def _forkserver() -> Forkserver:
-    if not _FORKSERVER:
-        _FORKSERVER.append(Forkserver(_environment()))
-    return _FORKSERVER[0]
+    """This daemon's one forkserver handle (it starts the process on first use and again after it died)."""
+    return Forkserver(_environment())
 
 
 def start_forkserver() -> None:

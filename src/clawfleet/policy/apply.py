@@ -470,9 +470,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
         unit = unit_state(args.gateway_unit)
         gateway = {"gateway_installed": unit.installed, "gateway_running": unit.running}
+        opts = dataclasses.replace(opts, verify_first=False)
         if not unit.installed:
             opts = dataclasses.replace(opts, verify=False, no_verify_reason=f"{args.gateway_unit} not installed")
-        opts.verify_first = False
     try:
         out = _apply_stdin(args, opts) if args.newfile == "-" else apply_policy(args.newfile, opts)
     except PolicyError as exc:  # stdin over the size limit
