@@ -331,13 +331,6 @@ def _uninspectable(headers) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
-def _private(ips: tuple[str, ...]) -> bool:
-    """:func:`.providers.private_addresses` of one address list: a pure function of the addresses, which a
-    connection's requests repeat (an absolute-form request resolves its host each time)."""
-    return private_addresses(ips)
-
-
 def _informational(ev: h11.InformationalResponse) -> h11.InformationalResponse:
     """A 1xx answer without the origin's hop-by-hop fields (a 101 keeps ``Upgrade`` and ``Connection: upgrade``)."""
     if not any(k in _HOP for k, _ in ev.headers):
@@ -922,7 +915,7 @@ class Gateway:
                                                                    req_headers, buffered is not None)  # fmt: skip
             # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
             # addresses the policy or the operator granted on loopback or a private network (.credentials).
-            private = not is_tls and _private(tuple(ips))
+            private = not is_tls and private_addresses(ips)  # cached by address list (.providers)
             dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
             body_used: set[str] = set()
             if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
