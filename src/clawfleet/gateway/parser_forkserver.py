@@ -290,7 +290,7 @@ def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], s
     sock = socket.socket(fileno=chan_fd)
     me = os.getpid()
     while True:
-        if wake_r in select.select([sock, wake_r], [], [])[0]:
+        if wake_r in select.select([sock.fileno(), wake_r], [], [])[0]:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_r, 512):
                     pass
