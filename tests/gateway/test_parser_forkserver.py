@@ -146,3 +146,16 @@ def test_a_status_never_reported_is_unknown_not_success(server):
         os.close(stdin_r)
         for fd in sent:
             os.close(fd)
+
+
+def test_exit_reports_are_bounded_and_a_malformed_one_is_ignored():
+    """Attack surface: reports nobody asks for (pids nobody follows) must not grow without bound, and a garbled one
+    must not raise in the daemon; a well-formed one is answered once."""
+    s = Forkserver(os.environ)  # never started: only its report book-keeping is used
+    assert s._kept_exit(b'{"exited": "x"}') is True and s._exits == {}
+    assert s._kept_exit(b'{"pid": 5}') is False  # an answer, not a report
+    for pid in range(2000):
+        s._kept_exit(f'{{"exited": {pid}, "status": 1}}'.encode())
+    assert len(s._exits) == parser_forkserver._MAX_KEPT_EXITS and 0 not in s._exits
+    s._kept_exit(b'{"exited": 77777, "status": -15}')
+    assert s.exit_status(77777) == -15 and s.exit_status(77777) is None

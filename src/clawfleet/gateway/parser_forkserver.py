@@ -166,7 +166,11 @@ class Forkserver:
             reply = json.loads(answer)
             if "pid" not in reply:
                 raise OSError(f"the parser forkserver could not fork: {reply.get('error')}")
-            return int(reply["pid"])
+            pid = int(reply["pid"])
+            # a report kept for an earlier child with this (recycled) pid is not this one's; this one's cannot be
+            # here yet (the forkserver answers before it reaps again)
+            self._exits.pop(pid, None)
+            return pid
 
     def _kept_exit(self, datagram: bytes) -> bool:
         """Whether ``datagram`` was an exit report (then kept for :meth:`exit_status`), not an answer."""
