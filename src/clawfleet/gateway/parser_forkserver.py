@@ -70,7 +70,8 @@ class ForkedProcess:
     """What :class:`.privsep.Parser` uses of a ``subprocess.Popen``, for a child of the forkserver: the daemon is not
     its parent, so it follows it with a pidfd (signals cannot reach a recycled pid). Its exit status is the
     forkserver's to reap: ``status(pid, timeout)`` asks for the one it reported (:meth:`Forkserver.exit_status`);
-    ``returncode`` is :data:`UNKNOWN_STATUS` when none comes."""
+    ``returncode`` is :data:`UNKNOWN_STATUS` when none comes. Only the poll that first sees the child gone waits for
+    it, at most ``_STATUS_WAIT`` (on the daemon's event loop: bounded, and once per parser death)."""
 
     def __init__(self, pid: int, stdin: IO[bytes], status: Callable[[int, float], int | None] | None = None) -> None:
         self.pid = pid
