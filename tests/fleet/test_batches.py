@@ -83,7 +83,8 @@ def test_push_cli_wiring_with_a_failing_canary(monkeypatch, tmp_path, capsys):
     encoded = base64.b64encode(policy.read_bytes()).decode()
     assert command.startswith(f"printf '%s' {encoded} | base64 -d | /opt/clawfleet/venv/bin/clawfleet policy apply - ")
     assert "--source-commit abc" in command and "--operator me" in command
-    assert "--staging-dir /var/lib/clawfleet/policy-staging" in command and uploads == []
+    # applied from memory on the host: no staging directory is named (nothing would read a copy there)
+    assert "--staging-dir" not in command and "policy-staging" not in command and uploads == []
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(x.get("target"), x.get("result")) for x in lines[:-1]] == [
         ("h1", "rolled_back"), ("h2", "skipped"), ("h3", "skipped"), ("h4", "skipped")]  # fmt: skip

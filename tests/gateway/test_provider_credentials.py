@@ -15,7 +15,7 @@ import pytest
 
 from clawfleet.gateway.config import ConfigError, SecretBinding, load_gateway_section
 from clawfleet.gateway.credentials import Destination, Secrets
-from clawfleet.gateway.providers import parse_providers, private_addresses, provider_binding
+from clawfleet.gateway.providers import _all_private, parse_providers, private_addresses, provider_binding
 from clawfleet.policy import PolicyError, credential_scopes, load_profile_text, load_text
 
 from .support import SECRET_VALUE, _response, connect, https, request, tls_over, ws_frame, ws_frames
@@ -232,6 +232,27 @@ def test_provider_scope_by_host_port_and_transport(tmp_path, dest, injected):
 )
 def test_private_addresses(ips, ok):
     assert private_addresses(ips) is ok
+
+
+def test_private_addresses_is_cached_for_every_caller():
+    """The cache lives in the function itself (the proxy and any other caller share it): one computation per
+    distinct address list, whatever iterable the caller passes."""
+    _all_private.cache_clear()
+    assert private_addresses(["10.0.0.1", "127.0.0.1"]) is True
+    assert private_addresses(("10.0.0.1", "127.0.0.1")) is True
+    assert private_addresses(iter(["10.0.0.1", "127.0.0.1"])) is True  # a one-shot iterable is read once
+    info = _all_private.cache_info()
+    assert (info.misses, info.hits) == (1, 2) and info.maxsize == 256
+
+
+def test_a_cached_private_list_never_answers_for_another_list():
+    """Attack: a resolved list that adds a public address after a private one was cached (DNS answering first with
+    the private address only) must not reuse that answer: the cache key is the whole list."""
+    _all_private.cache_clear()
+    assert private_addresses(["10.0.0.1"]) is True
+    assert private_addresses(["10.0.0.1", "8.8.8.8"]) is False
+    assert private_addresses(["8.8.8.8", "10.0.0.1"]) is False
+    assert private_addresses([]) is False and private_addresses(["10.0.0.1"]) is True
 
 
 # -- the binding follows the policy; unknown providers are refused ------------------------------------------

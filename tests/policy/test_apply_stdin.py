@@ -1,6 +1,6 @@
 """``clawfleet policy apply -``: the policy from stdin, one remote command per host and sandbox (the Ansible role and
-``fleet push`` use it). Private staging, refusal of bad input, check mode, the gateway unit probe; against a real
-gateway daemon where verification is the point (root), on files alone otherwise."""
+``fleet push`` use it). Applied from memory (no staged copy), refusal of bad input, check mode, the gateway unit
+probe; against a real gateway daemon where verification is the point (root), on files alone otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,8 @@ FAKE_SYSTEMCTL = Path(__file__).resolve().parent.parent / "fakes" / "fake_system
 def _env(tmp_path: Path, load: str | None = None, active: str = "active") -> dict[str, str]:
     """With ``load``: a PATH whose ``systemctl`` is the fake, saying LoadState=``load``, ActiveState=``active``."""
     env = dict(os.environ)
+    env["TMPDIR"] = str(tmp_path / "tmp")  # a temporary copy would show up under tmp_path (see _copies)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     if load is not None:
         bin_dir = tmp_path / "fakebin"
         bin_dir.mkdir(exist_ok=True)
@@ -40,15 +41,19 @@ def _run(tmp_path: Path, text: str | bytes, *extra: str, policy_dir: Path | None
     argv = [sys.executable, "-m", "clawfleet.cli", "policy", "apply", "-", "--name", "agent",
             "--policy-dir", str(policy_dir or tmp_path / "policies"), "--socket", str(socket or tmp_path / "none.sock"),
             "--ledger", str(ledger or tmp_path / "ledger.jsonl"), "--operator", "tester",
-            "--staging-dir", str(tmp_path / "staging"), "--group", "nosuchgroup-xyz", *extra]  # fmt: skip
+            "--group", "nosuchgroup-xyz", *extra]  # fmt: skip
     data = text.encode() if isinstance(text, str) else text
     proc = subprocess.run(argv, input=data, capture_output=True, timeout=120, env=env or _env(tmp_path))
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr.decode()
 
 
-def _staging_left(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "staging").iterdir())
+def _copies(tmp_path: Path, text: str) -> list[str]:
+    """Every file under ``tmp_path`` (its TMPDIR included) that holds ``text``, but the live policy and the kept
+    previous one: the copies a run left behind."""
+    live = {tmp_path / "policies" / "agent.yaml", tmp_path / "policies" / "agent.yaml.previous"}
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                  if p.is_file() and p not in live and text.encode() in p.read_bytes())  # fmt: skip
 
 
 # -- no gateway needed ------------------------------------------------------------------------------------
@@ -62,8 +67,7 @@ def test_stdin_first_deployment_places_the_bytes_and_reports_what_the_role_reads
     live = tmp_path / "policies" / "agent.yaml"
     assert live.read_text() == text  # the exact bytes from stdin, comments kept
     assert oct(stat.S_IMODE((tmp_path / "policies").stat().st_mode)) == "0o750"
-    staging = tmp_path / "staging"
-    assert oct(stat.S_IMODE(staging.stat().st_mode)) == "0o700" and _staging_left(tmp_path) == []
+    assert _copies(tmp_path, text) == []  # applied from memory: the live file is the only copy
 
     code, again, _ = _run(tmp_path, text, "--no-verify")
     assert (code, again["result"], again["exists"]) == (0, "unchanged", True)
@@ -82,7 +86,7 @@ def test_invalid_policy_on_stdin_keeps_the_last_good_one_and_names_the_line(tmp_
     assert (tmp_path / "policies" / "agent.yaml").read_text() == good
     assert sorted(p.name for p in (tmp_path / "policies").iterdir()) == ["agent.yaml"]
     assert (tmp_path / "ledger.jsonl").read_text() == ledger_before
-    assert _staging_left(tmp_path) == []
+    assert _copies(tmp_path, "99999") == []
 
 
 @pytest.mark.parametrize(
@@ -96,13 +100,13 @@ def test_garbage_on_stdin_is_refused_and_nothing_is_touched(tmp_path, payload):
     code, out, err = _run(tmp_path, payload)
     assert (code, out["result"]) == (2, "invalid") and err.startswith("<stdin>")
     assert (tmp_path / "policies" / "agent.yaml").read_text() == policy_text()
-    assert not (tmp_path / "ledger.jsonl").exists() and _staging_left(tmp_path) == []
+    assert not (tmp_path / "ledger.jsonl").exists()
 
 
-def test_oversized_stdin_is_refused_before_it_is_staged(tmp_path):
+def test_oversized_stdin_is_refused_before_it_is_written_anywhere(tmp_path):
     code, out, _err = _run(tmp_path, b"#" * (MAX_BYTES + 10))
     assert (code, out["result"]) == (2, "invalid") and out["error"].startswith("<stdin>: more than")
-    assert not (tmp_path / "staging").exists() and not (tmp_path / "policies").exists()
+    assert not (tmp_path / "policies").exists() and _copies(tmp_path, "#" * 1024) == []
 
 
 def test_check_mode_from_stdin_shows_the_diff_and_writes_nothing(tmp_path):
@@ -113,46 +117,23 @@ def test_check_mode_from_stdin_shows_the_diff_and_writes_nothing(tmp_path):
     assert "api.example.com:9443" in out["diff"]
     assert (tmp_path / "policies" / "agent.yaml").read_text() == policy_text()
     assert sorted(p.name for p in (tmp_path / "policies").iterdir()) == ["agent.yaml"]  # no .previous
-    assert not (tmp_path / "ledger.jsonl").exists() and _staging_left(tmp_path) == []
+    assert not (tmp_path / "ledger.jsonl").exists() and _copies(tmp_path, "9443") == []
 
 
-def test_a_staging_directory_that_is_a_symlink_is_refused(tmp_path):
-    """Attack: the shared staging path pointed elsewhere (a directory someone else can read): nothing is written
-    through it and the live policy stays."""
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir(mode=0o777)
-    (tmp_path / "staging").symlink_to(elsewhere)
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "agent.yaml").write_text(policy_text())
-    code, out, _ = _run(tmp_path, policy_text(port=9443), "--no-verify")
-    assert (code, out["result"]) == (1, "failed") and "not a directory" in out["error"]
-    assert list(elsewhere.iterdir()) == []
-    assert (tmp_path / "policies" / "agent.yaml").read_text() == policy_text()
-    assert not (tmp_path / "ledger.jsonl").exists()
+def test_the_removed_staging_option_is_refused_not_ignored(tmp_path):
+    """``--staging-dir`` is gone (nothing read the copy it wrote): a caller still passing it gets a usage error
+    before anything is applied, never a silent change of where the policy goes."""
+    argv = [sys.executable, "-m", "clawfleet.cli", "policy", "apply", "-", "--name", "agent",
+            "--policy-dir", str(tmp_path / "policies"), "--staging-dir", str(tmp_path / "staging"),
+            "--no-verify"]  # fmt: skip
+    proc = subprocess.run(argv, input=policy_text().encode(), capture_output=True, timeout=120, env=_env(tmp_path))
+    assert proc.returncode == 2 and b"--staging-dir" in proc.stderr
+    assert not (tmp_path / "policies").exists() and not (tmp_path / "staging").exists()
 
 
-@needs_root
-def test_a_staging_directory_of_another_user_is_refused(tmp_path, user):
-    """Attack: an unprivileged user made the staging directory in advance to read or swap what root stages."""
-    staging = tmp_path / "staging"
-    staging.mkdir(mode=0o700)
-    os.chown(staging, user.pw_uid, user.pw_gid)
-    code, out, _ = _run(tmp_path, policy_text(), "--no-verify")
-    assert (code, out["result"]) == (1, "failed") and f"uid {user.pw_uid}" in out["error"]
-    assert list(staging.iterdir()) == [] and not (tmp_path / "policies" / "agent.yaml").exists()
-
-
-def test_a_loose_staging_directory_is_made_private_again(tmp_path):
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    staging.chmod(0o777)
-    assert _run(tmp_path, policy_text(), "--no-verify")[1]["result"] == "applied"
-    assert oct(stat.S_IMODE(staging.stat().st_mode)) == "0o700"
-
-
-def test_overlapping_runs_each_stage_privately_and_clean_up(tmp_path):
-    """Two applies at once (two operators, a retry while a run hangs): each has its own run directory (0700) with
-    its own bytes, never the other's; both are gone afterwards, whatever the outcome (here: rolled back, no gateway)."""
+def test_overlapping_runs_share_no_file_and_leave_none(tmp_path):
+    """Two applies at once (two operators, a retry while a run hangs): each applies its own bytes from memory, and
+    nothing of either is left anywhere afterwards, whatever the outcome (here: rolled back, no gateway)."""
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "agent.yaml").write_text(policy_text())
     texts = [policy_text(port=1111), policy_text(port=2222)]
@@ -160,33 +141,20 @@ def test_overlapping_runs_each_stage_privately_and_clean_up(tmp_path):
     for text in texts:
         argv = [sys.executable, "-m", "clawfleet.cli", "policy", "apply", "-", "--name", "agent",
                 "--policy-dir", str(tmp_path / "policies"), "--socket", str(tmp_path / "none.sock"),
-                "--ledger", str(tmp_path / "ledger.jsonl"), "--staging-dir", str(tmp_path / "staging"),
-                "--timeout", "3", "--group", "nosuchgroup-xyz"]  # fmt: skip
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                "--ledger", str(tmp_path / "ledger.jsonl"), "--timeout", "3", "--group", "nosuchgroup-xyz"]  # fmt: skip
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=_env(tmp_path))  # fmt: skip
         assert proc.stdin is not None
         proc.stdin.write(text.encode())
         proc.stdin.close()
         procs.append(proc)
-    seen: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while len(seen) < 2 and time.monotonic() < deadline:
-        for run_dir in (tmp_path / "staging").glob("run-*"):
-            staged = run_dir / "agent.yaml"
-            try:
-                seen.setdefault(run_dir.name, staged.read_text())
-                assert oct(stat.S_IMODE(run_dir.stat().st_mode)) == "0o700"
-                assert oct(stat.S_IMODE(staged.stat().st_mode)) == "0o600"
-            except FileNotFoundError:
-                pass
-        time.sleep(0.02)
     results = []
     for proc in procs:
         assert proc.stdout is not None
         results.append(json.loads(proc.stdout.read()))
         proc.wait(timeout=60)
-    assert sorted(seen.values()) == sorted(texts)  # two run directories, each with its own policy
     assert [r["result"] for r in results] == ["rolled_back", "rolled_back"]
-    assert _staging_left(tmp_path) == []
+    assert _copies(tmp_path, "1111") == [] and _copies(tmp_path, "2222") == []
     assert (tmp_path / "policies" / "agent.yaml").read_text() == policy_text()
 
 

@@ -6,7 +6,6 @@ naming host and sandbox. The gateway's unit state comes from a fake systemctl (t
 from __future__ import annotations
 
 import json
-import stat
 import sys
 from pathlib import Path
 
@@ -43,7 +42,6 @@ def _vars(tmp_path: Path, extra_rule: bool = False, **kw) -> dict:
         "clawfleet_venv": str(Path(sys.executable).parent.parent),
         "clawfleet_policy_dir": str(tmp_path / "policies"),
         "clawfleet_control_socket": str(tmp_path / "none.sock"),
-        "policy_staging_dir": str(tmp_path / "staging"),
         "policy_ledger": str(tmp_path / "ledger.jsonl"),
         "policy_operator": "role-test",
         "policy_source_commit": "abc123",
@@ -65,14 +63,11 @@ def test_check_apply_rerun_and_a_rolled_back_change(tmp_path, run_role, fake_sys
     assert run.rc == 0, run.output
     assert "agent: would_apply none -> sha256:" in run.output and "new policy" in run.output
     assert not live.exists() and _ledger(tmp_path) == []
-    assert not (tmp_path / "staging").exists() or list((tmp_path / "staging").iterdir()) == []
 
     # First placement (the gateway unit is not installed: nothing to verify against, said in the ledger).
     run = run_role("policy", _vars(tmp_path))
     assert (run.rc, run.changed) == (0, 1), run.output
     assert live.read_text().startswith("# Managed by Ansible (clawfleet policy role)")
-    staging = tmp_path / "staging"
-    assert oct(stat.S_IMODE(staging.stat().st_mode)) == "0o700" and list(staging.iterdir()) == []
     [rec] = _ledger(tmp_path)
     assert (rec["result"], rec["host"], rec["operator"], rec["source_commit"]) == (
         "applied", "localhost", "role-test", "abc123")  # fmt: skip
@@ -98,4 +93,3 @@ def test_check_apply_rerun_and_a_rolled_back_change(tmp_path, run_role, fake_sys
     assert "localhost: sandbox agent: rolled_back (verify failed: no gateway daemon at" in run.output
     assert live.read_text() == placed
     assert [r["result"] for r in _ledger(tmp_path)] == ["applied", "rolled_back"]
-    assert list(staging.iterdir()) == []

@@ -87,8 +87,9 @@ def _targets(args: argparse.Namespace):
 def remote_apply_command(args: argparse.Namespace, staged: str, operator: str, commit: str | None,
                          inline: bytes | None = None) -> str:  # fmt: skip
     """The one command each host runs. ``inline``: the policy goes in the command itself (base64, piped to
-    ``apply -``, which stages it privately and removes it), so a host needs no upload and no directory or file
-    facts: one round trip. Otherwise ``staged`` is the path the caller uploads it to first."""
+    ``apply -``, which applies it from memory: no copy is written), so a host needs no upload and no directory or
+    file facts: one round trip. Otherwise ``staged`` is the path the caller uploads it to first (``--staging-dir``,
+    read by ``apply`` and removed after it)."""
     source = "-" if inline is not None else staged
     argv = [args.clawfleet, "policy", "apply", source, "--name", args.name, "--policy-dir", args.policy_dir,
             "--socket", args.socket, "--timeout", str(args.timeout), "--ledger", args.ledger, "--operator", operator,
@@ -100,7 +101,7 @@ def remote_apply_command(args: argparse.Namespace, staged: str, operator: str, c
     if args.no_verify:
         argv.append("--no-verify")
     if inline is not None:
-        argv += ["--stdin-label", args.policy, "--staging-dir", args.staging_dir]
+        argv += ["--stdin-label", args.policy]
         # base64 is shell-safe as it is: no quoting, no heredoc end marker that the policy could contain
         return f"printf '%s' {base64.b64encode(inline).decode()} | base64 -d | {shlex.join(argv)}"
     q = shlex.quote(staged)
@@ -287,7 +288,12 @@ def register_fleet_subcommands(sub: Any) -> None:
     p.add_argument("--operator", help="recorded in each host's ledger (default: $SUDO_USER or the login user)")
     p.add_argument("--source-commit", metavar="SHA", help="default: git HEAD of the repository holding POLICY")
     p.add_argument("--group", default="clawfleet", help="group of the policy file on the hosts")
-    p.add_argument("--staging-dir", default=DEFAULT_STAGING, metavar="DIR", help="where the file lands first")
+    p.add_argument(
+        "--staging-dir",
+        default=DEFAULT_STAGING,
+        metavar="DIR",
+        help="a policy too large to go in the command (over 64 KiB) is uploaded here, applied from there and removed",
+    )
     p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("status", help="per host and sandbox: policy file vs enforced digest (drift)")

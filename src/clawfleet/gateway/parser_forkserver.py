@@ -24,7 +24,14 @@ pre-started fresh interpreters would keep both; it is not built.
 Wire format, daemon to forkserver, on a ``SOCK_SEQPACKET`` socketpair: one datagram per parser, the JSON
 ``{"metrics_dir": DIR | null}`` with the child's descriptors (stdin, listener, channel, log, readiness pipe, and
 the OCSF log when there is one); the answer is ``{"pid": N}`` or ``{"error": "..."}``. The forkserver reaps its
-children itself; the daemon follows each one with a pidfd (:class:`ForkedProcess`).
+children itself (it is their parent): it logs each one's exit status on its stderr (the daemon's journal) and
+sends it to the daemon as ``{"exited": PID, "status": N}`` (``Popen.returncode``'s convention: the exit code, or
+minus the signal), never blocking on it. The daemon follows each child with a pidfd (:class:`ForkedProcess`) and,
+once it has exited, takes its status from those reports (the decision log's ``parser_exited`` carries it).
+
+A forked child keeps only the descriptors it was sent and 0-2: every other one the forkserver holds (its channel
+to the daemon, its wake-up pipe, whatever an import opened) is closed before the child runs, so no parser can use
+or leak a descriptor it was not meant to have.
 """
 
 from __future__ import annotations
@@ -39,10 +46,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-__all__ = ["ForkedProcess", "Forkserver", "forkserver_main", "received_fds"]
+__all__ = ["UNKNOWN_STATUS", "ForkedProcess", "Forkserver", "close_unexpected", "forkserver_main", "received_fds"]
 
 _MAX_FDS = 8
 # The longest wait for the forkserver's answer (its first includes its imports): a wedged or stopped forkserver
@@ -51,22 +59,33 @@ _REPLY_TIMEOUT = 120.0
 _FD_SIZE = array.array("i").itemsize
 
 
+#: ``returncode`` of a child whose exit status never came (the forkserver died first, or the report was dropped)
+UNKNOWN_STATUS = -1
+# How long a poll that sees the child gone waits for the forkserver's report (it reaps on SIGCHLD: milliseconds).
+_STATUS_WAIT = 0.5
+_MAX_KEPT_EXITS = 1024  # reports nobody asked for yet (bounded: a report for a pid nobody follows is dropped)
+
+
 class ForkedProcess:
     """What :class:`.privsep.Parser` uses of a ``subprocess.Popen``, for a child of the forkserver: the daemon is not
     its parent, so it follows it with a pidfd (signals cannot reach a recycled pid). Its exit status is the
-    forkserver's to reap: ``returncode`` is -1 once it has exited (not known here)."""
+    forkserver's to reap: ``status(pid, timeout)`` asks for the one it reported (:meth:`Forkserver.exit_status`);
+    ``returncode`` is :data:`UNKNOWN_STATUS` when none comes. Only the poll that first sees the child gone waits for
+    it, at most ``_STATUS_WAIT`` (on the daemon's event loop: bounded, and once per parser death)."""
 
-    def __init__(self, pid: int, stdin: IO[bytes]) -> None:
+    def __init__(self, pid: int, stdin: IO[bytes], status: Callable[[int, float], int | None] | None = None) -> None:
         self.pid = pid
         self.stdin: IO[bytes] | None = stdin
         # opened before the setup is written: until it reads one the child waits on its stdin, so the pid is still its
         self._pidfd = os.pidfd_open(pid)
+        self._status = status
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
-            self.returncode = -1
             os.close(self._pidfd)
+            code = self._status(self.pid, _STATUS_WAIT) if self._status is not None else None
+            self.returncode = UNKNOWN_STATUS if code is None else code
         return self.returncode
 
     def _signal(self, sig: int) -> None:
@@ -97,6 +116,7 @@ class Forkserver:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()  # one request at a time (the daemon asks from its executor threads)
+        self._exits: dict[int, int] = {}  # pid -> exit status, as the forkserver reported them
 
     def start(self) -> None:
         with self._lock:
@@ -131,7 +151,10 @@ class Forkserver:
             try:
                 sock.settimeout(_REPLY_TIMEOUT)
                 sock.sendmsg([payload], rights)
-                answer = sock.recv(4096)  # waits for the forkserver's imports on its first request
+                while True:  # waits for the forkserver's imports on its first request
+                    answer = sock.recv(4096)
+                    if not self._kept_exit(answer):
+                        break
             except TimeoutError as exc:
                 self.close(kill=True)
                 raise OSError(f"the parser forkserver did not answer in {_REPLY_TIMEOUT:.0f} s (restarted)") from exc
@@ -144,7 +167,48 @@ class Forkserver:
             reply = json.loads(answer)
             if "pid" not in reply:
                 raise OSError(f"the parser forkserver could not fork: {reply.get('error')}")
-            return int(reply["pid"])
+            pid = int(reply["pid"])
+            # a report kept for an earlier child with this (recycled) pid is not this one's; this one's cannot be
+            # here yet (the forkserver answers before it reaps again)
+            self._exits.pop(pid, None)
+            return pid
+
+    def _kept_exit(self, datagram: bytes) -> bool:
+        """Whether ``datagram`` was an exit report (then kept for :meth:`exit_status`), not an answer."""
+        if not datagram.startswith(b'{"exited"'):
+            return False
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            report = json.loads(datagram)
+            self._exits[int(report["exited"])] = int(report["status"])
+            while len(self._exits) > _MAX_KEPT_EXITS:
+                del self._exits[next(iter(self._exits))]
+        return True
+
+    def exit_status(self, pid: int, timeout: float = 0.0) -> int | None:
+        """The exit status the forkserver reported for its child ``pid`` (``None``: no report within ``timeout``
+        seconds, or a fork request holds the channel). Reads only reports: an answer is never waiting here, as
+        requests and their answers happen under the lock."""
+        deadline = time.monotonic() + timeout
+        got = self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(blocking=False)
+        if not got:
+            return None
+        try:
+            while pid not in self._exits and self._sock is not None:
+                left = deadline - time.monotonic()
+                if not select.select([self._sock], [], [], max(left, 0))[0]:
+                    break
+                try:
+                    data = self._sock.recv(4096, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break  # the forkserver exited (it is restarted on the next fork)
+                self._kept_exit(data)
+            return self._exits.pop(pid, None)
+        finally:
+            self._lock.release()
 
     def close(self, kill: bool = False) -> None:
         if self._sock is not None:
@@ -188,6 +252,33 @@ def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
     return request, fds
 
 
+def close_unexpected(keep: Sequence[int]) -> None:
+    """Close every descriptor but 0-2 and ``keep`` (in a forked child, before it runs): ``os.closerange`` over the
+    gaps between them, up to the highest descriptor open (``/proc/self/fd``), so the ranges stay short."""
+    top = max((int(n) for n in os.listdir("/proc/self/fd")), default=2) + 1
+    low = 3
+    for fd in sorted({fd for fd in keep if fd >= 3}):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, max(top, low))
+
+
+def _reap(sock: socket.socket) -> None:
+    """Reap every child that exited: its status on stderr and, without ever blocking, to the daemon."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        with contextlib.suppress(Exception):
+            print(f"clawfleet gateway parser {pid} exited: status {code}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # a full channel drops the report: the daemon then says "unknown"
+            sock.send(json.dumps({"exited": pid, "status": code}).encode(), socket.MSG_DONTWAIT)
+
+
 def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], str | None, int], int]) -> int:
     """The forkserver's loop (``child(fds, metrics_dir, forkserver_pid)`` runs in each forked child and returns its
     exit status). Called once everything a parser needs is imported (see :func:`.privsep.forkserver`)."""
@@ -196,10 +287,20 @@ def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], s
     prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: with the daemon
     if os.getppid() != daemon_pid:
         return 1
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the parsers; the daemon follows them by pidfd
+    # SIGCHLD wakes the loop (a byte on the wake-up pipe) so that exited parsers are reaped at once, not at the
+    # next request; the handler itself does nothing (reaping happens in the loop, between requests)
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
     sock = socket.socket(fileno=chan_fd)
     me = os.getpid()
     while True:
+        if wake_r in select.select([sock.fileno(), wake_r], [], [])[0]:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_r, 512):
+                    pass
+            _reap(sock)
+            continue
         got = _receive(sock)
         if got is None:
             return 0  # the daemon closed the channel
@@ -217,8 +318,13 @@ def forkserver_main(chan_fd: int, daemon_pid: int, child: Callable[[list[int], s
         if pid == 0:
             code = 70
             try:
-                sock.close()
+                signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                sock.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                # what else the forkserver holds (an import's file, anything) is not the child's
+                close_unexpected(fds)
                 metrics_dir = request.get("metrics_dir")
                 code = child(fds, metrics_dir if isinstance(metrics_dir, str) else None, me)
             except BaseException as exc:  # a child must never return into the forkserver's loop

@@ -607,10 +607,9 @@ async def start_parser(*, config: GatewayConfig, ca_pem: bytes, holder: PolicyHo
                             ready_w)  # fmt: skip
         stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid = await asyncio.get_running_loop().run_in_executor(
-                None, _forkserver().fork, (stdin_r, *passed), metrics_dir
-            )
-            proc = ForkedProcess(pid, os.fdopen(stdin_w, "wb"))
+            server = _forkserver()
+            pid = await asyncio.get_running_loop().run_in_executor(None, server.fork, (stdin_r, *passed), metrics_dir)
+            proc = ForkedProcess(pid, os.fdopen(stdin_w, "wb"), server.exit_status)  # its status: the forkserver's
         except BaseException:
             os.close(stdin_w)
             raise

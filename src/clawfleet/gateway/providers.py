@@ -23,6 +23,7 @@ profile with endpoints also adds its ``_provider_<name>`` rule to the policy the
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -158,7 +159,14 @@ def _minted_bindings(provider: str, profile: ProviderProfile, refresh: Any,
 
 def private_addresses(ips: Iterable[str]) -> bool:
     """Every address is on loopback or a private network (and there is at least one): where a provider credential
-    may travel over plain HTTP."""
+    may travel over plain HTTP. Cached by address list (:func:`_all_private`), for every caller."""
+    return _all_private(tuple(ips))
+
+
+# A pure function of the addresses, which a connection's requests repeat (an absolute-form request resolves its host
+# each time): parsing and matching them once per distinct list is enough. Bounded: at most 256 lists are kept.
+@functools.lru_cache(maxsize=256)
+def _all_private(ips: tuple[str, ...]) -> bool:
     seen = False
     for text in ips:
         try:

@@ -48,6 +48,7 @@ from .ca import SandboxCA, upstream_context
 from .config import MONITOR, DecisionLog, GatewayConfig, Secrets
 from .credentials import CredentialUnavailable, Destination
 from .destguard import address_verdict
+from .hopbyhop import ALWAYS, strip_hop_by_hop
 from .ident import Caller, IdentityError
 from .limits import ConnectionLimits, current, touch
 from .middleware import MiddlewareStop, run_chain
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["Denied", "Gateway"]
 
 READ_SIZE = 65536
-_HOP = {b"proxy-connection", b"proxy-authorization", b"proxy-authenticate", b"keep-alive"}
+_HOP = ALWAYS | {b"connection"}  # a response with one of these is rebuilt without its hop-by-hop fields
 _VERSION = b"clawfleet-gateway"
 _METHOD = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}")
 _HTTP_START = re.compile(rb"[A-Z][A-Z0-9_-]{0,31}(?: |\Z)")  # a request line's method, or the start of one
@@ -330,11 +331,12 @@ def _uninspectable(headers) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
-def _private(ips: tuple[str, ...]) -> bool:
-    """:func:`.providers.private_addresses` of one address list: a pure function of the addresses, which a
-    connection's requests repeat (an absolute-form request resolves its host each time)."""
-    return private_addresses(ips)
+def _informational(ev: h11.InformationalResponse) -> h11.InformationalResponse:
+    """A 1xx answer without the origin's hop-by-hop fields (a 101 keeps ``Upgrade`` and ``Connection: upgrade``)."""
+    if not any(k in _HOP for k, _ in ev.headers):
+        return ev
+    return h11.InformationalResponse(status_code=ev.status_code, headers=strip_hop_by_hop(ev.headers),
+                                     reason=ev.reason)  # fmt: skip
 
 
 def _hdr(headers, name: bytes) -> bytes | None:
@@ -913,7 +915,7 @@ class Gateway:
                                                                    req_headers, buffered is not None)  # fmt: skip
             # Host-bound secrets travel only inside verified TLS; a provider's credential also over plain HTTP to
             # addresses the policy or the operator granted on loopback or a private network (.credentials).
-            private = not is_tls and _private(tuple(ips))
+            private = not is_tls and private_addresses(ips)  # cached by address list (.providers)
             dest = Destination(target.host, target.port, path.partition("?")[0], plain=not is_tls, private=private)
             body_used: set[str] = set()
             if d.endpoint is not None and d.endpoint.request_body_credential_rewrite and self.secrets:
@@ -930,7 +932,9 @@ class Gateway:
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
-        headers, websocket = sanitize_upgrade([(k, v) for k, v in req_headers if k not in _HOP], d.endpoint)
+        # the sandbox's hop-by-hop fields go first, before the gateway adds its own (router identity, credentials):
+        # naming a field in Connection never removes one the gateway puts in, here or at the next hop (.hopbyhop)
+        headers, websocket = sanitize_upgrade(strip_hop_by_hop(req_headers), d.endpoint)
         ws: _WebSocket | None = None
         if websocket:  # a protocol: websocket endpoint judges every client message after the 101 (.ws_relay)
             # no extension (permessage-deflate): the gateway must read the messages it judges (and fills)
@@ -1208,15 +1212,15 @@ class Gateway:
                     if any(k == b"sec-websocket-extensions" for k, _ in ev.headers):
                         # none was offered (.ws_relay): compressed frames are messages the gateway cannot judge
                         raise h11.RemoteProtocolError("upstream selected a WebSocket extension that was not offered")
-                    out.append(cconn.send(ev))
+                    out.append(cconn.send(_informational(ev)))
                     switched = True
                     break
                 if ev.status_code != 100:
-                    out.append(cconn.send(ev))
+                    out.append(cconn.send(_informational(ev)))
                 continue
             if type(ev) is h11.Response:
                 if used or ev.http_version != b"1.1" or any(k in _HOP for k, _ in ev.headers):
-                    headers = [(k, v) for k, v in ev.headers if k not in _HOP]
+                    headers = strip_hop_by_hop(ev.headers)  # the origin's Connection-named fields stop here
                     if used:  # a redirect or header that quotes the request gets the placeholder back, not the value
                         headers = self.secrets.scrub(set(used), headers, sent)
                     resp = h11.Response(status_code=ev.status_code, headers=headers, reason=ev.reason)

@@ -10,9 +10,9 @@ object on stdout; one ledger record per apply that wrote something. Exit 0 uncha
 1 rolled_back/failed, 2 invalid input.
 
 ``apply - --name NAME``: the same with the policy read from stdin, so that a fleet tool needs one remote command
-per host and sandbox (no upload, no separate validation, stat or read of the live file): ``--staging-dir`` keeps
-it in a private directory of this run while it is applied, ``--verify-if-deployed`` asks systemd whether the gateway
-is installed and running, and the JSON reports what the caller used to read separately (``exists``, ``diff``,
+per host and sandbox (no upload, no separate validation, stat or read of the live file): the bytes are applied
+from memory (no staged copy is written), ``--verify-if-deployed`` asks systemd whether the gateway is installed and
+running, and the JSON reports what the caller used to read separately (``exists``, ``diff``,
 ``needs_restart``, ``gateway_installed``, ``gateway_running``).
 
 Everything the Ansible role and ``clawfleet fleet push`` do on a host goes through :func:`apply_policy`, so the
@@ -489,16 +489,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _apply_stdin(args: argparse.Namespace, opts: ApplyOptions) -> dict[str, Any]:
-    """``apply -``: the policy's bytes from stdin, named ``--stdin-label`` in messages and the diff, kept in a
-    private staging directory of this run while it is applied (``--staging-dir``)."""
-    from .staging import read_stdin, staged
+    """``apply -``: the policy's bytes from stdin, named ``--stdin-label`` in messages and the diff, applied from
+    memory (nothing read a staged copy, so none is written)."""
+    from .stdin import read_stdin
 
     label = args.stdin_label or "<stdin>"
-    data = read_stdin(label)
-    if not args.staging_dir or not _valid_name(opts.name):  # (the name becomes a file name there)
-        return apply_bytes(data, label, opts)
-    with staged(args.staging_dir, opts.name, data):
-        return apply_bytes(data, label, opts)
+    return apply_bytes(read_stdin(label), label, opts)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -567,11 +563,6 @@ def register_apply_subcommands(sub: Any) -> None:
     p.add_argument("--settle", type=float, default=0.2, help="health probe: re-check after this many seconds")
     p.add_argument("--host-label", metavar="NAME", help="host name in the output and ledger (default: hostname)")
     p.add_argument("--stdin-label", metavar="LABEL", help="with NEWFILE -: the name messages give it (<stdin>)")
-    p.add_argument(
-        "--staging-dir",
-        metavar="DIR",
-        help="with NEWFILE -: keep the policy in a private DIR/run-*/ (root 0700) while it is applied",
-    )
     p.add_argument("--verify-if-deployed", action="store_true",
                    help="verify only where the gateway unit is installed and the sandbox had a policy (first "
                         "deployments: the gateway role verifies after the start); reports gateway_installed and "
