@@ -2,7 +2,8 @@
 
     sudo .venv/bin/python benchmarks/bench_sandbox_start.py [-n 30] [--baseline-src DIR]
 
-Runs are interleaved round-robin so load changes on a shared machine hit every command alike. Prints
+Runs are interleaved round-robin, each round starting one row further on, so load changes on a shared machine and
+the order hit every command alike. Prints
 median and p90 wall time per command and the ratio of each median to bwrap's; on a shared machine compare
 ratios within one run only. Goal (issue 16): `clawfleet sandbox run` (with its gateway) at most 10x bwrap.
 Needs root (the sandbox launcher does), bwrap (Debian: bubblewrap) and the user clawfleet-sbx (made if missing).
@@ -77,23 +78,25 @@ def _in_process_launch(policy: Path, work: Path):
 
 
 def _in_process_gateway_launch(policy: Path, work: Path):
-    """What `clawfleet sandbox run` does once its modules are loaded: the embedded gateway (policy holder, CA,
-    loop thread, listener in the sandbox's namespace) and the sandbox. The floor for a pre-started supervisor
-    that would launch sandboxes for a thin client: that client would still pay an interpreter start."""
+    """What `clawfleet sandbox run` does once its modules are loaded: the policy parsed (once, for both), the
+    embedded gateway (policy holder, CA, loop thread, listener in the sandbox's namespace) and the sandbox. The
+    floor for a pre-started supervisor that would launch sandboxes for a thin client: that client would still pay
+    an interpreter start."""
     import argparse as ap
 
     from clawfleet.gateway.config import config_from_args
+    from clawfleet.policy.loader import load_file_and_stat
     from clawfleet.sandbox.run_args import add_run_arguments, spec_from_args
     from clawfleet.supervisor.embedded import run_sandbox
 
     parser = ap.ArgumentParser()
     add_run_arguments(parser)
     ns = parser.parse_args(["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"])
-    spec = spec_from_args(ns, {})
     gateway = config_from_args(ns.policy, ns.gateway_config, ns.mode, ns.gateway_log)
 
     def launch() -> None:
-        if run_sandbox(spec, gateway)[0] != 0:
+        loaded = load_file_and_stat(ns.policy)  # as supervisor.cli.run_command does, on every launch
+        if run_sandbox(spec_from_args(ns, {}, policy=loaded[0]), gateway, policy=loaded)[0] != 0:
             raise SystemExit("in-process launch with the gateway failed")
 
     return launch
@@ -174,17 +177,18 @@ def main() -> int:
         launch_gw()  # warm
         times[IN_PROCESS] = []
         times[IN_PROCESS_GW] = []
-        for _ in range(args.n):
-            for name, argv in commands.items():
+        in_process = {IN_PROCESS: launch, IN_PROCESS_GW: launch_gw}
+        order = [*commands, *in_process]
+        for i in range(args.n):
+            # Each round starts one row further on, so no row is always the one run right after the in-process
+            # launches (the first row of a fixed order, the new tree's, read slower than the same command elsewhere).
+            for name in order[i % len(order) :] + order[: i % len(order)]:
                 start = time.perf_counter()
-                subprocess.run(argv, check=True, env=envs[name])
+                if name in in_process:
+                    in_process[name]()
+                else:
+                    subprocess.run(commands[name], check=True, env=envs[name])
                 times[name].append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            launch()
-            times[IN_PROCESS].append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            launch_gw()
-            times[IN_PROCESS_GW].append((time.perf_counter() - start) * 1000)
     base = statistics.median(times["bwrap --unshare-all"]) if "bwrap --unshare-all" in times else float("nan")
     load = os.getloadavg()[0]
     header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}"
