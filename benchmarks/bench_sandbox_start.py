@@ -4,8 +4,10 @@
 
 Runs are interleaved round-robin, each round starting one row further on, so load changes on a shared machine and
 the order hit every command alike. Prints
-median and p90 wall time per command and the ratio of each median to bwrap's; on a shared machine compare
-ratios within one run only. Goal (issue 16): `clawfleet sandbox run` (with its gateway) at most 10x bwrap.
+median and p90 wall time per command, the ratio of each median to bwrap's and the median CPU time of each command's
+process tree (user + system: the load of other jobs moves it much less than the wall time, so it is the figure for
+a before/after of work removed); on a shared machine compare ratios within one run only. Goal (issue 16):
+`clawfleet sandbox run` (with its gateway) at most 10x bwrap.
 Needs root (the sandbox launcher does), bwrap (Debian: bubblewrap) and the user clawfleet-sbx (made if missing).
 
 The clawfleet rows run ``python -m clawfleet.cli`` (the `clawfleet` script's entry, from the tree this interpreter
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import resource
 import shutil
 import statistics
 import subprocess
@@ -100,6 +103,13 @@ def _in_process_gateway_launch(policy: Path, work: Path):
             raise SystemExit("in-process launch with the gateway failed")
 
     return launch
+
+
+def _children_cpu_ms() -> float:
+    """User + system time of the reaped children so far: a run's delta is its whole process tree's CPU (every
+    stage of the sandbox included), which other jobs on a shared machine disturb far less than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def main() -> int:
@@ -177,6 +187,7 @@ def main() -> int:
         launch_gw()  # warm
         times[IN_PROCESS] = []
         times[IN_PROCESS_GW] = []
+        cpu: dict[str, list[float]] = {}
         in_process = {IN_PROCESS: launch, IN_PROCESS_GW: launch_gw}
         order = [*commands, *in_process]
         for i in range(args.n):
@@ -187,16 +198,19 @@ def main() -> int:
                 if name in in_process:
                     in_process[name]()
                 else:
+                    before = _children_cpu_ms()
                     subprocess.run(commands[name], check=True, env=envs[name])
+                    cpu.setdefault(name, []).append(_children_cpu_ms() - before)
                 times[name].append((time.perf_counter() - start) * 1000)
     base = statistics.median(times["bwrap --unshare-all"]) if "bwrap --unshare-all" in times else float("nan")
     load = os.getloadavg()[0]
-    header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}"
+    header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8} {'CPU ms':>7}"
     print(f"{header}   (n={args.n}, {os.cpu_count()} CPUs, load average {load:.1f})")
     for name, samples in times.items():
         med = statistics.median(samples)
         p90 = statistics.quantiles(samples, n=10)[-1]
-        print(f"{name:<47} {med:>10.1f} {p90:>8.1f} {med / base:>8.1f}")
+        used = f"{statistics.median(cpu[name]):>7.1f}" if name in cpu else f"{'-':>7}"
+        print(f"{name:<47} {med:>10.1f} {p90:>8.1f} {med / base:>8.1f} {used}")
     return 0
 
 
