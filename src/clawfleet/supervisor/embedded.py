@@ -50,7 +50,7 @@ class EmbeddedGateway:
     def __init__(self, config: GatewayConfig, *, state_root: str = STATE_ROOT,
                  policy: tuple[Policy, os.stat_result] | None = None) -> None:  # fmt: skip
         """``policy``: ``config.policy`` already loaded, with its file's stat (``load_file_and_stat``): the parse
-        the sandbox was built from, so the file is not read and compiled a second time (nor a newer one)."""
+        the sandbox was built from, so the file is not read and parsed a second time (nor a newer one read)."""
         self.config = config
         self._policy = policy
         os.makedirs(state_root, mode=0o755, exist_ok=True)
