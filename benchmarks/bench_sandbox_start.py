@@ -2,9 +2,12 @@
 
     sudo .venv/bin/python benchmarks/bench_sandbox_start.py [-n 30] [--baseline-src DIR]
 
-Runs are interleaved round-robin so load changes on a shared machine hit every command alike. Prints
-median and p90 wall time per command and the ratio of each median to bwrap's; on a shared machine compare
-ratios within one run only. Goal (issue 16): `clawfleet sandbox run` (with its gateway) at most 10x bwrap.
+Runs are interleaved round-robin, each round starting one row further on, so load changes on a shared machine and
+the order hit every command alike. Prints
+median and p90 wall time per command, the ratio of each median to bwrap's and the median CPU time of each command's
+process tree (user + system: the load of other jobs moves it much less than the wall time, so it is the figure for
+a before/after of work removed); on a shared machine compare ratios within one run only. Goal (issue 16):
+`clawfleet sandbox run` (with its gateway) at most 10x bwrap.
 Needs root (the sandbox launcher does), bwrap (Debian: bubblewrap) and the user clawfleet-sbx (made if missing).
 
 The clawfleet rows run ``python -m clawfleet.cli`` (the `clawfleet` script's entry, from the tree this interpreter
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,26 +81,35 @@ def _in_process_launch(policy: Path, work: Path):
 
 
 def _in_process_gateway_launch(policy: Path, work: Path):
-    """What `clawfleet sandbox run` does once its modules are loaded: the embedded gateway (policy holder, CA,
-    loop thread, listener in the sandbox's namespace) and the sandbox. The floor for a pre-started supervisor
-    that would launch sandboxes for a thin client: that client would still pay an interpreter start."""
+    """What `clawfleet sandbox run` does once its modules are loaded: the policy parsed (once, for both), the
+    embedded gateway (policy holder, CA, loop thread, listener in the sandbox's namespace) and the sandbox. The
+    floor for a pre-started supervisor that would launch sandboxes for a thin client: that client would still pay
+    an interpreter start."""
     import argparse as ap
 
     from clawfleet.gateway.config import config_from_args
+    from clawfleet.policy.loader import load_file_and_stat
     from clawfleet.sandbox.run_args import add_run_arguments, spec_from_args
     from clawfleet.supervisor.embedded import run_sandbox
 
     parser = ap.ArgumentParser()
     add_run_arguments(parser)
     ns = parser.parse_args(["--policy", str(policy), "--workdir", str(work), "--", "/bin/true"])
-    spec = spec_from_args(ns, {})
     gateway = config_from_args(ns.policy, ns.gateway_config, ns.mode, ns.gateway_log)
 
     def launch() -> None:
-        if run_sandbox(spec, gateway)[0] != 0:
+        loaded = load_file_and_stat(ns.policy)  # as supervisor.cli.run_command does, on every launch
+        if run_sandbox(spec_from_args(ns, {}, policy=loaded[0]), gateway, policy=loaded)[0] != 0:
             raise SystemExit("in-process launch with the gateway failed")
 
     return launch
+
+
+def _children_cpu_ms() -> float:
+    """User + system time of the reaped children so far: a run's delta is its whole process tree's CPU (every
+    stage of the sandbox included), which other jobs on a shared machine disturb far less than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def main() -> int:
@@ -174,25 +187,30 @@ def main() -> int:
         launch_gw()  # warm
         times[IN_PROCESS] = []
         times[IN_PROCESS_GW] = []
-        for _ in range(args.n):
-            for name, argv in commands.items():
+        cpu: dict[str, list[float]] = {}
+        in_process = {IN_PROCESS: launch, IN_PROCESS_GW: launch_gw}
+        order = [*commands, *in_process]
+        for i in range(args.n):
+            # Each round starts one row further on, so no row is always the one run right after the in-process
+            # launches (the first row of a fixed order, the new tree's, read slower than the same command elsewhere).
+            for name in order[i % len(order) :] + order[: i % len(order)]:
                 start = time.perf_counter()
-                subprocess.run(argv, check=True, env=envs[name])
+                if name in in_process:
+                    in_process[name]()
+                else:
+                    before = _children_cpu_ms()
+                    subprocess.run(commands[name], check=True, env=envs[name])
+                    cpu.setdefault(name, []).append(_children_cpu_ms() - before)
                 times[name].append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            launch()
-            times[IN_PROCESS].append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
-            launch_gw()
-            times[IN_PROCESS_GW].append((time.perf_counter() - start) * 1000)
     base = statistics.median(times["bwrap --unshare-all"]) if "bwrap --unshare-all" in times else float("nan")
     load = os.getloadavg()[0]
-    header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}"
+    header = f"{'command':<47} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8} {'CPU ms':>7}"
     print(f"{header}   (n={args.n}, {os.cpu_count()} CPUs, load average {load:.1f})")
     for name, samples in times.items():
         med = statistics.median(samples)
         p90 = statistics.quantiles(samples, n=10)[-1]
-        print(f"{name:<47} {med:>10.1f} {p90:>8.1f} {med / base:>8.1f}")
+        used = f"{statistics.median(cpu[name]):>7.1f}" if name in cpu else f"{'-':>7}"
+        print(f"{name:<47} {med:>10.1f} {p90:>8.1f} {med / base:>8.1f} {used}")
     return 0
 
 

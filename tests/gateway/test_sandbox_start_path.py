@@ -175,3 +175,119 @@ def test_the_ca_bundle_is_never_written_through_a_planted_file(tmp_path):
         assert target.read_text() == "untouched\n"
     finally:
         gw.close()
+
+
+# -- one parse of the policy, no fresh interpreter ------------------------------------------------------------------
+
+BOUND = """\
+version: 1
+network_policies:
+  api:
+    endpoints:
+      - host: api.example
+        port: 443
+        protocol: rest
+        access: read-only
+        credential_binding: {provider: work}
+    binaries: [{path: /usr/bin/curl}]
+"""
+
+
+def test_a_policy_handed_to_the_gateway_is_not_read_again_and_a_later_change_is_reloaded(tmp_path, monkeypatch):
+    from clawfleet.gateway import reload as reload_module
+    from clawfleet.gateway.reload import PolicyHolder
+    from clawfleet.policy import load_file_and_stat
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\n")
+    loaded = load_file_and_stat(path)
+
+    def no_second_read(_path):
+        raise AssertionError("the gateway read the policy file again")
+
+    monkeypatch.setattr(reload_module, "load_file", no_second_read)
+    holder = PolicyHolder(str(path), loaded=loaded)
+    assert holder.static_policy is loaded[0]  # the very parse the sandbox was built from
+    assert not holder.check()  # the stat it came with is the file's: nothing to reload
+    monkeypatch.undo()
+    new = tmp_path / "policy.new"
+    new.write_text("version: 1\nnetwork_policies:\n  api:\n    endpoints: [{host: api.example, port: 443}]\n"
+                   "    binaries: [{path: /usr/bin/curl}]\n")  # fmt: skip
+    new.rename(path)  # replaced after the sandbox's load: the gateway applies it like any later change
+    assert holder.check()
+    assert "api" in holder.policy.network_policies
+
+
+def test_a_change_made_after_the_stat_of_the_handed_over_load_is_still_seen(tmp_path):
+    from clawfleet.gateway.reload import PolicyHolder
+    from clawfleet.policy import load_file_and_stat
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\n")
+    policy, st = load_file_and_stat(path)
+    path.write_text("version: 1\nnetwork_policies:\n  api:\n    endpoints: [{host: api.example, port: 443}]\n"
+                    "    binaries: [{path: /usr/bin/curl}]\n")  # fmt: skip
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # even within one timestamp tick: size or mtime differ
+    holder = PolicyHolder(str(path), loaded=(policy, st))
+    assert holder.check() and "api" in holder.policy.network_policies
+
+
+def test_a_handed_over_policy_still_has_its_credential_bindings_checked(tmp_path):
+    from clawfleet.gateway.reload import PolicyHolder
+    from clawfleet.policy import PolicyError, load_file_and_stat
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(BOUND)
+    loaded = load_file_and_stat(path)
+    with pytest.raises(PolicyError, match="work"):  # a provider this gateway does not have: refused at start
+        PolicyHolder(str(path), loaded=loaded)
+    path.write_text("version: 1\n")
+    assert PolicyHolder(str(path), loaded=load_file_and_stat(path)).static_policy.network_policies == {}
+
+
+RUN_PROBE = textwrap.dedent(
+    """\
+    import json, os, sys
+    # Every process on the start path (the CLI, the gateway thread, the three sandbox stages) inherits this fd and
+    # the audit hook: what any of them starts, execs or spawns is written here (the command's exec included).
+    out = os.open(sys.argv[3], os.O_WRONLY | os.O_APPEND)
+
+    def hook(event, args):
+        if event in ("os.exec", "os.posix_spawn", "subprocess.Popen", "os.system", "os.fork"):
+            os.write(out, json.dumps([event, os.getpid(), str(args[0]) if args else ""]).encode() + b"\\n")
+
+    sys.addaudithook(hook)
+    import clawfleet.policy.loader as loader
+    parses = []
+    real = loader.parse_document
+    loader.parse_document = lambda doc, kind: parses.append(kind) or real(doc, kind)
+    from clawfleet.cli import main
+    code = main(["sandbox", "run", "--policy", sys.argv[1], "--workdir", sys.argv[2], "--", "/bin/true"])
+    print(json.dumps({"code": code, "parses": parses}))
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox launcher needs root; CI runs as root")
+def test_sandbox_run_parses_its_policy_once_and_starts_no_interpreter(tmp_path, user):
+    tmp_path.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, user.pw_uid, user.pw_gid)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nfilesystem_policy:\n  include_workdir: true\n  read_only: [/usr, /lib, /etc]\n"
+                      "  read_write: [/sandbox, /tmp, /dev/null]\n"
+                      f"process:\n  run_as_user: {user.pw_name}\n")  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", RUN_PROBE, str(policy), str(work), str(events)], capture_output=True,
+                         text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result == {"code": 0, "parses": ["policy"]}  # one parse serves the sandbox and its gateway
+    seen = [json.loads(line) for line in events.read_text().splitlines()]
+    # The three sandbox stages are forks of this process; the only program started is the command (no Python
+    # re-exec'd for the gateway or a parser, no helper such as ldconfig).
+    assert [e[0] for e in seen if e[0] == "os.fork"] == ["os.fork"] * 3
+    assert [(e[0], e[2]) for e in seen if e[0] != "os.fork"] == [("os.exec", "/bin/true")]

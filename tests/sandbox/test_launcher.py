@@ -334,6 +334,50 @@ def test_failing_on_forked_aborts_start_before_anything_runs(sandbox, capfd):
     assert hooked == [] and "must not run" not in capfd.readouterr().out
 
 
+def _stage2_of(stage1: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{stage1}/task/{stage1}/children").read_text().split()
+        if kids and os.path.isdir(f"/proc/{kids[0]}/root/.landlock-probe"):  # made after the last mount
+            return int(kids[0])
+        time.sleep(0.01)
+    raise AssertionError("stage 2 did not build the root while the hook ran")
+
+
+def test_the_root_is_built_while_the_hook_runs_and_the_command_waits_for_it(sandbox, capfd):
+    """Stage 2 mounts the sandbox's filesystem view while the supervisor's hook (the gateway start) runs, on
+    another CPU; the command is forked only once the hook has returned."""
+    seen = {}
+
+    def hook(pid: int) -> None:
+        stage2 = _stage2_of(pid)
+        time.sleep(0.2)  # were the command let go early, it would be a child of stage 2 by now
+        seen["children"] = Path(f"/proc/{stage2}/task/{stage2}/children").read_text().split()
+        seen["out"] = capfd.readouterr().out
+        (sandbox.workdir / "late").write_text("written by the hook")
+
+    launcher = Launcher(_spec(sandbox, "print('ran after', open('/sandbox/late').read())"), on_netns_ready=hook)
+    assert launcher.run() == 0, launcher.report.error
+    assert seen["children"] == [] and "ran after" not in seen["out"]
+    assert "ran after written by the hook" in capfd.readouterr().out
+
+
+def test_a_failing_hook_leaves_no_stage_of_the_sandbox_behind(sandbox, capfd):
+    stages = []
+
+    def hook(pid: int) -> None:
+        stages.extend([pid, _stage2_of(pid)])  # stage 2 exists and has built the root, waiting for the go
+        raise RuntimeError("gateway not ready")
+
+    launcher = Launcher(_spec(sandbox, "print('must not run')"), on_netns_ready=hook)
+    assert launcher.run() == 125 and "gateway not ready" in (launcher.report.error or "")
+    assert "must not run" not in capfd.readouterr().out
+    for pid in stages:  # killed (stage 2 with its parent), not left waiting
+        with contextlib.suppress(FileNotFoundError):
+            state = re.search(r"State:\s+(\S)", Path(f"/proc/{pid}/status").read_text())
+            assert state is not None and state.group(1) in "ZX", (pid, state)  # gone, or dead and not yet reaped
+
+
 def test_module_entry_point_is_the_same_command(sandbox):
     proc = subprocess.run(
         [sys.executable, "-m", "clawfleet.sandbox", "run", "--policy", str(sandbox.write_policy()), "--workdir",

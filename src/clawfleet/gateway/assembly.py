@@ -16,6 +16,10 @@ from .proxy import Gateway
 from .reload import PolicyHolder
 
 if TYPE_CHECKING:  # metrics (prometheus_client) is the caller's, when it exports any: not on the sandbox start path
+    import os
+
+    from clawfleet.policy.model import Policy
+
     from .metrics import GatewayMetrics
 
 __all__ = ["AssembledGateway", "Identify", "assemble", "assembled"]
@@ -48,18 +52,20 @@ class AssembledGateway:
 
 
 def assemble(config: GatewayConfig, *, ca: SandboxCA | None = None, identify: Identify | None = None,
-             metrics: GatewayMetrics | None = None) -> AssembledGateway:  # fmt: skip
+             metrics: GatewayMetrics | None = None,
+             policy: tuple[Policy, os.stat_result] | None = None) -> AssembledGateway:  # fmt: skip
     """The parts of one gateway. ``ca``: a CA to present (default: a fresh one named after ``config.sandbox``);
     ``identify``: how callers are identified (None until a namespace is known); ``metrics``: the process's
-    Prometheus registry to count into (see :mod:`.metrics`). Raises PolicyError when the policy does not load
-    (nothing is left open)."""
+    Prometheus registry to count into (see :mod:`.metrics`); ``policy``: ``config.policy`` already loaded, with
+    its file's stat (see :class:`.reload.PolicyHolder`). Raises PolicyError when the policy does not load or does
+    not compile (nothing is left open)."""
     log = DecisionLog(config.log, sandbox=config.sandbox)
     try:
         if config.ocsf_log:
             from .ocsf import OcsfContext, OcsfLog  # only with an OCSF file: not on the sandbox start path
 
             log.observers.append(OcsfLog(config.ocsf_log, OcsfContext(config.sandbox, config.listen_port)))
-        holder = PolicyHolder(config.policy, log, config.providers)
+        holder = PolicyHolder(config.policy, log, config.providers, loaded=policy)
     except BaseException:
         log.close()
         raise

@@ -40,14 +40,23 @@ __all__ = ["PolicyHolder"]
 
 class PolicyHolder:
     def __init__(self, path: str, log: DecisionLog | None = None,
-                 providers: Mapping[str, ProviderProfile] | None = None) -> None:  # fmt: skip
+                 providers: Mapping[str, ProviderProfile] | None = None,
+                 loaded: tuple[Policy, os.stat_result] | None = None) -> None:  # fmt: skip
         """``providers``: the gateway's provider instances, which the policy's credential bindings must name and
-        whose profiles' endpoints are composed into the policy enforced."""
+        whose profiles' endpoints are composed into the policy enforced. ``loaded``: the file at ``path`` already
+        parsed by the caller, with the stat taken before it was read (``clawfleet.policy.load_file_and_stat``; the
+        sandbox's own policy, for `clawfleet sandbox run`): any later change to the file differs from that stat, so
+        :meth:`check` reloads it as it would a file read here."""
         self.path = path
         self.log = log
         self.providers = dict(providers or {})
-        self._sig = self._stat()
-        base = self._load()  # an invalid policy at start is fatal (PolicyError)
+        if loaded is None:
+            self._sig = self._stat()
+            base = self._load()  # an invalid policy at start is fatal (PolicyError)
+        else:
+            base, st = loaded
+            self._sig = _signature(st)
+            require_bindings(base, self.providers)  # as _load does
         self.static_policy = base  # what the sandbox was built with
         self._set(base, *self._effective(base))
         self.generation = 0
@@ -94,10 +103,9 @@ class PolicyHolder:
 
     def _stat(self) -> tuple[int, int, int, int] | None:
         try:
-            st = os.stat(self.path)
+            return _signature(os.stat(self.path))
         except OSError:
             return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def check(self) -> bool:
         """Reload if the file changed; True if a new policy was applied."""
@@ -144,3 +152,8 @@ class PolicyHolder:
                 self.check()
             except Exception as exc:  # never let the watcher die
                 self._emit({"event": "reload", "ok": False, "error": [f"{type(exc).__name__}: {exc}"]})
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a changed policy file (edited in place or replaced by rename)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

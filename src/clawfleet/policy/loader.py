@@ -15,6 +15,7 @@ __all__ = [
     "load_any_text",
     "load_data",
     "load_file",
+    "load_file_and_stat",
     "load_preset_file",
     "load_preset_text",
     "load_text",
@@ -23,13 +24,19 @@ __all__ = [
 
 def read_file(path: str | os.PathLike[str]) -> tuple[bytes, str]:
     """(at most MAX_BYTES + 1 bytes of the file, its name); an unreadable file is a positioned PolicyError."""
+    data, name, _ = _read_and_stat(path)
+    return data, name
+
+
+def _read_and_stat(path: str | os.PathLike[str]) -> tuple[bytes, str, os.stat_result]:
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
+            st = os.fstat(fh.fileno())  # before the read: a change made after it changes the file's later stats
             data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise PolicyError([Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
-    return data, name
+    return data, name, st
 
 
 def load_text(text: str | bytes, filename: str = "<string>") -> Policy:
@@ -54,6 +61,15 @@ def load_any_text(text: str | bytes, filename: str = "<string>") -> Policy | Pre
 def load_file(path: str | os.PathLike[str]) -> Policy:
     data, name = read_file(path)
     return load_text(data, name)
+
+
+def load_file_and_stat(path: str | os.PathLike[str]) -> tuple[Policy, os.stat_result]:
+    """:func:`load_file`, and the ``fstat`` of the file it read, taken before reading. One parse then serves the
+    sandbox and its gateway (`clawfleet sandbox run`): a watcher that compares the file's later stats with this one
+    (:class:`clawfleet.gateway.reload.PolicyHolder`) sees any change made after the stat, so the policy handed on is
+    never staler than one the gateway would have read itself."""
+    data, name, st = _read_and_stat(path)
+    return load_text(data, name), st
 
 
 def load_preset_file(path: str | os.PathLike[str]) -> Preset:

@@ -5,10 +5,12 @@ Processes (host PIDs)::
     supervisor --fork--> stage 1 --fork--> stage 2 (PID 1 of the new PID ns) --fork--> stage 3 --exec--> CMD
 
 - stage 1: joins the sandbox cgroup, unshares mount/PID/IPC/UTS/net/cgroup namespaces, brings ``lo``
-  up, tells the supervisor the network namespace exists and waits until the ``on_netns_ready`` hook has
-  run (the gateway opens its listener in there). Then relays the exit status.
-- stage 2 (PID 1): builds the filesystem view (namespaces.build_root), forks the command, forwards
-  signals, reaps every orphan, exits with the command's status.
+  up, tells the supervisor the network namespace exists, forks stage 2 and relays its exit status.
+- stage 2 (PID 1): builds the filesystem view (namespaces.build_root), waits until the supervisor's
+  ``on_netns_ready`` hook has run (the gateway opens its listener in the namespace), forks the command,
+  forwards signals, reaps every orphan, exits with the command's status. The wait is here, not in stage 1,
+  so that the mounts are made while the supervisor starts the gateway (on another CPU): none of it is the
+  command's, which is only forked once the hook has returned.
 - stage 3: new session, builds the Landlock ruleset while still root, drops the capability bounding set,
   becomes the sandbox user, proves it has no capabilities, sets no_new_privs, enforces Landlock (and
   proves it), loads seccomp last, marks every fd but 0-2 close-on-exec, execs.
@@ -85,9 +87,10 @@ class Launcher:
     namespace exists (``/proc/<pid>/ns/net``) and before anything in the sandbox executes; the sandbox
     waits for it to return. ``on_forked(pid)`` runs in the supervisor as soon as stage 1 is forked, while that
     stage joins its cgroup (the first cgroup migration after a while waits for an RCU grace period, ~10-15 ms)
-    and makes its namespaces: work the caller would otherwise do before the launch (the gateway's imports and
-    set-up) overlaps that wait, and no thread of the caller's exists at the fork. An exception from either hook
-    aborts the start (exit 125); nothing in the sandbox has run.
+    and makes its namespaces, and stage 2 builds the filesystem view: work the caller would otherwise do before
+    the launch (the gateway's imports and set-up) overlaps that wait and those mounts, and no thread of the
+    caller's exists at the fork. An exception from either hook aborts the start (exit 125); nothing of the
+    command's has run (stage 2 waits for the hooks before it forks the command).
     """
 
     def __init__(
@@ -317,25 +320,24 @@ def _stage1(
     namespaces.loopback_up()
     os.write(ready_w, b"R")
     os.close(ready_w)
-    if os.read(go_r, 1) != b"G":
-        os._exit(EXIT_SETUP)  # the supervisor gave up (hook failed or it died)
-    os.close(go_r)
     lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
     target = _forward_to_child()
     pid = os.fork()
     if pid == 0:
         _default_signals()
         os.close(lifeline_w)
-        _child(status_w, _stage2, spec, plan, sc_filter, workdir_id, lifeline_r, status_w)
+        _child(status_w, _stage2, spec, plan, sc_filter, workdir_id, lifeline_r, go_r, status_w)
     target[0] = pid
+    os.close(go_r)  # stage 2 alone waits for the go
     os.close(lifeline_r)
     os.close(status_w)
     _relay(pid, reap_all=False)
 
 
 def _stage2(
-    spec: SandboxSpec, plan: landlock.Plan, sc_filter: Any, workdir_id: tuple[int, int], lifeline: int, status_w: int
-) -> None:
+    spec: SandboxSpec, plan: landlock.Plan, sc_filter: Any, workdir_id: tuple[int, int], lifeline: int, go_r: int,
+    status_w: int,
+) -> None:  # fmt: skip
     _die_with_parent(lifeline=lifeline)
     paths = namespaces.plan_paths(spec.read_only, spec.read_write, spec.uid, spec.gid)  # on the host's root
     skipped = namespaces.build_root(spec.workdir, workdir_id, paths, spec.hostname, spec.tmp_max)
@@ -343,6 +345,11 @@ def _stage2(
     os.chown(PROBE_DIR, spec.uid, spec.gid)
     info = {"skipped": skipped, "refused": list(paths.refused)}
     os.write(status_w, b"info " + json.dumps(info).encode() + b"\n")
+    # Nothing of the command's exists before the supervisor's hook has returned ("G"): EOF means it gave up (a
+    # hook failed: it kills stage 1, and with it this stage) or died.
+    if os.read(go_r, 1) != b"G":
+        os._exit(EXIT_SETUP)
+    os.close(go_r)
     target = _forward_to_child()  # before the fork: PID 1 only receives signals it has handlers for
     pid = os.fork()
     if pid == 0:

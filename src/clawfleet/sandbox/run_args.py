@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from clawfleet.policy.model import Policy
     from clawfleet.sandbox.spec import SandboxSpec
 
 __all__ = ["EXIT_SETUP", "MAX_ABI_VARIABLE", "add_run_arguments", "size_arg", "spec_from_args"]
@@ -61,13 +62,16 @@ def size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def spec_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> SandboxSpec:
-    """Policy + flags -> SandboxSpec. Raises ValueError (PolicyError, SpecError) with a one-line reason."""
-    from clawfleet.policy import load_file
+def spec_from_args(args: argparse.Namespace, environ: Mapping[str, str], policy: Policy | None = None) -> SandboxSpec:
+    """Policy + flags -> SandboxSpec. Raises ValueError (PolicyError, SpecError) with a one-line reason.
+    ``policy``: ``args.policy`` already loaded by the caller (which hands the same parse to the gateway)."""
     from clawfleet.sandbox.from_policy import spec_from_policy
 
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    policy = load_file(args.policy)
+    if policy is None:
+        from clawfleet.policy import load_file
+
+        policy = load_file(args.policy)
     explicit = {}
     for item in args.env:
         key, sep, value = item.partition("=")

@@ -112,10 +112,13 @@ def run_command(args: argparse.Namespace) -> int:
     import os
 
     from clawfleet.policy import PolicyError
+    from clawfleet.policy.loader import load_file_and_stat
     from clawfleet.sandbox.run_args import MAX_ABI_VARIABLE, spec_from_args
 
     try:
-        spec = spec_from_args(args, dict(os.environ))
+        # Parsed once, for the sandbox and its gateway (the gateway's hot reload compares the file with this stat).
+        loaded = load_file_and_stat(args.policy)
+        spec = spec_from_args(args, dict(os.environ), policy=loaded[0])
     except (PolicyError, ValueError, OSError) as exc:  # SpecError and EnvError are ValueErrors
         lines = str(exc).splitlines() or [type(exc).__name__]
         return _fail(lines[0] + (f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""))
@@ -137,7 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
             gateway = config_from_args(args.policy, args.gateway_config, args.mode, args.gateway_log)
         except (ConfigError, OSError, ValueError) as exc:
             return _fail(f"gateway: {exc}")
-        code, launcher = run_sandbox(spec, gateway)
+        code, launcher = run_sandbox(spec, gateway, policy=loaded)
     if launcher.report.error:
         print(f"clawfleet sandbox: {launcher.report.error}", file=sys.stderr)
     return code

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from clawfleet.gateway.assembly import AssembledGateway
     from clawfleet.gateway.ident import Identifier
+    from clawfleet.policy.model import Policy
     from clawfleet.sandbox.launcher import Launcher
     from clawfleet.sandbox.spec import SandboxSpec
 
@@ -46,8 +47,12 @@ class EmbeddedGateway:
     assembles the gateway and writes the bundle, always before anything in the sandbox runs.
     """
 
-    def __init__(self, config: GatewayConfig, *, state_root: str = STATE_ROOT) -> None:
+    def __init__(self, config: GatewayConfig, *, state_root: str = STATE_ROOT,
+                 policy: tuple[Policy, os.stat_result] | None = None) -> None:  # fmt: skip
+        """``policy``: ``config.policy`` already loaded, with its file's stat (``load_file_and_stat``): the parse
+        the sandbox was built from, so the file is not read and parsed a second time (nor a newer one read)."""
         self.config = config
+        self._policy = policy
         os.makedirs(state_root, mode=0o755, exist_ok=True)
         self.state_dir = tempfile.mkdtemp(prefix=f"{_safe(config.sandbox)}-", dir=state_root)
         os.chmod(self.state_dir, 0o755)  # noqa: S103 - the sandbox reads the bundle; the CA key is never here
@@ -67,7 +72,7 @@ class EmbeddedGateway:
 
         from clawfleet.gateway.assembly import assemble
 
-        self.parts = assemble(self.config)
+        self.parts = assemble(self.config, policy=self._policy)
         self.log, self.holder, self.ca, self.pins, self.gateway = (self.parts.log, self.parts.holder, self.parts.ca,
                                                                    self.parts.pins, self.parts.gateway)  # fmt: skip
         _write_new(self.ca_bundle, self.ca.bundle_text(extra_ca_file=self.config.extra_ca_file), 0o644)
@@ -156,14 +161,15 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "sandbox"
 
 
-def run_sandbox(spec: SandboxSpec, config: GatewayConfig, *,
-                warn: Callable[[str], None] | None = None) -> tuple[int, Launcher]:  # fmt: skip
+def run_sandbox(spec: SandboxSpec, config: GatewayConfig, *, warn: Callable[[str], None] | None = None,
+                policy: tuple[Policy, os.stat_result] | None = None) -> tuple[int, Launcher]:  # fmt: skip
     """Run ``spec`` (a SandboxSpec) with its traffic through a gateway; returns ``(exit code, launcher)``. The gateway
     is started beside the forked sandbox, before anything in it runs (see :class:`EmbeddedGateway`); a gateway that
-    fails to start aborts the sandbox (exit 125, the reason in ``launcher.report.error``)."""
+    fails to start aborts the sandbox (exit 125, the reason in ``launcher.report.error``). ``policy``: the policy
+    ``spec`` was made from, with its file's stat (see :class:`EmbeddedGateway`)."""
     from clawfleet.sandbox.launcher import Launcher
 
-    gw = EmbeddedGateway(config)
+    gw = EmbeddedGateway(config, policy=policy)
     try:
         launcher = Launcher(gw.prepare(spec), on_netns_ready=gw.hook, warn=warn, on_forked=gw.start)
         code = launcher.run()
