@@ -566,13 +566,12 @@ class RouterApp:
                 replicas = up.pick(time.monotonic())
                 for r_index, replica in enumerate(replicas):
                     more = round_no < rounds - 1 or index < len(chain) - 1 or r_index < len(replicas) - 1
-                    upstream_req = replica.build(path, request_bytes, headers)
                     record["overhead_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                     self.metrics.overhead.labels(kind).observe(time.perf_counter() - t0)
                     th = time.perf_counter()
                     tried.append(pname)
                     try:
-                        resp = await replica.client.send(upstream_req, stream=True)
+                        resp = await replica.send(path, request_bytes, headers)
                     except httpx.TransportError as exc:
                         kind_err = (
                             "timeout"

@@ -9,6 +9,7 @@ spending limit completes, and the next one gets 429). Windows are fixed UTC minu
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -37,6 +38,15 @@ class Refusal:
 
 def _windows(now: float) -> tuple[str, str, str, int, int, int]:
     """Window keys (minute, day, month) and the seconds until each ends."""
+    return _windows_at(math.floor(now))
+
+
+@functools.lru_cache(maxsize=4)
+def _windows_at(second: int) -> tuple[str, str, str, int, int, int]:
+    """``_windows`` for a whole second: every window ends on a whole second, so within one second the keys and
+    ``ceil(end - now)`` are the same for every ``now`` (ceil(E - s - f) = E - s for 0 <= f < 1). A request asks
+    for them 4-6 times (admit, spending check, record), so they are worked out once per second."""
+    now = second
     t = time.gmtime(now)
     minute = int(now // 60)
     day_end = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)) + 86400

@@ -1,0 +1,298 @@
+"""The upstream connection pool on the router's own asyncio sockets (clawfleet.router.netio), against a fake
+loopback HTTP server: TLS certificates are still checked, timeouts still fire, a slow reader still stops the
+socket being read, connections the server closed are not reused, and a provider's cookie is not sent back."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from clawfleet.router import netio
+from clawfleet.router.config import Provider
+from clawfleet.router.netio import AsyncioBackend
+from clawfleet.router.providers import Replica, Upstream
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Each test on asyncio's own loop and on uvloop (what ``router serve`` runs on): their transports differ."""
+    if request.param == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
+
+
+class FakeUpstream:
+    """A loopback HTTP/1.1 server whose answers the test scripts; it records each request's head."""
+
+    def __init__(self, answer: Callable[[int], bytes | None], *, close_after: bool = False) -> None:
+        self.answer = answer  # request number -> raw response (None: never answer)
+        self.close_after = close_after
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                self.heads.append(head)
+                raw = self.answer(len(self.heads))
+                if raw is None:
+                    await asyncio.sleep(30)
+                    return
+                writer.write(raw)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=ssl_context)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+def provider(timeout: float = 5.0) -> Provider:
+    return Provider(
+        name="cloud",
+        type="openai",
+        base_url="http://unused",
+        models={},
+        local=False,
+        timeout=timeout,
+        connect_timeout=2.0,
+    )
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def tls_server_context(tmp: Path) -> tuple[ssl.SSLContext, Path]:
+    cert, key = self_signed(tmp)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
+
+
+def test_tls_upstream_with_an_untrusted_certificate_is_refused(tmp_path: Path, run: Runner) -> None:
+    """Attack: a man in the middle with its own certificate. The handshake fails, no request is sent."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        server_ctx, _ = tls_server_context(tmp_path)
+        port = await fake.start(server_ctx)
+        replica = Replica(provider(), f"https://127.0.0.1:{port}/v1", None)
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert fake.heads == []
+
+    run(main())
+
+
+def test_tls_upstream_with_a_trusted_certificate_answers(tmp_path: Path, run: Runner) -> None:
+    """Allowed: the same server, its certificate trusted by the pool's context, answers over TLS."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok(b'{"tls":true}'))
+        server_ctx, cert = tls_server_context(tmp_path)
+        port = await fake.start(server_ctx)
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        pool = httpcore.AsyncConnectionPool(ssl_context=client_ctx, network_backend=AsyncioBackend())
+        try:
+            resp = await pool.request("POST", f"https://127.0.0.1:{port}/v1/x", content=b"{}")
+            assert resp.status == 200 and resp.content == b'{"tls":true}'
+        finally:
+            await pool.aclose()
+            await fake.stop()
+        assert len(fake.heads) == 1
+
+    run(main())
+
+
+def test_an_upstream_that_never_answers_times_out(run: Runner) -> None:
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: None)
+        port = await fake.start()
+        replica = Replica(provider(timeout=0.3), f"http://127.0.0.1:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert 0.25 < loop.time() - t0 < 5
+
+    run(main())
+
+
+def test_a_slow_reader_stops_the_socket_being_read(run: Runner) -> None:
+    """Attack on memory: a provider streams far more than the client reads. The router holds at most about
+    the high-water mark unread, and every byte still arrives, in order, once the reader catches up."""
+    size = 8 * 1024 * 1024
+    body = bytes(range(256)) * (size // 256)
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok(body))
+        port = await fake.start()
+        replica = Replica(provider(), f"http://127.0.0.1:{port}/v1", None)
+        protocols: list[netio._Protocol] = []
+        real = netio._Protocol
+
+        def spy() -> netio._Protocol:
+            proto = real()
+            protocols.append(proto)
+            return proto
+
+        netio._Protocol = spy  # type: ignore[misc,assignment]
+        try:
+            resp = await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+            await asyncio.sleep(0.5)  # the server keeps sending; nobody reads
+            [proto] = protocols
+            assert proto.paused_reading
+            assert len(proto.buffer) <= netio._HIGH_WATER + 1024 * 1024
+            got = b"".join([chunk async for chunk in resp.aiter_raw()])
+            await resp.aclose()
+            assert got == body
+        finally:
+            netio._Protocol = real  # type: ignore[misc]
+            await replica.client.aclose()
+            await fake.stop()
+
+    run(main())
+
+
+def test_a_connection_the_server_closed_is_not_reused(run: Runner) -> None:
+    """The server closes each connection after its answer (without saying so): the next request opens a new one
+    and gets its answer, instead of failing on the dead one."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok(b'{"n":%d}' % n), close_after=True)
+        port = await fake.start()
+        replica = Replica(provider(), f"http://127.0.0.1:{port}/v1", None)
+        try:
+            for n in (1, 2, 3):
+                resp = await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+                assert await resp.aread() == b'{"n":%d}' % n
+                await resp.aclose()
+                await asyncio.sleep(0.05)  # the close reaches the router's loop
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert fake.connections == 3
+
+    run(main())
+
+
+def test_a_provider_cookie_is_not_sent_back(run: Runner) -> None:
+    """Attack on privacy: a provider sets a cookie on one sandbox's answer; the next request (maybe another
+    sandbox's) must not carry it, or the provider could link them. Allowed: both requests are answered, on one
+    kept-alive connection, with the headers the router chose."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok(extra=b"set-cookie: track=sandbox-a; Path=/\r\n"))
+        port = await fake.start()
+        replica = Replica(provider(), f"http://127.0.0.1:{port}/v1", None)
+        try:
+            for _ in range(2):
+                resp = await replica.send(
+                    "/chat/completions", b'{"a":1}', {"content-type": "application/json", "authorization": "Bearer k"}
+                )
+                assert resp.status_code == 200 and await resp.aread() == b'{"ok":true}'
+                await resp.aclose()
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert len(fake.heads) == 2 and fake.connections == 1
+        second = fake.heads[1].lower()
+        assert b"cookie" not in second
+        assert b"post /v1/chat/completions http/1.1" in second
+        assert b"authorization: bearer k" in second and b"content-length: 7" in second
+
+    run(main())
+
+
+def test_send_puts_the_same_request_on_the_wire_as_the_client(run: Runner) -> None:
+    """The direct path (Replica.send) and the client's own (Replica.build + client.send) send the same bytes,
+    for the headers the router sends (``Upstream.headers``)."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        port = await fake.start()
+        replica = Replica(provider(), f"http://127.0.0.1:{port}/v1", None)
+        headers = Upstream(provider()).headers({"openai-beta": "assistants=v2"}, translated=False)
+        try:
+            resp = await replica.send("/chat/completions", b"{}", headers)
+            await resp.aread()
+            await resp.aclose()
+            resp = await replica.client.send(replica.build("/chat/completions", b"{}", headers))
+            await resp.aclose()
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert fake.heads[0] == fake.heads[1]
+
+    run(main())
