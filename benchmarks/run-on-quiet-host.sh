@@ -65,7 +65,7 @@ a)
   t 60 policy $py benchmarks/bench_policy.py
   t 110 sandbox $py benchmarks/bench_sandbox_start.py -n 30
   t 230 gateway $py benchmarks/bench_gateway.py --requests 2000 $squid_flag
-  t 80 classifier $py benchmarks/bench_classifier.py
+  t 120 classifier $py benchmarks/bench_classifier.py
   ;;
 b)
   # LiteLLM's venv takes what the device's Python already holds (numpy, tokenizers, ...) through a .pth file
@@ -79,7 +79,7 @@ b)
     $(sed "s|^|$payload/wheels/|" "$payload/litellm/from-wheels.txt") >"$raw/litellm-install.txt" 2>&1
   LITELLM_LOCAL_MODEL_COST_MAP=True /tmp/cf-litellm/bin/litellm --version >>"$raw/litellm-install.txt" 2>&1
   export LITELLM_VENV=/tmp/cf-litellm
-  t 420 router $py benchmarks/bench_router.py --requests 400
+  t 420 router $py benchmarks/bench_router.py --requests "${ROUTER_REQUESTS:-400}"
   ;;
 extra)
   id clawfleet-gateway >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin clawfleet-gateway
