@@ -47,6 +47,9 @@ cp "$work"/cf/wheels/*.whl "$work/a/wheels/"
 cp "$work"/cf/wheels/*.whl "$work/b/wheels/"
 
 step "bubblewrap and Squid (ssl-bump) from Debian 12, unpacked there, never installed"
+# apt-get download takes this machine's release: the run script's library paths and checks are Debian 12's
+. /etc/os-release
+[ "${VERSION_CODENAME:-}" = bookworm ] || { echo "this is not Debian 12 (bookworm): its squid debs would differ" >&2; exit 2; }
 mkdir -p "$work/a/squid"
 (cd "$work/a" && apt-get download -q bubblewrap >&2)
 (cd "$work/a/squid" && apt-get download -q squid-openssl squid-common squid-langpack libecap3 libltdl7 \
@@ -101,7 +104,11 @@ for top in sys.argv[1:]:
             os.replace(tmp, path)
 EOF
 
-tree_mb=$(git ls-files -z | du -cb --files0-from=- | tail -1 | awk '{printf "%.1f", $1/1048576}')
+# what travels with a call: tracked files and untracked ones git does not ignore (a deleted tracked file: none)
+tree_mb=$(git ls-files -z --cached --others --exclude-standard | python3 -c '
+import os, sys
+paths = sys.stdin.buffer.read().split(b"\0")
+print(f"{sum(os.path.getsize(p) for p in paths if p and os.path.isfile(p)) / 1048576:.1f}")')
 status=0
 for phase in a b; do
   step "payload $phase (xz; a minute or two)"

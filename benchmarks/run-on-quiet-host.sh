@@ -26,21 +26,24 @@ if [ "$phase" != extra ]; then
   rm -rf "$payload" && mkdir -p "$payload"
   xz -dc ".devbundle-$phase/payload.tar.xz" | tar -x -C "$payload" || { echo "no payload: run prepare-quiet-host.sh" >&2; exit 2; }
   rm -rf /tmp/cf-venv
-  python3 -m venv /tmp/cf-venv && /tmp/cf-venv/bin/pip install -q --no-index --find-links "$payload/wheels" clawfleet
+  python3 -m venv /tmp/cf-venv && /tmp/cf-venv/bin/pip install -q --no-index --find-links "$payload/wheels" clawfleet \
+    || { echo "clawfleet did not install from the payload" >&2; exit 2; }
 fi
 py=/tmp/cf-venv/bin/python
+[ -x "$py" ] || { echo "no /tmp/cf-venv: run phase a on this machine first" >&2; exit 2; }
 { date -u; uname -a; nproc; python3 --version; free -g | head -2; uptime; } >"$raw/host.txt" 2>&1
 t() { # t SECONDS NAME COMMAND...: run one benchmark under its time limit, output in NAME.txt, timing in times.txt
   local limit=$1 name=$2 start=$SECONDS rc
   shift 2
-  timeout "$limit" "$@" >"$raw/$name.txt" 2>&1
+  timeout -k 10 "$limit" "$@" >"$raw/$name.txt" 2>&1  # the command's process group: its servers go with it
   rc=$?
   echo "$name rc=$rc $((SECONDS - start))s (limit ${limit}s)" | tee -a "$raw/times.txt"
 }
 case $phase in
 a)
-  python3 -m venv /tmp/cf-mitm && /tmp/cf-mitm/bin/pip install -q --no-index --find-links "$payload/mitm" mitmproxy
-  mkdir -p /tmp/bwrap && dpkg -x "$payload"/bubblewrap_*.deb /tmp/bwrap
+  python3 -m venv /tmp/cf-mitm && /tmp/cf-mitm/bin/pip install -q --no-index --find-links "$payload/mitm" mitmproxy \
+    || { echo "mitmproxy did not install from the payload" >&2; exit 2; }
+  mkdir -p /tmp/bwrap && dpkg -x "$payload"/bubblewrap_*.deb /tmp/bwrap || { echo "no bubblewrap" >&2; exit 2; }
   export PATH=/tmp/bwrap/usr/bin:$PATH MITM_VENV=/tmp/cf-mitm
   # squid from Debian's debs: unpacked under /tmp/squid-root, each binary behind a wrapper that puts the unpacked
   # libraries first (certgen inherits it from squid); the bench gets them through SQUID / SQUID_CERTGEN / SQUID_SHARE
@@ -53,7 +56,8 @@ a)
       "$sq" "$sq" "$sq" "$exe" >"$sq/bin/$(basename "$exe")"
   done
   chmod 755 "$sq" "$sq/bin"/*
-  if "$sq/bin/squid" -v 2>"$raw/squid-check.txt" | grep -q -- --with-openssl \
+  # grep reads all of it (no -q): under pipefail an early exit would fail squid with SIGPIPE
+  if "$sq/bin/squid" -v 2>"$raw/squid-check.txt" | grep -- --with-openssl >/dev/null \
     && "$sq/bin/security_file_certgen" -c -s /tmp/squid-check-db -M 4MB >>"$raw/squid-check.txt" 2>&1; then
     squid_flag=
     export SQUID=$sq/bin/squid SQUID_CERTGEN=$sq/bin/security_file_certgen SQUID_SHARE=$sq/usr/share/squid
@@ -76,7 +80,8 @@ b)
   echo "$device_site" >"$own_site/zz-device-packages.pth"
   # shellcheck disable=SC2046
   /tmp/cf-litellm/bin/pip install -q --no-index --no-deps "$payload"/litellm/*.whl \
-    $(sed "s|^|$payload/wheels/|" "$payload/litellm/from-wheels.txt") >"$raw/litellm-install.txt" 2>&1
+    $(sed "s|^|$payload/wheels/|" "$payload/litellm/from-wheels.txt") >"$raw/litellm-install.txt" 2>&1 \
+    || echo "LiteLLM did not install from the payload: the router bench stops without its peer" | tee -a "$raw/times.txt"
   LITELLM_LOCAL_MODEL_COST_MAP=True /tmp/cf-litellm/bin/litellm --version >>"$raw/litellm-install.txt" 2>&1
   export LITELLM_VENV=/tmp/cf-litellm
   t 420 router $py benchmarks/bench_router.py --requests "${ROUTER_REQUESTS:-400}"
