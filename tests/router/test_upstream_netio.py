@@ -5,10 +5,13 @@ socket being read, connections the server closed are not reused, and a provider'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +92,7 @@ def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
     )
 
 
-def provider(timeout: float = 5.0) -> Provider:
+def provider(timeout: float = 5.0, connect_timeout: float = 2.0) -> Provider:
     return Provider(
         name="cloud",
         type="openai",
@@ -97,7 +100,7 @@ def provider(timeout: float = 5.0) -> Provider:
         models={},
         local=False,
         timeout=timeout,
-        connect_timeout=2.0,
+        connect_timeout=connect_timeout,
     )
 
 
@@ -296,3 +299,106 @@ def test_send_puts_the_same_request_on_the_wire_as_the_client(run: Runner) -> No
         assert fake.heads[0] == fake.heads[1]
 
     run(main())
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port that drops connection attempts, as a broken route does: a listener that never accepts,
+    its accept queue already full, so the kernel ignores the next SYN (the attempt hangs, nothing is refused)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+def fake_resolve(monkeypatch: pytest.MonkeyPatch, ports: list[int]) -> None:
+    """The host name resolves to 127.0.0.1 once per port in ``ports``, in that order (FakeResolver)."""
+
+    async def fake_resolver(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", p)) for p in ports]
+
+    monkeypatch.setattr(netio, "_resolve", fake_resolver)
+
+
+def test_a_blackholed_first_address_falls_back_to_the_next(
+    blackhole: int, monkeypatch: pytest.MonkeyPatch, run: Runner
+) -> None:
+    """Happy Eyeballs: the first address never answers (a broken IPv6 route), the second connects after the
+    250 ms stagger, well within the 2 s connect timeout, instead of the whole timeout being spent on the first."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        port = await fake.start()
+        fake_resolve(monkeypatch, [blackhole, port])
+        replica = Replica(provider(connect_timeout=2.0), f"http://upstream.test:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            resp = await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+            assert resp.status_code == 200 and await resp.aread() == b'{"ok":true}'
+            await resp.aclose()
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert 0.2 < loop.time() - t0 < 1.0
+        assert len(fake.heads) == 1
+
+    run(main())
+
+
+def test_only_blackholed_addresses_are_a_connect_timeout(
+    blackhole: int, monkeypatch: pytest.MonkeyPatch, run: Runner
+) -> None:
+    async def main() -> None:
+        fake_resolve(monkeypatch, [blackhole, blackhole])
+        replica = Replica(provider(connect_timeout=0.6), "http://upstream.test:1/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectTimeout):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+        assert 0.5 < loop.time() - t0 < 2
+
+    run(main())
+
+
+def test_refused_addresses_are_a_connect_error_at_once(monkeypatch: pytest.MonkeyPatch, run: Runner) -> None:
+    """Every address refuses: the next is tried without waiting out the stagger, then the last error is raised."""
+
+    async def main() -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = int(closed.getsockname()[1])
+        closed.close()  # nothing listens there: refused
+        fake_resolve(monkeypatch, [port, port, port])
+        replica = Replica(provider(connect_timeout=2.0), f"http://upstream.test:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+        assert loop.time() - t0 < 0.2
+
+    run(main())
+
+
+def test_address_families_are_interleaved() -> None:
+    six = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (f"::{n}", 1, 0, 0)) for n in (1, 2, 3)]
+    four = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"10.0.0.{n}", 1)) for n in (1, 2)]
+    order = [info[4][0] for info in netio._interleave([*six, *four])]
+    assert order == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]

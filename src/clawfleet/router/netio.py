@@ -9,7 +9,9 @@ point): reads return what has arrived (``b""`` at the end), timeouts and socket 
 ``ReadTimeout``/``ReadError``/``WriteTimeout``/``WriteError``/``ConnectTimeout``/``ConnectError`` (httpx maps
 them on), TLS is the caller's ``ssl.SSLContext`` (certificate and host name checked by it, as before), and
 reading pauses while more than ``_HIGH_WATER`` bytes wait unread, so a slow client cannot make the router buffer
-a provider's whole stream. One addition: a request's small writes (head, then body) go out as one send when the
+a provider's whole stream. A host name's addresses are tried as anyio tried them (Happy Eyeballs: families
+interleaved, the next address started after 250 ms), so a broken IPv6 route does not cost the connect timeout.
+One addition: a request's small writes (head, then body) go out as one send when the
 response is first read, so a small request costs the provider one wake-up, not two.
 
 Tested in tests/router/test_upstream_netio.py, on asyncio's loop and on uvloop.
@@ -28,6 +30,7 @@ import httpcore
 
 _HIGH_WATER = 256 * 1024  # unread bytes at which the socket stops being read until the reader catches up
 _HOLD_BELOW = 64 * 1024  # written bytes held back (until the next read) while they are fewer than this
+_STAGGER = 0.25  # seconds a connection attempt has before the next address is tried beside it (RFC 8305)
 
 
 class _Protocol(asyncio.Protocol):
@@ -201,6 +204,85 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+def _interleave(infos: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The resolved addresses, families alternating (as RFC 8305 orders them): the resolver's first family, then
+    the other, then the first again, so one family that is broken costs one attempt, not every address of it."""
+    families: dict[int, list[tuple[Any, ...]]] = {}
+    for info in infos:
+        families.setdefault(info[0], []).append(info)
+    queues = list(families.values())
+    out: list[tuple[Any, ...]] = []
+    while queues:
+        out.extend(q.pop(0) for q in queues)
+        queues = [q for q in queues if q]
+    return out
+
+
+async def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``host``'s addresses for a TCP connection (a module function: tests give their own)."""
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def _attempt(info: tuple[Any, ...], local: str | None) -> tuple[asyncio.BaseTransport, _Protocol]:
+    """One connection attempt to one resolved address; the socket closed if it does not connect."""
+    family, type_, proto, _, address = info
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        if local:
+            sock.bind((local, 0))
+        await loop.sock_connect(sock, address)
+        transport, protocol = await loop.create_connection(_Protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport, protocol
+
+
+def _close_result(task: asyncio.Task[tuple[asyncio.BaseTransport, _Protocol]]) -> None:
+    """Done callback of a losing attempt: if it connected after all, close that connection."""
+    if not task.cancelled() and task.exception() is None:
+        task.result()[0].close()
+
+
+async def _race(host: str, port: int, local: str | None) -> tuple[asyncio.BaseTransport, _Protocol]:
+    """Happy Eyeballs (RFC 8305, as anyio did it for httpcore): the addresses tried in turn, the next started
+    when the last has failed or not connected within ``_STAGGER`` seconds; the first to connect wins and the
+    others are cancelled. A blackholed first address (a broken IPv6 route) so costs 250 ms, not the timeout.
+    (uvloop takes no ``happy_eyeballs_delay`` for ``create_connection``, so it is done here.)"""
+    infos = _interleave(await _resolve(host, port))
+    if not infos:
+        raise OSError(f"no address found for {host}")
+    pending: set[asyncio.Task[tuple[asyncio.BaseTransport, _Protocol]]] = set()
+    last: BaseException | None = None
+    try:
+        for n, info in enumerate(infos):
+            pending.add(asyncio.ensure_future(_attempt(info, local)))
+            more = n + 1 < len(infos)
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=_STAGGER if more else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    break  # none connected in time: start the next address beside them
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        for other in done - {task}:
+                            _close_result(other)
+                        return task.result()
+                    last = exc
+                if more:
+                    break  # one failed: start the next address now
+        assert last is not None
+        raise last
+    finally:
+        for task in pending:
+            task.cancel()
+            task.add_done_callback(_close_result)
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self,
@@ -210,14 +292,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
         try:
-            transport, protocol = await asyncio.wait_for(
-                loop.create_connection(_Protocol, host, port, local_addr=local), timeout
-            )
+            transport, protocol = await asyncio.wait_for(_race(host, port, local_address), timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
+            raise httpcore.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
         return self._stream(transport, protocol, socket_options)
