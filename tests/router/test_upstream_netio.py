@@ -402,3 +402,29 @@ def test_address_families_are_interleaved() -> None:
     four = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"10.0.0.{n}", 1)) for n in (1, 2)]
     order = [info[4][0] for info in netio._interleave([*six, *four])]
     assert order == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
+
+
+def test_a_server_that_never_speaks_tls_is_a_connect_timeout(run: Runner) -> None:
+    """The server accepts the TCP connection and says nothing: the TLS handshake ends at the connect timeout,
+    as httpx.ConnectTimeout (the router logs it as a timeout), not as a ConnectError."""
+
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # until the client gives up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        replica = Replica(provider(connect_timeout=0.4), f"https://127.0.0.1:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectTimeout):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+            server.close()
+        assert 0.3 < loop.time() - t0 < 2
+
+    run(main())

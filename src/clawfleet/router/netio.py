@@ -171,14 +171,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        # the timeout by wait_for, so that it is a ConnectTimeout: the loop's own handshake timeout raises a plain
+        # ConnectionAbortedError ("SSL handshake is taking longer..."), so it is set later than ours, as a backstop
+        handshake = loop.start_tls(
+            self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
+            ssl_handshake_timeout=None if timeout is None else timeout + 5.0,
+        )  # fmt: skip
         try:
-            transport = await loop.start_tls(
-                self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )  # fmt: skip
+            transport = await asyncio.wait_for(handshake, timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
             self._transport.abort()
-            raise httpcore.ConnectTimeout(str(exc)) from exc
+            raise httpcore.ConnectTimeout(f"no TLS handshake within {timeout} s") from exc
         except (OSError, ConnectionError) as exc:  # ssl.SSLError (a failed certificate check) is an OSError
             self._transport.abort()
             raise httpcore.ConnectError(str(exc)) from exc
