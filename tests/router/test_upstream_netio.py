@@ -428,3 +428,29 @@ def test_a_server_that_never_speaks_tls_is_a_connect_timeout(run: Runner) -> Non
         assert 0.3 < loop.time() - t0 < 2
 
     run(main())
+
+
+def test_a_cancel_at_the_moment_of_a_read_timeout_is_not_lost(run: Runner) -> None:
+    """The read's timer and the task's cancel() both fire before the waiting task wakes (the loop was busy): the
+    task ends cancelled, as its canceller expects, not with a ReadTimeout (which a caller might retry)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        reader = asyncio.ensure_future(netio._wait(fut, 0.1, httpcore.ReadTimeout))
+        await asyncio.sleep(0)  # the reader now waits, its timer due at +0.1 s
+        loop.call_later(0.05, time.sleep, 0.2)  # the loop blocked past both deadlines below
+        loop.call_later(0.15, reader.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+
+    run(main())
+
+
+def test_a_read_timeout_alone_is_a_read_timeout(run: Runner) -> None:
+    async def main() -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with pytest.raises(httpcore.ReadTimeout):
+            await netio._wait(fut, 0.05, httpcore.ReadTimeout)
+
+    run(main())

@@ -92,11 +92,17 @@ async def _wait(fut: asyncio.Future[None], timeout: float | None, on_timeout: ty
         expired = True
         fut.cancel()
 
+    task = asyncio.current_task()
+    # cancellation requests of the task so far (Python 3.11+; 3.10 cannot tell, see below)
+    cancelling = getattr(task, "cancelling", None)
+    before = cancelling() if cancelling is not None else 0
     timer = asyncio.get_running_loop().call_later(timeout, expire)
     try:
         await fut
     except asyncio.CancelledError:
-        if expired:
+        # the timer and a task.cancel() can both land before the task wakes: the cancel then wins, or it would be
+        # lost (turned into a timeout the caller may retry). On 3.10 that rare case still reads as a timeout.
+        if expired and (cancelling is None or cancelling() == before):
             raise on_timeout(f"no progress in {timeout:g} s") from None
         raise  # the caller's task was cancelled: let it go on
     finally:
