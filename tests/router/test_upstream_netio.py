@@ -454,3 +454,71 @@ def test_a_read_timeout_alone_is_a_read_timeout(run: Runner) -> None:
             await netio._wait(fut, 0.05, httpcore.ReadTimeout)
 
     run(main())
+
+
+def test_a_streamed_body_is_sent_as_it_comes(run: Runner) -> None:
+    """A request body from an async generator: its first piece reaches the server (with the head) while the
+    generator still waits, instead of being held until the body ends; the whole body arrives in order."""
+
+    async def main() -> None:
+        first_seen = asyncio.Event()
+        received = bytearray()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while b"0\r\n\r\n" not in received:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received.extend(chunk)
+                if b"first-piece" in received:
+                    first_seen.set()
+            writer.write(ok())
+            await writer.drain()
+            writer.close()
+
+        async def body() -> Any:
+            yield b"first-piece"
+            await asyncio.wait_for(first_seen.wait(), 2)  # a TimeoutError here: the piece was held back
+            yield b"second-piece"
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        pool = httpcore.AsyncConnectionPool(network_backend=AsyncioBackend())
+        try:
+            resp = await pool.request("POST", f"http://127.0.0.1:{port}/v1/x", content=body())
+            assert resp.status == 200 and resp.content == b'{"ok":true}'
+        finally:
+            await pool.aclose()
+            server.close()
+        head, _, rest = bytes(received).partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert rest.index(b"first-piece") < rest.index(b"second-piece")
+
+    run(main())
+
+
+def test_a_small_request_goes_out_in_one_send(run: Runner) -> None:
+    """Allowed optimisation kept: a bytes body's head and body reach the socket in one write."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        port = await fake.start()
+        writes: list[bytes] = []
+        real = netio.AsyncioStream._send
+
+        async def spy(self: netio.AsyncioStream, buffer: bytes, timeout: float | None) -> None:
+            writes.append((self._held or b"") + buffer)
+            await real(self, buffer, timeout)
+
+        netio.AsyncioStream._send = spy  # type: ignore[method-assign]
+        pool = httpcore.AsyncConnectionPool(network_backend=AsyncioBackend())
+        try:
+            resp = await pool.request("POST", f"http://127.0.0.1:{port}/v1/x", content=b'{"a":1}')
+            assert resp.status == 200
+        finally:
+            netio.AsyncioStream._send = real  # type: ignore[method-assign]
+            await pool.aclose()
+            await fake.stop()
+        assert len(writes) == 1 and writes[0].startswith(b"POST /v1/x") and writes[0].endswith(b'{"a":1}')
+
+    run(main())

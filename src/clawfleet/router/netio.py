@@ -11,8 +11,9 @@ them on), TLS is the caller's ``ssl.SSLContext`` (certificate and host name chec
 reading pauses while more than ``_HIGH_WATER`` bytes wait unread, so a slow client cannot make the router buffer
 a provider's whole stream. A host name's addresses are tried as anyio tried them (Happy Eyeballs: families
 interleaved, the next address started after 250 ms), so a broken IPv6 route does not cost the connect timeout.
-One addition: a request's small writes (head, then body) go out as one send when the
-response is first read, so a small request costs the provider one wake-up, not two.
+One addition: a request's head (its first write, if small) is held and goes out in one send with the first piece
+of its body, or when the response is first read, so a small request costs the provider one wake-up, not two;
+every later write goes out at once (a streamed body is not held back).
 
 Tested in tests/router/test_upstream_netio.py, on asyncio's loop and on uvloop.
 """
@@ -29,7 +30,7 @@ from typing import Any, cast
 import httpcore
 
 _HIGH_WATER = 256 * 1024  # unread bytes at which the socket stops being read until the reader catches up
-_HOLD_BELOW = 64 * 1024  # written bytes held back (until the next read) while they are fewer than this
+_HOLD_BELOW = 64 * 1024  # a request's first write is held back (until the next write or read) if smaller
 _STAGGER = 0.25  # seconds a connection attempt has before the next address is tried beside it (RFC 8305)
 
 
@@ -113,16 +114,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
-        # small writes held until the next read or a larger write: httpcore writes a request's head and its body
-        # separately, and one send instead of two halves the wake-ups of the provider for a small request
-        self._held: list[bytes] = []
-        self._held_size = 0
+        # the first write after a read (a request's head) held until the next write or read: httpcore writes a
+        # request's head and its body separately, and one send instead of two halves the provider's wake-ups for
+        # a small request. Only that one: a streamed body's pieces must not wait for the ones after them.
+        self._held: bytes | None = None
+        self._held_timeout: float | None = None  # the held write's own (write) timeout, used when it is sent
+        self._may_hold = True
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._held:
+        if self._held is not None:
             # as httpcore does with a failed write: read on, the server may have answered (e.g. 413) and closed
             with contextlib.suppress(httpcore.WriteError):
-                await self._send(timeout)
+                await self._send(b"", self._held_timeout)
+        self._may_hold = True  # the next write is the next request's head
         proto = self._protocol
         if not proto.buffer and not proto.eof:
             proto.waiter = asyncio.get_running_loop().create_future()
@@ -147,16 +151,18 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
-        self._held.append(buffer)
-        self._held_size += len(buffer)
-        if self._held_size >= _HOLD_BELOW:
-            await self._send(timeout)
+        if self._may_hold and len(buffer) < _HOLD_BELOW:
+            self._may_hold = False
+            self._held, self._held_timeout = buffer, timeout
+            return
+        self._may_hold = False
+        await self._send(buffer, timeout)
 
-    async def _send(self, timeout: float | None) -> None:
-        """Hand the held bytes to the socket, and wait (within ``timeout``) while its send buffer is full."""
-        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-        self._held.clear()
-        self._held_size = 0
+    async def _send(self, buffer: bytes, timeout: float | None) -> None:
+        """Hand the held bytes and ``buffer`` to the socket, and wait (within the write ``timeout``) while its
+        send buffer is full."""
+        data = buffer if self._held is None else self._held + buffer
+        self._held = None
         proto = self._protocol
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
