@@ -522,3 +522,29 @@ def test_a_small_request_goes_out_in_one_send(run: Runner) -> None:
         assert len(writes) == 1 and writes[0].startswith(b"POST /v1/x") and writes[0].endswith(b'{"a":1}')
 
     run(main())
+
+
+def test_the_replica_pool_runs_on_the_asyncio_backend_with_verified_tls() -> None:
+    """The pool Replica puts under httpx (a private attribute of httpx's transport) is httpcore's, on netio's
+    backend, with a context that checks certificates and host names; an httpx that renames the attribute fails
+    here."""
+    replica = Replica(provider(), "https://127.0.0.1:1/v1", None)
+    pool = replica.transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert isinstance(pool._network_backend, AsyncioBackend)
+    ctx = pool._ssl_context
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    other = Replica(provider(), "https://127.0.0.1:2/v1", None)
+    assert other.transport._pool._ssl_context is ctx  # type: ignore[attr-defined]  # one context, made once
+
+
+def test_an_httpx_without_the_expected_pool_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawfleet.router import providers
+
+    class RenamedPoolTransport:  # a fake httpx transport whose pool attribute is gone
+        def __init__(self, **kwargs: Any) -> None:
+            self._connection_pool = object()
+
+    monkeypatch.setattr(providers.httpx, "AsyncHTTPTransport", RenamedPoolTransport)
+    with pytest.raises(RuntimeError, match="_pool"):
+        providers._pool_transport(httpx.Limits())
