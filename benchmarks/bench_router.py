@@ -45,18 +45,13 @@ sys.path.insert(0, str(ROOT / "tests" / "router"))
 
 from clawfleet.router.classifier import Classifier  # noqa: E402
 from clawfleet.router.identity import HEADER_PROOF, HEADER_SANDBOX, sign  # noqa: E402
+from router_bench_config import free_port, router_config  # noqa: E402
 
 IDENTITY_KEY = b"bench-identity-key-0123456789abcdef0123456789"
 LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV", ROOT / ".venv-litellm"))
 
 CHUNKS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -162,22 +157,7 @@ def servers(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     tmp = Path(tempfile.mkdtemp(prefix="clawfleet-bench-"))
     up_port, router_port, limits_port = free_port(), free_port(), free_port()
-    (tmp / "key").write_text("sk-bench-not-a-real-key")
-    config = {
-        "listen": {"host": "127.0.0.1", "port": router_port},
-        "metrics_listen": {"host": "127.0.0.1", "port": free_port()},
-        "decision_log": str(tmp / "decisions.jsonl"),
-        "providers": {
-            "local": {"type": "vllm", "base_url": f"http://127.0.0.1:{free_port()}/v1", "models": {"default": "m"}},
-            "cloud": {"type": "openai", "base_url": f"http://127.0.0.1:{up_port}/v1", "api_key_file": str(tmp / "key"),
-                      "models": {"default": "fake-model"}},
-        },
-        "routes": [
-            {"name": "sensitive-local", "classes": ["any", "unscanned_content"], "action": "local",
-             "provider": "local"},
-            {"name": "default", "action": "cloud", "provider": "cloud"},
-        ],
-    }  # fmt: skip
+    config = router_config(tmp, up_port, router_port)
     (tmp / "router.yaml").write_text(json.dumps(config))  # JSON is YAML
     (tmp / "identity.key").write_bytes(IDENTITY_KEY)
     (tmp / "identity.key").chmod(0o600)

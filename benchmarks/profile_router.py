@@ -16,21 +16,16 @@ import asyncio
 import cProfile
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from router_bench_config import free_port, router_config
+
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS = 20  # as benchmarks/bench_router.py
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 CLIENT = """
@@ -74,22 +69,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="clawfleet-profile-"))
     up_port, port = free_port(), free_port()
-    (tmp / "key").write_text("sk-bench-not-a-real-key")
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "metrics_listen": {"host": "127.0.0.1", "port": free_port()},
-        "decision_log": str(tmp / "decisions.jsonl"),
-        "providers": {
-            "local": {"type": "vllm", "base_url": f"http://127.0.0.1:{free_port()}/v1", "models": {"default": "m"}},
-            "cloud": {"type": "openai", "base_url": f"http://127.0.0.1:{up_port}/v1", "api_key_file": str(tmp / "key"),
-                      "models": {"default": "fake-model"}},
-        },
-        "routes": [
-            {"name": "sensitive-local", "classes": ["any", "unscanned_content"], "action": "local",
-             "provider": "local"},
-            {"name": "default", "action": "cloud", "provider": "cloud"},
-        ],
-    }  # fmt: skip
+    config = router_config(tmp, up_port, port)  # as benchmarks/bench_router.py
     (tmp / "router.yaml").write_text(json.dumps(config))  # JSON is YAML
     upstream = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "router" / "fake_upstreams.py"), "--port", str(up_port),

@@ -5,10 +5,13 @@ socket being read, connections the server closed are not reused, and a provider'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +92,7 @@ def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
     )
 
 
-def provider(timeout: float = 5.0) -> Provider:
+def provider(timeout: float = 5.0, connect_timeout: float = 2.0) -> Provider:
     return Provider(
         name="cloud",
         type="openai",
@@ -97,7 +100,7 @@ def provider(timeout: float = 5.0) -> Provider:
         models={},
         local=False,
         timeout=timeout,
-        connect_timeout=2.0,
+        connect_timeout=connect_timeout,
     )
 
 
@@ -296,3 +299,252 @@ def test_send_puts_the_same_request_on_the_wire_as_the_client(run: Runner) -> No
         assert fake.heads[0] == fake.heads[1]
 
     run(main())
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port that drops connection attempts, as a broken route does: a listener that never accepts,
+    its accept queue already full, so the kernel ignores the next SYN (the attempt hangs, nothing is refused)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+def fake_resolve(monkeypatch: pytest.MonkeyPatch, ports: list[int]) -> None:
+    """The host name resolves to 127.0.0.1 once per port in ``ports``, in that order (FakeResolver)."""
+
+    async def fake_resolver(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", p)) for p in ports]
+
+    monkeypatch.setattr(netio, "_resolve", fake_resolver)
+
+
+def test_a_blackholed_first_address_falls_back_to_the_next(
+    blackhole: int, monkeypatch: pytest.MonkeyPatch, run: Runner
+) -> None:
+    """Happy Eyeballs: the first address never answers (a broken IPv6 route), the second connects after the
+    250 ms stagger, well within the 2 s connect timeout, instead of the whole timeout being spent on the first."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        port = await fake.start()
+        fake_resolve(monkeypatch, [blackhole, port])
+        replica = Replica(provider(connect_timeout=2.0), f"http://upstream.test:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            resp = await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+            assert resp.status_code == 200 and await resp.aread() == b'{"ok":true}'
+            await resp.aclose()
+        finally:
+            await replica.client.aclose()
+            await fake.stop()
+        assert 0.2 < loop.time() - t0 < 1.0
+        assert len(fake.heads) == 1
+
+    run(main())
+
+
+def test_only_blackholed_addresses_are_a_connect_timeout(
+    blackhole: int, monkeypatch: pytest.MonkeyPatch, run: Runner
+) -> None:
+    async def main() -> None:
+        fake_resolve(monkeypatch, [blackhole, blackhole])
+        replica = Replica(provider(connect_timeout=0.6), "http://upstream.test:1/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectTimeout):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+        assert 0.5 < loop.time() - t0 < 2
+
+    run(main())
+
+
+def test_refused_addresses_are_a_connect_error_at_once(monkeypatch: pytest.MonkeyPatch, run: Runner) -> None:
+    """Every address refuses: the next is tried without waiting out the stagger, then the last error is raised."""
+
+    async def main() -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = int(closed.getsockname()[1])
+        closed.close()  # nothing listens there: refused
+        fake_resolve(monkeypatch, [port, port, port])
+        replica = Replica(provider(connect_timeout=2.0), f"http://upstream.test:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+        assert loop.time() - t0 < 0.2
+
+    run(main())
+
+
+def test_address_families_are_interleaved() -> None:
+    six = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (f"::{n}", 1, 0, 0)) for n in (1, 2, 3)]
+    four = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"10.0.0.{n}", 1)) for n in (1, 2)]
+    order = [info[4][0] for info in netio._interleave([*six, *four])]
+    assert order == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
+
+
+def test_a_server_that_never_speaks_tls_is_a_connect_timeout(run: Runner) -> None:
+    """The server accepts the TCP connection and says nothing: the TLS handshake ends at the connect timeout,
+    as httpx.ConnectTimeout (the router logs it as a timeout), not as a ConnectError."""
+
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # until the client gives up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        replica = Replica(provider(connect_timeout=0.4), f"https://127.0.0.1:{port}/v1", None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(httpx.ConnectTimeout):
+                await replica.send("/chat/completions", b"{}", {"content-type": "application/json"})
+        finally:
+            await replica.client.aclose()
+            server.close()
+        assert 0.3 < loop.time() - t0 < 2
+
+    run(main())
+
+
+def test_a_cancel_at_the_moment_of_a_read_timeout_is_not_lost(run: Runner) -> None:
+    """The read's timer and the task's cancel() both fire before the waiting task wakes (the loop was busy): the
+    task ends cancelled, as its canceller expects, not with a ReadTimeout (which a caller might retry)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        reader = asyncio.ensure_future(netio._wait(fut, 0.1, httpcore.ReadTimeout))
+        await asyncio.sleep(0)  # the reader now waits, its timer due at +0.1 s
+        loop.call_later(0.05, time.sleep, 0.2)  # the loop blocked past both deadlines below
+        loop.call_later(0.15, reader.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+
+    run(main())
+
+
+def test_a_read_timeout_alone_is_a_read_timeout(run: Runner) -> None:
+    async def main() -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with pytest.raises(httpcore.ReadTimeout):
+            await netio._wait(fut, 0.05, httpcore.ReadTimeout)
+
+    run(main())
+
+
+def test_a_streamed_body_is_sent_as_it_comes(run: Runner) -> None:
+    """A request body from an async generator: its first piece reaches the server (with the head) while the
+    generator still waits, instead of being held until the body ends; the whole body arrives in order."""
+
+    async def main() -> None:
+        first_seen = asyncio.Event()
+        received = bytearray()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while b"0\r\n\r\n" not in received:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received.extend(chunk)
+                if b"first-piece" in received:
+                    first_seen.set()
+            writer.write(ok())
+            await writer.drain()
+            writer.close()
+
+        async def body() -> Any:
+            yield b"first-piece"
+            await asyncio.wait_for(first_seen.wait(), 2)  # a TimeoutError here: the piece was held back
+            yield b"second-piece"
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+        pool = httpcore.AsyncConnectionPool(network_backend=AsyncioBackend())
+        try:
+            resp = await pool.request("POST", f"http://127.0.0.1:{port}/v1/x", content=body())
+            assert resp.status == 200 and resp.content == b'{"ok":true}'
+        finally:
+            await pool.aclose()
+            server.close()
+        head, _, rest = bytes(received).partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert rest.index(b"first-piece") < rest.index(b"second-piece")
+
+    run(main())
+
+
+def test_a_small_request_goes_out_in_one_send(run: Runner) -> None:
+    """Allowed optimisation kept: a bytes body's head and body reach the socket in one write."""
+
+    async def main() -> None:
+        fake = FakeUpstream(lambda n: ok())
+        port = await fake.start()
+        writes: list[bytes] = []
+        real = netio.AsyncioStream._send
+
+        async def spy(self: netio.AsyncioStream, buffer: bytes, timeout: float | None) -> None:
+            writes.append((self._held or b"") + buffer)
+            await real(self, buffer, timeout)
+
+        netio.AsyncioStream._send = spy  # type: ignore[method-assign]
+        pool = httpcore.AsyncConnectionPool(network_backend=AsyncioBackend())
+        try:
+            resp = await pool.request("POST", f"http://127.0.0.1:{port}/v1/x", content=b'{"a":1}')
+            assert resp.status == 200
+        finally:
+            netio.AsyncioStream._send = real  # type: ignore[method-assign]
+            await pool.aclose()
+            await fake.stop()
+        assert len(writes) == 1 and writes[0].startswith(b"POST /v1/x") and writes[0].endswith(b'{"a":1}')
+
+    run(main())
+
+
+def test_the_replica_pool_runs_on_the_asyncio_backend_with_verified_tls() -> None:
+    """The pool Replica puts under httpx (a private attribute of httpx's transport) is httpcore's, on netio's
+    backend, with a context that checks certificates and host names; an httpx that renames the attribute fails
+    here."""
+    replica = Replica(provider(), "https://127.0.0.1:1/v1", None)
+    pool = replica.transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert isinstance(pool._network_backend, AsyncioBackend)
+    ctx = pool._ssl_context
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    other = Replica(provider(), "https://127.0.0.1:2/v1", None)
+    assert other.transport._pool._ssl_context is ctx  # type: ignore[attr-defined]  # one context, made once
+
+
+def test_an_httpx_without_the_expected_pool_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawfleet.router import providers
+
+    class RenamedPoolTransport:  # a fake httpx transport whose pool attribute is gone
+        def __init__(self, **kwargs: Any) -> None:
+            self._connection_pool = object()
+
+    monkeypatch.setattr(providers.httpx, "AsyncHTTPTransport", RenamedPoolTransport)
+    with pytest.raises(RuntimeError, match="_pool"):
+        providers._pool_transport(httpx.Limits())

@@ -9,8 +9,11 @@ point): reads return what has arrived (``b""`` at the end), timeouts and socket 
 ``ReadTimeout``/``ReadError``/``WriteTimeout``/``WriteError``/``ConnectTimeout``/``ConnectError`` (httpx maps
 them on), TLS is the caller's ``ssl.SSLContext`` (certificate and host name checked by it, as before), and
 reading pauses while more than ``_HIGH_WATER`` bytes wait unread, so a slow client cannot make the router buffer
-a provider's whole stream. One addition: a request's small writes (head, then body) go out as one send when the
-response is first read, so a small request costs the provider one wake-up, not two.
+a provider's whole stream. A host name's addresses are tried as anyio tried them (Happy Eyeballs: families
+interleaved, the next address started after 250 ms), so a broken IPv6 route does not cost the connect timeout.
+One addition: a request's head (its first write, if small) is held and goes out in one send with the first piece
+of its body, or when the response is first read, so a small request costs the provider one wake-up, not two;
+every later write goes out at once (a streamed body is not held back).
 
 Tested in tests/router/test_upstream_netio.py, on asyncio's loop and on uvloop.
 """
@@ -27,7 +30,8 @@ from typing import Any, cast
 import httpcore
 
 _HIGH_WATER = 256 * 1024  # unread bytes at which the socket stops being read until the reader catches up
-_HOLD_BELOW = 64 * 1024  # written bytes held back (until the next read) while they are fewer than this
+_HOLD_BELOW = 64 * 1024  # a request's first write is held back (until the next write or read) if smaller
+_STAGGER = 0.25  # seconds a connection attempt has before the next address is tried beside it (RFC 8305)
 
 
 class _Protocol(asyncio.Protocol):
@@ -89,11 +93,17 @@ async def _wait(fut: asyncio.Future[None], timeout: float | None, on_timeout: ty
         expired = True
         fut.cancel()
 
+    task = asyncio.current_task()
+    # cancellation requests of the task so far (Python 3.11+; 3.10 cannot tell, see below)
+    cancelling = getattr(task, "cancelling", None)
+    before = cancelling() if cancelling is not None else 0
     timer = asyncio.get_running_loop().call_later(timeout, expire)
     try:
         await fut
     except asyncio.CancelledError:
-        if expired:
+        # the timer and a task.cancel() can both land before the task wakes: the cancel then wins, or it would be
+        # lost (turned into a timeout the caller may retry). On 3.10 that rare case still reads as a timeout.
+        if expired and (cancelling is None or cancelling() == before):
             raise on_timeout(f"no progress in {timeout:g} s") from None
         raise  # the caller's task was cancelled: let it go on
     finally:
@@ -104,16 +114,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
-        # small writes held until the next read or a larger write: httpcore writes a request's head and its body
-        # separately, and one send instead of two halves the wake-ups of the provider for a small request
-        self._held: list[bytes] = []
-        self._held_size = 0
+        # the first write after a read (a request's head) held until the next write or read: httpcore writes a
+        # request's head and its body separately, and one send instead of two halves the provider's wake-ups for
+        # a small request. Only that one: a streamed body's pieces must not wait for the ones after them.
+        self._held: bytes | None = None
+        self._held_timeout: float | None = None  # the held write's own (write) timeout, used when it is sent
+        self._may_hold = True
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._held:
+        if self._held is not None:
             # as httpcore does with a failed write: read on, the server may have answered (e.g. 413) and closed
             with contextlib.suppress(httpcore.WriteError):
-                await self._send(timeout)
+                await self._send(b"", self._held_timeout)
+        self._may_hold = True  # the next write is the next request's head
         proto = self._protocol
         if not proto.buffer and not proto.eof:
             proto.waiter = asyncio.get_running_loop().create_future()
@@ -138,16 +151,18 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
-        self._held.append(buffer)
-        self._held_size += len(buffer)
-        if self._held_size >= _HOLD_BELOW:
-            await self._send(timeout)
+        if self._may_hold and len(buffer) < _HOLD_BELOW:
+            self._may_hold = False
+            self._held, self._held_timeout = buffer, timeout
+            return
+        self._may_hold = False
+        await self._send(buffer, timeout)
 
-    async def _send(self, timeout: float | None) -> None:
-        """Hand the held bytes to the socket, and wait (within ``timeout``) while its send buffer is full."""
-        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-        self._held.clear()
-        self._held_size = 0
+    async def _send(self, buffer: bytes, timeout: float | None) -> None:
+        """Hand the held bytes and ``buffer`` to the socket, and wait (within the write ``timeout``) while its
+        send buffer is full."""
+        data = buffer if self._held is None else self._held + buffer
+        self._held = None
         proto = self._protocol
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
@@ -168,14 +183,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        # the timeout by wait_for, so that it is a ConnectTimeout: the loop's own handshake timeout raises a plain
+        # ConnectionAbortedError ("SSL handshake is taking longer..."), so it is set later than ours, as a backstop
+        handshake = loop.start_tls(
+            self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
+            ssl_handshake_timeout=None if timeout is None else timeout + 5.0,
+        )  # fmt: skip
         try:
-            transport = await loop.start_tls(
-                self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )  # fmt: skip
+            transport = await asyncio.wait_for(handshake, timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
             self._transport.abort()
-            raise httpcore.ConnectTimeout(str(exc)) from exc
+            raise httpcore.ConnectTimeout(f"no TLS handshake within {timeout} s") from exc
         except (OSError, ConnectionError) as exc:  # ssl.SSLError (a failed certificate check) is an OSError
             self._transport.abort()
             raise httpcore.ConnectError(str(exc)) from exc
@@ -201,6 +219,85 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+def _interleave(infos: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The resolved addresses, families alternating (as RFC 8305 orders them): the resolver's first family, then
+    the other, then the first again, so one family that is broken costs one attempt, not every address of it."""
+    families: dict[int, list[tuple[Any, ...]]] = {}
+    for info in infos:
+        families.setdefault(info[0], []).append(info)
+    queues = list(families.values())
+    out: list[tuple[Any, ...]] = []
+    while queues:
+        out.extend(q.pop(0) for q in queues)
+        queues = [q for q in queues if q]
+    return out
+
+
+async def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``host``'s addresses for a TCP connection (a module function: tests give their own)."""
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def _attempt(info: tuple[Any, ...], local: str | None) -> tuple[asyncio.BaseTransport, _Protocol]:
+    """One connection attempt to one resolved address; the socket closed if it does not connect."""
+    family, type_, proto, _, address = info
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        if local:
+            sock.bind((local, 0))
+        await loop.sock_connect(sock, address)
+        transport, protocol = await loop.create_connection(_Protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport, protocol
+
+
+def _close_result(task: asyncio.Task[tuple[asyncio.BaseTransport, _Protocol]]) -> None:
+    """Done callback of a losing attempt: if it connected after all, close that connection."""
+    if not task.cancelled() and task.exception() is None:
+        task.result()[0].close()
+
+
+async def _race(host: str, port: int, local: str | None) -> tuple[asyncio.BaseTransport, _Protocol]:
+    """Happy Eyeballs (RFC 8305, as anyio did it for httpcore): the addresses tried in turn, the next started
+    when the last has failed or not connected within ``_STAGGER`` seconds; the first to connect wins and the
+    others are cancelled. A blackholed first address (a broken IPv6 route) so costs 250 ms, not the timeout.
+    (uvloop takes no ``happy_eyeballs_delay`` for ``create_connection``, so it is done here.)"""
+    infos = _interleave(await _resolve(host, port))
+    if not infos:
+        raise OSError(f"no address found for {host}")
+    pending: set[asyncio.Task[tuple[asyncio.BaseTransport, _Protocol]]] = set()
+    last: BaseException | None = None
+    try:
+        for n, info in enumerate(infos):
+            pending.add(asyncio.ensure_future(_attempt(info, local)))
+            more = n + 1 < len(infos)
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=_STAGGER if more else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    break  # none connected in time: start the next address beside them
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        for other in done - {task}:
+                            _close_result(other)
+                        return task.result()
+                    last = exc
+                if more:
+                    break  # one failed: start the next address now
+        assert last is not None
+        raise last
+    finally:
+        for task in pending:
+            task.cancel()
+            task.add_done_callback(_close_result)
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self,
@@ -210,14 +307,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
         try:
-            transport, protocol = await asyncio.wait_for(
-                loop.create_connection(_Protocol, host, port, local_addr=local), timeout
-            )
+            transport, protocol = await asyncio.wait_for(_race(host, port, local_address), timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
+            raise httpcore.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
         return self._stream(transport, protocol, socket_options)

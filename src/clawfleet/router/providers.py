@@ -18,7 +18,9 @@ anthropic          messages                                       native
 
 from __future__ import annotations
 
+import functools
 import re
+import ssl
 from collections.abc import Callable, Mapping
 
 import httpcore
@@ -48,12 +50,26 @@ _HEADER_SHAPES = {
 _USER_AGENT = "clawfleet-router"
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default client context (certifi's CAs, certificate and host name checked), made once: loading the
+    CA bundle costs milliseconds per replica, and one context can serve every pool (httpcore sets its ALPN on it
+    per connection: ``http/1.1`` for every pool here, all being HTTP/1.1 only)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def _pool_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (TLS checked with httpx's default context, no proxy from the environment), its
     httpcore pool on :mod:`clawfleet.router.netio`'s sockets instead of anyio's (the same pool settings)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    ssl_context = httpx.create_ssl_context(trust_env=False)
-    # httpx takes no network backend of its own, so the pool it made is replaced by the same pool on ours
+    ssl_context = _ssl_context()
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+    # httpx takes no network backend of its own, so the pool it made (a private attribute) is replaced by the
+    # same pool on ours; checked first, so that an httpx that renames or changes it fails here, not silently
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError(
+            f"httpx {httpx.__version__}: AsyncHTTPTransport._pool is not an httpcore.AsyncConnectionPool; "
+            "clawfleet.router.providers._pool_transport needs updating for this httpx"
+        )
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,
