@@ -857,6 +857,13 @@ class Gateway:
         raw_target = ev.target.decode("ascii", "replace")
         # h11's Headers iterate through the Sequence ABC (a Python call per field): walked once, then a list
         fields = list(ev.headers)
+        if any(k == b"connection" or k in ALWAYS for k, _ in fields):
+            # the sandbox's hop-by-hop fields go first, once: every decision below (100 Continue, the body a
+            # signature needs, the policy's), the credentials and the forward see the same headers. Before the
+            # gateway adds its own (router identity, credentials): naming a field in Connection never removes one
+            # the gateway puts in, here or at the next hop (.hopbyhop)
+            fields = strip_hop_by_hop(fields)
+            ev = h11.Request(method=ev.method, target=ev.target, headers=fields, http_version=ev.http_version)
         host_hdr = _hdr(fields, b"host")
         kind = "tls_request" if tunnel and tunnel[3] else ("tunnel_request" if tunnel else "http")
         try:
@@ -939,9 +946,7 @@ class Gateway:
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
-        # the sandbox's hop-by-hop fields go first, before the gateway adds its own (router identity, credentials):
-        # naming a field in Connection never removes one the gateway puts in, here or at the next hop (.hopbyhop)
-        headers, websocket = sanitize_upgrade(strip_hop_by_hop(req_headers), d.endpoint)
+        headers, websocket = sanitize_upgrade(req_headers, d.endpoint)  # hop-by-hop fields went at the top
         ws: _WebSocket | None = None
         if websocket:  # a protocol: websocket endpoint judges every client message after the 101 (.ws_relay)
             # no extension (permessage-deflate): the gateway must read the messages it judges (and fills)
