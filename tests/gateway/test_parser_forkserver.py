@@ -159,3 +159,67 @@ def test_exit_reports_are_bounded_and_a_malformed_one_is_ignored():
     assert len(s._exits) == parser_forkserver._MAX_KEPT_EXITS and 0 not in s._exits
     s._kept_exit(b'{"exited": 77777, "status": -15}')
     assert s.exit_status(77777) == -15 and s.exit_status(77777) is None
+
+
+def _gone_child() -> subprocess.Popen:
+    """A child of the test that has exited but is not reaped yet (its pidfd is readable, its pid still its own)."""
+    child = subprocess.Popen(["true"])
+    for _ in range(500):  # polled until the kernel says zombie
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return child
+        time.sleep(0.01)
+    raise AssertionError("the child did not exit")
+
+
+def test_poll_never_waits_for_the_status_and_wait_does():
+    """Attack on the event loop: poll() (every sandbox's loop, every 0.2 s) must not wait for the forkserver's lock
+    or report that another parser's fork holds. It asks with timeout 0; wait() (an executor's) may block for it."""
+    asked: list[float] = []
+
+    def late_status(pid: int, timeout: float) -> int | None:
+        asked.append(timeout)
+        return 9 if timeout > 0 else None  # not here yet (or the lock is held): only a wait gets it
+
+    child = _gone_child()
+    try:
+        proc = ForkedProcess(child.pid, open(os.devnull, "wb"), late_status)  # noqa: SIM115
+        assert proc.poll() == UNKNOWN_STATUS
+        assert asked == [0]
+        assert proc.poll() == UNKNOWN_STATUS and asked == [0]  # asked once, on the poll that saw it gone
+        # allowed: the blocking wait (executor) takes the report that came later
+        assert proc.wait(0) == 9 and proc.returncode == 9
+        assert asked == [0, parser_forkserver._STATUS_WAIT]
+        assert proc.wait(0) == 9 and len(asked) == 2  # a report taken is final
+        proc.stdin.close()
+    finally:
+        child.wait()
+
+
+def test_a_status_that_raises_leaves_no_descriptor_to_close_again(monkeypatch):
+    """Attack: the status call raises; the pidfd is already given up and the exit recorded, so the next poll does
+    not select on or close a descriptor number something else may have since opened."""
+
+    def broken_status(pid: int, timeout: float) -> int | None:
+        raise OSError("channel broken")
+
+    child = _gone_child()
+    try:
+        proc = ForkedProcess(child.pid, open(os.devnull, "wb"), broken_status)  # noqa: SIM115
+        assert proc.poll() == UNKNOWN_STATUS
+        reused = os.open(os.devnull, os.O_RDONLY)  # the lowest free number: most likely the pidfd's old one
+        try:
+            closed: list[int] = []
+            monkeypatch.setattr(parser_forkserver.os, "close", lambda fd: closed.append(fd))
+            assert proc.poll() == UNKNOWN_STATUS
+            assert proc.wait(0) == UNKNOWN_STATUS  # the blocking ask raises too: still unknown, never 0
+            assert closed == []
+            monkeypatch.undo()
+            os.fstat(reused)  # still open
+        finally:
+            os.close(reused)
+        with pytest.raises(ProcessLookupError):
+            proc.terminate()
+        proc.stdin.close()
+    finally:
+        child.wait()

@@ -198,3 +198,19 @@ def test_keys_minted_by_sts_sign_the_request(make_gateway, origins, tmp_path):
         assert "source/secret" not in json.dumps(rec) and PH not in json.dumps(rec)
     finally:
         sts.close()
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_hash_named_in_connection_is_gone_before_the_signing_decision(signing_gw, origins, named):
+    """Attack: the sandbox names its own ``x-amz-content-sha256`` in ``Connection``. The decision whether to read
+    and hash the body is made on the headers that are forwarded (the field dropped), so the gateway hashes the body
+    and signs instead of refusing 501; allowed twin: the same request without the option keeps the client's hash."""
+    gw = signing_gw()
+    body = b"object body"
+    headers = {"Authorization": "AWS4-HMAC-SHA256 Credential=x", "x-amz-content-sha256": UNSIGNED_PAYLOAD}
+    if named:
+        headers["Connection"] = "x-amz-content-sha256"
+    assert https(gw, origins, "PUT", "/bucket/k", headers=headers, body=body)[0] == 200
+    rec = origins["https"].seen[-1]
+    assert rec["body"] == body.decode() and _verified(origins)
+    assert rec["headers"]["x-amz-content-sha256"] == (hashlib.sha256(body).hexdigest() if named else UNSIGNED_PAYLOAD)

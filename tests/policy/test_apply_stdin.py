@@ -120,14 +120,30 @@ def test_check_mode_from_stdin_shows_the_diff_and_writes_nothing(tmp_path):
     assert not (tmp_path / "ledger.jsonl").exists() and _copies(tmp_path, "9443") == []
 
 
-def test_the_removed_staging_option_is_refused_not_ignored(tmp_path):
-    """``--staging-dir`` is gone (nothing read the copy it wrote): a caller still passing it gets a usage error
-    before anything is applied, never a silent change of where the policy goes."""
+def test_the_deprecated_staging_option_is_accepted_with_a_warning_and_writes_nothing(tmp_path):
+    """An older controller (fleet push before the removal) still passes ``--staging-dir`` to an upgraded host: the
+    apply goes on from memory, one deprecation line on stderr, stdout is still the one JSON object, and nothing is
+    written under the directory it names (not even the directory)."""
+    staging = tmp_path / "staging"
+    code, out, err = _run(tmp_path, policy_text(), "--no-verify", "--staging-dir", str(staging))
+    assert (code, out["result"]) == (0, "applied")
+    assert (tmp_path / "policies" / "agent.yaml").read_text() == policy_text()
+    assert [ln for ln in err.splitlines() if "--staging-dir" in ln] == [
+        "clawfleet policy apply: --staging-dir is deprecated and ignored (the policy is applied from memory)"
+    ]
+    assert not staging.exists()
+    assert "--staging-dir" not in subprocess.run([sys.executable, "-m", "clawfleet.cli", "policy", "apply", "--help"],
+                                                 capture_output=True, text=True, timeout=120, env=_env(tmp_path),
+                                                 check=True).stdout  # fmt: skip
+
+
+def test_an_unknown_option_is_still_refused_before_anything_is_applied(tmp_path):
+    """Beside the tolerated old option: any other unknown option is a usage error and nothing is applied."""
     argv = [sys.executable, "-m", "clawfleet.cli", "policy", "apply", "-", "--name", "agent",
-            "--policy-dir", str(tmp_path / "policies"), "--staging-dir", str(tmp_path / "staging"),
+            "--policy-dir", str(tmp_path / "policies"), "--stage-dir", str(tmp_path / "staging"),
             "--no-verify"]  # fmt: skip
     proc = subprocess.run(argv, input=policy_text().encode(), capture_output=True, timeout=120, env=_env(tmp_path))
-    assert proc.returncode == 2 and b"--staging-dir" in proc.stderr
+    assert proc.returncode == 2 and b"--stage-dir" in proc.stderr
     assert not (tmp_path / "policies").exists() and not (tmp_path / "staging").exists()
 
 

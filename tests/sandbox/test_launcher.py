@@ -435,3 +435,55 @@ def test_listed_device_nodes_are_usable_like_a_gpu(sandbox, request):
     )
     assert r["write"] == "ok" and node in r["mounts"]
     assert r["unlisted"] == "ENOENT"
+
+
+def test_stage_2_sees_the_end_of_the_go_pipe_when_the_supervisor_gives_it_up(sandbox, capfd, monkeypatch):
+    """Attack on the start handshake: stages 1 and 2 inherited the supervisor's ends of its pipes (the go pipe's
+    write end among them), so "EOF on go" could never happen and a stage 2 left waiting for the go waited forever.
+    Here the supervisor's write end is swapped for /dev/null while the hook runs, without killing anything: stage 2
+    must see EOF and exit by itself (125), nothing of the command runs. (The allowed start is every other test.)"""
+    from clawfleet.sandbox import launcher as launcher_mod
+
+    pipes: list[tuple[int, int]] = []
+    real_pipe2 = os.pipe2
+
+    def recording_pipe2(flags: int) -> tuple[int, int]:
+        pipes.append(real_pipe2(flags))
+        return pipes[-1]
+
+    monkeypatch.setattr(launcher_mod.os, "pipe2", recording_pipe2)
+    seen: dict[str, object] = {}
+
+    def hook(pid: int) -> None:
+        (status_r, _), (ready_r, _), (_, go_w) = pipes[:3]
+        stage2 = _stage2_of(pid)
+        ours = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in (status_r, ready_r, go_w)}
+        held = {}
+        for stage in (pid, stage2):
+            for fd, target in ours.items():
+                with contextlib.suppress(FileNotFoundError):
+                    if os.readlink(f"/proc/{stage}/fd/{fd}") == target:
+                        held[(stage, fd)] = target
+        seen["held"] = held
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, go_w)  # the supervisor's write end is gone (its "G" will go to /dev/null)
+        os.close(null)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                state = re.search(r"State:\s+(\S)", Path(f"/proc/{stage2}/status").read_text())
+            except FileNotFoundError:  # exited and already reaped by stage 1
+                state = None
+            if state is None or state.group(1) in "ZX":
+                seen["exited"] = True
+                return
+            time.sleep(0.02)
+        seen["exited"] = False
+        os.kill(pid, signal.SIGKILL)  # not unwinding by itself: end it here, so the test fails instead of hanging
+
+    launcher = Launcher(_spec(sandbox, "print('must not run')"), on_netns_ready=hook)
+    code = launcher.run()
+    monkeypatch.undo()
+    assert seen.get("held") == {}, (seen, launcher.report.error)
+    assert seen["exited"] is True
+    assert code == 125 and "must not run" not in capfd.readouterr().out

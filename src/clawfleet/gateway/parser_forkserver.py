@@ -61,7 +61,8 @@ _FD_SIZE = array.array("i").itemsize
 
 #: ``returncode`` of a child whose exit status never came (the forkserver died first, or the report was dropped)
 UNKNOWN_STATUS = -1
-# How long a poll that sees the child gone waits for the forkserver's report (it reaps on SIGCHLD: milliseconds).
+# How long :meth:`ForkedProcess.wait` (an executor thread, never the event loop) waits for the forkserver's report
+# of a child it saw gone (it reaps on SIGCHLD: milliseconds).
 _STATUS_WAIT = 0.5
 _MAX_KEPT_EXITS = 1024  # reports nobody asked for yet (bounded: a report for a pid nobody follows is dropped)
 
@@ -70,8 +71,9 @@ class ForkedProcess:
     """What :class:`.privsep.Parser` uses of a ``subprocess.Popen``, for a child of the forkserver: the daemon is not
     its parent, so it follows it with a pidfd (signals cannot reach a recycled pid). Its exit status is the
     forkserver's to reap: ``status(pid, timeout)`` asks for the one it reported (:meth:`Forkserver.exit_status`);
-    ``returncode`` is :data:`UNKNOWN_STATUS` when none comes. Only the poll that first sees the child gone waits for
-    it, at most ``_STATUS_WAIT`` (on the daemon's event loop: bounded, and once per parser death)."""
+    ``returncode`` is :data:`UNKNOWN_STATUS` until one comes. :meth:`poll` runs on the daemon's event loop (every
+    sandbox's): it never waits, not even for the forkserver's lock that another parser's fork holds; only
+    :meth:`wait` (an executor's) waits for the report, at most ``_STATUS_WAIT``."""
 
     def __init__(self, pid: int, stdin: IO[bytes], status: Callable[[int, float], int | None] | None = None) -> None:
         self.pid = pid
@@ -79,13 +81,28 @@ class ForkedProcess:
         # opened before the setup is written: until it reads one the child waits on its stdin, so the pid is still its
         self._pidfd = os.pidfd_open(pid)
         self._status = status
+        self._reported = False  # whether returncode is the forkserver's report (not UNKNOWN_STATUS for want of one)
         self.returncode: int | None = None
+
+    def _take_status(self, timeout: float) -> None:
+        """Take the forkserver's report for this child if there is one (waiting at most ``timeout``)."""
+        if self._reported or self._status is None:
+            return
+        try:
+            code = self._status(self.pid, timeout)
+        except Exception:  # a broken channel leaves the status unknown; it never makes poll() raise
+            return
+        if code is not None:
+            self.returncode, self._reported = code, True
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
-            os.close(self._pidfd)
-            code = self._status(self.pid, _STATUS_WAIT) if self._status is not None else None
-            self.returncode = UNKNOWN_STATUS if code is None else code
+            # the descriptor is given up and the exit recorded before anything else can raise: a later poll never
+            # selects on, or closes, a number the process may since have reused
+            fd, self._pidfd = self._pidfd, -1
+            os.close(fd)
+            self.returncode = UNKNOWN_STATUS
+            self._take_status(0)  # non-blocking: a report already here (or readable without the lock held)
         return self.returncode
 
     def _signal(self, sig: int) -> None:
@@ -100,12 +117,16 @@ class ForkedProcess:
         self._signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Until the child exits (``timeout``), then its reported status, waiting at most ``_STATUS_WAIT`` for the
+        report (blocking: from an executor thread, not the event loop)."""
         if self.returncode is None:
             select.select([self._pidfd], [], [], timeout)
         code = self.poll()
         if code is None:
             raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
-        return code
+        self._take_status(_STATUS_WAIT)
+        assert self.returncode is not None
+        return self.returncode
 
 
 class Forkserver:

@@ -490,6 +490,11 @@ class Parser:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    async def reported_status(self) -> int | None:
+        """The exit status of a parser :meth:`alive` saw gone, waiting (in an executor, never on the event loop
+        that serves every sandbox) a bounded time for the forkserver's report."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, 0)
+
     async def wait_ready(self, timeout: float) -> None:
         """Until the parser has dropped its privileges and accepts on the sandbox's listener. Raises OSError when
         it exits first or does not get there within ``timeout`` seconds (the caller stops it): until then the

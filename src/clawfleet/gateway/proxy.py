@@ -331,12 +331,19 @@ def _uninspectable(headers) -> str | None:
     return None
 
 
-def _informational(ev: h11.InformationalResponse) -> h11.InformationalResponse:
-    """A 1xx answer without the origin's hop-by-hop fields (a 101 keeps ``Upgrade`` and ``Connection: upgrade``)."""
-    if not any(k in _HOP for k, _ in ev.headers):
+def _informational(
+    ev: h11.InformationalResponse, scrub: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None
+) -> h11.InformationalResponse:
+    """A 1xx answer without the origin's hop-by-hop fields (a 101 keeps ``Upgrade`` and ``Connection: upgrade``).
+    ``scrub`` (a request that had a credential put in): its headers get the placeholders back, as a final
+    response's do; an Early Hints ``Link`` or a 101's ``Sec-WebSocket-Protocol`` may echo the injected value, and
+    the sandbox then sees exactly the placeholder it offered (a 101 handshake stays valid)."""
+    if scrub is None and not any(k in _HOP for k, _ in ev.headers):
         return ev
-    return h11.InformationalResponse(status_code=ev.status_code, headers=strip_hop_by_hop(ev.headers),
-                                     reason=ev.reason)  # fmt: skip
+    headers = strip_hop_by_hop(ev.headers)
+    if scrub is not None:
+        headers = scrub(headers)
+    return h11.InformationalResponse(status_code=ev.status_code, headers=headers, reason=ev.reason)
 
 
 def _hdr(headers, name: bytes) -> bytes | None:
@@ -850,6 +857,13 @@ class Gateway:
         raw_target = ev.target.decode("ascii", "replace")
         # h11's Headers iterate through the Sequence ABC (a Python call per field): walked once, then a list
         fields = list(ev.headers)
+        if any(k == b"connection" or k in ALWAYS for k, _ in fields):
+            # the sandbox's hop-by-hop fields go first, once: every decision below (100 Continue, the body a
+            # signature needs, the policy's), the credentials and the forward see the same headers. Before the
+            # gateway adds its own (router identity, credentials): naming a field in Connection never removes one
+            # the gateway puts in, here or at the next hop (.hopbyhop)
+            fields = strip_hop_by_hop(fields)
+            ev = h11.Request(method=ev.method, target=ev.target, headers=fields, http_version=ev.http_version)
         host_hdr = _hdr(fields, b"host")
         kind = "tls_request" if tunnel and tunnel[3] else ("tunnel_request" if tunnel else "http")
         try:
@@ -932,9 +946,7 @@ class Gateway:
         except Denied as exc:
             await self._error(conn, client, exc.status, exc.detail, exc.reason, exc.rule, exc.error, exc.extra)
             return False
-        # the sandbox's hop-by-hop fields go first, before the gateway adds its own (router identity, credentials):
-        # naming a field in Connection never removes one the gateway puts in, here or at the next hop (.hopbyhop)
-        headers, websocket = sanitize_upgrade(strip_hop_by_hop(req_headers), d.endpoint)
+        headers, websocket = sanitize_upgrade(req_headers, d.endpoint)  # hop-by-hop fields went at the top
         ws: _WebSocket | None = None
         if websocket:  # a protocol: websocket endpoint judges every client message after the 101 (.ws_relay)
             # no extension (permessage-deflate): the gateway must read the messages it judges (and fills)
@@ -1194,6 +1206,7 @@ class Gateway:
         out.clear()
         # response: events are batched into one write per read from upstream
         switched = False
+        scrub = functools.partial(self.secrets.scrub, set(used), sent=sent) if used else None
         while True:
             ev = uconn.next_event()
             # h11's events are exact classes (never subclassed) on an ABC base: ``type() is`` skips a Python-level
@@ -1212,11 +1225,11 @@ class Gateway:
                     if any(k == b"sec-websocket-extensions" for k, _ in ev.headers):
                         # none was offered (.ws_relay): compressed frames are messages the gateway cannot judge
                         raise h11.RemoteProtocolError("upstream selected a WebSocket extension that was not offered")
-                    out.append(cconn.send(_informational(ev)))
+                    out.append(cconn.send(_informational(ev, scrub)))
                     switched = True
                     break
                 if ev.status_code != 100:
-                    out.append(cconn.send(_informational(ev)))
+                    out.append(cconn.send(_informational(ev, scrub)))
                 continue
             if type(ev) is h11.Response:
                 if used or ev.http_version != b"1.1" or any(k in _HOP for k, _ in ev.headers):

@@ -459,6 +459,9 @@ def _short(d: str | None) -> str:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
+    if args.staging_dir is not None:  # stderr: stdout carries the one JSON object a controller parses
+        print("clawfleet policy apply: --staging-dir is deprecated and ignored (the policy is applied from memory)",
+              file=sys.stderr)  # fmt: skip
     opts = ApplyOptions(name=args.name, policy_dir=args.policy_dir, socket=args.socket, timeout=args.timeout,
                         ledger=args.ledger or None, operator=args.operator or default_operator(),
                         source_commit=args.source_commit, check=args.check, verify=not args.no_verify,
@@ -563,6 +566,9 @@ def register_apply_subcommands(sub: Any) -> None:
     p.add_argument("--settle", type=float, default=0.2, help="health probe: re-check after this many seconds")
     p.add_argument("--host-label", metavar="NAME", help="host name in the output and ledger (default: hostname)")
     p.add_argument("--stdin-label", metavar="LABEL", help="with NEWFILE -: the name messages give it (<stdin>)")
+    # removed (nothing read the copy it wrote), accepted and ignored for one release: an older controller rolling
+    # out to an upgraded host still passes it (fleet push before 0.2); drop it in the release after
+    p.add_argument("--staging-dir", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--verify-if-deployed", action="store_true",
                    help="verify only where the gateway unit is installed and the sandbox had a policy (first "
                         "deployments: the gateway role verifies after the start); reports gateway_installed and "

@@ -165,7 +165,7 @@ class Launcher:
         pid = os.fork()
         if pid == 0:  # stage 1
             _child(status_w, _stage1, self.spec, plan, sc_filter, workdir_id, cgroup, supervisor,
-                   (ready_w, go_r), status_w)  # fmt: skip
+                   (ready_w, go_r), status_w, (status_r, ready_r, go_w))  # fmt: skip
         for fd in (status_w, ready_w, go_r):
             os.close(fd)
         restore = self._forward_signals(pid)
@@ -310,7 +310,12 @@ def _stage1(
     supervisor: int,
     sync: tuple[int, int],
     status_w: int,
+    supervisors: tuple[int, ...],
 ) -> None:
+    # The supervisor's ends (status_r, ready_r, go_w) first: were they held here, and so in stage 2, the go pipe
+    # would never reach EOF while stage 2 waits on it, and the status pipe's reader would outlive the supervisor.
+    for fd in supervisors:
+        os.close(fd)
     ready_w, go_r = sync
     _die_with_parent(supervisor)
     os.setpgid(0, 0)  # terminal signals reach only the supervisor, which forwards them once

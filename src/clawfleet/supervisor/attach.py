@@ -156,8 +156,8 @@ class AttachedGateway:
                 pid = sandbox_alive(record)
                 self._process_events(record if pid else None)
                 if self.parser is not None and not self.parser.alive():
-                    self.log.write({"event": "parser_exited", "netns_pid": self.attached_pid,
-                                    "status": self.parser.exit_status})  # fmt: skip
+                    status = await self.parser.reported_status()
+                    self.log.write({"event": "parser_exited", "netns_pid": self.attached_pid, "status": status})
                     await self._detach()  # listened again below, with a new parser
                     # one that dies at once (a bad setup) is not restarted in a loop: offline meanwhile
                     await asyncio.sleep(_PARSER_RESTART_DELAY)
