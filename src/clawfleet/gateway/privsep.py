@@ -483,10 +483,6 @@ class Parser:
         self._generation = generation  # of the policy in the setup
         self._secrets: dict[str, bytes] | None = None
 
-    @property
-    def exit_status(self) -> int | None:
-        return self.proc.returncode
-
     def alive(self) -> bool:
         return self.proc.poll() is None
 
