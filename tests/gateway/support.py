@@ -475,3 +475,22 @@ def use_providers(tmp_path: Path, config: Path, credentials: list[str], provider
     definition["gateway"]["providers"] = providers
     (tmp_path / "looper.yaml").write_text(json.dumps(definition))
     config.write_text(json.dumps({**json.loads(config.read_text()), "gateway_user": gateway_user}))
+
+
+def origin_policy(port: int, protocol: str, path: str = "/public/**") -> str:
+    """A policy with one endpoint, ``origin.test`` on loopback ``port``: GET under ``path`` allowed, and text
+    messages too where ``protocol`` is ``websocket``."""
+    messages = f', {{allow: {{method: WEBSOCKET_TEXT, path: "{path}"}}}}' if protocol == "websocket" else ""
+    return f"""\
+version: 1
+network_policies:
+  api:
+    name: api
+    endpoints:
+      - host: origin.test
+        port: {port}
+        allowed_ips: [127.0.0.1/32]
+        protocol: {protocol}
+        rules: [{{allow: {{method: GET, path: "{path}"}}}}{messages}]
+    binaries: [{{path: /usr/bin/curl}}]
+"""

@@ -21,6 +21,7 @@ from .support import (
     _response,
     connect,
     https,
+    origin_policy,
     read_head,
     request,
     tls_over,
@@ -173,21 +174,7 @@ def test_response_loses_the_fields_the_origin_names(make_gateway, origins):
 def test_websocket_upgrade_still_switches_and_named_fields_are_dropped(make_gateway, pki):
     origin = SwitchingOrigin(pki["cert"], pki["key"])
     try:
-        policy = f"""\
-version: 1
-network_policies:
-  api:
-    name: api
-    endpoints:
-      - host: origin.test
-        port: {origin.port}
-        allowed_ips: [127.0.0.1/32]
-        protocol: websocket
-        rules:
-          - {{allow: {{method: GET, path: "/public/**"}}}}
-          - {{allow: {{method: WEBSOCKET_TEXT, path: "/public/**"}}}}
-    binaries: [{{path: /usr/bin/curl}}]
-"""
+        policy = origin_policy(origin.port, "websocket")
         gw = make_gateway(policy_text=policy)
         host = f"origin.test:{origin.port}"
         sock, status, _ = connect(gw, host)

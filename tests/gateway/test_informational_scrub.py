@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from .support import SECRET_VALUE, connect, read_head, tls_over, ws_frame, ws_frames
+from .support import SECRET_VALUE, connect, origin_policy, read_head, tls_over, ws_frame, ws_frames
 
 PH = "clawfleet:secret:GITHUB_TOKEN"
 
@@ -69,23 +69,6 @@ class EchoingOrigin:
         self.srv.close()
 
 
-def _policy(port: int, protocol: str) -> str:
-    messages = ', {allow: {method: WEBSOCKET_TEXT, path: "/**"}}' if protocol == "websocket" else ""
-    return f"""\
-version: 1
-network_policies:
-  api:
-    name: api
-    endpoints:
-      - host: origin.test
-        port: {port}
-        allowed_ips: [127.0.0.1/32]
-        protocol: {protocol}
-        rules: [{{allow: {{method: GET, path: "/**"}}}}{messages}]
-    binaries: [{{path: /usr/bin/curl}}]
-"""
-
-
 @pytest.fixture
 def origin(pki):
     o = EchoingOrigin(pki["cert"], pki["key"])
@@ -115,7 +98,7 @@ def _early_hints(gw, origin, auth: str | None) -> bytes:
 
 def test_early_hints_echoing_the_credential_get_the_placeholder(make_gateway, origin):
     """Attack: the origin quotes the injected Authorization in a 103's Link header."""
-    gw = make_gateway(policy_text=_policy(origin.port, "rest"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "rest", "/**"))
     data = _early_hints(gw, origin, f"Bearer {PH}")
     assert SECRET_VALUE.encode() in origin.heads[0]  # the credential was put in
     assert SECRET_VALUE.encode() not in data
@@ -125,7 +108,7 @@ def test_early_hints_echoing_the_credential_get_the_placeholder(make_gateway, or
 
 def test_early_hints_without_a_credential_pass_unchanged(make_gateway, origin):
     """Allowed: a 103 for a request with no placeholder reaches the sandbox as the origin sent it."""
-    gw = make_gateway(policy_text=_policy(origin.port, "rest"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "rest", "/**"))
     data = _early_hints(gw, origin, None)
     assert b"HTTP/1.1 103 " in data
     assert b"</style.css>; rel=preload" in data
@@ -141,7 +124,7 @@ def _handshake(host: str, protocol: str) -> bytes:
 def test_101_echoing_a_subprotocol_credential_gets_the_placeholder_and_still_switches(make_gateway, origin):
     """Attack beside allowed: the binding fills Sec-WebSocket-Protocol, the 101 echoes the chosen (real) value;
     the sandbox gets back the placeholder it offered (a valid handshake), and the WebSocket then works."""
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"),
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket", "/**"),
                       binding={"headers": ("authorization", "sec-websocket-protocol")})  # fmt: skip
     host = f"origin.test:{origin.port}"
     sock, status, _ = connect(gw, host)
@@ -165,7 +148,7 @@ def test_101_echoing_a_subprotocol_credential_gets_the_placeholder_and_still_swi
 
 def test_101_without_a_credential_is_unchanged(make_gateway, origin):
     """Allowed: a subprotocol with no placeholder comes back as the origin chose it."""
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"),
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket", "/**"),
                       binding={"headers": ("authorization", "sec-websocket-protocol")})  # fmt: skip
     host = f"origin.test:{origin.port}"
     sock, status, _ = connect(gw, host)

@@ -7,24 +7,7 @@ import json
 
 import pytest
 
-from .support import SwitchingOrigin, _response, connect, read_head, tls_over, ws_frame
-
-
-def _policy(port: int, protocol: str) -> str:
-    messages = ', {allow: {method: WEBSOCKET_TEXT, path: "/public/**"}}' if protocol == "websocket" else ""
-    return f"""\
-version: 1
-network_policies:
-  api:
-    name: api
-    endpoints:
-      - host: origin.test
-        port: {port}
-        allowed_ips: [127.0.0.1/32]
-        protocol: {protocol}
-        rules: [{{allow: {{method: GET, path: "/public/**"}}}}{messages}]
-    binaries: [{{path: /usr/bin/curl}}]
-"""
+from .support import SwitchingOrigin, _response, connect, origin_policy, read_head, tls_over, ws_frame
 
 
 @pytest.fixture
@@ -50,7 +33,7 @@ def _tunnel(gw, origin):
 def test_rest_endpoint_upgrade_cannot_smuggle_a_raw_request(make_gateway, switching):
     """Attack: an upgrade on a GET the rule allows, then a raw DELETE the rules forbid, in the same write."""
     origin = switching()
-    gw = make_gateway(policy_text=_policy(origin.port, "rest"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "rest"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:
         tls.sendall(
@@ -67,7 +50,7 @@ def test_rest_endpoint_upgrade_cannot_smuggle_a_raw_request(make_gateway, switch
 
 def test_rest_endpoint_h2c_upgrade_stripped(make_gateway, switching):
     origin = switching()
-    gw = make_gateway(policy_text=_policy(origin.port, "rest"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "rest"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:
         tls.sendall(
@@ -83,7 +66,7 @@ def test_rest_endpoint_h2c_upgrade_stripped(make_gateway, switching):
 
 def test_websocket_endpoint_only_switches_to_websocket(make_gateway, switching):
     origin = switching()
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:  # h2c on a websocket endpoint: stripped as well
         tls.sendall(f"GET /public/x HTTP/1.1\r\nHost: {host}\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n".encode())
@@ -93,7 +76,7 @@ def test_websocket_endpoint_only_switches_to_websocket(make_gateway, switching):
 
 def test_websocket_offer_answered_with_another_protocol_is_502(make_gateway, switching):
     origin = switching(switch_to="h2c")
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:
         tls.sendall(
@@ -107,7 +90,7 @@ def test_websocket_offer_answered_with_another_protocol_is_502(make_gateway, swi
 def test_websocket_endpoint_upgrade_relayed(make_gateway, switching):
     """The allowed twin: a WebSocket upgrade on a websocket endpoint switches and relays frames both ways."""
     origin = switching()
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:
         tls.sendall(
@@ -124,7 +107,7 @@ def test_websocket_endpoint_upgrade_relayed(make_gateway, switching):
 
 def test_websocket_endpoint_upgrade_still_judged(make_gateway, switching):
     origin = switching()
-    gw = make_gateway(policy_text=_policy(origin.port, "websocket"))
+    gw = make_gateway(policy_text=origin_policy(origin.port, "websocket"))
     host = f"origin.test:{origin.port}"
     with _tunnel(gw, origin) as tls:
         tls.sendall(f"GET /private/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
