@@ -124,6 +124,21 @@ def test_normalised_view_is_none_exactly_when_normalising_changes_nothing(parts:
     assert (view is None) == unchanged
 
 
+# both ways of listing the distinct characters (few non-ASCII ones: findall; many: set of the text), each with a
+# text that folds and one that does not
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 100 + "é", "a" * 100 + "５", "a" * 100 + "\u200b", "é" * 100, "é" * 100 + "а", "12 Main" + "\u200b" * 500,
+     "x" * 30 + "\ud800" + "é" * 3, "x" * 10 + "\ud800é"],
+)  # fmt: skip
+def test_normalised_view_skip_check_on_sparse_and_dense_non_ascii(text: str) -> None:
+    view = normalize.normalized_view(text)
+    unchanged = normalize.NormalizedView(text).text == text
+    assert (view is None) == unchanged
+    assert normalize._distinct_non_ascii(text) >= set(normalize._NON_ASCII.findall(text))
+    _same(text)
+
+
 _NEEDLE_PARTS = st.sampled_from(["sk-", "sk-ant-", "sk_live_", "gh", "ghp_", "AKIA", "eyJ", "hvs.", "xox", "é", " "])
 
 
@@ -189,6 +204,31 @@ def test_cue_scan_on_dense_cues_switches_to_re_without_a_difference(unit: str) -
     want = [m.span() for m in findings._cue_regex().finditer(lower)]
     assert list(findings._cue_spans(lower)) == want
     assert findings._scan_cues(lower) == findings._scan_cues_reference(lower)
+
+
+# needles every few characters switch the vendor-needle scan to ``findall`` (a needle seen only after the switch,
+# in ASCII and non-ASCII text, must still be found, and one split by the switch point must not be invented)
+@pytest.mark.parametrize("unit", ["xoxb-\u200b", "xoxb-", "eyJ.", "sk-ant-é", "AKIASIA", "ghp_ ", "hvs.hvb."])
+@pytest.mark.parametrize("tail", ["", " sk_live_x", " gh\u200bp_ AKIA", "é github_pat_"])
+def test_vendor_needle_scan_on_dense_needles_switches_to_re_without_a_difference(unit: str, tail: str) -> None:
+    text = unit * 3_000 + tail + "!"
+    assert secrets._needles_present(text) == set(secrets._NEEDLES.findall(text))
+
+
+# a long token made of URL escapes (``"Ana" + "%41" * n``): its marks are skipped without a step each; the tokens
+# must be the ones the token loop before gave, with short escaped tokens before, between and after long ones
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ana" + "%41" * 3_000 + "!",
+        "%41 " + "Ana" + "%41" * 500 + " %41%42 x\\u0041 " + "\\u0041" * 300 + '"%4' + "é%41" * 200 + " %41",
+        "\\u0041" * 2_000 + "\\",
+        "%" * 40 + " %41 " + "a" * 15 + "%",
+    ],
+)
+def test_escape_marks_inside_long_tokens_change_no_candidate(text: str) -> None:
+    assert list(decode._candidates(text)) == list(classifier_before.decode._candidates(text))
+    _same(text)
 
 
 @pytest.mark.parametrize("unit", ["５", "1", "123-45-6789 ", "4111 1111 1111 1111 ", "12 34 56 A ", "(415) 555-2671 "])

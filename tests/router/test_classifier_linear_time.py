@@ -116,3 +116,44 @@ def test_vendor_keys_are_matched_from_where_they_start(kind: str, key: str) -> N
     """Prefixed patterns are tried only at their start literals: each vendor's key is still found whole."""
     text = f"config: {key}\n"
     assert [(f.type, text[f.start : f.end]) for f in Classifier().classify(text)] == [(kind, key)]
+
+
+# Two shapes of shape_makers (trigger x filler) on which the classifier was slower than the one before it at
+# 100 KB (2026-12-07): a step in Python per vendor needle (RE2 prefilter) and per URL escape inside one long token.
+# Time ratios against the old classifier are the benchmark's job (benchmarks/bench_classifier.py); here, the
+# number of those steps, which does not depend on the machine's load.
+def test_dense_vendor_needles_are_not_stepped_through_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawfleet.router.classifier import findings, secrets
+
+    steps = 0
+
+    def counted(rx, raw):  # type: ignore[no-untyped-def]
+        nonlocal steps
+        for span in findings.byte_spans(rx, raw):
+            steps += 1
+            yield span
+
+    monkeypatch.setattr(secrets, "byte_spans", counted)
+    text = ("xoxb-" + "\u200b") * (100_000 // 6) + "!"
+    assert secrets._needles_present(text) == {"xox"}
+    assert steps <= 256  # then findall goes on in C; there are 16,666 needles
+
+
+def test_escapes_inside_one_long_token_are_not_stepped_through_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawfleet.router.classifier import decode
+
+    searched: list[tuple[int, int]] = []
+    real = decode._SHORT_MARKED
+
+    class Counted:  # the short-token pattern, recording the gaps it is run over
+        def finditer(self, text: str, lo: int, hi: int):  # type: ignore[no-untyped-def]
+            searched.append((lo, hi))
+            return real.finditer(text, lo, hi)
+
+    monkeypatch.setattr(decode, "_SHORT_MARKED", Counted())
+    text = "Ana" + "%41" * 33_332 + "!"
+    assert list(decode._tokens(text)) == [(0, len(text))]
+    assert searched == []  # every escape is inside the one long token
+    text = "%41 " + text + " %42"
+    assert list(decode._tokens(text)) == [(0, 3), (4, len(text) - 4), (len(text) - 3, len(text))]
+    assert searched == [(0, 4), (len(text) - 4, len(text))]

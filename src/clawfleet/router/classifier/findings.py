@@ -368,7 +368,7 @@ def _cue_spans(lower: str) -> Iterator[tuple[int, int]]:
     the last match's end, which finds the same words from there (both: leftmost, longest, non-overlapping)."""
     for count, (start, end) in enumerate(re2_spans(_cue_regex_re2(), lower), 1):
         yield start, end
-        if count % _DENSE_CHECK == 0 and end < count * _DENSE_CHARS:
+        if dense_scan(count, end):
             yield from (m.span() for m in _cue_regex().finditer(lower, end))
             return
 
@@ -377,6 +377,12 @@ def _cue_spans(lower: str) -> Iterator[tuple[int, int]]:
 # than _DENSE_CHARS characters so far goes on with ``re`` (a PII-dense 100 KB text has a context word every ~85)
 _DENSE_CHECK = 256
 _DENSE_CHARS = 32
+
+
+def dense_scan(count: int, end: int) -> bool:
+    """Whether an RE2 scan that has found ``count`` matches, the last ending at offset ``end``, should go on with
+    ``re``: matches come so often that RE2's cost per match from Python outweighs its linear scan."""
+    return count % _DENSE_CHECK == 0 and end < count * _DENSE_CHARS
 
 
 def re2_spans(rx: Any, text: str) -> Iterator[tuple[int, int]]:
