@@ -7,16 +7,28 @@ of worker processes (spawned, each with its own classifier built from the same o
 on a future. Small texts, the common case, stay on a thread: a process round trip would cost them more than the
 classification itself. Every call has the caller's time budget; past it the caller treats the request as
 unscanned.
+
+The workers must not outlive the router. A SIGKILLed router runs no ``close()``, and each worker holds the
+write end of the executor's own call queue (the queue is pickled whole into every worker), so the EOF that would
+end them never comes: they lived on under PID 1. Each worker therefore watches a pipe of its own whose write end
+only the router holds: the kernel closes it when the router dies, however it dies, and the worker exits (at
+once when idle; mid-classification at the classifier's next release of the interpreter lock, linear-time bounded).
+Chosen over ``PR_SET_PDEATHSIG``: that fires when the *thread* that spawned the worker ends, and the pool spawns
+from whichever thread submits (the event loop's; in tests and embedders a thread that may end while the router
+lives on), and the pipe also covers a router that died before the worker started watching (EOF at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Any
 
 from clawfleet.router.classifier import Classifier, CustomClass, Finding
@@ -36,8 +48,19 @@ def build_classifier(options: ClassifierOptions, custom: Sequence[CustomClass]) 
     return Classifier(min_score=options.min_score, disabled=options.disable, custom=custom, extra_engines=extra)
 
 
-def _init_worker(options: ClassifierOptions, custom: Sequence[CustomClass]) -> None:
+def _exit_when_router_dies(router_alive: Connection) -> None:
+    """Block until the router's end of the pipe closes (it never writes), then end this worker at once."""
+    with contextlib.suppress(EOFError, OSError):
+        router_alive.recv_bytes()
+    # os._exit, not sys.exit: no cleanup that could wait on the dead router's queues
+    os._exit(0)
+
+
+def _init_worker(router_alive: Connection, options: ClassifierOptions, custom: Sequence[CustomClass]) -> None:
     global _worker_classifier
+    # first, before the classifier (Presidio takes seconds to load): a daemon thread, so it never holds the
+    # worker's own exit; blocked in a read, it does not take the interpreter lock from the classification
+    threading.Thread(target=_exit_when_router_dies, args=(router_alive,), name="router-watch", daemon=True).start()
     _worker_classifier = build_classifier(options, custom)
 
 
@@ -68,16 +91,22 @@ class ClassifyPool:
         self._options, self._custom = options, tuple(custom)
         self._workers = workers or min(2, os.cpu_count() or 1)
         self._procs: ProcessPoolExecutor | None = None  # started on the first large request
+        # the workers' lifeline (module docstring): the read end goes to each worker; the write end stays here,
+        # never written, and is not inherited by anything (os.pipe is close-on-exec, spawn passes only the
+        # descriptors it pickles), so it closes when the router dies or this pool is collected
+        self._router_alive: tuple[Connection, Connection] | None = None
 
     def _processes(self) -> Executor:
         if self._procs is None:
             # spawn, not fork: the router runs threads (the event loop's executor, uvicorn), and a forked child
             # would inherit their locks mid-state
+            ctx = multiprocessing.get_context("spawn")
+            self._router_alive = ctx.Pipe(duplex=False)
             self._procs = ProcessPoolExecutor(
                 max_workers=self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(self._options, self._custom),
+                initargs=(self._router_alive[0], self._options, self._custom),
             )
         return self._procs
 
@@ -120,6 +149,9 @@ class ClassifyPool:
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
         if self._procs is not None:
+            # the workers end on the shutdown's own sentinels; the lifeline's write end is left to close with
+            # this object (or the process): closed here, a worker still finishing a timed-out task would die
+            # mid-write of its result and could leave the executor's reader waiting for the rest
             self._procs.shutdown(wait=False, cancel_futures=True)
 
 
