@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from clawfleet.router.app import RouterApp
@@ -180,3 +184,21 @@ def router_local_down(fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFa
     handle = start_router(router_config_dict(fakes, secrets, local_url=f"http://127.0.0.1:{free_port()}"))
     yield handle
     handle.stop()
+
+
+def serve_router(path: Path, port: int, *, stderr: Any = subprocess.DEVNULL, timeout: float = 20.0) -> subprocess.Popen:
+    """``clawfleet router serve --config PATH`` in its own process (this venv's console script), returned once its
+    ``/healthz`` on ``port`` answers; killed, and the test failed, if it does not within ``timeout`` seconds."""
+    exe = Path(sys.executable).parent / "clawfleet"
+    proc = subprocess.Popen([str(exe), "router", "serve", "--config", str(path)], stderr=stderr)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    raise AssertionError(f"router serve did not answer /healthz within {timeout:g} s")

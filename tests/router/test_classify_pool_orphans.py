@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from clawfleet.router import classify_pool
 from clawfleet.router.config import ClassifierOptions
 
-from .conftest import router_config_dict, write_yaml
+from .conftest import router_config_dict, serve_router, write_yaml
 from .fake_upstreams import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_fakes")
@@ -79,19 +78,10 @@ def test_classify_workers_die_with_a_sigkilled_router(fakes, tmp_path, clean_fak
     cfg["classifier"] = {"time_budget_ms": 60_000}
     path = tmp_path / "router.yaml"
     write_yaml(path, cfg)
-    exe = Path(sys.executable).parent / "clawfleet"
-    proc = subprocess.Popen([str(exe), "router", "serve", "--config", str(path)], stderr=subprocess.DEVNULL)
+    proc = serve_router(path, port, stderr=subprocess.DEVNULL, timeout=30)
     url = f"http://127.0.0.1:{port}"
     workers: list[int] = []
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert _wait(up, 30)
         # allowed action first: while the router lives, the workers classify large requests correctly. Two at
         # once, so that the pool spawns both of its workers (it spawns one per request that finds none idle)
         texts = [FILLER + " Customer CUST-123456 asked for a refund.", FILLER]

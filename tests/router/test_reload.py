@@ -7,16 +7,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from .conftest import router_config_dict, start_router, write_yaml
+from .conftest import router_config_dict, serve_router, start_router, write_yaml
 from .fake_upstreams import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_fakes")
@@ -142,18 +140,9 @@ def test_sighup_reloads_a_served_router(fakes, tmp_path, clean_fakes):
     )
     path = tmp_path / "router.yaml"
     write_yaml(path, cfg)
-    exe = Path(sys.executable).parent / "clawfleet"
-    proc = subprocess.Popen([str(exe), "router", "serve", "--config", str(path)], stderr=subprocess.PIPE)
+    proc = serve_router(path, port, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert _wait(up, 20)
         _chat(url)
         assert len(clean_fakes["cloud"].received) == 1
         cfg["routes"][-1] = {"name": "default", "action": "cloud", "provider": "backup"}
